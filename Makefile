@@ -1,0 +1,31 @@
+# Two commands: `make sweep` runs the default benchmark, `make test` runs the test suite.
+# Both create and fill .venv first if needed, with the tested versions from constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: sweep test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports]'
+	touch $(STAMP)
+
+sweep: $(STAMP)
+	$(BIN)/vrbench run -o results
+
+lint: $(STAMP)
+	$(BIN)/ruff check vrbench tests benchmarks
+
+# pytest exits 5 when it collects no test: that is a failure here, not a pass.
+test: lint
+	$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .benchmarks

@@ -1,0 +1,116 @@
+"""Streaming statistics and cell metrics against direct computations and known truths."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tests.test_estimators import bernoulli_score_function_variance, gaussian_quadratic_variances
+from vrbench import estimators, problems
+from vrbench.bench.metrics import EstimateAccumulator, Moments, bias_pvalue
+from vrbench.problems.base import DTYPE
+from vrbench.reports import format_interval
+
+
+def test_chan_merge_equals_direct_moments(generator):
+    data = torch.randn(1000, 5, generator=generator, dtype=DTYPE) * 3 + 7
+    merged = Moments.empty(5)
+    for part in torch.split(data, [1, 10, 300, 689]):
+        merged = merged.merge(Moments.of(part))
+    assert merged.count == 1000
+    torch.testing.assert_close(merged.mean, data.mean(dim=0), rtol=1e-13, atol=0)
+    torch.testing.assert_close(merged.variance(), data.var(dim=0), rtol=1e-12, atol=0)
+
+
+def test_metrics_do_not_depend_on_chunking(generator):
+    data = torch.randn(1001, 3, generator=generator, dtype=DTYPE)
+    truth = torch.tensor([0.1, 0.0, -0.2], dtype=DTYPE)
+    whole = EstimateAccumulator(truth, 1001)
+    whole.update(data)
+    pieces = EstimateAccumulator(truth, 1001)
+    for part in torch.split(data, 97):
+        pieces.update(part)
+    for key, value in whole.metrics().items():
+        assert pieces.metrics()[key] == pytest.approx(value, rel=1e-10), key
+
+
+def test_metrics_match_direct_definitions(generator):
+    data = torch.randn(500, 4, generator=generator, dtype=DTYPE) * 2 + 0.3
+    truth = torch.tensor([0.3, 0.3, 0.0, 0.3], dtype=DTYPE)
+    acc = EstimateAccumulator(truth, 500)
+    acc.update(data)
+    metrics = acc.metrics()
+    assert metrics["variance"] == pytest.approx(float(data.var(dim=0).sum()), rel=1e-12)
+    assert metrics["bias_norm"] == pytest.approx(float((data.mean(0) - truth).norm()), rel=1e-12)
+    assert metrics["mse"] == pytest.approx(float(((data - truth) ** 2).sum(1).mean()), rel=1e-12)
+    assert metrics["true_grad_norm"] == pytest.approx(float(truth.norm()))
+    cosines = (data @ truth) / (data.norm(dim=1) * truth.norm())
+    assert metrics["cosine"] == pytest.approx(float(cosines.mean()), rel=1e-12)
+
+
+def test_wrong_number_of_estimates_is_an_error():
+    acc = EstimateAccumulator(torch.zeros(2, dtype=DTYPE), 10)
+    acc.update(torch.zeros(4, 2, dtype=DTYPE))
+    with pytest.raises(RuntimeError, match="expected 10 estimates, got 4"):
+        acc.metrics()
+
+
+@pytest.mark.parametrize("case", ["bernoulli_score_function", "gaussian_pathwise"])
+def test_variance_interval_covers_the_exact_variance_about_95_percent(case):
+    """Over 400 independent cells, coverage of the exact variance is 95% ± 4.5 SE."""
+    if case == "bernoulli_score_function":
+        problem, estimator = problems.make("bernoulli_toy"), estimators.make("score_function")
+        exact = bernoulli_score_function_variance(0.0, 0.499) / 4
+    else:
+        problem, estimator = (
+            problems.make("gaussian_quadratic"),
+            estimators.make("reparameterization"),
+        )
+        exact = gaussian_quadratic_variances(1.0, 1.5)[1] / 4
+    cells, replicates = 400, 1000
+    theta = problem.initial_theta()
+    estimates = estimator.estimate(
+        problem, theta, 4, cells * replicates, torch.Generator().manual_seed(7)
+    )
+    covered = 0
+    for block in estimates.split(replicates):
+        acc = EstimateAccumulator(problem.exact_grad(theta), replicates)
+        acc.update(block)
+        m = acc.metrics()
+        covered += m["variance_ci_low"] <= exact <= m["variance_ci_high"]
+    tolerance = 4.5 * math.sqrt(0.95 * 0.05 / cells)
+    assert abs(covered / cells - 0.95) < tolerance
+
+
+def test_bias_pvalue_is_calibrated_and_powerful(generator):
+    truth = torch.zeros(3, dtype=DTYPE)
+    pvalues = []
+    for _ in range(400):
+        moments = Moments.of(torch.randn(200, 3, generator=generator, dtype=DTYPE))
+        pvalues.append(bias_pvalue(moments, truth))
+    rejected = sum(p < 0.05 for p in pvalues) / 400
+    # Bonferroni is conservative: at most 5% rejections (+4.5 SE), and not wildly fewer.
+    assert 0.0 < rejected < 0.05 + 4.5 * math.sqrt(0.05 * 0.95 / 400)
+    shifted = Moments.of(torch.randn(200, 3, generator=generator, dtype=DTYPE) + 1.0)
+    assert bias_pvalue(shifted, truth) < 1e-10
+
+
+def test_bias_pvalue_on_constant_coordinates():
+    constant = Moments.of(torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=DTYPE))
+    assert bias_pvalue(constant, torch.tensor([1.0, 0.0], dtype=DTYPE)) == 1.0
+    assert bias_pvalue(constant, torch.tensor([1.0, 0.5], dtype=DTYPE)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "text"),
+    [
+        (1.234e-3, 1.194e-3, 1.274e-3, "1.23(4)e-3"),
+        (31.4, 30.2, 32.6, "3.14(12)e1"),
+        (5.0, 4.0, 6.0, "5.0(10)e0"),
+        (2.5, math.nan, math.nan, "2.500e0"),
+    ],
+)
+def test_format_interval(value, low, high, text):
+    assert format_interval(value, low, high) == text

@@ -1,0 +1,114 @@
+"""Running cells: fit, warm up, estimate in memory-bounded chunks, time, and summarize."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from vrbench.bench.cells import Cell, Skipped
+from vrbench.bench.metrics import EstimateAccumulator
+from vrbench.estimators.base import Estimator
+from vrbench.problems.base import Problem
+
+CHUNK_NUMBERS = 8_000_000
+"""Numbers (float64) one chunk of estimates may hold: about 64 MiB."""
+
+WARMUP_REPLICATES = 8
+
+
+def chunk_size(problem: Problem, n_samples: int, replicates: int) -> int:
+    """Replicates per chunk, a function of the cell alone so results never depend on it."""
+    per_replicate = n_samples * (2 * problem.dim + problem.sample_width())
+    return max(1, min(replicates, CHUNK_NUMBERS // per_replicate))
+
+
+def measure(
+    problem: Problem, estimator: Estimator, cell: Cell
+) -> tuple[dict[str, float], float, float]:
+    """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``."""
+    theta = problem.initial_theta()
+    theta_before = theta.clone()
+    start = time.perf_counter()
+    state = estimator.fit(problem, theta, cell.generator("fit"))
+    fit_seconds = time.perf_counter() - start
+
+    warmup = min(cell.replicates, WARMUP_REPLICATES)
+    estimator.estimate(problem, theta, cell.n_samples, warmup, cell.generator("warmup"), state)
+
+    accumulator = EstimateAccumulator(problem.exact_grad(theta), cell.replicates)
+    generator = cell.generator("measure")
+    chunk = chunk_size(problem, cell.n_samples, cell.replicates)
+    elapsed = 0.0
+    done = 0
+    while done < cell.replicates:
+        size = min(chunk, cell.replicates - done)
+        start = time.perf_counter()
+        estimates = estimator.estimate(problem, theta, cell.n_samples, size, generator, state)
+        elapsed += time.perf_counter() - start
+        if estimates.shape != (size, problem.dim):
+            raise ValueError(
+                f"{estimator.name} returned shape {tuple(estimates.shape)}, "
+                f"expected {(size, problem.dim)}"
+            )
+        if not bool(torch.isfinite(estimates).all()):
+            raise FloatingPointError(f"{estimator.name} returned non-finite estimates")
+        accumulator.update(estimates)
+        done += size
+    if not torch.equal(theta, theta_before):
+        raise RuntimeError(f"{estimator.name} modified θ in place")
+    return accumulator.metrics(), elapsed / cell.replicates, fit_seconds
+
+
+def _base_row(problem: Any, estimator: Any, n_samples: int) -> dict[str, Any]:
+    return {
+        "problem": str(problem),
+        "problem_params": json.dumps(dict(problem.params), sort_keys=True, default=str),
+        "estimator": str(estimator),
+        "estimator_params": json.dumps(dict(estimator.params), sort_keys=True, default=str),
+        "n_samples": n_samples,
+    }
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Run one cell; any failure becomes a row with status ``error`` instead of an exception."""
+    row = _base_row(cell.problem, cell.estimator, cell.n_samples)
+    row.update(replicates=cell.replicates, seed=cell.seed, cell_id=cell.key())
+    try:
+        problem, estimator = cell.build()
+        row.update(
+            family=estimator.family,
+            unbiased_claim=estimator.unbiased,
+            f_evals=estimator.f_evals(cell.n_samples),
+            value=float(problem.value(problem.initial_theta())),
+        )
+        metrics, seconds, fit_seconds = measure(problem, estimator, cell)
+        row.update(metrics, time_per_estimate_s=seconds, fit_time_s=fit_seconds, status="ok")
+        row["error"] = ""
+    except Exception as exc:  # one failing cell must never take a sweep down
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        row["traceback"] = traceback.format_exc(limit=5)
+    return row
+
+
+def skipped_row(skip: Skipped, replicates: int, seed: int) -> dict[str, Any]:
+    row = _base_row(skip.problem, skip.estimator, skip.n_samples)
+    row.update(replicates=replicates, seed=seed, status="skipped", error=skip.reason)
+    return row
+
+
+def run_cells(
+    cells: Iterable[Cell], on_done: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Run cells one after another, calling ``on_done(row)`` after each."""
+    rows = []
+    for cell in cells:
+        row = run_cell(cell)
+        rows.append(row)
+        if on_done is not None:
+            on_done(row)
+    return rows

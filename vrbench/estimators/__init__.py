@@ -1,0 +1,30 @@
+"""Estimators: gradient estimators, one file each, found through :data:`registry`."""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vrbench.estimators.base import Estimator, weighted_score
+from vrbench.registry import Registry
+
+registry: Registry[type[Estimator]] = Registry("estimator", "vrbench.estimators")
+
+
+def register(name: str) -> Callable[[type[Estimator]], type[Estimator]]:
+    """Class decorator registering a built-in estimator under ``name``."""
+    return registry.register(name)
+
+
+def make(name: str, params: Mapping[str, Any] | None = None) -> Estimator:
+    """Build the estimator ``name`` with parameter overrides (strings are parsed)."""
+    return registry.get(name).from_params(params)
+
+
+# Importing the built-in modules registers them.
+from vrbench.estimators import (  # noqa: E402, F401
+    baseline,
+    reparameterization,
+    rloo,
+    score_function,
+)
+
+__all__ = ["Estimator", "make", "register", "registry", "weighted_score"]

@@ -1,0 +1,80 @@
+"""The estimator protocol: a problem and θ in, ``R`` independent gradient estimates out."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from vrbench.components import Component
+from vrbench.problems.base import Capability, Problem
+
+
+class Estimator(Component, abc.ABC):
+    """Turns a problem and θ into a batch of independent gradient estimates.
+
+    Subclasses are frozen dataclasses (fields are hyper-parameters) registered with
+    :func:`vrbench.estimators.register`. Class attributes declare what the estimator needs and
+    promises, so the harness only pairs it with problems it applies to:
+
+    * ``family``: a short group name (``"score function"``, ``"pathwise"``, ...);
+    * ``requires``: capabilities the problem must have;
+    * ``unbiased``: whether ``E[ĝ] = ∇J(θ)`` is claimed (the test suite checks the claim);
+    * ``min_samples``: the smallest ``n_samples`` it is defined for;
+    * ``evals_per_sample``: evaluations of f per draw, so ``f_evals = evals_per_sample · n``.
+    """
+
+    family: ClassVar[str] = "other"
+    requires: ClassVar[frozenset[Capability]] = frozenset()
+    unbiased: ClassVar[bool] = True
+    min_samples: ClassVar[int] = 1
+    evals_per_sample: ClassVar[int] = 1
+    reference: ClassVar[str] = ""
+
+    def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
+        """Why this estimator cannot run on ``problem`` with ``n_samples``, or ``None``."""
+        missing = sorted(self.requires - problem.capabilities)
+        if missing:
+            return f"{self.name} requires a problem that is {', '.join(missing)}"
+        if n_samples < self.min_samples:
+            return f"{self.name} needs n_samples >= {self.min_samples}, got {n_samples}"
+        return None
+
+    def f_evals(self, n_samples: int) -> int:
+        """Evaluations of f that one estimate from ``n_samples`` draws costs."""
+        return self.evals_per_sample * n_samples
+
+    def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Any:
+        """Fit any state (a baseline, a control variate) before measurement.
+
+        The harness passes a generator independent of the one used for measurement, so the
+        fitted state is independent of the measured samples. Stateless estimators return None.
+        """
+        return None
+
+    @abc.abstractmethod
+    def estimate(
+        self,
+        problem: Problem,
+        theta: Tensor,
+        n_samples: int,
+        replicates: int,
+        generator: torch.Generator,
+        state: Any = None,
+    ) -> Tensor:
+        """``replicates`` independent estimates of ``∇J(θ)``, shape ``(replicates, dim)``.
+
+        Each estimate uses ``n_samples`` fresh draws; the computation is batched over
+        replicates and samples.
+        """
+
+
+def weighted_score(problem: Problem, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
+    """``(1/n) Σ_j w_j ∇θ log p(x_j; θ)`` for each replicate: the core of score-function methods.
+
+    ``weights`` has shape ``(R, n)``; the result has shape ``(R, dim)``.
+    """
+    scores = problem.score(theta, samples)
+    return torch.einsum("rn,rnd->rd", weights, scores) / weights.shape[1]

@@ -1,0 +1,95 @@
+"""The problem protocol: ``J(θ) = E_{x~p(x;θ)}[f(x)]`` together with its exact gradient."""
+
+from __future__ import annotations
+
+import abc
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from vrbench.components import Component
+
+DTYPE = torch.float64
+"""All problems compute in double precision so exact gradients are exact to ~1e-15."""
+
+
+class Capability(StrEnum):
+    """What a problem offers; estimators declare which of these they require."""
+
+    DISCRETE = "discrete"
+    """Samples are discrete (Bernoulli, categorical, actions, trajectories)."""
+    CONTINUOUS = "continuous"
+    """Samples are real-valued."""
+    DIFFERENTIABLE = "differentiable"
+    """f is differentiable (almost everywhere) in x, in torch, so pathwise gradients apply."""
+    REPARAMETERIZABLE = "reparameterizable"
+    """x = transform(θ, noise) with noise independent of θ (see :meth:`Problem.transform`)."""
+    SEQUENTIAL = "sequential"
+    """Samples are trajectories of an MDP; f is the (discounted) return."""
+
+
+class Problem(Component, abc.ABC):
+    """An objective ``J(θ) = E_{x~p(x;θ)}[f(x)]`` with its exact gradient.
+
+    Subclasses are frozen dataclasses (their fields are the problem's parameters) registered with
+    :func:`vrbench.problems.register`. ``θ`` is always a flat float64 vector of length
+    :attr:`dim`; samples are whatever the problem likes (tensors, tuples) with leading batch
+    shape ``(R, n)``: estimators never look inside, they only pass samples back to
+    :meth:`f` and :meth:`score`.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    reference: ClassVar[str] = ""
+    """The paper that introduced or popularized the problem."""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Length of θ."""
+
+    @abc.abstractmethod
+    def initial_theta(self) -> Tensor:
+        """The θ at which the benchmark measures gradients, shape ``(dim,)``."""
+
+    @abc.abstractmethod
+    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Any:
+        """Draw ``shape = (R, n)`` independent samples ``x ~ p(x; θ)``."""
+
+    @abc.abstractmethod
+    def f(self, samples: Any) -> Tensor:
+        """The objective of each sample, shape ``(R, n)``."""
+
+    @abc.abstractmethod
+    def score(self, theta: Tensor, samples: Any) -> Tensor:
+        """``∇θ log p(x; θ)`` of each sample, shape ``(R, n, dim)``."""
+
+    @abc.abstractmethod
+    def value(self, theta: Tensor) -> Tensor:
+        """The exact objective ``J(θ)`` (a scalar tensor)."""
+
+    @abc.abstractmethod
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        """The exact gradient ``∇J(θ)``, shape ``(dim,)``."""
+
+    # Reparameterizable problems implement the two methods below.
+    def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+        """Draw the parameter-free noise ε of ``x = transform(θ, ε)``, batch shape ``(R, n)``."""
+        raise NotImplementedError(f"{self.name} is not reparameterizable")
+
+    def transform(self, theta: Tensor, noise: Tensor) -> Any:
+        """Map noise to samples, differentiably in θ.
+
+        ``theta`` is either ``(dim,)`` or a per-replicate batch ``(R, 1, dim)`` that broadcasts
+        against the noise's ``(R, n)`` batch shape.
+        """
+        raise NotImplementedError(f"{self.name} is not reparameterizable")
+
+    def sample_width(self) -> int:
+        """Numbers stored per sample besides the score; sizes the harness's memory chunks."""
+        return 1
+
+    def describe(self) -> str:
+        caps = ", ".join(sorted(self.capabilities))
+        return f"{self.name} (dim {self.dim}; {caps})"
