@@ -98,9 +98,12 @@ def test_bias_pvalue_is_calibrated_and_powerful(generator):
 
 
 def test_bias_pvalue_on_constant_coordinates():
-    constant = Moments.of(torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=DTYPE))
-    assert bias_pvalue(constant, torch.tensor([1.0, 0.0], dtype=DTYPE)) == 1.0
-    assert bias_pvalue(constant, torch.tensor([1.0, 0.5], dtype=DTYPE)) == 0.0
+    deterministic = Moments.of(torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=DTYPE))
+    assert bias_pvalue(deterministic, torch.tensor([1.0, 0.0], dtype=DTYPE)) == 1.0
+    assert bias_pvalue(deterministic, torch.tensor([1.0, 0.5], dtype=DTYPE)) == 0.0
+    # A coordinate that never moved (an unseen rare event) is skipped, not rejected.
+    sparse = Moments.of(torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0]], dtype=DTYPE))
+    assert bias_pvalue(sparse, torch.tensor([2.0, 1e-3], dtype=DTYPE)) == 1.0
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from vrbench import problems
 from vrbench.errors import ParameterError, VrbenchError
 from vrbench.problems.base import DTYPE
 from vrbench.problems.mdp import table_from_env
+from vrbench.testing import finite_difference_error
 
 PROBLEM_NAMES = problems.registry.names()
 
@@ -27,14 +28,8 @@ def perturbed_theta(problem, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("name", PROBLEM_NAMES)
 def test_exact_gradient_matches_central_finite_differences(name):
     problem = problems.make(name)
-    theta = perturbed_theta(problem)
-    h = 1e-5
-    basis = torch.eye(problem.dim, dtype=DTYPE)
-    fd = torch.stack(
-        [(problem.value(theta + h * e) - problem.value(theta - h * e)) / (2 * h) for e in basis]
-    )
-    # Central differences of a smooth J have error O(h²·J''') ≈ 1e-10 plus rounding ≈ 1e-11.
-    torch.testing.assert_close(problem.exact_grad(theta), fd, rtol=1e-6, atol=1e-8)
+    # Central differences err by O(h²) times J's third derivative, plus rounding: ~1e-10.
+    assert finite_difference_error(problem, perturbed_theta(problem)) < 1e-7
 
 
 @pytest.mark.parametrize("name", PROBLEM_NAMES)
@@ -42,7 +37,7 @@ def test_sampled_objective_has_the_exact_mean(name, generator):
     """The sampler draws from exactly the distribution whose J is computed (within 5 SE)."""
     problem = problems.make(name)
     theta = perturbed_theta(problem, seed=1)
-    values = problem.f(problem.sample(theta, (200, 100), generator)).reshape(-1)
+    values = problem.f(problem.sample(theta, (100, 100), generator)).reshape(-1)
     se = values.std() / math.sqrt(values.numel())
     assert abs(values.mean() - problem.value(theta)) < 5 * se + 1e-12
 
@@ -51,7 +46,7 @@ def test_sampled_objective_has_the_exact_mean(name, generator):
 def test_score_has_mean_zero(name, generator):
     problem = problems.make(name)
     theta = perturbed_theta(problem, seed=2)
-    scores = problem.score(theta, problem.sample(theta, (200, 100), generator)).reshape(
+    scores = problem.score(theta, problem.sample(theta, (100, 100), generator)).reshape(
         -1, problem.dim
     )
     se = scores.std(dim=0) / math.sqrt(scores.shape[0])
@@ -193,3 +188,213 @@ def test_adapter_checks_probabilities_and_state_range():
 def test_bad_parameters_are_named(name, params, message):
     with pytest.raises(ParameterError, match=message.replace("(", r"\(")):
         problems.make(name, params)
+
+
+def _quadrature(fun, mu, sigma):
+    """E[fun(x)] for x ~ N(μ, σ²) by adaptive quadrature (kinks split at the breakpoints)."""
+    density = stats.norm(mu, sigma).pdf
+    value, _ = integrate.quad(lambda x: fun(x) * density(x), -np.inf, np.inf, epsabs=1e-12,
+                              limit=200)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "fun"),
+    [
+        ("gaussian_abs", {"c": 0.5, "mu": 1.0, "sigma": 1.0}, lambda x: abs(x - 0.5)),
+        ("gaussian_abs", {"c": -0.2, "mu": 0.3, "sigma": 0.7}, lambda x: abs(x + 0.2)),
+        ("gaussian_cosine", {"omega": 3.0, "mu": 0.5, "sigma": 0.5}, lambda x: np.cos(3 * x)),
+        ("gaussian_cosine", {"omega": 1.5, "mu": -0.4, "sigma": 1.2}, lambda x: np.cos(1.5 * x)),
+    ],
+)
+def test_univariate_gaussian_objectives_against_quadrature(name, params, fun):
+    problem = problems.make(name, params)
+    theta = problem.initial_theta()
+    mu, sigma = params["mu"], params["sigma"]
+    assert problem.value(theta).item() == pytest.approx(_quadrature(fun, mu, sigma), abs=1e-9)
+    h = 1e-4  # quadrature of J at shifted (μ, σ): a reference that shares no code with vrbench
+    d_mu = (_quadrature(fun, mu + h, sigma) - _quadrature(fun, mu - h, sigma)) / (2 * h)
+    d_sigma = (_quadrature(fun, mu, sigma + h) - _quadrature(fun, mu, sigma - h)) / (2 * h)
+    np.testing.assert_allclose(problem.exact_grad(theta).numpy(), [d_mu, d_sigma], atol=1e-6)
+
+
+def test_multivariate_gaussian_quadratic_closed_form():
+    problem = problems.make("gaussian_quadratic_10d", {"D": 3, "k": 0.25})
+    mu, sigma = np.array([1.0, -0.5, 2.0]), np.array([0.5, 1.5, 1.0])
+    theta = torch.tensor(np.concatenate([mu, sigma]), dtype=DTYPE)
+    # E[(x − k)²] = (μ − k)² + σ² per coordinate.
+    assert problem.value(theta).item() == pytest.approx(((mu - 0.25) ** 2 + sigma**2).sum())
+    np.testing.assert_allclose(problem.exact_grad(theta).numpy(),
+                               np.concatenate([2 * (mu - 0.25), 2 * sigma]))
+    assert problem.dim == 6 and problems.make("gaussian_quadratic_10d").dim == 20
+
+
+def test_bernoulli_vector_by_enumeration():
+    import itertools
+
+    problem = problems.make("bernoulli_vector", {"D": 3, "t": 0.45})
+    theta = np.array([0.3, -1.0, 2.0])
+    p = 1 / (1 + np.exp(-theta))
+
+    def objective(th):
+        q = 1 / (1 + np.exp(-th))
+        return sum(np.prod(np.where(b, q, 1 - q)) * np.mean((np.array(b) - 0.45) ** 2)
+                   for b in itertools.product([0, 1], repeat=3))
+
+    t = torch.tensor(theta, dtype=DTYPE)
+    assert problem.value(t).item() == pytest.approx(objective(theta), rel=1e-13)
+    h = 1e-6
+    fd = [(objective(theta + h * e) - objective(theta - h * e)) / (2 * h) for e in np.eye(3)]
+    np.testing.assert_allclose(problem.exact_grad(t).numpy(), fd, atol=1e-9)
+    assert p.shape == (3,)
+
+
+@pytest.mark.parametrize("t", [0.49, 0.499, 0.4])
+def test_bernoulli_toy_targets(t):
+    problem = problems.make("bernoulli_toy", {"t": t, "theta": -1.5})
+    p = 1 / (1 + math.exp(1.5))
+    assert problem.exact_grad(problem.initial_theta()).item() == pytest.approx(
+        p * (1 - p) * (1 - 2 * t), rel=1e-12)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _enumerated_softmax_objective(theta: np.ndarray, rewards: np.ndarray) -> float:
+    return float(_softmax(theta) @ rewards)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "rewards"),
+    [
+        ("categorical_target", {},
+         np.array([float(k == 3) + 0.1 * math.cos(2.5 * k) for k in range(10)])),
+        ("bandit_bernoulli_k", {"arms": 5}, np.array([0.05, 0.275, 0.5, 0.725, 0.95])),
+        ("bandit_bernoulli_k", {"arms": 100}, 0.05 + 0.9 * np.arange(100) / 99),
+    ],
+)
+def test_softmax_problems_by_enumeration(name, params, rewards):
+    problem = problems.make(name, params)
+    theta = np.linspace(-1, 1, problem.dim)
+    t = torch.tensor(theta, dtype=DTYPE)
+    assert problem.value(t).item() == pytest.approx(_enumerated_softmax_objective(theta, rewards))
+    h = 1e-6
+    fd = [(_enumerated_softmax_objective(theta + h * e, rewards)
+           - _enumerated_softmax_objective(theta - h * e, rewards)) / (2 * h)
+          for e in np.eye(problem.dim)]
+    np.testing.assert_allclose(problem.exact_grad(t).numpy(), fd, atol=1e-9)
+
+
+def test_contextual_bandit_by_enumeration():
+    problem = problems.make("contextual_bandit", {"contexts": 3, "actions": 4, "features": 2})
+    phi, q = (x.numpy() for x in problem.tables())
+
+    def objective(th):
+        policy = _softmax(phi @ th.reshape(4, 2).T)
+        return float((policy * q).sum(1).mean())
+
+    theta = np.linspace(-0.5, 0.5, 8)
+    t = torch.tensor(theta, dtype=DTYPE)
+    assert problem.value(t).item() == pytest.approx(objective(theta), rel=1e-12)
+    h = 1e-6
+    fd = [(objective(theta + h * e) - objective(theta - h * e)) / (2 * h) for e in np.eye(8)]
+    np.testing.assert_allclose(problem.exact_grad(t).numpy(), fd, atol=1e-9)
+
+
+def _dict_dynamic_program(table, start, theta, gamma, horizon) -> float:
+    """J by backward induction over a ``P[s][a] = [(p, s', r, done), ...]`` dictionary."""
+    n_states, n_actions = len(table), len(table[0])
+    pi = _softmax(theta.reshape(n_states, n_actions))
+    v = np.zeros(n_states)
+    for _ in range(horizon):
+        q = np.zeros((n_states, n_actions))
+        for s in range(n_states):
+            for a in range(n_actions):
+                for p, s_next, r, done in table[s][a]:
+                    q[s, a] += p * (r + (0.0 if done else gamma * v[s_next]))
+        v = (pi * q).sum(axis=1)
+    return float(np.asarray(start) @ v)
+
+
+def _chain_dictionary(n, small, large, slip):
+    """The N-chain written out from its definition (Strens, 2000)."""
+    table = {}
+    for s in range(n):
+        forward = [(1 - slip, min(s + 1, n - 1), large if s == n - 1 else 0.0, False),
+                   (slip, 0, small, False)]
+        back = [(slip, min(s + 1, n - 1), large if s == n - 1 else 0.0, False),
+                (1 - slip, 0, small, False)]
+        table[s] = {0: forward, 1: back}
+    return table, np.eye(n)[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "reference"),
+    [
+        ("frozenlake_8x8", {"horizon": 20}, ("FrozenLake-v1", {"map_name": "8x8"})),
+        ("cliffwalking", {"horizon": 15, "gamma": 0.9}, ("CliffWalking-v1", {})),
+        ("taxi", {"horizon": 8}, ("Taxi-v4", {})),
+        ("chain_mdp", {"horizon": 12}, None),
+    ],
+)
+def test_mdps_against_an_independent_dynamic_program(name, params, reference):
+    problem = problems.make(name, params)
+    if reference is None:
+        table, start = _chain_dictionary(5, 2.0, 10.0, 0.2)
+    else:
+        env = gymnasium.make(reference[0], **reference[1])
+        table, start = env.unwrapped.P, env.unwrapped.initial_state_distrib
+    theta = perturbed_theta(problem, seed=5).numpy()
+    gamma, horizon = problem.gamma, problem.horizon
+    t = torch.tensor(theta, dtype=DTYPE)
+    expected = _dict_dynamic_program(table, start, theta, gamma, horizon)
+    assert problem.value(t).item() == pytest.approx(expected, rel=1e-11, abs=1e-13)
+    direction = np.random.default_rng(0).standard_normal(theta.size)
+    h = 1e-5
+    fd = (_dict_dynamic_program(table, start, theta + h * direction, gamma, horizon)
+          - _dict_dynamic_program(table, start, theta - h * direction, gamma, horizon)) / (2 * h)
+    assert float(problem.exact_grad(t) @ torch.tensor(direction)) == pytest.approx(fd, rel=1e-6,
+                                                                                  abs=1e-9)
+
+
+def test_random_mdp_is_a_garnet():
+    problem = problems.make("random_mdp", {"seed": 3})
+    table = problem.table()
+    assert table.prob.shape == (20, 4, 20)
+    assert bool(((table.prob > 0).sum(-1) == 3).all())
+    torch.testing.assert_close(table.prob.sum(-1), torch.ones(20, 4, dtype=DTYPE))
+    assert float(table.reward.min()) >= 0 and float(table.reward.max()) <= 1
+    assert not torch.equal(table.prob, problems.make("random_mdp", {"seed": 4}).table().prob)
+
+
+def test_vae_against_brute_force_enumeration():
+    import itertools
+
+    from sklearn.datasets import load_digits
+
+    problem = problems.make("sigmoid_belief_vae_digits", {"batch": 3})
+    images = (load_digits().data[:3] > 8).astype(float)
+    _, decoder, offset, _, _ = (x.numpy() for x in problem._model)
+    theta = perturbed_theta(problem, seed=6).numpy()
+    codes = np.array(list(itertools.product([0, 1], repeat=10)), dtype=float)
+
+    def log_bernoulli(bits, logits):
+        return (bits * logits - np.logaddexp(0, logits)).sum(-1)
+
+    def elbo(th):
+        weights, bias = th[:640].reshape(10, 64), th[640:]
+        total = 0.0
+        for x in images:
+            log_q = log_bernoulli(codes, weights @ x + bias)
+            log_joint = log_bernoulli(x, codes @ decoder.T + offset) - 10 * math.log(2)
+            total += np.sum(np.exp(log_q) * (log_joint - log_q))
+        return total / len(images)
+
+    t = torch.tensor(theta, dtype=DTYPE)
+    assert problem.value(t).item() == pytest.approx(elbo(theta), rel=1e-12)
+    direction = np.random.default_rng(1).standard_normal(theta.size)
+    h = 1e-5
+    fd = (elbo(theta + h * direction) - elbo(theta - h * direction)) / (2 * h)
+    assert float(problem.exact_grad(t) @ torch.tensor(direction)) == pytest.approx(fd, rel=1e-6)

@@ -20,6 +20,13 @@ def make(name: str, params: Mapping[str, Any] | None = None) -> Problem:
 
 
 # Importing the built-in modules registers them.
-from vrbench.problems import bandits, bernoulli, gaussian, mdp  # noqa: E402, F401
+from vrbench.problems import (  # noqa: E402, F401
+    bandits,
+    bernoulli,
+    categorical,
+    gaussian,
+    mdp,
+    vae,
+)
 
 __all__ = ["DTYPE", "Capability", "Problem", "make", "register", "registry"]

@@ -1,4 +1,4 @@
-"""Multi-armed bandits with a softmax policy over arm logits."""
+"""Multi-armed and contextual bandits under softmax policies."""
 
 from __future__ import annotations
 
@@ -14,43 +14,35 @@ from vrbench.problems.base import DTYPE, Capability, Problem
 
 
 class Pulls(NamedTuple):
-    """Samples of a bandit: the arm pulled and the reward observed, each ``(R, n)``."""
+    """Samples of a bandit: context (0 without contexts), arm pulled and reward, each ``(R, n)``."""
 
+    contexts: Tensor
     arms: Tensor
     rewards: Tensor
 
 
-ARM_MEANS_10 = (0.2, -0.8, 1.5, 0.4, 1.2, -1.5, -0.1, -1.0, 0.8, -0.5)
-
-
-@register("bandit_gaussian_10")
 @dataclass(frozen=True)
-class BanditGaussian10(Problem):
-    """Ten-armed Gaussian bandit under a softmax policy: the policy-gradient bandit.
+class _SoftmaxBandit(Problem):
+    """Softmax policy over arm logits θ; subclasses give the arm means and draw the rewards.
 
-    ``a ~ softmax(θ)``, reward ``r ~ N(q_a, noise²)`` with fixed arm means
-    ``q = (0.2, −0.8, 1.5, 0.4, 1.2, −1.5, −0.1, −1.0, 0.8, −0.5)``; ``J(θ) = Σ_a π_a q_a`` and
-    ``∇J = π ⊙ (q − J)``. The score of a pull is ``onehot(a) − π``; the reward noise is part of
-    the sample and does not depend on θ. The gradient-bandit testbed of Sutton & Barto,
-    "Reinforcement Learning: An Introduction" (2nd ed., 2018), section 2.8.
+    ``a ~ π = softmax(θ)``, ``J = Σ_a π_a q_a``, ``∇J = π ⊙ (q − J)``; the score of a pull is
+    ``onehot(a) − π``. The reward's randomness is part of the sample and does not depend on θ.
     """
 
-    noise: float = 1.0
     theta: float = 0.0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE})
-    reference: ClassVar = "Sutton & Barto, 2018, section 2.8"
-
-    def __post_init__(self) -> None:
-        check(self.noise >= 0, self.name, f"noise={self.noise} must be non-negative")
 
     @property
     def means(self) -> Tensor:
-        return torch.tensor(ARM_MEANS_10, dtype=DTYPE)
+        raise NotImplementedError
+
+    def draw_rewards(self, arms: Tensor, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
 
     @property
     def dim(self) -> int:
-        return len(ARM_MEANS_10)
+        return self.means.numel()
 
     def initial_theta(self) -> Tensor:
         return torch.full((self.dim,), self.theta, dtype=DTYPE)
@@ -59,8 +51,7 @@ class BanditGaussian10(Problem):
         probs = torch.softmax(theta, dim=0)
         arms = torch.multinomial(probs, shape[0] * shape[1], replacement=True, generator=generator)
         arms = arms.reshape(shape)
-        noise = torch.randn(shape, generator=generator, dtype=DTYPE)
-        return Pulls(arms, self.means[arms] + self.noise * noise)
+        return Pulls(torch.zeros_like(arms), arms, self.draw_rewards(arms, generator))
 
     def f(self, samples: Pulls) -> Tensor:
         return samples.rewards
@@ -77,4 +68,141 @@ class BanditGaussian10(Problem):
         return probs * (self.means - probs @ self.means)
 
     def sample_width(self) -> int:
-        return 2
+        return 3
+
+
+ARM_MEANS_10 = (0.2, -0.8, 1.5, 0.4, 1.2, -1.5, -0.1, -1.0, 0.8, -0.5)
+
+
+@register("bandit_gaussian_10")
+@dataclass(frozen=True)
+class BanditGaussian10(_SoftmaxBandit):
+    """Ten-armed Gaussian bandit under a softmax policy: the policy-gradient bandit.
+
+    ``a ~ softmax(θ)``, reward ``r ~ N(q_a, noise²)`` with fixed arm means
+    ``q = (0.2, −0.8, 1.5, 0.4, 1.2, −1.5, −0.1, −1.0, 0.8, −0.5)``; ``J(θ) = Σ_a π_a q_a`` and
+    ``∇J = π ⊙ (q − J)``. The gradient-bandit testbed of Sutton & Barto, "Reinforcement
+    Learning: An Introduction" (2nd ed., 2018), section 2.8.
+    """
+
+    noise: float = 1.0
+
+    reference: ClassVar = "Sutton & Barto, 2018, section 2.8"
+
+    def __post_init__(self) -> None:
+        check(self.noise >= 0, self.name, f"noise={self.noise} must be non-negative")
+
+    @property
+    def means(self) -> Tensor:
+        return torch.tensor(ARM_MEANS_10, dtype=DTYPE)
+
+    def draw_rewards(self, arms: Tensor, generator: torch.Generator) -> Tensor:
+        noise = torch.randn(arms.shape, generator=generator, dtype=DTYPE)
+        return self.means[arms] + self.noise * noise
+
+
+@register("bandit_bernoulli_k")
+@dataclass(frozen=True)
+class BanditBernoulliK(_SoftmaxBandit):
+    """K-armed Bernoulli bandit (K = 5 by default, 100 for the wide version) under a softmax.
+
+    Arm ``a`` pays 1 with probability ``q_a = 0.05 + 0.9 a/(K − 1)`` (evenly spaced from 0.05
+    to 0.95; for K = 5: 0.05, 0.275, 0.5, 0.725, 0.95), else 0. ``J = Σ_a π_a q_a``,
+    ``∇J = π ⊙ (q − J)``. The Bernoulli bandit of Lattimore & Szepesvári, "Bandit Algorithms"
+    (2020), chapter 4; with K = 100 the softmax spreads the signal over many arms.
+    """
+
+    arms: int = 5
+
+    reference: ClassVar = "Lattimore & Szepesvári, 2020, chapter 4"
+
+    def __post_init__(self) -> None:
+        check(self.arms >= 2, self.name, f"arms={self.arms} must be at least 2")
+
+    @property
+    def means(self) -> Tensor:
+        return 0.05 + 0.9 * torch.arange(self.arms, dtype=DTYPE) / (self.arms - 1)
+
+    def draw_rewards(self, arms: Tensor, generator: torch.Generator) -> Tensor:
+        uniforms = torch.rand(arms.shape, generator=generator, dtype=DTYPE)
+        return (uniforms < self.means[arms]).to(DTYPE)
+
+
+@register("contextual_bandit")
+@dataclass(frozen=True)
+class ContextualBandit(Problem):
+    """Linear-softmax policy over a fixed set of contexts with Gaussian rewards.
+
+    Context ``c`` is uniform over C fixed feature vectors ``φ_c ∈ R^F``; ``π(a|c) =
+    softmax_a(θ_a · φ_c)`` with ``θ ∈ R^{A×F}``; reward ``r ~ N(q[c, a], 1)``. Features and
+    means are drawn once from ``seed`` (standard normal). ``J = (1/C) Σ_c Σ_a π(a|c) q[c, a]``,
+    ``∇θ_a J = (1/C) Σ_c π(a|c) (q[c, a] − V_c) φ_c`` with ``V_c = Σ_a π(a|c) q[c, a]``; the
+    score is ``(onehot(a) − π(·|c)) ⊗ φ_c``. The linear contextual bandit of Li et al., "A
+    contextual-bandit approach to personalized news article recommendation", WWW 2010, with
+    a softmax (policy-gradient) learner.
+    """
+
+    contexts: int = 8
+    actions: int = 5
+    features: int = 4
+    seed: int = 0
+    theta: float = 0.0
+
+    capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    reference: ClassVar = "Li et al., 2010"
+
+    def __post_init__(self) -> None:
+        for key in ("contexts", "actions", "features"):
+            check(getattr(self, key) >= 1, self.name, f"{key}={getattr(self, key)} must be >= 1")
+        check(self.actions >= 2, self.name, f"actions={self.actions} must be at least 2")
+
+    def tables(self) -> tuple[Tensor, Tensor]:
+        """Context features ``(C, F)`` and mean rewards ``(C, A)``, fixed by ``seed``."""
+        g = torch.Generator().manual_seed(self.seed)
+        phi = torch.randn(self.contexts, self.features, generator=g, dtype=DTYPE)
+        q = torch.randn(self.contexts, self.actions, generator=g, dtype=DTYPE)
+        return phi, q
+
+    @property
+    def dim(self) -> int:
+        return self.actions * self.features
+
+    def initial_theta(self) -> Tensor:
+        return torch.full((self.dim,), self.theta, dtype=DTYPE)
+
+    def policy(self, theta: Tensor) -> Tensor:
+        """``π(a|c)`` as a ``(C, A)`` matrix."""
+        phi, _ = self.tables()
+        return torch.softmax(phi @ theta.reshape(self.actions, self.features).T, dim=-1)
+
+    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Pulls:
+        _, q = self.tables()
+        total = shape[0] * shape[1]
+        contexts = torch.randint(self.contexts, (total,), generator=generator)
+        cdf = torch.cumsum(self.policy(theta), dim=-1)[contexts]
+        uniforms = torch.rand((total, 1), generator=generator, dtype=DTYPE)
+        arms = (uniforms > cdf).sum(-1).clamp_(max=self.actions - 1)
+        rewards = q[contexts, arms] + torch.randn(total, generator=generator, dtype=DTYPE)
+        return Pulls(contexts.reshape(shape), arms.reshape(shape), rewards.reshape(shape))
+
+    def f(self, samples: Pulls) -> Tensor:
+        return samples.rewards
+
+    def score(self, theta: Tensor, samples: Pulls) -> Tensor:
+        phi, _ = self.tables()
+        onehot = torch.nn.functional.one_hot(samples.arms, self.actions).to(DTYPE)
+        centered = onehot - self.policy(theta)[samples.contexts]
+        return (centered[..., :, None] * phi[samples.contexts][..., None, :]).flatten(-2)
+
+    def value(self, theta: Tensor) -> Tensor:
+        _, q = self.tables()
+        return (self.policy(theta) * q).sum(-1).mean()
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        phi, q = self.tables()
+        policy = self.policy(theta)
+        advantage = policy * (q - (policy * q).sum(-1, keepdim=True))
+        return (advantage.T @ phi / self.contexts).reshape(-1)
+
+    def sample_width(self) -> int:
+        return 3

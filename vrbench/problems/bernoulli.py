@@ -1,4 +1,4 @@
-"""The one-Bernoulli toy problem of the REBAR paper."""
+"""Bernoulli problems of the discrete-gradient literature: one logit, or a vector of them."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ class BernoulliToy(Problem):
     ``b ~ Bernoulli(p)``, ``p = sigmoid(θ)``, ``f(b) = (b − t)²``, so
     ``J(θ) = p (1 − t)² + (1 − p) t²`` and ``∇J = p (1 − p) (1 − 2t)``. The score is
     ``∂θ log p(b; θ) = b − p``. With ``t = 0.499`` the gradient is 500 times smaller than f
-    itself, which makes the score-function estimator's signal-to-noise ratio tiny.
-    Introduced by Tucker et al., "REBAR: Low-variance, unbiased gradient estimates for discrete
-    latent variable models", NeurIPS 2017, section 5.1.
+    itself, which makes the score-function estimator's signal-to-noise ratio tiny; the papers
+    also use ``t ∈ {0.49, 0.4}``. Introduced by Tucker et al., "REBAR: Low-variance, unbiased
+    gradient estimates for discrete latent variable models", NeurIPS 2017, section 5.1.
     """
 
     t: float = 0.499
@@ -41,22 +41,49 @@ class BernoulliToy(Problem):
         return 1
 
     def initial_theta(self) -> Tensor:
-        return torch.tensor([self.theta], dtype=DTYPE)
+        return torch.full((self.dim,), self.theta, dtype=DTYPE)
 
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
-        p = torch.sigmoid(theta[0])
-        return (torch.rand(shape, generator=generator, dtype=DTYPE) < p).to(DTYPE)
+        uniforms = torch.rand((*shape, self.dim), generator=generator, dtype=DTYPE)
+        return (uniforms < torch.sigmoid(theta)).to(DTYPE)
 
     def f(self, samples: Tensor) -> Tensor:
-        return (samples - self.t) ** 2
+        return ((samples - self.t) ** 2).mean(dim=-1)
 
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
-        return (samples - torch.sigmoid(theta[0])).unsqueeze(-1)
+        return samples - torch.sigmoid(theta)
 
     def value(self, theta: Tensor) -> Tensor:
-        p = torch.sigmoid(theta[0])
-        return p * (1 - self.t) ** 2 + (1 - p) * self.t**2
+        p = torch.sigmoid(theta)
+        return (p * (1 - self.t) ** 2 + (1 - p) * self.t**2).mean()
 
     def exact_grad(self, theta: Tensor) -> Tensor:
-        p = torch.sigmoid(theta[0])
-        return (p * (1 - p) * (1 - 2 * self.t)).reshape(1)
+        p = torch.sigmoid(theta)
+        return p * (1 - p) * (1 - 2 * self.t) / self.dim
+
+    def sample_width(self) -> int:
+        return self.dim
+
+
+@register("bernoulli_vector")
+@dataclass(frozen=True)
+class BernoulliVector(BernoulliToy):
+    """D independent Bernoullis with f(b) = mean_i (b_i − t)²: the toy problem in D dimensions.
+
+    ``b_i ~ Bernoulli(sigmoid(θ_i))``, ``J = mean_i [p_i (1 − t)² + (1 − p_i) t²]``,
+    ``∂J/∂θ_i = p_i (1 − p_i) (1 − 2t) / D``; the score is ``b − p``. The multi-dimensional
+    version of the REBAR toy used to compare ARM (Yin & Zhou, ICLR 2019), RELAX (Grathwohl et
+    al., ICLR 2018) and DisARM (Dong, Mnih & Tucker, NeurIPS 2020).
+    """
+
+    D: int = 20
+
+    reference: ClassVar = "Yin & Zhou, 2019 (ARM); Dong et al., 2020 (DisARM)"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.D >= 1, self.name, f"D={self.D} must be at least 1")
+
+    @property
+    def dim(self) -> int:
+        return self.D

@@ -106,3 +106,135 @@ class GaussianStep(_Gaussian):
         z = mu / sigma
         density = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
         return torch.stack([density / sigma, -density * mu / sigma**2])
+
+
+def _standard_normal_density(z: Tensor) -> Tensor:
+    return torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+
+
+@register("gaussian_abs")
+@dataclass(frozen=True)
+class GaussianAbs(_Gaussian):
+    """Gaussian with f(x) = |x − c|: a kink, differentiable almost everywhere, so pathwise applies.
+
+    With ``m = μ − c`` and ``z = m/σ``: ``J = σ √(2/π) e^{−z²/2} + m (2Φ(z) − 1)`` (the mean of
+    a folded normal), ``∂J/∂μ = 2Φ(z) − 1`` and ``∂J/∂σ = 2φ(z)``. The pathwise estimator is
+    unbiased because the kink has probability zero. Cf. Mohamed et al., JMLR 2020, section 3.
+    """
+
+    c: float = 0.5
+    mu: float = 1.0
+    sigma: float = 1.0
+
+    capabilities: ClassVar = frozenset(
+        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
+    )
+    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
+
+    def f(self, samples: Tensor) -> Tensor:
+        return (samples - self.c).abs()
+
+    def value(self, theta: Tensor) -> Tensor:
+        shift, sigma = theta[0] - self.c, theta[1]
+        z = shift / sigma
+        return sigma * 2 * _standard_normal_density(z) + shift * (2 * torch.special.ndtr(z) - 1)
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        z = (theta[0] - self.c) / theta[1]
+        return torch.stack([2 * torch.special.ndtr(z) - 1, 2 * _standard_normal_density(z)])
+
+
+@register("gaussian_cosine")
+@dataclass(frozen=True)
+class GaussianCosine(_Gaussian):
+    """Gaussian with the oscillating f(x) = cos(ωx), ω = 3 by default.
+
+    ``J = cos(ωμ) e^{−ω²σ²/2}`` (the characteristic function of the normal),
+    ``∂J/∂μ = −ω sin(ωμ) e^{−ω²σ²/2}``, ``∂J/∂σ = −ω² σ cos(ωμ) e^{−ω²σ²/2}``. Higher ω makes
+    the pathwise estimator's variance grow like ω², while the score function's does not depend
+    on ω's smoothness: the trade-off studied by Mohamed et al., JMLR 2020, section 3.
+    """
+
+    omega: float = 3.0
+    mu: float = 0.5
+    sigma: float = 0.5
+
+    capabilities: ClassVar = frozenset(
+        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
+    )
+    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
+
+    def f(self, samples: Tensor) -> Tensor:
+        return torch.cos(self.omega * samples)
+
+    def value(self, theta: Tensor) -> Tensor:
+        damping = torch.exp(-0.5 * (self.omega * theta[1]) ** 2)
+        return torch.cos(self.omega * theta[0]) * damping
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        omega, mu, sigma = self.omega, theta[0], theta[1]
+        damping = torch.exp(-0.5 * (omega * sigma) ** 2)
+        return torch.stack([
+            -omega * torch.sin(omega * mu) * damping,
+            -(omega**2) * sigma * torch.cos(omega * mu) * damping,
+        ])
+
+
+@register("gaussian_quadratic_10d")
+@dataclass(frozen=True)
+class GaussianQuadraticND(Problem):
+    """Diagonal Gaussian in D = 10 dimensions with f(x) = Σ_d (x_d − k)².
+
+    ``x ~ N(μ, diag σ²)``, ``θ = (μ_1..μ_D, σ_1..σ_D)``, ``J = Σ_d (μ_d − k)² + σ_d²``,
+    ``∇J = (2(μ − k), 2σ)``. The score is ``(ε/σ, (ε² − 1)/σ)`` coordinate-wise with
+    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it. The multivariate quadratic of
+    Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3.
+    """
+
+    D: int = 10
+    k: float = 0.5
+    mu: float = 1.0
+    sigma: float = 1.0
+
+    capabilities: ClassVar = frozenset(
+        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
+    )
+    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
+
+    def __post_init__(self) -> None:
+        check(self.D >= 1, self.name, f"D={self.D} must be at least 1")
+        check(self.sigma > 0, self.name, f"sigma={self.sigma} must be positive")
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.D
+
+    def initial_theta(self) -> Tensor:
+        return torch.cat([torch.full((self.D,), self.mu, dtype=DTYPE),
+                          torch.full((self.D,), self.sigma, dtype=DTYPE)])
+
+    def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+        return torch.randn((*shape, self.D), generator=generator, dtype=DTYPE)
+
+    def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
+        return theta[..., : self.D] + theta[..., self.D :] * noise
+
+    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+        return self.transform(theta, self.sample_noise(shape, generator))
+
+    def f(self, samples: Tensor) -> Tensor:
+        return ((samples - self.k) ** 2).sum(dim=-1)
+
+    def score(self, theta: Tensor, samples: Tensor) -> Tensor:
+        mu, sigma = theta[: self.D], theta[self.D :]
+        eps = (samples - mu) / sigma
+        return torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
+
+    def value(self, theta: Tensor) -> Tensor:
+        return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        return torch.cat([2 * (theta[: self.D] - self.k), 2 * theta[self.D :]])
+
+    def sample_width(self) -> int:
+        return self.D

@@ -1,0 +1,137 @@
+"""A discrete variational auto-encoder on real data, with the exact ELBO gradient."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import Tensor
+
+from vrbench.components import check
+from vrbench.problems import register
+from vrbench.problems.base import DTYPE, Capability, Problem
+
+LATENTS = 10
+
+
+class Latents(NamedTuple):
+    """Samples of the encoder: binary codes ``(R, n, B, L)`` and their log q (``(R, n)``)."""
+
+    codes: Tensor
+    log_q: Tensor
+
+
+@functools.cache
+def binarized_digits() -> Tensor:
+    """scikit-learn's bundled 8x8 digits (1797 images, no download), pixels > 8 of 16 set to 1."""
+    from sklearn.datasets import load_digits
+
+    return torch.as_tensor(load_digits().data > 8, dtype=DTYPE)
+
+
+def _log_bernoulli(bits: Tensor, logits: Tensor) -> Tensor:
+    """Σ over the last axis of log Bernoulli(bits; sigmoid(logits))."""
+    return (bits * logits - torch.nn.functional.softplus(logits)).sum(-1)
+
+
+@register("sigmoid_belief_vae_digits")
+@dataclass(frozen=True)
+class SigmoidBeliefVAEDigits(Problem):
+    """ELBO of a binary-latent VAE on a fixed batch of digits, w.r.t. the encoder's weights.
+
+    Data: the first ``batch`` binarized 8x8 digits ``x_b ∈ {0,1}^64`` of scikit-learn. Encoder
+    ``q(z|x) = Π_i Bernoulli(z_i; sigmoid(W x + c)_i)``, ``θ = (W ∈ R^{L×64}, c ∈ R^L)``,
+    L = 10; fixed decoder ``p(x|z) = Π_j Bernoulli(x_j; sigmoid(V z + d)_j)`` with ``V`` drawn
+    from ``seed`` (N(0, 1)) and ``d`` the log-odds of the data's pixel means; uniform prior.
+    A sample draws one code per image; ``f = (1/B) Σ_b [log p(x_b|z_b) + log p(z_b) −
+    log q(z_b|x_b)]``, so ``J(θ) = E_q[f]`` is the batch-mean ELBO. Because ``E_q[∇θ log q] =
+    0``, ``∇J = E_q[f ∇θ log q]``: score-function estimators with this f are unbiased. The
+    exact J and ∇J enumerate all 2^L codes per image. The discrete-latent benchmark of
+    REBAR (Tucker et al., NeurIPS 2017), RELAX (Grathwohl et al., ICLR 2018) and DisARM
+    (Dong et al., NeurIPS 2020), at a size where the truth is computable.
+    """
+
+    batch: int = 16
+    seed: int = 0
+    init_scale: float = 0.1
+
+    capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    reference: ClassVar = "Tucker et al., 2017; Grathwohl et al., 2018; Dong et al., 2020"
+
+    def __post_init__(self) -> None:
+        check(1 <= self.batch <= 1797, self.name, f"batch={self.batch} must lie in 1..1797")
+
+    @functools.cached_property
+    def _model(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Images ``(B, 64)``, decoder ``V (64, L)`` and ``d (64,)``, every code ``(2^L, L)``
+        and ``log p(x_b, z)`` for every image and code ``(B, 2^L)``."""
+        digits = binarized_digits()
+        images = digits[: self.batch]
+        g = torch.Generator().manual_seed(self.seed)
+        decoder = torch.randn(64, LATENTS, generator=g, dtype=DTYPE)
+        mean = digits.mean(0).clamp(1e-3, 1 - 1e-3)
+        offset = torch.log(mean) - torch.log1p(-mean)
+        codes = ((torch.arange(2**LATENTS)[:, None] >> torch.arange(LATENTS)) & 1).to(DTYPE)
+        log_joint = self._log_joint(images, codes[:, None, :], decoder, offset).T
+        return images, decoder, offset, codes, log_joint
+
+    @staticmethod
+    def _log_joint(images: Tensor, codes: Tensor, decoder: Tensor, offset: Tensor) -> Tensor:
+        """``log p(x_b | z_b) + log p(z_b)`` for codes ``(..., B, L)`` (or broadcasting to it)."""
+        return _log_bernoulli(images, codes @ decoder.T + offset) - LATENTS * math.log(2)
+
+    @property
+    def dim(self) -> int:
+        return LATENTS * 64 + LATENTS
+
+    def initial_theta(self) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed + 1)
+        weights = self.init_scale * torch.randn(LATENTS * 64, generator=g, dtype=DTYPE)
+        return torch.cat([weights, torch.zeros(LATENTS, dtype=DTYPE)])
+
+    def _encoder_logits(self, theta: Tensor) -> Tensor:
+        images = self._model[0]
+        weights, bias = theta[: LATENTS * 64].reshape(LATENTS, 64), theta[LATENTS * 64 :]
+        return images @ weights.T + bias  # (B, L)
+
+    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Latents:
+        logits = self._encoder_logits(theta)
+        uniforms = torch.rand((*shape, *logits.shape), generator=generator, dtype=DTYPE)
+        codes = (uniforms < torch.sigmoid(logits)).to(DTYPE)
+        return Latents(codes, _log_bernoulli(codes, logits).sum(-1))
+
+    def f(self, samples: Latents) -> Tensor:
+        images, decoder, offset, _, _ = self._model
+        log_joint = self._log_joint(images, samples.codes, decoder, offset).sum(-1)
+        return (log_joint - samples.log_q) / self.batch
+
+    def score(self, theta: Tensor, samples: Latents) -> Tensor:
+        images = self._model[0]
+        centered = samples.codes - torch.sigmoid(self._encoder_logits(theta))  # (R, n, B, L)
+        weights = torch.einsum("rnbl,bp->rnlp", centered, images).flatten(-2)
+        return torch.cat([weights, centered.sum(-2)], dim=-1)
+
+    def _enumerate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``q_b(z)``, ``f_b(z) = log p(x_b, z) − log q_b(z)`` over all codes, and the logits."""
+        _, _, _, codes, log_joint = self._model
+        logits = self._encoder_logits(theta)
+        log_q = codes @ logits.T - torch.nn.functional.softplus(logits).sum(-1)  # (K, B)
+        return log_q.T.exp(), log_joint - log_q.T, logits
+
+    def value(self, theta: Tensor) -> Tensor:
+        q, elbo_terms, _ = self._enumerate(theta)
+        return (q * elbo_terms).sum() / self.batch
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        images, _, _, codes, _ = self._model
+        q, elbo_terms, logits = self._enumerate(theta)
+        weights = q * elbo_terms  # (B, K): Σ_z q f ∇log q, with ∇_logits log q = z − σ(logits)
+        grad_logits = weights @ codes - weights.sum(-1, keepdim=True) * torch.sigmoid(logits)
+        grad_weights = grad_logits.T @ images / self.batch
+        return torch.cat([grad_weights.reshape(-1), grad_logits.sum(0) / self.batch])
+
+    def sample_width(self) -> int:
+        return self.batch * (LATENTS + 64)
