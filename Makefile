@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 sweep: $(STAMP)
-	$(BIN)/vrbench run -o results
+	$(BIN)/vrbench run --config configs/default.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check vrbench tests benchmarks

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-import time
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,14 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vrbench import estimators, problems
-from vrbench.bench import plan, run_cell, skipped_row, to_frame, write_results
-from vrbench.bench.provenance import provenance
-from vrbench.components import Spec, parse_specs
+from vrbench.bench.config import SweepConfig, load_config
+from vrbench.bench.sweep import run_sweep
+from vrbench.components import parse_specs
 from vrbench.errors import VrbenchError
 from vrbench.reports import summary_table
-
-DEFAULT_N_SAMPLES = "1,4,16"
-DEFAULT_REPLICATES = 10_000
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -33,6 +31,15 @@ def _positive_ints(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: every value must be a positive integer")
     return values
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
 
 
 def _positive_int(text: str) -> int:
@@ -51,44 +58,29 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list registered estimators and problems")
     listing.add_argument("kind", nargs="?", choices=["estimators", "problems"])
 
-    run = commands.add_parser("run", help="run estimators on problems and write results")
-    run.add_argument(
-        "-e",
-        "--estimators",
-        default="",
-        metavar="NAMES",
-        help="comma-separated estimators, optionally name:key=value (default: all)",
-    )
-    run.add_argument(
-        "-p",
-        "--problems",
-        default="",
-        metavar="NAMES",
-        help="comma-separated problems, optionally name:key=value (default: all)",
-    )
-    run.add_argument(
-        "-n",
-        "--n-samples",
-        type=_positive_ints,
-        default=DEFAULT_N_SAMPLES,
-        metavar="N,N,...",
-        help=f"samples per estimate (default {DEFAULT_N_SAMPLES})",
-    )
-    run.add_argument(
-        "-r",
-        "--replicates",
-        type=_positive_int,
-        default=DEFAULT_REPLICATES,
-        help=f"independent estimates per cell (default {DEFAULT_REPLICATES})",
-    )
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    run.add_argument(
-        "-o",
-        "--output",
-        default="results",
-        metavar="DIR",
-        help="directory for results.parquet (default results/)",
-    )
+    run = commands.add_parser(
+        "run", help="run estimators on problems and write results",
+        description="Run every compatible (estimator, problem, n_samples) cell. Values given "
+                    "on the command line override those of --config.")
+    run.add_argument("--config", metavar="FILE", help="TOML sweep configuration")
+    run.add_argument("-e", "--estimators", metavar="NAMES",
+                     help="comma-separated estimators, optionally name:key=value (default: all)")
+    run.add_argument("-p", "--problems", metavar="NAMES",
+                     help="comma-separated problems, optionally name:key=value (default: all)")
+    run.add_argument("-n", "--n-samples", type=_positive_ints, metavar="N,N,...",
+                     help="samples per estimate (default 1,4,16)")
+    run.add_argument("-r", "--replicates", type=_positive_int,
+                     help="independent estimates per cell (default 10000)")
+    run.add_argument("--seed", type=_ints, metavar="S[,S...]", help="random seed(s) (default 0)")
+    run.add_argument("-o", "--output", metavar="DIR", help="output directory (default results/)")
+    run.add_argument("-j", "--jobs", type=_positive_int,
+                     help="worker processes (default: one per core)")
+    run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                     help="record a cell that runs longer as an error")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run on a Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--force", action="store_true",
+                     help="recompute cells already stored in the output directory")
     return parser
 
 
@@ -128,54 +120,57 @@ def _list(console: Console, kind: str | None) -> None:
             console.print(f"[red]{registry.kind} plugin {name!r} failed to load:[/red] {error}")
 
 
-def _specs(text: str, names: list[str]) -> list[Spec]:
-    return parse_specs(text) if text.strip() else [Spec(name) for name in names]
+def _config(args: argparse.Namespace) -> SweepConfig:
+    config = load_config(args.config) if args.config else SweepConfig()
+    overrides: dict[str, Any] = {}
+    if args.estimators is not None:
+        overrides["estimators"] = parse_specs(args.estimators)
+    if args.problems is not None:
+        overrides["problems"] = parse_specs(args.problems)
+    if args.n_samples is not None:
+        overrides["n_samples"] = args.n_samples
+    if args.replicates is not None:
+        overrides["replicates"] = args.replicates
+    if args.seed is not None:
+        overrides["seeds"] = args.seed
+    if args.output is not None:
+        overrides["output"] = args.output
+    if args.jobs is not None:
+        overrides["jobs"] = args.jobs
+    if args.cell_timeout is not None:
+        overrides["cell_timeout"] = args.cell_timeout
+    return dataclasses.replace(config, **overrides)
 
 
 def _run(console: Console, args: argparse.Namespace) -> int:
-    problem_specs = _specs(args.problems, problems.registry.names())
-    estimator_specs = _specs(args.estimators, estimators.registry.names())
-    cells, skipped = plan(
-        problem_specs, estimator_specs, args.n_samples, args.replicates, args.seed
+    config = _config(args)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"), TimeRemainingColumn(),
+        console=console, transient=True,
     )
-    config = {
-        "problems": [str(s) for s in problem_specs],
-        "estimators": [str(s) for s in estimator_specs],
-        "n_samples": args.n_samples,
-        "replicates": args.replicates,
-        "seed": args.seed,
-    }
-    rows = [skipped_row(s, args.replicates, args.seed) for s in skipped]
+    task = progress.add_task("cells", total=None, failed=0)
     failures = 0
-    started = time.time()
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("cells", total=len(cells))
-        for cell in cells:
-            progress.update(
-                task, description=f"{cell.problem} × {cell.estimator} n={cell.n_samples}"
-            )
-            row = run_cell(cell)
-            rows.append(row)
-            failures += row["status"] == "error"
-            progress.advance(task)
-    frame = to_frame(rows)
-    config["elapsed_s"] = round(time.time() - started, 3)
-    path = write_results(frame, args.output, provenance(config))
-    console.print(summary_table(frame))
-    if skipped:
-        console.print(
-            f"{len(skipped)} incompatible combinations skipped (status 'skipped' in the "
-            "results, with the reason)."
-        )
-    console.print(f"{len(cells)} cells run, {failures} failed; results in {path}")
-    return 1 if failures else 0
+
+    def on_start(total: int, reused: int) -> None:
+        progress.update(task, total=total, completed=reused,
+                        description=f"cells ({reused} reused)" if reused else "cells")
+
+    def on_row(row: dict[str, Any]) -> None:
+        nonlocal failures
+        failures += row["status"] == "error"
+        progress.update(task, advance=1, failed=failures)
+
+    with progress:
+        outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
+                            on_start=on_start, on_row=on_row)
+    console.print(summary_table(outcome.frame))
+    if outcome.skipped:
+        console.print(f"{outcome.skipped} incompatible combinations skipped (status 'skipped' "
+                      "in the results, with the reason).")
+    console.print(f"{outcome.ran} cells run, {outcome.reused} reused from earlier runs, "
+                  f"{outcome.failed} failed; results in {outcome.path}")
+    return 1 if outcome.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from vrbench.bench.cells import Cell, Skipped, plan
 from vrbench.bench.metrics import EstimateAccumulator, Moments
 from vrbench.bench.results import COLUMNS, read_results, to_frame, write_results
-from vrbench.bench.runner import run_cell, run_cells, skipped_row
+from vrbench.bench.runner import run_cell, skipped_row
 
 __all__ = [
     "COLUMNS",
@@ -14,7 +14,6 @@ __all__ = [
     "plan",
     "read_results",
     "run_cell",
-    "run_cells",
     "skipped_row",
     "to_frame",
     "write_results",

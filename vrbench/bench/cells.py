@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+import vrbench
 from vrbench import estimators, problems
 from vrbench.components import Spec
 from vrbench.estimators.base import Estimator
@@ -36,14 +37,22 @@ class Cell:
             "seed": self.seed,
         }
 
+    def _digest(self, salt: str) -> bytes:
+        text = json.dumps(self.definition(), sort_keys=True, default=str) + salt
+        return hashlib.sha256(text.encode()).digest()
+
     def key(self) -> str:
-        """A stable hash of the definition (it names the cell in results)."""
-        text = json.dumps(self.definition(), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Names the cell in results and on disk: a hash of its definition and vrbench's version,
+        so a new version recomputes instead of reusing stored results."""
+        return self._digest(f"/vrbench {vrbench.__version__}").hex()[:16]
 
     def generator(self, purpose: str) -> torch.Generator:
-        """An independent random stream for ``purpose`` ("measure", "fit", "warmup")."""
-        digest = hashlib.sha256(f"{self.key()}/{purpose}".encode()).digest()
+        """An independent random stream for ``purpose`` ("measure", "fit", "warmup").
+
+        It depends on the definition alone: not on the order of cells, the worker, the machine
+        or the version of vrbench.
+        """
+        digest = self._digest(f"/{purpose}")
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
     def build(self) -> tuple[Problem, Estimator]:

@@ -55,7 +55,7 @@ def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
     for column in COLUMNS:
         if column not in frame:
-            frame[column] = pd.NA
+            frame[column] = None
     frame = frame[list(COLUMNS)].astype(COLUMNS)
     frame["error"] = frame["error"].fillna("")
     return frame

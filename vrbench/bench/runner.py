@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -74,10 +77,39 @@ def _base_row(problem: Any, estimator: Any, n_samples: int) -> dict[str, Any]:
     }
 
 
-def run_cell(cell: Cell) -> dict[str, Any]:
-    """Run one cell; any failure becomes a row with status ``error`` instead of an exception."""
-    row = _base_row(cell.problem, cell.estimator, cell.n_samples)
-    row.update(replicates=cell.replicates, seed=cell.seed, cell_id=cell.key())
+class CellTimeout(Exception):
+    """A cell ran longer than its time limit."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` (SIGALRM: main thread of a POSIX process only)."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise CellTimeout(f"cell exceeded the time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
+    """Run one cell; any failure becomes a row with status ``error`` instead of an exception.
+
+    With ``timeout`` (seconds) a cell that runs longer is interrupted where the process allows
+    it (see :func:`_time_limit`) and otherwise marked as an error when it finishes.
+    """
+    row = cell_row(cell)
+    started = time.perf_counter()
     try:
         problem, estimator = cell.build()
         row.update(
@@ -86,7 +118,10 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             f_evals=estimator.f_evals(cell.n_samples),
             value=float(problem.value(problem.initial_theta())),
         )
-        metrics, seconds, fit_seconds = measure(problem, estimator, cell)
+        with _time_limit(timeout):
+            metrics, seconds, fit_seconds = measure(problem, estimator, cell)
+        if timeout is not None and time.perf_counter() - started > timeout:
+            raise CellTimeout(f"cell exceeded the time limit of {timeout:g} s")
         row.update(metrics, time_per_estimate_s=seconds, fit_time_s=fit_seconds, status="ok")
         row["error"] = ""
     except Exception as exc:  # one failing cell must never take a sweep down
@@ -95,20 +130,21 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     return row
 
 
+def cell_row(cell: Cell) -> dict[str, Any]:
+    """The identifying columns of a cell's row."""
+    row = _base_row(cell.problem, cell.estimator, cell.n_samples)
+    row.update(replicates=cell.replicates, seed=cell.seed, cell_id=cell.key())
+    return row
+
+
+def error_row(cell: Cell, message: str) -> dict[str, Any]:
+    """The row of a cell that failed outside :func:`run_cell` (a crashed worker, say)."""
+    return {**cell_row(cell), "status": "error", "error": message}
+
+
 def skipped_row(skip: Skipped, replicates: int, seed: int) -> dict[str, Any]:
     row = _base_row(skip.problem, skip.estimator, skip.n_samples)
     row.update(replicates=replicates, seed=seed, status="skipped", error=skip.reason)
     return row
 
 
-def run_cells(
-    cells: Iterable[Cell], on_done: Callable[[dict[str, Any]], None] | None = None
-) -> list[dict[str, Any]]:
-    """Run cells one after another, calling ``on_done(row)`` after each."""
-    rows = []
-    for cell in cells:
-        row = run_cell(cell)
-        rows.append(row)
-        if on_done is not None:
-            on_done(row)
-    return rows

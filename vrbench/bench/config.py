@@ -1,0 +1,149 @@
+"""Sweep configuration files (TOML), validated before any work starts.
+
+Example::
+
+    output = "results"
+    n_samples = [1, 4, 16]
+    replicates = 10000
+    seeds = [0]
+    estimators = ["score_function", "rloo", { name = "score_function_baseline", fit_samples = 100 }]
+    problems = ["bernoulli_toy:t=0.49", { name = "frozenlake", horizon = 50 }]
+
+Omitted ``estimators`` or ``problems`` mean every registered one. Unknown keys, wrong types
+and unknown names are refused with the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vrbench.components import Spec, parse_specs
+from vrbench.errors import VrbenchError
+
+
+class ConfigError(VrbenchError):
+    """A configuration file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep runs and where its results go."""
+
+    estimators: list[Spec] | None = None  # None: every registered estimator
+    problems: list[Spec] | None = None  # None: every registered problem
+    n_samples: list[int] = field(default_factory=lambda: [1, 4, 16])
+    replicates: int = 10_000
+    seeds: list[int] = field(default_factory=lambda: [0])
+    output: str = "results"
+    jobs: int | None = None  # None: every core
+    cell_timeout: float | None = None  # seconds; None: no limit
+
+    def resolved(self) -> dict[str, Any]:
+        """The configuration as plain data, for provenance."""
+        return {
+            "estimators": None if self.estimators is None else [str(s) for s in self.estimators],
+            "problems": None if self.problems is None else [str(s) for s in self.problems],
+            "n_samples": self.n_samples,
+            "replicates": self.replicates,
+            "seeds": self.seeds,
+            "output": self.output,
+            "jobs": self.jobs,
+            "cell_timeout": self.cell_timeout,
+        }
+
+
+_EXPECTED = {
+    "estimators": "a list of names, 'name:key=value' strings or {name = ..., key = value} tables",
+    "problems": "a list of names, 'name:key=value' strings or {name = ..., key = value} tables",
+    "n_samples": "a non-empty list of positive integers",
+    "replicates": "an integer >= 2",
+    "seeds": "a non-empty list of integers",
+    "output": "a directory path (string)",
+    "jobs": "a positive integer",
+    "cell_timeout": "a positive number of seconds",
+}
+
+
+def _specs(source: str, key: str, value: Any) -> list[Spec]:
+    where = f"{source}: key {key!r}"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected {_EXPECTED[key]}")
+    specs: list[Spec] = []
+    for item in value:
+        if isinstance(item, str):
+            specs.extend(parse_specs(item))
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            params = {k: v for k, v in item.items() if k != "name"}
+            specs.append(Spec(item["name"], params))
+        else:
+            raise ConfigError(f"{where}: entry {item!r} is not a name or a table with a name")
+    return specs
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> SweepConfig:
+    """Validate a decoded TOML document into a :class:`SweepConfig`."""
+    unknown = sorted(set(data) - set(_EXPECTED))
+    if unknown:
+        import difflib
+
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(_EXPECTED), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(_EXPECTED))}"
+        )
+
+    def fail(key: str) -> ConfigError:
+        return ConfigError(f"{source}: key {key!r} = {data[key]!r}: expected {_EXPECTED[key]}")
+
+    values: dict[str, Any] = {}
+    for key in ("estimators", "problems"):
+        if key in data:
+            values[key] = _specs(source, key, data[key])
+    if "n_samples" in data:
+        n = data["n_samples"]
+        if not isinstance(n, list) or not n or not all(_is_int(v) and v >= 1 for v in n):
+            raise fail("n_samples")
+        values["n_samples"] = n
+    if "seeds" in data:
+        seeds = data["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(_is_int(v) for v in seeds):
+            raise fail("seeds")
+        values["seeds"] = seeds
+    if "replicates" in data:
+        if not _is_int(data["replicates"]) or data["replicates"] < 2:
+            raise fail("replicates")
+        values["replicates"] = data["replicates"]
+    if "output" in data:
+        if not isinstance(data["output"], str) or not data["output"]:
+            raise fail("output")
+        values["output"] = data["output"]
+    if "jobs" in data:
+        if not _is_int(data["jobs"]) or data["jobs"] < 1:
+            raise fail("jobs")
+        values["jobs"] = data["jobs"]
+    if "cell_timeout" in data:
+        timeout = data["cell_timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise fail("cell_timeout")
+        values["cell_timeout"] = float(timeout)
+    return SweepConfig(**values)
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a TOML sweep configuration."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
