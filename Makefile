@@ -17,7 +17,7 @@ sweep: $(STAMP)
 	$(BIN)/vrbench run --config configs/default.toml
 
 lint: $(STAMP)
-	$(BIN)/ruff check vrbench tests benchmarks
+	$(BIN)/ruff check vrbench tests benchmarks examples
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: lint

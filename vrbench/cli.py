@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,8 +19,11 @@ from vrbench import estimators, problems
 from vrbench.bench.config import SweepConfig, load_config
 from vrbench.bench.sweep import run_sweep
 from vrbench.components import parse_specs
-from vrbench.errors import VrbenchError
+from vrbench.errors import UnknownNameError, VrbenchError
+from vrbench.estimators.base import Estimator
+from vrbench.problems.base import Problem
 from vrbench.reports import summary_table
+from vrbench.testing import check_estimator, check_problem
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -81,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="run on a Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--force", action="store_true",
                      help="recompute cells already stored in the output directory")
+    check = commands.add_parser(
+        "check", help="run the conformance checks on an estimator or a problem",
+        description="Run the checks every built-in passes: metadata, shapes, determinism, "
+                    "θ untouched and, for estimators claiming it, unbiasedness on every "
+                    "compatible problem; for problems, the exact gradient against finite "
+                    "differences. Exits 1 if any check fails.")
+    check.add_argument("target", help="module:Class, or the name of a registered component")
+    check.add_argument("-p", "--problems", metavar="NAMES",
+                       help="problems to check an estimator on (default: all compatible)")
+    check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return parser
 
 
@@ -115,9 +130,7 @@ def _list(console: Console, kind: str | None) -> None:
                 escape(cls.summary()),
             )
         console.print(table)
-    for registry in (estimators.registry, problems.registry):
-        for name, error in registry.plugin_errors.items():
-            console.print(f"[red]{registry.kind} plugin {name!r} failed to load:[/red] {error}")
+    _warn_broken_plugins(console)
 
 
 def _config(args: argparse.Namespace) -> SweepConfig:
@@ -173,6 +186,51 @@ def _run(console: Console, args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _resolve(target: str) -> type:
+    if ":" in target:
+        module_name, _, attribute = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise VrbenchError(f"cannot import {module_name!r}: {exc}") from None
+        try:
+            return getattr(module, attribute)
+        except AttributeError:
+            raise VrbenchError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    for registry in (estimators.registry, problems.registry):
+        if target in registry:
+            return registry.get(target)
+    valid = estimators.registry.names() + problems.registry.names()
+    close = difflib.get_close_matches(target, valid, n=1)
+    raise UnknownNameError("estimator or problem", target, valid, close[0] if close else None)
+
+
+def _check(console: Console, args: argparse.Namespace) -> int:
+    target = _resolve(args.target)
+    if isinstance(target, type) and issubclass(target, Estimator):
+        specs = parse_specs(args.problems) if args.problems else None
+        pool = None if specs is None else [problems.make(s.name, s.params) for s in specs]
+        report = check_estimator(target, problems=pool, seed=args.seed)
+    elif isinstance(target, type) and issubclass(target, Problem):
+        report = check_problem(target, seed=args.seed)
+    else:
+        raise VrbenchError(f"{args.target!r} is neither an Estimator nor a Problem subclass")
+    for passed in report.passed:
+        console.print(f"[green]PASS[/green] {escape(passed)}")
+    for failure in report.failures:
+        console.print(f"[red]FAIL[/red] {escape(failure)}")
+    console.print(f"{report.subject}: {len(report.passed)} passed, {len(report.failures)} failed")
+    return 0 if report.ok else 1
+
+
+def _warn_broken_plugins(console: Console) -> None:
+    for registry in (estimators.registry, problems.registry):
+        registry.names()
+        for name, error in registry.plugin_errors.items():
+            console.print(f"[red]{registry.kind} plugin {name!r} failed to load:[/red] "
+                          f"{escape(error)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vrbench`` console script."""
     args = _parser().parse_args(argv)
@@ -182,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list(console, args.kind)
             return 0
+        _warn_broken_plugins(console)
+        if args.command == "check":
+            return _check(console, args)
         return _run(console, args)
     except VrbenchError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)

@@ -66,11 +66,15 @@ def _instance(obj: Any) -> Any:
 
 
 def _metadata_failure(component: Component, kind: str) -> str | None:
-    if getattr(component, "name", "<unregistered>") == "<unregistered>":
-        return f"{kind} has no registered name (use the register decorator or an entry point)"
     if not (type(component).__doc__ or "").strip():
         return f"{kind} has no docstring stating what it computes"
     return None
+
+
+def _subject(component: Component, kind: str) -> str:
+    """How reports name a component; unregistered classes (not yet installed) by class name."""
+    name = component.name
+    return f"{kind} {name}" if name != "<unregistered>" else f"{kind} {type(component).__name__}"
 
 
 def check_estimator(
@@ -86,12 +90,17 @@ def check_estimator(
     where the estimator claims to be unbiased — a bias test of ``bias_replicates`` estimates.
     """
     estimator = _instance(estimator)
-    report = CheckReport(f"estimator {estimator.name}")
+    report = CheckReport(_subject(estimator, "estimator"))
     report.record("metadata", _metadata_failure(estimator, "estimator"))
     bad_caps = set(estimator.requires) - set(Capability)
     report.record("requirements", f"unknown capabilities {sorted(bad_caps)}" if bad_caps else None)
-    if not isinstance(estimator.unbiased, bool):
-        report.record("unbiased claim", f"unbiased must be a bool, got {estimator.unbiased!r}")
+    report.record("unbiased claim", None if isinstance(estimator.unbiased, bool)
+                  else f"unbiased must be a bool, got {estimator.unbiased!r}")
+    counts_ok = all(isinstance(v, int) and v >= 1
+                    for v in (estimator.min_samples, estimator.evals_per_sample))
+    report.record("sample counts", None if counts_ok else
+                  f"min_samples={estimator.min_samples!r} and evals_per_sample="
+                  f"{estimator.evals_per_sample!r} must be integers >= 1")
     pool = [
         problem_registry.make(p) if isinstance(p, str) else p
         for p in (problems if problems is not None else problem_registry.registry.names())
@@ -199,7 +208,7 @@ def check_problem(problem: Problem | type[Problem], seed: int = 0) -> CheckRepor
     :data:`Z_THRESHOLD` standard errors).
     """
     problem = _instance(problem)
-    report = CheckReport(f"problem {problem.name}")
+    report = CheckReport(_subject(problem, "problem"))
     report.record("metadata", _metadata_failure(problem, "problem"))
     caps = set(problem.capabilities)
     unknown = caps - set(Capability)
