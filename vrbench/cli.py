@@ -8,8 +8,10 @@ import difflib
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,6 +20,7 @@ from rich.table import Table
 from vrbench import estimators, problems
 from vrbench.bench.config import SweepConfig, load_config
 from vrbench.bench.sweep import run_sweep
+from vrbench.bench.train import OPTIMIZERS, TrainSettings, train
 from vrbench.components import parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
@@ -96,6 +99,35 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-p", "--problems", metavar="NAMES",
                        help="problems to check an estimator on (default: all compatible)")
     check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    report = commands.add_parser(
+        "report", help="figures, LaTeX/Markdown tables and index.html from results",
+        description="Read one or more results directories (merged), including partial ones "
+                    "and optimization traces, and write the report.")
+    report.add_argument("results", nargs="*", default=["results"], metavar="RESULTS_DIR",
+                        help="results directories or .parquet files (default: results)")
+    report.add_argument("-o", "--output", metavar="OUT_DIR",
+                        help="report directory (default: RESULTS_DIR/report)")
+    report.add_argument("--format", default="pdf,png", metavar="pdf,png,svg",
+                        help="figure formats (default: pdf,png)")
+    report.add_argument("--style", choices=["paper", "slides"], default="paper",
+                        help="sizes and fonts: two-column paper or slides (default: paper)")
+
+    train = commands.add_parser(
+        "train", help="optimize with each estimator and record the exact objective",
+        description="Run SGD or Adam with each estimator's gradients on each problem and "
+                    "record J(θ_t) (exact) and the estimator's variance along the way, into "
+                    "OUTPUT/train.parquet; `vrbench report OUTPUT` plots the traces.")
+    train.add_argument("-e", "--estimators", required=True, metavar="NAMES")
+    train.add_argument("-p", "--problems", required=True, metavar="NAMES")
+    train.add_argument("--steps", type=_positive_int, default=200)
+    train.add_argument("-n", "--n-samples", type=_positive_int, default=4)
+    train.add_argument("--lr", type=float, default=0.05)
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    train.add_argument("--seed", type=_ints, default=[0, 1, 2], metavar="S[,S...]",
+                       help="one run per seed (default 0,1,2)")
+    train.add_argument("--eval-every", type=_positive_int, default=10)
+    train.add_argument("-o", "--output", default="results/train", metavar="DIR")
     return parser
 
 
@@ -223,6 +255,44 @@ def _check(console: Console, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _report(console: Console, args: argparse.Namespace) -> int:
+    from vrbench.reports.build import build_report
+
+    output = args.output or str(Path(args.results[0]) / "report")
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    written = build_report(args.results, output, formats=formats, style=args.style)
+    console.print(f"{len(written)} files written to {output}; open {Path(output) / 'index.html'}")
+    return 0
+
+
+def _train(console: Console, args: argparse.Namespace) -> int:
+    settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
+                             optimizer=args.optimizer, eval_every=args.eval_every)
+    problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
+    runs = []
+    for p_spec in problem_specs:
+        problem = problems.make(p_spec.name, p_spec.params)
+        for e_spec in estimator_specs:
+            reason = estimators.make(e_spec.name, e_spec.params).incompatibility(
+                problem, settings.n_samples)
+            if reason is not None:
+                console.print(f"skipping {e_spec} on {p_spec}: {escape(reason)}")
+                continue
+            runs.extend((p_spec, e_spec, seed) for seed in args.seed)
+    rows: list[dict[str, Any]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("training runs", total=len(runs))
+        for p_spec, e_spec, seed in runs:
+            rows.extend(train(p_spec, e_spec, seed, settings))
+            progress.advance(task)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    target = Path(args.output) / "train.parquet"
+    pd.DataFrame(rows).to_parquet(target, index=False)
+    console.print(f"{len(runs)} runs, traces in {target}")
+    return 0
+
+
 def _warn_broken_plugins(console: Console) -> None:
     for registry in (estimators.registry, problems.registry):
         registry.names()
@@ -243,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _warn_broken_plugins(console)
         if args.command == "check":
             return _check(console, args)
+        if args.command == "report":
+            return _report(console, args)
+        if args.command == "train":
+            return _train(console, args)
         return _run(console, args)
     except VrbenchError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)

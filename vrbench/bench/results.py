@@ -84,9 +84,17 @@ def write_results(
 
 
 def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a results table (a directory or a ``.parquet`` file) and its metadata."""
+    """Read a results table (a directory or a ``.parquet`` file) and its metadata.
+
+    A directory without ``results.parquet`` but with stored cells (a sweep still running, or
+    killed) gives the cells finished so far, with ``{"partial": True}`` as metadata.
+    """
     path = Path(path)
     if path.is_dir():
+        parts = sorted((path / "cells").glob("*.parquet"))
+        if not (path / RESULTS_FILE).exists() and parts:
+            rows = [row for part in parts for row in pq.read_table(part).to_pylist()]
+            return to_frame(rows), {"partial": True, "source": str(path)}
         path = path / RESULTS_FILE
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")

@@ -32,6 +32,7 @@ class _SoftmaxBandit(Problem):
     theta: float = 0.0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    maximize: ClassVar = True
 
     @property
     def means(self) -> Tensor:
@@ -149,6 +150,7 @@ class ContextualBandit(Problem):
     theta: float = 0.0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    maximize: ClassVar = True
     reference: ClassVar = "Li et al., 2010"
 
     def __post_init__(self) -> None:

@@ -43,6 +43,8 @@ class Problem(Component, abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     reference: ClassVar[str] = ""
     """The paper that introduced or popularized the problem."""
+    maximize: ClassVar[bool] = False
+    """Whether optimization ascends J (a return, an ELBO) rather than descends it (a loss)."""
 
     @property
     @abc.abstractmethod
@@ -85,6 +87,10 @@ class Problem(Component, abc.ABC):
         against the noise's ``(R, n)`` batch shape.
         """
         raise NotImplementedError(f"{self.name} is not reparameterizable")
+
+    def project(self, theta: Tensor) -> Tensor:
+        """The nearest valid θ (e.g. σ > 0), applied after each optimization step."""
+        return theta
 
     def sample_width(self) -> int:
         """Numbers stored per sample besides the score; sizes the harness's memory chunks."""

@@ -30,6 +30,7 @@ class CategoricalTarget(Problem):
     theta: float = 0.0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    maximize: ClassVar = True
     reference: ClassVar = "Jang et al., 2017; Grathwohl et al., 2018"
 
     def __post_init__(self) -> None:

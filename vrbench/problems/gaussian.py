@@ -39,6 +39,9 @@ class _Gaussian(Problem):
     def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         return torch.randn(shape, generator=generator, dtype=DTYPE)
 
+    def project(self, theta: Tensor) -> Tensor:
+        return torch.cat([theta[:1], theta[1:].clamp(min=1e-3)])
+
     def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
         return theta[..., 0] + theta[..., 1] * noise
 
@@ -215,6 +218,9 @@ class GaussianQuadraticND(Problem):
 
     def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         return torch.randn((*shape, self.D), generator=generator, dtype=DTYPE)
+
+    def project(self, theta: Tensor) -> Tensor:
+        return torch.cat([theta[: self.D], theta[self.D :].clamp(min=1e-3)])
 
     def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
         return theta[..., : self.D] + theta[..., self.D :] * noise

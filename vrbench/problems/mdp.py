@@ -128,6 +128,7 @@ class TabularMDP(Problem):
     theta: float = 0.0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENTIAL})
+    maximize: ClassVar = True
 
     def __post_init__(self) -> None:
         check(0.0 < self.gamma <= 1.0, self.name, f"gamma={self.gamma} must lie in (0, 1]")

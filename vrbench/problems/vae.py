@@ -59,6 +59,7 @@ class SigmoidBeliefVAEDigits(Problem):
     init_scale: float = 0.1
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    maximize: ClassVar = True
     reference: ClassVar = "Tucker et al., 2017; Grathwohl et al., 2018; Dong et al., 2020"
 
     def __post_init__(self) -> None:

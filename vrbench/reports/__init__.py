@@ -1,4 +1,8 @@
-"""Reports: views of a results table (console summary now; figures and LaTeX tables to come)."""
+"""Reports: views of a results table — console summary, figures, LaTeX/Markdown tables, HTML.
+
+Figures and tables need the ``reports`` extra (matplotlib, seaborn); import
+:mod:`vrbench.reports.build` for them.
+"""
 
 from vrbench.reports.console import format_interval, summary_table
 

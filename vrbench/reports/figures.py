@@ -1,0 +1,204 @@
+"""The figures of a report, each a function of a results table."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
+
+from vrbench.reports.style import EstimatorStyle
+
+BASELINE_ESTIMATOR = "score_function"
+
+
+def _panels(count: int, settings: dict[str, float], columns: int = 4,
+            sharex: bool = False) -> tuple[Figure, list[plt.Axes]]:
+    columns = max(1, min(columns, count))
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(settings["width"], settings["panel"] * rows
+                                                     + 0.6), squeeze=False, sharex=sharex)
+    flat = list(axes.ravel())
+    for extra in flat[count:]:
+        extra.set_visible(False)
+    return fig, flat[:count]
+
+
+def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
+    """Log scales with labels at the decades only, so tick labels never crowd."""
+    for use, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if use:
+            setter("log")
+            axis.set_minor_formatter(NullFormatter())
+
+
+def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
+    fig.supxlabel(xlabel, fontsize="medium")
+    if ylabel:
+        fig.supylabel(ylabel, fontsize="medium")
+
+
+def _legend(fig: Figure, styles: dict[str, EstimatorStyle], names: list[str]) -> None:
+    handles = [Line2D([], [], color=styles[n].color, marker=styles[n].marker, linestyle="-",
+                      markersize=5, label=n) for n in names]
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(4, len(handles)),
+               frameon=False)
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(frame["status"] == "ok") & frame["variance"].notna()]
+
+
+def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                        settings: dict[str, float]) -> Figure | None:
+    """Variance of one estimate against samples per estimate, log–log, with 95% intervals.
+
+    The dashed grey line has slope −1: plain Monte Carlo averaging of independent draws.
+    """
+    ok = _ok(frame)
+    if ok.empty:
+        return None
+    problems = list(dict.fromkeys(ok["problem"]))
+    fig, axes = _panels(len(problems), settings)
+    for ax, problem in zip(axes, problems, strict=True):
+        rows = ok[ok["problem"] == problem]
+        for estimator, group in rows.groupby("estimator", sort=True):
+            group = group.sort_values("n_samples")
+            style = styles[estimator]
+            low = (group["variance"] - group["variance_ci_low"]).clip(lower=0)
+            high = group["variance_ci_high"] - group["variance"]
+            ax.errorbar(group["n_samples"], group["variance"], yerr=[low, high],
+                        color=style.color, marker=style.marker, markersize=3.5, linewidth=1,
+                        capsize=1.5)
+        n = np.array(sorted(rows["n_samples"].unique()), dtype=float)
+        if len(n) > 1:
+            anchor = rows.loc[rows["n_samples"] == n[0], "variance"].max()
+            ax.plot(n, anchor * n[0] / n, linestyle="--", color="0.6", linewidth=0.8)
+        _log_axes(ax)
+        ax.set_title(problem)
+    _shared_labels(fig, "samples per estimate (log scale)", "variance of one estimate (log scale)")
+    _legend(fig, styles, sorted(ok["estimator"].unique()))
+    return fig
+
+
+def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                     settings: dict[str, float]) -> Figure | None:
+    """Measured bias against variance; hollow markers claim unbiasedness, filled ones do not.
+
+    The dashed line ``‖bias‖ = sqrt(variance / R)`` is the root-mean-square of an unbiased
+    estimator's measured bias (``E‖ḡ − ∇J‖² = trace Σ / R``): unbiased estimators scatter
+    around it, a biased one stands clearly above it.
+    """
+    ok = _ok(frame)
+    ok = ok[ok["bias_norm"] > 0]
+    if ok.empty:
+        return None
+    problems = list(dict.fromkeys(ok["problem"]))
+    fig, axes = _panels(len(problems), settings)
+    for ax, problem in zip(axes, problems, strict=True):
+        rows = ok[ok["problem"] == problem]
+        for row in rows.itertuples(index=False):
+            style = styles[row.estimator]
+            claimed = bool(row.unbiased_claim) if not pd.isna(row.unbiased_claim) else False
+            ax.scatter(row.variance, row.bias_norm, marker=style.marker, s=18,
+                       facecolors="none" if claimed else style.color, edgecolors=style.color,
+                       linewidths=0.9)
+        grid = np.geomspace(rows["variance"].min(), rows["variance"].max(), 20)
+        floor = np.sqrt(grid / rows["replicates"].median())
+        ax.plot(grid, floor, linestyle="--", color="0.6", linewidth=0.8)
+        _log_axes(ax)
+        ax.set_title(problem)
+    _shared_labels(fig, "variance of one estimate (log scale)", "‖bias‖ (log scale)")
+    _legend(fig, styles, sorted(ok["estimator"].unique()))
+    return fig
+
+
+def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                    settings: dict[str, float], cost: str) -> Figure | None:
+    """Variance × cost per estimate, ranked, at each estimator's largest n: which estimator
+    gives the most precision per f-evaluation (``cost="f_evals"``) or per second
+    (``cost="time_per_estimate_s"``). Lower is better."""
+    ok = _ok(frame)
+    ok = ok[ok[cost].notna() & (ok[cost] > 0)]
+    if ok.empty:
+        return None
+    largest = ok.loc[ok.groupby(["problem", "estimator"])["n_samples"].idxmax()]
+    largest = largest.assign(work=largest["variance"] * largest[cost].astype(float))
+    problems = list(dict.fromkeys(ok["problem"]))
+    fig, axes = _panels(len(problems), settings, columns=3)
+    label = {"f_evals": "variance × f-evaluations per estimate (log scale)",
+             "time_per_estimate_s": "variance × seconds per estimate (log scale)"}[cost]
+    for ax, problem in zip(axes, problems, strict=True):
+        rows = largest[largest["problem"] == problem].sort_values("work", ascending=False)
+        positions = np.arange(len(rows))
+        ax.barh(positions, rows["work"], color=[styles[e].color for e in rows["estimator"]])
+        ax.set_yticks(positions, rows["estimator"])
+        _log_axes(ax, y=False)
+        ax.set_title(problem)
+    _shared_labels(fig, label)
+    return fig
+
+
+def relative_variance_heatmap(frame: pd.DataFrame, settings: dict[str, float]) -> Figure | None:
+    """log10(variance / variance of score_function) at the same n, estimators × problems.
+
+    Uses the largest n at which score_function ran on each problem; negative is better.
+    """
+    import seaborn as sns
+
+    ok = _ok(frame)
+    reference = ok[ok["estimator"] == BASELINE_ESTIMATOR]
+    if reference.empty:
+        return None
+    n_ref = reference.groupby("problem")["n_samples"].max()
+    ref_var = reference.set_index(["problem", "n_samples"])["variance"]
+    cells = ok[ok.apply(lambda r: n_ref.get(r["problem"]) == r["n_samples"], axis=1)]
+    ratio = cells.assign(log_ratio=[
+        math.log10(v / ref_var[(p, n)]) if v > 0 and ref_var[(p, n)] > 0 else np.nan
+        for p, n, v in zip(cells["problem"], cells["n_samples"], cells["variance"], strict=True)
+    ])
+    table = ratio.pivot_table(index="estimator", columns="problem", values="log_ratio")
+    table = table[list(dict.fromkeys(p for p in ok["problem"] if p in table.columns))]
+    height = 0.3 * len(table) + 1.6
+    fig, ax = plt.subplots(figsize=(settings["width"], height))
+    bound = float(np.nanmax(np.abs(table.to_numpy()))) if table.notna().any().any() else 1.0
+    sns.heatmap(table, ax=ax, cmap="vlag", center=0, vmin=-bound, vmax=bound, annot=True,
+                fmt=".1f", annot_kws={"fontsize": 6}, linewidths=0.4,
+                cbar_kws={"label": "log10 variance ratio to score_function"})
+    colorbar = ax.collections[0].colorbar
+    if colorbar is not None and colorbar.solids is not None:
+        colorbar.solids.set_rasterized(False)  # keep the whole figure vector
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", rotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    return fig
+
+
+def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                    settings: dict[str, float], x: str) -> Figure | None:
+    """Exact objective along optimization, mean over seeds with a min–max band; ``x`` is
+    ``"step"`` or ``"wall_s"``."""
+    if traces is None or traces.empty:
+        return None
+    problems = list(dict.fromkeys(traces["problem"]))
+    fig, axes = _panels(len(problems), settings, columns=3)
+    for ax, problem in zip(axes, problems, strict=True):
+        rows = traces[traces["problem"] == problem]
+        for estimator, group in rows.groupby("estimator", sort=True):
+            by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
+                                                low=("value", "min"), high=("value", "max"))
+            style = styles[estimator]
+            ax.plot(by_step["x"], by_step["mean"], color=style.color, linewidth=1.1)
+            ax.fill_between(by_step["x"], by_step["low"], by_step["high"], color=style.color,
+                            alpha=0.2, linewidth=0)
+        ax.set_title(problem)
+    _shared_labels(fig, {"step": "optimization step", "wall_s": "wall-clock time (s)"}[x],
+                   "exact objective J(θ)")
+    _legend(fig, styles, sorted(traces["estimator"].unique()))
+    return fig
