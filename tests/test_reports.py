@@ -26,7 +26,8 @@ from vrbench.reports.style import estimator_styles
 from vrbench.reports.tables import latex_table, markdown_table
 
 FIGURES = ["variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
-           "work_normalized_time", "relative_variance", "training_by_step", "training_by_time"]
+           "work_normalized_time", "relative_variance", "bias_vs_temperature",
+           "training_by_step", "training_by_time"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def results(tmp_path_factory) -> Path:
     estimators.registry.add("exploding", _Exploding, origin="test")
     config = SweepConfig(
         estimators=[Spec("score_function"), Spec("rloo"), Spec("reparameterization"),
-                    Spec("exploding")],
+                    Spec("exploding"), Spec("gumbel_softmax", {"temperature": 0.2}),
+                    Spec("gumbel_softmax", {"temperature": 1.0})],
         problems=[Spec("gaussian_quadratic"), Spec("bernoulli_toy")],
         n_samples=[2, 8], replicates=400, seeds=[0], jobs=1, output=str(out))
     try:
@@ -102,8 +104,9 @@ def test_tables_have_one_row_per_cell_and_the_best_in_bold(results):
     assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex
     assert r"\bottomrule" in latex
     body = [line for line in latex.splitlines() if line.endswith(r"\\")][1:]
-    # 2 problems × (score_function, rloo, exploding) + reparameterization on one.
-    assert len(body) == 7
+    # 2 problems × (score_function, rloo, exploding) + reparameterization on one + two
+    # temperatures of gumbel_softmax on the relaxable one.
+    assert len(body) == 9
     assert latex.count(r"\textbf{") == 2
     ok = frame[(frame.status == "ok") & (frame.n_samples == 8)]
     best = ok.loc[ok.groupby("problem")["variance"].idxmin()]

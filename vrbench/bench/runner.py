@@ -115,7 +115,7 @@ def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
         row.update(
             family=estimator.family,
             unbiased_claim=estimator.unbiased,
-            f_evals=estimator.f_evals(cell.n_samples),
+            f_evals=estimator.f_evals(problem, cell.n_samples),
             value=float(problem.value(problem.initial_theta())),
         )
         with _time_limit(timeout):

@@ -21,8 +21,16 @@ def make(name: str, params: Mapping[str, Any] | None = None) -> Estimator:
 
 # Importing the built-in modules registers them.
 from vrbench.estimators import (  # noqa: E402, F401
+    arm,
     baseline,
+    delta_method,
+    ema_baseline,
+    measure_valued,
+    noise_schemes,
+    optimal_baseline,
+    relaxed,
     reparameterization,
+    reward_to_go,
     rloo,
     score_function,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -42,7 +43,7 @@ class Estimator(Component, abc.ABC):
             return f"{self.name} needs n_samples >= {self.min_samples}, got {n_samples}"
         return None
 
-    def f_evals(self, n_samples: int) -> int:
+    def f_evals(self, problem: Problem, n_samples: int) -> int:
         """Evaluations of f that one estimate from ``n_samples`` draws costs."""
         return self.evals_per_sample * n_samples
 
@@ -78,3 +79,30 @@ def weighted_score(problem: Problem, theta: Tensor, samples: Any, weights: Tenso
     """
     scores = problem.score(theta, samples)
     return torch.einsum("rn,rnd->rd", weights, scores) / weights.shape[1]
+
+
+def per_replicate_gradient(theta: Tensor, replicates: int,
+                           objective: Callable[[Tensor], Tensor]) -> Tensor:
+    """``∇θ objective`` for each replicate in one backward pass.
+
+    θ is copied once per replicate as an ``(R, 1, dim)`` batch; ``objective`` maps it to one
+    value per replicate (shape ``(R,)``), and since replicate ``r`` only touches its own copy
+    of θ, the gradient of their sum holds every replicate's own gradient.
+    """
+    with torch.enable_grad():
+        copies = theta.detach().expand(replicates, -1).clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(copies[:, None, :]).sum(), copies)
+    return grad
+
+
+def score_function_from_uniforms(problem: Problem, theta: Tensor, uniforms: Tensor) -> Tensor:
+    """The score-function estimate from samples ``from_uniforms(θ, u)``, ``u: (R, n, k)``."""
+    samples = problem.from_uniforms(theta, uniforms)
+    return weighted_score(problem, theta, samples, problem.f(samples))
+
+
+def pathwise_from_uniforms(problem: Problem, theta: Tensor, uniforms: Tensor) -> Tensor:
+    """The pathwise estimate from samples ``from_uniforms(θ, u)``, ``u: (R, n, k)``."""
+    return per_replicate_gradient(
+        theta, uniforms.shape[0],
+        lambda copies: problem.f(problem.from_uniforms(copies, uniforms)).mean(dim=1))

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from vrbench.estimators import register
-from vrbench.estimators.base import Estimator
+from vrbench.estimators.base import Estimator, per_replicate_gradient
 from vrbench.problems.base import Capability, Problem
 
 
@@ -20,9 +20,8 @@ class Reparameterization(Estimator):
 
     Applies when ``x = g(θ, ε)`` is differentiable in θ and f is differentiable in x; then it
     is unbiased and usually of far lower variance than the score function. All ``R``
-    estimates come from one backward pass: θ is copied once per replicate, and replicate ``r``
-    only touches its own copy. Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014;
-    Rezende, Mohamed & Wierstra, ICML 2014.
+    estimates come from one backward pass (see ``per_replicate_gradient``). Kingma & Welling,
+    "Auto-Encoding Variational Bayes", ICLR 2014; Rezende, Mohamed & Wierstra, ICML 2014.
     """
 
     family = "pathwise"
@@ -39,8 +38,5 @@ class Reparameterization(Estimator):
         state: Any = None,
     ) -> Tensor:
         noise = problem.sample_noise((replicates, n_samples), generator)
-        with torch.enable_grad():
-            per_replicate = theta.detach().expand(replicates, -1).clone().requires_grad_(True)
-            values = problem.f(problem.transform(per_replicate[:, None, :], noise))
-            (grad,) = torch.autograd.grad(values.mean(dim=1).sum(), per_replicate)
-        return grad
+        return per_replicate_gradient(
+            theta, replicates, lambda copies: problem.f(problem.transform(copies, noise)).mean(1))

@@ -28,6 +28,16 @@ class Capability(StrEnum):
     """x = transform(θ, noise) with noise independent of θ (see :meth:`Problem.transform`)."""
     SEQUENTIAL = "sequential"
     """Samples are trajectories of an MDP; f is the (discounted) return."""
+    INVERSE_TRANSFORM = "inverse_transform"
+    """x = from_uniforms(θ, u) with u uniform on (0, 1)^noise_dim (see
+    :meth:`Problem.from_uniforms`): antithetic, stratified and quasi-Monte Carlo apply."""
+    BERNOULLI_LOGITS = "bernoulli_logits"
+    """x is a vector of independent Bernoullis whose logits are θ, and f accepts any 0/1
+    vector: ARM, DisARM and measure-valued gradients apply."""
+    GAUSSIAN = "gaussian"
+    """x ~ N(μ, σ²) with θ = (μ, σ): measure-valued gradients apply."""
+    RELAXABLE = "relaxable"
+    """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
 
 
 class Problem(Component, abc.ABC):
@@ -87,6 +97,35 @@ class Problem(Component, abc.ABC):
         against the noise's ``(R, n)`` batch shape.
         """
         raise NotImplementedError(f"{self.name} is not reparameterizable")
+
+    # Problems with INVERSE_TRANSFORM implement the two members below.
+    noise_dim: ClassVar[int] = 0
+
+    def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Any:
+        """Samples from uniforms ``(R, n, noise_dim)``; ``1 − u`` gives the antithetic sample.
+
+        Differentiable in θ when the problem is also reparameterizable; ``theta`` may then be a
+        per-replicate batch ``(R, 1, dim)`` as in :meth:`transform`.
+        """
+        raise NotImplementedError(f"{self.name} does not sample from uniforms")
+
+    # Problems with RELAXABLE implement the three members below.
+    def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
+        """A continuous relaxation of a sample, differentiable in θ (Gumbel-softmax/Concrete);
+        ``uniforms`` has shape ``(R, n, noise_dim)``."""
+        raise NotImplementedError(f"{self.name} has no relaxation")
+
+    def harden(self, relaxed: Tensor) -> Tensor:
+        """The discrete sample a relaxed one rounds to, in the relaxed sample's encoding."""
+        raise NotImplementedError(f"{self.name} has no relaxation")
+
+    def f_relaxed(self, relaxed: Tensor) -> Tensor:
+        """f extended to relaxed samples (equal to f on discrete ones)."""
+        return self.f(relaxed)
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        """``E[x]`` as a differentiable function of θ (continuous problems)."""
+        raise NotImplementedError(f"{self.name} does not know the mean of its samples")
 
     def project(self, theta: Tensor) -> Tensor:
         """The nearest valid θ (e.g. σ > 0), applied after each optimization step."""

@@ -29,7 +29,9 @@ class BernoulliToy(Problem):
     t: float = 0.499
     theta: float = 0.0
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    capabilities: ClassVar = frozenset({
+        Capability.DISCRETE, Capability.INVERSE_TRANSFORM, Capability.BERNOULLI_LOGITS,
+        Capability.RELAXABLE})
     reference: ClassVar = "Tucker et al., 2017 (REBAR), section 5.1"
 
     def __post_init__(self) -> None:
@@ -43,9 +45,23 @@ class BernoulliToy(Problem):
     def initial_theta(self) -> Tensor:
         return torch.full((self.dim,), self.theta, dtype=DTYPE)
 
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        return self.dim
+
+    def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
+        return (uniforms < torch.sigmoid(theta)).to(DTYPE)
+
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         uniforms = torch.rand((*shape, self.dim), generator=generator, dtype=DTYPE)
-        return (uniforms < torch.sigmoid(theta)).to(DTYPE)
+        return self.from_uniforms(theta, uniforms)
+
+    def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
+        """Binary Concrete: sigmoid((θ + log u − log(1 − u)) / τ) (Maddison et al., 2017)."""
+        return torch.sigmoid((theta + torch.log(uniforms) - torch.log1p(-uniforms)) / temperature)
+
+    def harden(self, relaxed: Tensor) -> Tensor:
+        return (relaxed > 0.5).to(DTYPE)
 
     def f(self, samples: Tensor) -> Tensor:
         return ((samples - self.t) ** 2).mean(dim=-1)

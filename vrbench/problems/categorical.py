@@ -29,7 +29,7 @@ class CategoricalTarget(Problem):
     target: int = 3
     theta: float = 0.0
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.RELAXABLE})
     maximize: ClassVar = True
     reference: ClassVar = "Jang et al., 2017; Grathwohl et al., 2018"
 
@@ -58,6 +58,21 @@ class CategoricalTarget(Problem):
 
     def f(self, samples: Tensor) -> Tensor:
         return self.rewards[samples]
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        return self.K
+
+    def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
+        """Gumbel-softmax: softmax((θ + g) / τ) with g = −log(−log u) (Jang et al., 2017)."""
+        gumbel = -torch.log(-torch.log(uniforms))
+        return torch.softmax((theta + gumbel) / temperature, dim=-1)
+
+    def harden(self, relaxed: Tensor) -> Tensor:
+        return torch.nn.functional.one_hot(relaxed.argmax(-1), self.K).to(DTYPE)
+
+    def f_relaxed(self, relaxed: Tensor) -> Tensor:
+        return relaxed @ self.rewards
 
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         onehot = torch.nn.functional.one_hot(samples, self.K).to(DTYPE)

@@ -42,6 +42,14 @@ class _Gaussian(Problem):
     def project(self, theta: Tensor) -> Tensor:
         return torch.cat([theta[:1], theta[1:].clamp(min=1e-3)])
 
+    noise_dim = 1
+
+    def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
+        return self.transform(theta, torch.special.ndtri(uniforms[..., 0]))
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        return theta[..., 0]
+
     def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
         return theta[..., 0] + theta[..., 1] * noise
 
@@ -67,9 +75,9 @@ class GaussianQuadratic(_Gaussian):
     mu: float = 1.0
     sigma: float = 1.5
 
-    capabilities: ClassVar = frozenset(
-        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
-    )
+    capabilities: ClassVar = frozenset({
+        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
+        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def f(self, samples: Tensor) -> Tensor:
@@ -95,7 +103,9 @@ class GaussianStep(_Gaussian):
     mu: float = 0.5
     sigma: float = 1.0
 
-    capabilities: ClassVar = frozenset({Capability.CONTINUOUS, Capability.REPARAMETERIZABLE})
+    capabilities: ClassVar = frozenset({
+        Capability.CONTINUOUS, Capability.REPARAMETERIZABLE, Capability.INVERSE_TRANSFORM,
+        Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 5"
 
     def f(self, samples: Tensor) -> Tensor:
@@ -129,9 +139,9 @@ class GaussianAbs(_Gaussian):
     mu: float = 1.0
     sigma: float = 1.0
 
-    capabilities: ClassVar = frozenset(
-        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
-    )
+    capabilities: ClassVar = frozenset({
+        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
+        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def f(self, samples: Tensor) -> Tensor:
@@ -162,9 +172,9 @@ class GaussianCosine(_Gaussian):
     mu: float = 0.5
     sigma: float = 0.5
 
-    capabilities: ClassVar = frozenset(
-        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
-    )
+    capabilities: ClassVar = frozenset({
+        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
+        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def f(self, samples: Tensor) -> Tensor:
@@ -199,9 +209,9 @@ class GaussianQuadraticND(Problem):
     mu: float = 1.0
     sigma: float = 1.0
 
-    capabilities: ClassVar = frozenset(
-        {Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE}
-    )
+    capabilities: ClassVar = frozenset({
+        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
+        Capability.INVERSE_TRANSFORM})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def __post_init__(self) -> None:
@@ -221,6 +231,16 @@ class GaussianQuadraticND(Problem):
 
     def project(self, theta: Tensor) -> Tensor:
         return torch.cat([theta[: self.D], theta[self.D :].clamp(min=1e-3)])
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        return self.D
+
+    def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
+        return self.transform(theta, torch.special.ndtri(uniforms))
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        return theta[..., : self.D]
 
     def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
         return theta[..., : self.D] + theta[..., self.D :] * noise

@@ -42,9 +42,11 @@ class MDPTable(NamedTuple):
 
 
 class Trajectories(NamedTuple):
-    """Sampled episodes: per-episode visit counts of each (state, action) and the return."""
+    """Sampled episodes, step by step: the (state, action) pair index ``s·A + a`` taken at each
+    step (−1 once the episode has ended), the reward received, and the discounted return."""
 
-    counts: Tensor  # (R, n, S*A) float64
+    pairs: Tensor  # (R, n, T) int64, T ≤ H steps
+    rewards: Tensor  # (R, n, T) float64, 0 after the end
     returns: Tensor  # (R, n) float64
 
 
@@ -115,7 +117,7 @@ class TabularMDP(Problem):
 
     ``J(θ) = E[Σ_{t<H} γ^t r_t]``, episodes ending at termination or after ``H`` steps. The score
     of an episode is ``Σ_t ∇ log π(a_t|s_t) = N − n ⊗ π`` with ``N[s, a]`` the visit counts
-    and ``n[s] = Σ_a N[s, a]``. ``J`` comes from backward induction,
+    and ``n[s] = Σ_a N[s, a]`` (see :meth:`step_score`). ``J`` comes from backward induction,
     ``Q_t = r̄ + γ P V_{t+1}``, ``V_t = Σ_a π Q_t``, ``V_H = 0``; the exact gradient from the
     finite-horizon policy-gradient theorem (Sutton et al., "Policy gradient methods for
     reinforcement learning with function approximation", NeurIPS 1999):
@@ -154,7 +156,7 @@ class TabularMDP(Problem):
         return torch.softmax(theta.reshape(table.n_states, table.n_actions), dim=-1)
 
     def sample_width(self) -> int:
-        return self.dim + 1
+        return self.dim + 2 * self.horizon
 
     def sample(
         self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator
@@ -171,10 +173,7 @@ class TabularMDP(Problem):
 
         state = torch.multinomial(table.initial, batch, replacement=True, generator=generator)
         alive = torch.ones(batch, dtype=torch.bool)
-        returns = torch.zeros(batch, dtype=DTYPE)
-        counts = torch.zeros(batch * n_states * n_actions, dtype=DTYPE)
-        row_offset = torch.arange(batch) * (n_states * n_actions)
-        discount = 1.0
+        pairs, rewards = [], []
         # index_select rather than tensor[index]: the latter is many times slower on CPU here.
         for _ in range(self.horizon):
             uniforms = torch.rand((2, batch), generator=generator, dtype=DTYPE)
@@ -184,24 +183,63 @@ class TabularMDP(Problem):
             pair_cdf = outcome_cdf.index_select(0, pair)
             outcome = (uniforms[1, :, None] > pair_cdf).sum(-1).clamp_(max=last_outcome)
             flat = pair * outcome_cdf.shape[1] + outcome
-            alive_f = alive.to(DTYPE)
-            returns += discount * alive_f * flat_reward.index_select(0, flat)
-            counts.index_add_(0, row_offset + pair, alive_f)
-            alive &= ~flat_done.index_select(0, flat)
+            pairs.append(torch.where(alive, pair, -1))
+            rewards.append(alive.to(DTYPE) * flat_reward.index_select(0, flat))
+            alive = alive & ~flat_done.index_select(0, flat)
             state = flat_next.index_select(0, flat)
-            discount *= self.gamma
             if not bool(alive.any()):
                 break
-        return Trajectories(counts.reshape(*shape, n_states * n_actions), returns.reshape(shape))
+        steps = len(pairs)
+        reward_steps = torch.stack(rewards, dim=-1)
+        discounts = self.gamma ** torch.arange(steps, dtype=DTYPE)
+        return Trajectories(
+            torch.stack(pairs, dim=-1).reshape(*shape, steps),
+            reward_steps.reshape(*shape, steps),
+            (reward_steps @ discounts).reshape(shape),
+        )
 
     def f(self, samples: Trajectories) -> Tensor:
         return samples.returns
 
-    def score(self, theta: Tensor, samples: Trajectories) -> Tensor:
+    def step_score(self, theta: Tensor, samples: Trajectories, weights: Tensor) -> Tensor:
+        """``Σ_t w_t ∇θ log π(a_t|s_t)`` per episode, shape ``(R, n, dim)``.
+
+        ``weights`` has the steps' shape ``(R, n, T)``; steps after the end are ignored. With
+        ``N_w[s, a] = Σ_t w_t 1[(s_t, a_t) = (s, a)]`` the result is
+        ``N_w − (Σ_a N_w[s, a]) π(·|s)``, since ``∇θ[s,·] log π(a|s) = e_a − π(·|s)``.
+        """
         table = self._table
-        counts = samples.counts.reshape(*samples.counts.shape[:-1], table.n_states, -1)
-        visits = counts.sum(-1, keepdim=True)
-        return (counts - visits * self.policy(theta)).flatten(-2)
+        pair_count = table.n_states * table.n_actions
+        lead = samples.pairs.shape[:-1]
+        alive = samples.pairs >= 0
+        index = samples.pairs.clamp(min=0).reshape(-1, samples.pairs.shape[-1])
+        weighted = torch.zeros(index.shape[0], pair_count, dtype=DTYPE)
+        weighted.scatter_add_(1, index, (weights * alive).reshape(index.shape))
+        weighted = weighted.reshape(*lead, table.n_states, table.n_actions)
+        visits = weighted.sum(-1, keepdim=True)
+        return (weighted - visits * self.policy(theta)).flatten(-2)
+
+    def score(self, theta: Tensor, samples: Trajectories) -> Tensor:
+        return self.step_score(theta, samples, torch.ones_like(samples.rewards))
+
+    def reward_to_go(self, samples: Trajectories) -> Tensor:
+        """``Σ_{k ≥ t} γ^k r_k`` for each step ``t``, shape ``(R, n, T)``."""
+        discounts = self.gamma ** torch.arange(samples.rewards.shape[-1], dtype=DTYPE)
+        discounted = samples.rewards * discounts
+        return discounted.flip(-1).cumsum(-1).flip(-1)
+
+    def step_values(self, theta: Tensor, samples: Trajectories, values: Tensor) -> Tensor:
+        """``V_t(s_t)`` at each step from a table ``values[t, s]`` (``(H + 1, S)``); 0 after
+        the end."""
+        steps = samples.pairs.shape[-1]
+        states = samples.pairs.clamp(min=0) // self._table.n_actions
+        time = torch.arange(steps).expand_as(states)
+        looked_up = values[:steps].reshape(-1)[(time * values.shape[1] + states).reshape(-1)]
+        return torch.where(samples.pairs >= 0, looked_up.reshape(states.shape), 0.0)
+
+    def exact_values(self, theta: Tensor) -> Tensor:
+        """The exact ``V_t(s)`` of the current policy, ``(H + 1, S)`` (``V_H = 0``)."""
+        return self._backward_induction(theta)[1]
 
     @functools.cached_property
     def _dynamics(self) -> tuple[Tensor, Tensor]:

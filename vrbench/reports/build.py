@@ -81,6 +81,8 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
              "Variance × seconds per estimate (lower is better)."),
             ("relative_variance", figures.relative_variance_heatmap(frame, settings),
              "log10 of each estimator's variance relative to score_function at the same n."),
+            ("bias_vs_temperature", figures.bias_vs_temperature(frame, styles, settings),
+             "Bias of the relaxed (biased) estimators against their temperature."),
         ]
     if traces is not None:
         plots += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import matplotlib.pyplot as plt
@@ -202,3 +203,47 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
                    "exact objective J(θ)")
     _legend(fig, styles, sorted(traces["estimator"].unique()))
     return fig
+
+
+def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                        settings: dict[str, float]) -> Figure | None:
+    """Bias of relaxed estimators against their temperature, one panel per problem.
+
+    Drawn when the results hold an estimator at several temperatures, e.g. from
+    ``-e gumbel_softmax:temperature=0.1,gumbel_softmax:temperature=1``; the bias of the
+    relaxation shrinks as the temperature goes to zero.
+    """
+    ok = _ok(frame)
+    params = ok["estimator_params"].fillna("{}").map(json.loads)
+    temperature = params.map(lambda p: p.get("temperature"))
+    ok = ok.assign(temperature=pd.to_numeric(temperature, errors="coerce"),
+                   base=ok["estimator"].str.split(":").str[0])
+    ok = ok[ok["temperature"].notna()]
+    ok = ok[ok.groupby(["problem", "base"])["temperature"].transform("nunique") > 1]
+    if ok.empty:
+        return None
+    largest = ok[ok["n_samples"] == ok.groupby("problem")["n_samples"].transform("max")]
+    problems = list(dict.fromkeys(largest["problem"]))
+    fig, axes = _panels(len(problems), settings, columns=3)
+    colors = estimator_styles_for_bases(sorted(largest["base"].unique()), styles)
+    for ax, problem in zip(axes, problems, strict=True):
+        rows = largest[largest["problem"] == problem]
+        for base, group in rows.groupby("base", sort=True):
+            group = group.sort_values("temperature")
+            ax.plot(group["temperature"], group["bias_norm"], marker=colors[base].marker,
+                    color=colors[base].color, markersize=3.5, linewidth=1, label=base)
+        _log_axes(ax)
+        ax.set_title(problem)
+    _shared_labels(fig, "temperature τ (log scale)", "‖bias‖ (log scale)")
+    _legend(fig, colors, sorted(colors))
+    return fig
+
+
+def estimator_styles_for_bases(bases: list[str], styles: dict[str, EstimatorStyle]
+                               ) -> dict[str, EstimatorStyle]:
+    """One style per estimator family name, taken from the first of its variants."""
+    chosen = {}
+    for base in bases:
+        variant = next((name for name in sorted(styles) if name.split(":")[0] == base), None)
+        chosen[base] = styles[variant] if variant else next(iter(styles.values()))
+    return chosen
