@@ -25,7 +25,8 @@ test: lint
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results.json
+	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .benchmarks

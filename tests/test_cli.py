@@ -15,7 +15,7 @@ from vrbench.bench import COLUMNS, read_results
 from vrbench.cli import main
 from vrbench.registry import Entry
 
-SMALL = ["-n", "1,2", "-r", "200"]
+SMALL = ["-n", "1,2", "-r", "200", "-j", "1"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from vrbench import problems as problem_registry
 from vrbench.bench.metrics import EstimateAccumulator, Moments, bias_test
-from vrbench.bench.runner import chunk_size
+from vrbench.bench.runner import estimate_in_chunks
 from vrbench.components import Component
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import DTYPE, Capability, Problem
@@ -158,14 +158,16 @@ def _check_pair(
     )
     # Streamed in chunks, like the harness, so wide problems stay within memory.
     generator = torch.Generator().manual_seed(seed + 2)
-    chunk = chunk_size(problem, n, bias_replicates)
     accumulator = EstimateAccumulator(problem.exact_grad(theta), bias_replicates)
     varies = False
-    for start in range(0, bias_replicates, chunk):
-        size = min(chunk, bias_replicates - start)
-        estimates = estimator.estimate(problem, theta, n, size, generator, state)
-        varies = varies or bool((estimates != first[0]).any())
-        accumulator.update(estimates)
+    try:
+        for estimates, _ in estimate_in_chunks(problem, estimator, theta, n, bias_replicates,
+                                               generator, state):
+            varies = varies or bool((estimates != first[0]).any())
+            accumulator.update(estimates)
+    except (ValueError, FloatingPointError) as exc:
+        report.record(f"batched estimates {where}", str(exc))
+        return
     exact = torch.allclose(first[0], problem.exact_grad(theta), rtol=1e-10, atol=1e-14)
     report.record(f"independent replicates {where}",
                   None if varies or exact  # a zero-variance estimator may repeat itself

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from vrbench.bench.cells import Cell, Skipped
 from vrbench.bench.metrics import EstimateAccumulator
@@ -30,6 +31,33 @@ def chunk_size(problem: Problem, n_samples: int, replicates: int) -> int:
     return max(1, min(replicates, CHUNK_NUMBERS // per_replicate))
 
 
+def estimate_in_chunks(
+    problem: Problem, estimator: Estimator, theta: Tensor, n_samples: int, replicates: int,
+    generator: torch.Generator, state: Any = None,
+) -> Iterator[tuple[Tensor, float]]:
+    """``replicates`` estimates in memory-bounded chunks, each with the seconds it took.
+
+    Each chunk is checked: shape ``(size, dim)`` and finite values, else an error names the
+    estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
+    """
+    chunk = chunk_size(problem, n_samples, replicates)
+    done = 0
+    while done < replicates:
+        size = min(chunk, replicates - done)
+        start = time.perf_counter()
+        estimates = estimator.estimate(problem, theta, n_samples, size, generator, state)
+        seconds = time.perf_counter() - start
+        if estimates.shape != (size, problem.dim):
+            raise ValueError(
+                f"{estimator.name} returned shape {tuple(estimates.shape)}, "
+                f"expected {(size, problem.dim)}"
+            )
+        if not bool(torch.isfinite(estimates).all()):
+            raise FloatingPointError(f"{estimator.name} returned non-finite estimates")
+        yield estimates, seconds
+        done += size
+
+
 def measure(
     problem: Problem, estimator: Estimator, cell: Cell
 ) -> tuple[dict[str, float], float, float]:
@@ -44,24 +72,12 @@ def measure(
     estimator.estimate(problem, theta, cell.n_samples, warmup, cell.generator("warmup"), state)
 
     accumulator = EstimateAccumulator(problem.exact_grad(theta), cell.replicates)
-    generator = cell.generator("measure")
-    chunk = chunk_size(problem, cell.n_samples, cell.replicates)
     elapsed = 0.0
-    done = 0
-    while done < cell.replicates:
-        size = min(chunk, cell.replicates - done)
-        start = time.perf_counter()
-        estimates = estimator.estimate(problem, theta, cell.n_samples, size, generator, state)
-        elapsed += time.perf_counter() - start
-        if estimates.shape != (size, problem.dim):
-            raise ValueError(
-                f"{estimator.name} returned shape {tuple(estimates.shape)}, "
-                f"expected {(size, problem.dim)}"
-            )
-        if not bool(torch.isfinite(estimates).all()):
-            raise FloatingPointError(f"{estimator.name} returned non-finite estimates")
+    for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
+                                                 cell.replicates, cell.generator("measure"),
+                                                 state):
         accumulator.update(estimates)
-        done += size
+        elapsed += seconds
     if not torch.equal(theta, theta_before):
         raise RuntimeError(f"{estimator.name} modified θ in place")
     return accumulator.metrics(), elapsed / cell.replicates, fit_seconds

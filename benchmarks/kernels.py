@@ -1,0 +1,160 @@
+"""Reference implementations for the speed comparison, written once, outside vrbench.
+
+* ``floor_*``: hand-vectorized numpy kernels of exactly the estimator's math on one problem,
+  the fastest this computation goes on this machine without compiling anything;
+* ``naive_*``: the way a tutorial writes it: a Python loop over replicates, each building
+  the surrogate ``log_prob · f`` with torch.distributions and calling ``backward()``.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import torch
+
+ARM_MEANS = np.array([0.2, -0.8, 1.5, 0.4, 1.2, -1.5, -0.1, -1.0, 0.8, -0.5])
+
+
+def _weights(f: np.ndarray, estimator: str) -> np.ndarray:
+    if estimator == "score_function":
+        return f
+    n = f.shape[1]
+    return (f - f.mean(axis=1, keepdims=True)) * (n / (n - 1))
+
+
+def floor_bernoulli(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+                    theta: float = 0.0, t: float = 0.499) -> np.ndarray:
+    p = 1 / (1 + np.exp(-theta))
+    b = (rng.random((replicates, n)) < p).astype(np.float64)
+    return (_weights((b - t) ** 2, estimator) * (b - p)).mean(axis=1)[:, None]
+
+
+def floor_bandit(estimator: str, replicates: int, n: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    pi = np.full(10, 0.1)
+    arms = np.searchsorted(np.cumsum(pi), rng.random((replicates, n)))
+    arms = np.minimum(arms, 9)
+    rewards = ARM_MEANS[arms] + rng.standard_normal((replicates, n))
+    w = _weights(rewards, estimator)
+    counts = np.zeros((replicates, 10))
+    np.add.at(counts, (np.repeat(np.arange(replicates), n), arms.ravel()), w.ravel())
+    return (counts - w.sum(axis=1, keepdims=True) * pi) / n
+
+
+def frozenlake_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    table = gymnasium.make("FrozenLake-v1", map_name="4x4", is_slippery=True).unwrapped.P
+    prob = np.zeros((16, 4, 3))
+    nxt = np.zeros((16, 4, 3), dtype=np.int64)
+    reward = np.zeros((16, 4, 3))
+    done = np.zeros((16, 4, 3), dtype=bool)
+    for s in range(16):
+        for a in range(4):
+            for k, (p, s2, r, d) in enumerate(table[s][a]):
+                prob[s, a, k], nxt[s, a, k], reward[s, a, k], done[s, a, k] = p, s2, r, d
+    return prob, nxt, reward, done
+
+
+def floor_frozenlake(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+                     table=None, gamma: float = 0.99, horizon: int = 100) -> np.ndarray:
+    prob, nxt, reward, done = table if table is not None else frozenlake_table()
+    outcome_cdf = np.cumsum(prob, axis=-1).reshape(64, 3)
+    batch = replicates * n
+    state = np.zeros(batch, dtype=np.int64)
+    alive = np.ones(batch, dtype=bool)
+    returns = np.zeros(batch)
+    counts = np.zeros((batch, 64))
+    rows = np.arange(batch)
+    discount = 1.0
+    for _ in range(horizon):
+        action = np.minimum((rng.random(batch) * 4).astype(np.int64), 3)  # uniform policy
+        pair = state * 4 + action
+        k = np.minimum((rng.random(batch)[:, None] > outcome_cdf[pair]).sum(1), 2)
+        flat = pair * 3 + k
+        returns += discount * alive * reward.ravel()[flat]
+        counts[rows, pair] += alive
+        alive &= ~done.ravel()[flat]
+        state = nxt.ravel()[flat]
+        discount *= gamma
+        if not alive.any():
+            break
+    counts = counts.reshape(replicates, n, 16, 4)
+    scores = (counts - counts.sum(-1, keepdims=True) * 0.25).reshape(replicates, n, 64)
+    w = _weights(returns.reshape(replicates, n), estimator)
+    return np.einsum("rn,rnd->rd", w, scores) / n
+
+
+def _naive_loop(replicates: int, n: int, surrogate) -> np.ndarray:
+    out = []
+    for _ in range(replicates):
+        theta = surrogate.theta.clone().requires_grad_(True)
+        loss = surrogate(theta, n)
+        loss.backward()
+        out.append(theta.grad.numpy().copy())
+    return np.stack(out)
+
+
+class _NaiveBernoulli:
+    theta = torch.zeros(1, dtype=torch.float64)
+
+    def __init__(self, estimator: str) -> None:
+        self.estimator = estimator
+
+    def __call__(self, theta, n):
+        dist = torch.distributions.Bernoulli(logits=theta)
+        b = dist.sample((n,))
+        f = (b - 0.499) ** 2
+        weights = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        return (dist.log_prob(b) * weights).mean()
+
+
+class _NaiveBandit:
+    theta = torch.zeros(10, dtype=torch.float64)
+
+    def __init__(self, estimator: str) -> None:
+        self.estimator = estimator
+        self.means = torch.tensor(ARM_MEANS)
+
+    def __call__(self, theta, n):
+        dist = torch.distributions.Categorical(logits=theta)
+        arms = dist.sample((n,))
+        f = self.means[arms] + torch.randn(n, dtype=torch.float64)
+        weights = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        return (dist.log_prob(arms) * weights).mean()
+
+
+class _NaiveFrozenLake:
+    theta = torch.zeros(64, dtype=torch.float64)
+
+    def __init__(self, estimator: str) -> None:
+        self.estimator = estimator
+        self.env = gymnasium.make("FrozenLake-v1", map_name="4x4", is_slippery=True,
+                                  max_episode_steps=100)
+
+    def __call__(self, theta, n):
+        logits = theta.reshape(16, 4)
+        log_probs, returns = [], []
+        for _ in range(n):
+            state, _ = self.env.reset()
+            total, discount, episode_log_prob = 0.0, 1.0, 0.0
+            for _ in range(100):
+                dist = torch.distributions.Categorical(logits=logits[state])
+                action = dist.sample()
+                episode_log_prob = episode_log_prob + dist.log_prob(action)
+                state, reward, terminated, truncated, _ = self.env.step(int(action))
+                total += discount * reward
+                discount *= 0.99
+                if terminated or truncated:
+                    break
+            log_probs.append(episode_log_prob)
+            returns.append(total)
+        f = torch.tensor(returns, dtype=torch.float64)
+        weights = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        return (torch.stack(log_probs) * weights).mean()
+
+
+NAIVE = {"bernoulli_toy": _NaiveBernoulli, "bandit_gaussian_10": _NaiveBandit,
+         "frozenlake": _NaiveFrozenLake}
+
+
+def naive(problem: str, estimator: str, replicates: int, n: int) -> np.ndarray:
+    return _naive_loop(replicates, n, NAIVE[problem](estimator))
