@@ -46,6 +46,9 @@ def test_plugin_runs_against_built_ins(example_plugin, tmp_path):
     assert len(frame) == 8 and (frame.status == "ok").all()
     assert set(frame.estimator) == {"median_baseline", "score_function"}
     assert set(frame.problem) == {"poisson_capped", "bernoulli_toy"}
+    report = vrbench("report", str(tmp_path), "-o", str(tmp_path / "report"), "--format", "png")
+    assert report.returncode == 0, report.stderr
+    assert "median_baseline" in (tmp_path / "report" / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("target", ["vrbench_plugin_example:MedianBaseline",

@@ -45,7 +45,8 @@ def results(tmp_path_factory) -> Path:
     estimators.registry.add("exploding", _Exploding, origin="test")
     config = SweepConfig(
         estimators=[Spec("score_function"), Spec("rloo"), Spec("reparameterization"),
-                    Spec("exploding"), Spec("gumbel_softmax", {"temperature": 0.2}),
+                    Spec("exploding"), Spec("disarm"),  # exact, zero variance at θ = 0
+                    Spec("gumbel_softmax", {"temperature": 0.2}),
                     Spec("gumbel_softmax", {"temperature": 1.0})],
         problems=[Spec("gaussian_quadratic"), Spec("bernoulli_toy")],
         n_samples=[2, 8], replicates=400, seeds=[0], jobs=1, output=str(out))
@@ -86,6 +87,13 @@ def test_pdfs_are_vector_with_embedded_truetype_fonts_and_fit_the_page(report, n
     assert width <= 6.75 + 0.25  # two-column width, allowing for the tight bounding box
 
 
+def test_one_column_style_fits_a_column(results, tmp_path):
+    build_report([results], tmp_path, formats=["pdf"], style="column")
+    data = (tmp_path / "variance_vs_samples.pdf").read_bytes()
+    width = float(re.search(rb"/MediaBox \[\s*0 0 ([\d.]+)", data).group(1)) / 72
+    assert width <= 3.25 + 0.25
+
+
 def test_pngs_are_300_dpi(report):
     dpi = Image.open(report / "variance_vs_samples.png").info["dpi"]
     assert round(dpi[0]) == 300
@@ -104,9 +112,9 @@ def test_tables_have_one_row_per_cell_and_the_best_in_bold(results):
     assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex
     assert r"\bottomrule" in latex
     body = [line for line in latex.splitlines() if line.endswith(r"\\")][1:]
-    # 2 problems × (score_function, rloo, exploding) + reparameterization on one + two
-    # temperatures of gumbel_softmax on the relaxable one.
-    assert len(body) == 9
+    # 2 problems × (score_function, rloo, exploding) + reparameterization on one + disarm and
+    # two temperatures of gumbel_softmax on the other.
+    assert len(body) == 10
     assert latex.count(r"\textbf{") == 2
     ok = frame[(frame.status == "ok") & (frame.n_samples == 8)]
     best = ok.loc[ok.groupby("problem")["variance"].idxmin()]

@@ -110,8 +110,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="report directory (default: RESULTS_DIR/report)")
     report.add_argument("--format", default="pdf,png", metavar="pdf,png,svg",
                         help="figure formats (default: pdf,png)")
-    report.add_argument("--style", choices=["paper", "slides"], default="paper",
-                        help="sizes and fonts: two-column paper or slides (default: paper)")
+    report.add_argument("--style", choices=["paper", "column", "slides"], default="paper",
+                        help="figure width: a two-column paper's full width (6.75 in), one "
+                             "column (3.25 in), or slides (default: paper)")
 
     train = commands.add_parser(
         "train", help="optimize with each estimator and record the exact objective",

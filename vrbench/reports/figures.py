@@ -15,11 +15,13 @@ from matplotlib.ticker import NullFormatter
 from vrbench.reports.style import EstimatorStyle
 
 BASELINE_ESTIMATOR = "score_function"
+EXACT_RATIO = 1e-20
+"""Variances this far below a panel's largest are rounding noise of an exact estimator."""
 
 
 def _panels(count: int, settings: dict[str, float], columns: int = 4,
             sharex: bool = False) -> tuple[Figure, list[plt.Axes]]:
-    columns = max(1, min(columns, count))
+    columns = max(1, min(columns, count, int(settings["columns"])))
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(settings["width"], settings["panel"] * rows
                                                      + 0.6), squeeze=False, sharex=sharex)
@@ -43,10 +45,14 @@ def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
         fig.supylabel(ylabel, fontsize="medium")
 
 
-def _legend(fig: Figure, styles: dict[str, EstimatorStyle], names: list[str]) -> None:
+def _legend(fig: Figure, styles: dict[str, EstimatorStyle], names: list[str],
+            settings: dict[str, float]) -> None:
     handles = [Line2D([], [], color=styles[n].color, marker=styles[n].marker, linestyle="-",
                       markersize=5, label=n) for n in names]
-    fig.legend(handles=handles, loc="outside upper center", ncols=min(4, len(handles)),
+    # As many columns as the longest name allows, so the legend never runs past the figure.
+    longest = max(len(n) for n in names) + 5
+    columns = max(1, min(4, int(settings["width"] * settings["chars_per_inch"] / longest)))
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(columns, len(handles)),
                frameon=False)
 
 
@@ -59,6 +65,7 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     """Variance of one estimate against samples per estimate, log–log, with 95% intervals.
 
     The dashed grey line has slope −1: plain Monte Carlo averaging of independent draws.
+    Exact estimators (zero variance up to rounding) are left out.
     """
     ok = _ok(frame)
     if ok.empty:
@@ -67,6 +74,8 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     fig, axes = _panels(len(problems), settings)
     for ax, problem in zip(axes, problems, strict=True):
         rows = ok[ok["problem"] == problem]
+        # Exact estimators (variance at rounding level) would stretch the log axis 30 decades.
+        rows = rows[rows["variance"] > EXACT_RATIO * rows["variance"].max()]
         for estimator, group in rows.groupby("estimator", sort=True):
             group = group.sort_values("n_samples")
             style = styles[estimator]
@@ -82,7 +91,7 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         _log_axes(ax)
         ax.set_title(problem)
     _shared_labels(fig, "samples per estimate (log scale)", "variance of one estimate (log scale)")
-    _legend(fig, styles, sorted(ok["estimator"].unique()))
+    _legend(fig, styles, sorted(ok["estimator"].unique()), settings)
     return fig
 
 
@@ -95,7 +104,7 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     around it, a biased one stands clearly above it.
     """
     ok = _ok(frame)
-    ok = ok[ok["bias_norm"] > 0]
+    ok = ok[(ok["bias_norm"] > 0) & (ok["variance"] > 0)]  # log axes: exact estimators drop out
     if ok.empty:
         return None
     problems = list(dict.fromkeys(ok["problem"]))
@@ -114,7 +123,7 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         _log_axes(ax)
         ax.set_title(problem)
     _shared_labels(fig, "variance of one estimate (log scale)", "‖bias‖ (log scale)")
-    _legend(fig, styles, sorted(ok["estimator"].unique()))
+    _legend(fig, styles, sorted(ok["estimator"].unique()), settings)
     return fig
 
 
@@ -166,7 +175,10 @@ def relative_variance_heatmap(frame: pd.DataFrame, settings: dict[str, float]) -
     table = table[list(dict.fromkeys(p for p in ok["problem"] if p in table.columns))]
     height = 0.3 * len(table) + 1.6
     fig, ax = plt.subplots(figsize=(settings["width"], height))
+    # Beyond 10⁶ either way the colour saturates: exact estimators reach 10⁻³⁰ (rounding)
+    # and would wash out every other cell; the annotations keep the numbers.
     bound = float(np.nanmax(np.abs(table.to_numpy()))) if table.notna().any().any() else 1.0
+    bound = min(max(bound, 0.5), 6.0)
     sns.heatmap(table, ax=ax, cmap="vlag", center=0, vmin=-bound, vmax=bound, annot=True,
                 fmt=".1f", annot_kws={"fontsize": 6}, linewidths=0.4,
                 cbar_kws={"label": "log10 variance ratio to score_function"})
@@ -201,7 +213,7 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
         ax.set_title(problem)
     _shared_labels(fig, {"step": "optimization step", "wall_s": "wall-clock time (s)"}[x],
                    "exact objective J(θ)")
-    _legend(fig, styles, sorted(traces["estimator"].unique()))
+    _legend(fig, styles, sorted(traces["estimator"].unique()), settings)
     return fig
 
 
@@ -235,7 +247,7 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         _log_axes(ax)
         ax.set_title(problem)
     _shared_labels(fig, "temperature τ (log scale)", "‖bias‖ (log scale)")
-    _legend(fig, colors, sorted(colors))
+    _legend(fig, colors, sorted(colors), settings)
     return fig
 
 

@@ -14,8 +14,12 @@ TWO_COLUMN_IN = 6.75
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
 
 STYLES = {
-    "paper": {"context": "paper", "font_scale": 0.9, "width": TWO_COLUMN_IN, "panel": 1.55},
-    "slides": {"context": "talk", "font_scale": 0.8, "width": 12.0, "panel": 3.0},
+    "paper": {"context": "paper", "font_scale": 0.9, "width": TWO_COLUMN_IN, "panel": 1.55,
+              "columns": 4, "chars_per_inch": 15},
+    "column": {"context": "paper", "font_scale": 0.8, "width": ONE_COLUMN_IN, "panel": 1.45,
+               "columns": 2, "chars_per_inch": 16},
+    "slides": {"context": "talk", "font_scale": 0.8, "width": 12.0, "panel": 3.0,
+               "columns": 4, "chars_per_inch": 8},
 }
 
 
