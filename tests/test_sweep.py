@@ -197,3 +197,29 @@ def test_timeouts_and_nan_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     assert "non-finite" in rows.loc["not_a_number", "error"]
     assert rows.loc["score_function", "status"] == "ok"
     assert outcome.failed == 2
+
+
+def test_memory_budget_bounds_the_chunks_and_is_part_of_the_definition():
+    from vrbench import problems
+    from vrbench.bench.cells import Cell
+    from vrbench.bench.runner import WORKING_COPIES, chunk_size
+
+    problem = problems.make("frozenlake")
+    for budget in (16, 64, 256):
+        chunk = chunk_size(problem, 16, 10**7, budget)
+        per_replicate = 16 * (2 * problem.dim + problem.sample_width())
+        assert chunk * per_replicate * 8 * WORKING_COPIES <= budget * 2**20
+        assert chunk >= 1
+    small = Cell(Spec("frozenlake"), Spec("rloo"), 4, 100, 0, max_memory_mb=16)
+    large = dataclasses.replace(small, max_memory_mb=256)
+    assert small.key() != large.key()
+
+
+def test_threads_and_memory_keys_in_configs(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text("threads = 1\nmax_memory_mb = 64\n")
+    config = load_config(path)
+    assert (config.threads, config.max_memory_mb) == (1, 64)
+    path.write_text("max_memory_mb = 1\n")
+    with pytest.raises(ConfigError, match="expected an integer number of MiB >= 16"):
+        load_config(path)

@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="worker processes (default: one per core)")
     run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
                      help="record a cell that runs longer as an error")
+    run.add_argument("--max-memory", type=_positive_int, metavar="MB", dest="max_memory_mb",
+                     help="working memory of one cell; R is split into chunks that fit "
+                          "(default 256; part of a cell's definition)")
+    run.add_argument("--threads", type=_positive_int,
+                     help="torch threads per worker (default: cores / jobs)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--force", action="store_true",
@@ -185,6 +190,10 @@ def _config(args: argparse.Namespace) -> SweepConfig:
         overrides["jobs"] = args.jobs
     if args.cell_timeout is not None:
         overrides["cell_timeout"] = args.cell_timeout
+    if args.max_memory_mb is not None:
+        overrides["max_memory_mb"] = args.max_memory_mb
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     return dataclasses.replace(config, **overrides)
 
 

@@ -15,6 +15,9 @@ from vrbench.components import Spec
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
 
+DEFAULT_MAX_MEMORY_MB = 256
+"""Working memory of one cell's tensors (beyond the ~0.4 GB of Python and torch)."""
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -25,6 +28,7 @@ class Cell:
     n_samples: int
     replicates: int
     seed: int
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
 
     def definition(self) -> dict[str, object]:
         return {
@@ -35,6 +39,7 @@ class Cell:
             "n_samples": self.n_samples,
             "replicates": self.replicates,
             "seed": self.seed,
+            "max_memory_mb": self.max_memory_mb,
         }
 
     def _digest(self, salt: str) -> bytes:
@@ -78,6 +83,7 @@ def plan(
     n_samples: Iterable[int],
     replicates: int,
     seed: int,
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
 ) -> tuple[list[Cell], list[Skipped]]:
     """Every compatible combination as a cell, the others with the reason they are skipped.
 
@@ -93,7 +99,7 @@ def plan(
             for n in n_samples:
                 reason = estimator.incompatibility(problem, n)
                 if reason is None:
-                    cells.append(Cell(p_spec, e_spec, n, replicates, seed))
+                    cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb))
                 else:
                     skipped.append(Skipped(p_spec, e_spec, n, reason))
     return cells, skipped

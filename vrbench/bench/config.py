@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB
 from vrbench.components import Spec, parse_specs
 from vrbench.errors import VrbenchError
 
@@ -40,6 +41,8 @@ class SweepConfig:
     output: str = "results"
     jobs: int | None = None  # None: every core
     cell_timeout: float | None = None  # seconds; None: no limit
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # working memory of one cell
+    threads: int | None = None  # torch threads per worker; None: cores / jobs
 
     def resolved(self) -> dict[str, Any]:
         """The configuration as plain data, for provenance."""
@@ -52,6 +55,8 @@ class SweepConfig:
             "output": self.output,
             "jobs": self.jobs,
             "cell_timeout": self.cell_timeout,
+            "max_memory_mb": self.max_memory_mb,
+            "threads": self.threads,
         }
 
 
@@ -64,6 +69,8 @@ _EXPECTED = {
     "output": "a directory path (string)",
     "jobs": "a positive integer",
     "cell_timeout": "a positive number of seconds",
+    "max_memory_mb": "an integer number of MiB >= 16",
+    "threads": "a positive integer",
 }
 
 
@@ -134,6 +141,14 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> SweepConfig:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise fail("cell_timeout")
         values["cell_timeout"] = float(timeout)
+    if "max_memory_mb" in data:
+        if not _is_int(data["max_memory_mb"]) or data["max_memory_mb"] < 16:
+            raise fail("max_memory_mb")
+        values["max_memory_mb"] = data["max_memory_mb"]
+    if "threads" in data:
+        if not _is_int(data["threads"]) or data["threads"] < 1:
+            raise fail("threads")
+        values["threads"] = data["threads"]
     return SweepConfig(**values)
 
 

@@ -14,33 +14,40 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vrbench.bench.cells import Cell, Skipped
+from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, Skipped
 from vrbench.bench.metrics import EstimateAccumulator
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
 
-CHUNK_NUMBERS = 8_000_000
-"""Numbers (float64) one chunk of estimates may hold: about 64 MiB."""
+WORKING_COPIES = 4
+"""Intermediate tensors per stored number while an estimator runs (samples, scores, products)."""
 
 WARMUP_REPLICATES = 8
 
 
-def chunk_size(problem: Problem, n_samples: int, replicates: int) -> int:
-    """Replicates per chunk, a function of the cell alone so results never depend on it."""
+def chunk_size(problem: Problem, n_samples: int, replicates: int,
+               max_memory_mb: int = DEFAULT_MAX_MEMORY_MB) -> int:
+    """Replicates per chunk so that a chunk's tensors fit in ``max_memory_mb``.
+
+    The chunking changes the order in which random numbers are drawn, so the memory budget
+    is part of a cell's definition: the same definition always gives the same numbers.
+    """
     per_replicate = n_samples * (2 * problem.dim + problem.sample_width())
-    return max(1, min(replicates, CHUNK_NUMBERS // per_replicate))
+    numbers = max_memory_mb * 2**20 // (8 * WORKING_COPIES)
+    return max(1, min(replicates, numbers // per_replicate))
 
 
 def estimate_in_chunks(
     problem: Problem, estimator: Estimator, theta: Tensor, n_samples: int, replicates: int,
     generator: torch.Generator, state: Any = None,
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
 ) -> Iterator[tuple[Tensor, float]]:
     """``replicates`` estimates in memory-bounded chunks, each with the seconds it took.
 
     Each chunk is checked: shape ``(size, dim)`` and finite values, else an error names the
     estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
     """
-    chunk = chunk_size(problem, n_samples, replicates)
+    chunk = chunk_size(problem, n_samples, replicates, max_memory_mb)
     done = 0
     while done < replicates:
         size = min(chunk, replicates - done)
@@ -75,7 +82,7 @@ def measure(
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
                                                  cell.replicates, cell.generator("measure"),
-                                                 state):
+                                                 state, cell.max_memory_mb):
         accumulator.update(estimates)
         elapsed += seconds
     if not torch.equal(theta, theta_before):

@@ -70,13 +70,20 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_local(cells: list[Cell], jobs: int, timeout: float | None) -> Iterator[tuple[Cell, dict]]:
-    """Run cells in ``jobs`` worker processes (in this process when ``jobs == 1``)."""
+def run_local(cells: list[Cell], jobs: int, timeout: float | None,
+              threads: int | None = None) -> Iterator[tuple[Cell, dict]]:
+    """Run cells in ``jobs`` worker processes (in this process when ``jobs == 1``), each with
+    ``threads`` torch threads (default: the cores shared out among the workers)."""
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     if jobs == 1 or len(cells) <= 1:
-        for cell in cells:
-            yield cell, run_cell(cell, timeout)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for cell in cells:
+                yield cell, run_cell(cell, timeout)
+        finally:
+            torch.set_num_threads(previous)
         return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # fork after torch has run is not safe
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                              initargs=(threads,)) as pool:
@@ -130,7 +137,7 @@ def plan_sweep(config: SweepConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
     skipped_rows: list[dict[str, Any]] = []
     for seed in config.seeds:
         seed_cells, skipped = plan(problem_specs, estimator_specs, config.n_samples,
-                                   config.replicates, seed)
+                                   config.replicates, seed, config.max_memory_mb)
         cells.extend(seed_cells)
         skipped_rows.extend(skipped_row(s, config.replicates, seed) for s in skipped)
     return cells, skipped_rows
@@ -158,7 +165,7 @@ def run_sweep(
         on_start(len(cells), reused)
     jobs = config.jobs or os.cpu_count() or 1
     results = (run_dask(pending, scheduler, config.cell_timeout) if scheduler
-               else run_local(pending, jobs, config.cell_timeout))
+               else run_local(pending, jobs, config.cell_timeout, config.threads))
     failed = 0
     for cell, row in results:
         store.save(cell, row)

@@ -111,6 +111,7 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     fig, axes = _panels(len(problems), settings)
     for ax, problem in zip(axes, problems, strict=True):
         rows = ok[ok["problem"] == problem]
+        rows = rows[rows["variance"] > EXACT_RATIO * rows["variance"].max()]  # never empty
         for row in rows.itertuples(index=False):
             style = styles[row.estimator]
             claimed = bool(row.unbiased_claim) if not pd.isna(row.unbiased_claim) else False
