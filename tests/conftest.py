@@ -6,12 +6,6 @@ import pytest
 import torch
 
 from vrbench import estimators, problems
-from vrbench.estimators.base import Estimator
-from vrbench.problems.base import Problem
-
-
-def all_problems() -> list[Problem]:
-    return [problems.make(name) for name in problems.registry.names()]
 
 
 def compatible_pairs(unbiased_only: bool = False) -> list[tuple[str, str, int]]:
@@ -26,10 +20,6 @@ def compatible_pairs(unbiased_only: bool = False) -> list[tuple[str, str, int]]:
             if estimator.incompatibility(problems.make(p_name), n) is None:
                 pairs.append((e_name, p_name, n))
     return pairs
-
-
-def build(e_name: str, p_name: str) -> tuple[Estimator, Problem]:
-    return estimators.make(e_name), problems.make(p_name)
 
 
 @pytest.fixture

@@ -103,10 +103,6 @@ class Component:
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"{cls.name}: {exc}") from None
 
-    def params(self) -> dict[str, Any]:
-        """The values this instance was built with."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
     @classmethod
     def summary(cls) -> str:
         """First line of the docstring."""

@@ -28,6 +28,7 @@ from vrbench.estimators import (  # noqa: E402, F401
     measure_valued,
     noise_schemes,
     optimal_baseline,
+    rebar,
     relaxed,
     reparameterization,
     reward_to_go,

@@ -134,7 +134,3 @@ class Problem(Component, abc.ABC):
     def sample_width(self) -> int:
         """Numbers stored per sample besides the score; sizes the harness's memory chunks."""
         return 1
-
-    def describe(self) -> str:
-        caps = ", ".join(sorted(self.capabilities))
-        return f"{self.name} (dim {self.dim}; {caps})"
