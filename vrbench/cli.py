@@ -41,6 +41,14 @@ def _positive_ints(text: str) -> list[int]:
     return values
 
 
+RUN_FLAGS = {
+    "estimators": "estimators", "problems": "problems", "n_samples": "n_samples",
+    "replicates": "replicates", "seed": "seeds", "output": "output", "jobs": "jobs",
+    "cell_timeout": "cell_timeout", "max_memory_mb": "max_memory_mb", "threads": "threads",
+}
+"""``vrbench run`` options that override the configuration file: option → config key."""
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -173,27 +181,13 @@ def _list(console: Console, kind: str | None) -> None:
 
 def _config(args: argparse.Namespace) -> SweepConfig:
     config = load_config(args.config) if args.config else SweepConfig()
-    overrides: dict[str, Any] = {}
-    if args.estimators is not None:
-        overrides["estimators"] = parse_specs(args.estimators)
-    if args.problems is not None:
-        overrides["problems"] = parse_specs(args.problems)
-    if args.n_samples is not None:
-        overrides["n_samples"] = args.n_samples
-    if args.replicates is not None:
-        overrides["replicates"] = args.replicates
-    if args.seed is not None:
-        overrides["seeds"] = args.seed
-    if args.output is not None:
-        overrides["output"] = args.output
-    if args.jobs is not None:
-        overrides["jobs"] = args.jobs
-    if args.cell_timeout is not None:
-        overrides["cell_timeout"] = args.cell_timeout
-    if args.max_memory_mb is not None:
-        overrides["max_memory_mb"] = args.max_memory_mb
-    if args.threads is not None:
-        overrides["threads"] = args.threads
+    overrides: dict[str, Any] = {
+        key: getattr(args, flag) for flag, key in RUN_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    for key in ("estimators", "problems"):
+        if key in overrides:
+            overrides[key] = parse_specs(overrides[key])
     return dataclasses.replace(config, **overrides)
 
 
