@@ -30,24 +30,23 @@ class Spec:
 
 def parse_specs(text: str) -> list[Spec]:
     """Parse ``"a,b:x=1,y=2,c"`` into specs; ``key=value`` binds to the last named component."""
-    specs: list[Spec] = []
+    entries: list[tuple[str, dict[str, str]]] = []
     for raw in (item.strip() for item in text.split(",")):
         if not raw:
             continue
         if ":" in raw:
-            name, _, first = raw.partition(":")
-            specs.append(Spec(name.strip(), {}))
-            raw = first
+            name, _, raw = raw.partition(":")
+            entries.append((name.strip(), {}))
             if not raw:
                 continue
         if "=" in raw:
-            if not specs:
+            if not entries:
                 raise ParameterError(f"parameter {raw!r} comes before any component name")
             key, _, value = raw.partition("=")
-            specs[-1].params[key.strip()] = value.strip()  # type: ignore[index]
+            entries[-1][1][key.strip()] = value.strip()
         else:
-            specs.append(Spec(raw, {}))
-    return specs
+            entries.append((raw, {}))
+    return [Spec(name, params) for name, params in entries]
 
 
 def _convert(owner: str, key: str, value: Any, default: Any) -> Any:

@@ -16,6 +16,7 @@ and unknown names are refused with the file, the key and what was expected.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,24 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_VALID: dict[str, Callable[[Any], bool]] = {
+    "n_samples": lambda v: isinstance(v, list) and bool(v)
+    and all(_is_int(x) and x >= 1 for x in v),
+    "seeds": lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) for x in v),
+    "replicates": lambda v: _is_int(v) and v >= 2,
+    "output": lambda v: isinstance(v, str) and bool(v),
+    "jobs": lambda v: _is_int(v) and v >= 1,
+    "cell_timeout": lambda v: _is_number(v) and v > 0,
+    "max_memory_mb": lambda v: _is_int(v) and v >= 16,
+    "threads": lambda v: _is_int(v) and v >= 1,
+}
+"""How each scalar or list key is checked; ``_EXPECTED`` says the same in words."""
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> SweepConfig:
     """Validate a decoded TOML document into a :class:`SweepConfig`."""
     unknown = sorted(set(data) - set(_EXPECTED))
@@ -106,49 +125,14 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> SweepConfig:
         raise ConfigError(
             f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(_EXPECTED))}"
         )
-
-    def fail(key: str) -> ConfigError:
-        return ConfigError(f"{source}: key {key!r} = {data[key]!r}: expected {_EXPECTED[key]}")
-
     values: dict[str, Any] = {}
-    for key in ("estimators", "problems"):
-        if key in data:
-            values[key] = _specs(source, key, data[key])
-    if "n_samples" in data:
-        n = data["n_samples"]
-        if not isinstance(n, list) or not n or not all(_is_int(v) and v >= 1 for v in n):
-            raise fail("n_samples")
-        values["n_samples"] = n
-    if "seeds" in data:
-        seeds = data["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(_is_int(v) for v in seeds):
-            raise fail("seeds")
-        values["seeds"] = seeds
-    if "replicates" in data:
-        if not _is_int(data["replicates"]) or data["replicates"] < 2:
-            raise fail("replicates")
-        values["replicates"] = data["replicates"]
-    if "output" in data:
-        if not isinstance(data["output"], str) or not data["output"]:
-            raise fail("output")
-        values["output"] = data["output"]
-    if "jobs" in data:
-        if not _is_int(data["jobs"]) or data["jobs"] < 1:
-            raise fail("jobs")
-        values["jobs"] = data["jobs"]
-    if "cell_timeout" in data:
-        timeout = data["cell_timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise fail("cell_timeout")
-        values["cell_timeout"] = float(timeout)
-    if "max_memory_mb" in data:
-        if not _is_int(data["max_memory_mb"]) or data["max_memory_mb"] < 16:
-            raise fail("max_memory_mb")
-        values["max_memory_mb"] = data["max_memory_mb"]
-    if "threads" in data:
-        if not _is_int(data["threads"]) or data["threads"] < 1:
-            raise fail("threads")
-        values["threads"] = data["threads"]
+    for key, value in data.items():
+        if key in ("estimators", "problems"):
+            values[key] = _specs(source, key, value)
+        elif not _VALID[key](value):
+            raise ConfigError(f"{source}: key {key!r} = {value!r}: expected {_EXPECTED[key]}")
+        else:
+            values[key] = float(value) if key == "cell_timeout" else value
     return SweepConfig(**values)
 
 
