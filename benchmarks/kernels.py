@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import gymnasium
 import numpy as np
 import torch
@@ -83,6 +85,63 @@ def floor_frozenlake(estimator: str, replicates: int, n: int, rng: np.random.Gen
     return np.einsum("rn,rnd->rd", w, scores) / n
 
 
+class VAEModel(NamedTuple):
+    """The digits VAE at its initial θ: images ``(B, 64)``, decoder ``V (64, L)`` and ``d``,
+    encoder ``W (L, 64)`` and ``c`` (drawn like vrbench's, so the floor computes its numbers)."""
+
+    images: np.ndarray
+    decoder: np.ndarray
+    offset: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+
+
+def vae_model(batch: int = 16, seed: int = 0, latents: int = 10) -> VAEModel:
+    from sklearn.datasets import load_digits
+
+    digits = (load_digits().data > 8).astype(np.float64)
+    mean = digits.mean(0).clip(1e-3, 1 - 1e-3)
+    decoder = torch.randn(64, latents, generator=torch.Generator().manual_seed(seed),
+                          dtype=torch.float64).numpy()
+    weights = 0.1 * torch.randn(latents * 64, generator=torch.Generator().manual_seed(seed + 1),
+                                dtype=torch.float64).numpy()
+    return VAEModel(digits[:batch], decoder, np.log(mean) - np.log1p(-mean),
+                    weights.reshape(latents, 64), np.zeros(latents))
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)  # the fastest stable form here
+
+
+def _log_bernoulli(bits: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    return (bits * logits - _softplus(logits)).sum(-1)
+
+
+def floor_vae(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+              model: VAEModel | None = None) -> np.ndarray:
+    """Score-function (or RLOO) gradient of the batch-mean ELBO w.r.t. the encoder (W, c)."""
+    images, decoder, offset, weights, bias = model if model is not None else vae_model()
+    batch, latents = images.shape[0], weights.shape[0]
+    logits = images @ weights.T + bias  # (B, L)
+    probs = 1 / (1 + np.exp(-logits))
+    codes = (rng.random((replicates, n, batch, latents)) < probs).astype(np.float64)
+    # Σ_j x_j (V z + d)_j = z · (Vᵀ x) + d · x: only the softplus needs every pixel.
+    matched = (codes * (images @ decoder)).sum(-1) + images @ offset
+    log_joint = matched - _softplus(codes @ decoder.T + offset).sum(-1) - latents * np.log(2)
+    f = (log_joint - _log_bernoulli(codes, logits)).sum(-1) / batch  # (R, n)
+    # Contract the weights first: Σ_j w_j (z_j − σ) ⊗ x is (Σ_j w_j (z_j − σ)) ⊗ x.
+    weighted = np.einsum("rn,rnbl->rbl", _weights(f, estimator), codes - probs) / n
+    grad_weights = np.einsum("rbl,bp->rlp", weighted, images).reshape(replicates, -1)
+    return np.concatenate([grad_weights, weighted.sum(1)], axis=1)
+
+
+def chunked(kernel, estimator: str, replicates: int, n: int, rng: np.random.Generator,
+            chunk: int = 100_000, **kwargs) -> np.ndarray:
+    """``kernel`` in chunks of replicates, as any kernel must run at R = 10⁶ to fit in memory."""
+    return np.concatenate([kernel(estimator, min(chunk, replicates - done), n, rng, **kwargs)
+                           for done in range(0, replicates, chunk)])
+
+
 def _naive_loop(replicates: int, n: int, surrogate) -> np.ndarray:
     out = []
     for _ in range(replicates):
@@ -129,6 +188,7 @@ class _NaiveFrozenLake:
         self.estimator = estimator
         self.env = gymnasium.make("FrozenLake-v1", map_name="4x4", is_slippery=True,
                                   max_episode_steps=100)
+        self.env.reset(seed=0)  # later resets continue this stream
 
     def __call__(self, theta, n):
         logits = theta.reshape(16, 4)
@@ -152,8 +212,29 @@ class _NaiveFrozenLake:
         return (torch.stack(log_probs) * weights).mean()
 
 
+class _NaiveVAE:
+    def __init__(self, estimator: str) -> None:
+        self.estimator = estimator
+        model = vae_model()
+        self.images, self.decoder, self.offset = (
+            torch.as_tensor(a) for a in (model.images, model.decoder, model.offset))
+        self.theta = torch.cat([torch.as_tensor(model.weights).reshape(-1),
+                                torch.as_tensor(model.bias)])
+
+    def __call__(self, theta, n):
+        weights, bias = theta[:640].reshape(10, 64), theta[640:]
+        encoder = torch.distributions.Bernoulli(logits=self.images @ weights.T + bias)
+        codes = encoder.sample((n,))  # (n, B, L)
+        decoder = torch.distributions.Bernoulli(logits=codes @ self.decoder.T + self.offset)
+        log_q = encoder.log_prob(codes).sum(-1)  # (n, B)
+        log_joint = decoder.log_prob(self.images).sum(-1) - 10 * np.log(2)
+        f = (log_joint - log_q).sum(-1).detach() / self.images.shape[0]
+        weights_f = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        return (log_q.sum(-1) * weights_f).mean()
+
+
 NAIVE = {"bernoulli_toy": _NaiveBernoulli, "bandit_gaussian_10": _NaiveBandit,
-         "frozenlake": _NaiveFrozenLake}
+         "frozenlake": _NaiveFrozenLake, "sigmoid_belief_vae_digits": _NaiveVAE}
 
 
 def naive(problem: str, estimator: str, replicates: int, n: int) -> np.ndarray:

@@ -1,11 +1,16 @@
 """Speed of vrbench's batched estimators against the naive loop and the numpy floor.
 
-Run with ``make bench``; ``python benchmarks/report.py`` then turns the JSON into the table
-of ``benchmarks/README.md``. Every benchmark records ``replicates`` in ``extra_info`` so
-times convert to estimates per second. Nothing here asserts a time.
+Run with ``make bench``; ``python benchmarks/report.py`` then turns the JSON into the tables
+of ``benchmarks/README.md``. Every estimator benchmark records ``replicates`` in
+``extra_info`` so times convert to estimates per second; the system benchmarks record the
+sweep's cell count and a cell's peak memory. Nothing here asserts a time.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,14 +21,18 @@ from vrbench import estimators, problems
 from vrbench.bench.runner import estimate_in_chunks
 
 N_SAMPLES = 4
-CASES = [(e, p) for p in ("bernoulli_toy", "bandit_gaussian_10", "frozenlake",
-                          "sigmoid_belief_vae_digits")
-         for e in ("score_function", "rloo")]
-REPLICATES = {"bernoulli_toy": (10_000, 1_000_000), "bandit_gaussian_10": (10_000, 1_000_000),
-              "frozenlake": (10_000, 100_000), "sigmoid_belief_vae_digits": (1_000, 10_000)}
-NAIVE_REPLICATES = {"bernoulli_toy": 200, "bandit_gaussian_10": 200, "frozenlake": 20}
+PROBLEMS = ("bernoulli_toy", "bandit_gaussian_10", "frozenlake", "sigmoid_belief_vae_digits")
+CASES = [(e, p) for p in PROBLEMS for e in ("score_function", "rloo")]
+SIZES = {"small": 10_000, "large": 1_000_000}
+ROUNDS = {"small": 3, "large": 1}  # one round of 10⁶ estimates is long enough to be stable
+WARMUP_ROUNDS = {"small": 1, "large": 0}
+NAIVE_REPLICATES = {"bernoulli_toy": 200, "bandit_gaussian_10": 200, "frozenlake": 20,
+                    "sigmoid_belief_vae_digits": 50}
 FLOOR = {"bernoulli_toy": kernels.floor_bernoulli, "bandit_gaussian_10": kernels.floor_bandit,
-         "frozenlake": kernels.floor_frozenlake}
+         "frozenlake": kernels.floor_frozenlake, "sigmoid_belief_vae_digits": kernels.floor_vae}
+FLOOR_CHUNK = {"bernoulli_toy": 1_000_000, "bandit_gaussian_10": 250_000, "frozenlake": 25_000,
+               "sigmoid_belief_vae_digits": 2_500}
+"""Replicates per numpy call, so that the floor's arrays stay within a few hundred MB."""
 
 
 def _run_vrbench(estimator, problem, theta, replicates):
@@ -32,34 +41,75 @@ def _run_vrbench(estimator, problem, theta, replicates):
         pass
 
 
-@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize(("estimator_name", "problem_name"), CASES)
 def test_vrbench(benchmark, estimator_name, problem_name, size):
     estimator, problem = estimators.make(estimator_name), problems.make(problem_name)
-    replicates = REPLICATES[problem_name][size == "large"]
+    replicates = SIZES[size]
     benchmark.group = f"{problem_name} {estimator_name}"
     benchmark.extra_info.update(replicates=replicates, kind="vrbench")
     benchmark.pedantic(_run_vrbench, args=(estimator, problem, problem.initial_theta(),
-                                           replicates), rounds=3, warmup_rounds=1)
+                                           replicates),
+                       rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
 
 
-@pytest.mark.parametrize(("estimator_name", "problem_name"),
-                         [c for c in CASES if c[1] in FLOOR])
-def test_numpy_floor(benchmark, estimator_name, problem_name):
-    replicates = REPLICATES[problem_name][0]
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("estimator_name", "problem_name"), CASES)
+def test_numpy_floor(benchmark, estimator_name, problem_name, size):
+    replicates = SIZES[size]
     rng = np.random.default_rng(0)
     extra = {"table": kernels.frozenlake_table()} if problem_name == "frozenlake" else {}
+    if problem_name == "sigmoid_belief_vae_digits":
+        extra = {"model": kernels.vae_model()}
     benchmark.group = f"{problem_name} {estimator_name}"
     benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
-    benchmark.pedantic(FLOOR[problem_name], args=(estimator_name, replicates, N_SAMPLES, rng),
-                       kwargs=extra, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(kernels.chunked, args=(FLOOR[problem_name], estimator_name, replicates,
+                                              N_SAMPLES, rng),
+                       kwargs={"chunk": FLOOR_CHUNK[problem_name], **extra},
+                       rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
 
 
-@pytest.mark.parametrize(("estimator_name", "problem_name"),
-                         [c for c in CASES if c[1] in kernels.NAIVE])
+@pytest.mark.parametrize(("estimator_name", "problem_name"), CASES)
 def test_naive_loop(benchmark, estimator_name, problem_name):
     replicates = NAIVE_REPLICATES[problem_name]
     benchmark.group = f"{problem_name} {estimator_name}"
     benchmark.extra_info.update(replicates=replicates, kind="naive loop")
     benchmark.pedantic(kernels.naive, args=(problem_name, estimator_name, replicates,
                                             N_SAMPLES), rounds=1, warmup_rounds=0)
+
+
+def test_default_sweep(benchmark, tmp_path):
+    """Wall-clock of ``make sweep``: the default configuration, from nothing stored."""
+    command = [sys.executable, "-m", "vrbench.cli", "run", "--config", "configs/default.toml",
+               "--output", str(tmp_path / "sweep")]
+    benchmark.group = "system"
+    benchmark.pedantic(subprocess.run, args=(command,),
+                       kwargs={"check": True, "capture_output": True}, rounds=1)
+    record = json.loads((tmp_path / "sweep" / "provenance.json").read_text())
+    benchmark.extra_info.update(kind="default sweep", cells=record["cells"])
+
+
+PEAK_MEMORY_CELL = """
+import json, resource, sys
+from vrbench.bench.cells import Cell
+from vrbench.bench.runner import run_cell
+from vrbench.components import Spec
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+row = run_cell(Cell(Spec(sys.argv[1]), Spec("score_function"), 4, 10_000_000, 0))
+assert row["status"] == "ok", row["error"]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before_mb": before / 1024, "peak_mb": peak / 1024}))
+"""
+
+
+@pytest.mark.parametrize("problem_name", ["bernoulli_toy", "bandit_gaussian_10"])
+def test_peak_memory_of_a_ten_million_replicate_cell(benchmark, problem_name):
+    """Peak RSS of a process that runs one cell of R = 10⁷ estimates (n = 4), and its RSS
+    after importing vrbench and torch but before the cell."""
+    command = [sys.executable, "-c", PEAK_MEMORY_CELL, problem_name]
+    benchmark.group = "system"
+    result = benchmark.pedantic(subprocess.run, args=(command,),
+                                kwargs={"check": True, "capture_output": True, "text": True},
+                                rounds=1)
+    benchmark.extra_info.update(kind="peak memory", problem=problem_name,
+                                replicates=10_000_000, **json.loads(result.stdout))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
@@ -13,8 +14,9 @@ from scipy import integrate, stats
 from vrbench import problems
 from vrbench.errors import ParameterError, VrbenchError
 from vrbench.problems.base import DTYPE
+from vrbench.problems.bernoulli import BernoulliVector
 from vrbench.problems.mdp import table_from_env
-from vrbench.testing import finite_difference_error
+from vrbench.testing import check_problem, finite_difference_error
 
 PROBLEM_NAMES = problems.registry.names()
 
@@ -289,7 +291,7 @@ def test_softmax_problems_by_enumeration(name, params, rewards):
 
 def test_contextual_bandit_by_enumeration():
     problem = problems.make("contextual_bandit", {"contexts": 3, "actions": 4, "features": 2})
-    phi, q = (x.numpy() for x in problem.tables())
+    phi, q = (x.numpy() for x in problem.tables)
 
     def objective(th):
         policy = _softmax(phi @ th.reshape(4, 2).T)
@@ -398,3 +400,18 @@ def test_vae_against_brute_force_enumeration():
     h = 1e-5
     fd = (elbo(theta + h * direction) - elbo(theta - h * direction)) / (2 * h)
     assert float(problem.exact_grad(t) @ torch.tensor(direction)) == pytest.approx(fd, rel=1e-6)
+
+
+@dataclass(frozen=True)
+class _WrongWeightedScore(BernoulliVector):
+    """bernoulli_vector whose shortcut for the weighted score forgets to divide by n."""
+
+    name = "wrong_weighted_score_for_test"
+
+    def weighted_score(self, theta, samples, weights):
+        return torch.einsum("rn,rnd->rd", weights, self.score(theta, samples))
+
+
+def test_conformance_catches_a_weighted_score_shortcut_that_disagrees_with_score():
+    failures = check_problem(_WrongWeightedScore()).failures
+    assert len(failures) == 1 and failures[0].startswith("weighted score equals"), failures

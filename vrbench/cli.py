@@ -45,6 +45,7 @@ RUN_FLAGS = {
     "estimators": "estimators", "problems": "problems", "n_samples": "n_samples",
     "replicates": "replicates", "seed": "seeds", "output": "output", "jobs": "jobs",
     "cell_timeout": "cell_timeout", "max_memory_mb": "max_memory_mb", "threads": "threads",
+    "device": "device",
 }
 """``vrbench run`` options that override the configuration file: option → config key."""
 
@@ -63,6 +64,10 @@ def _positive_int(text: str) -> int:
     if len(values) != 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a single positive integer")
     return values[0]
+
+
+DEVICE_HELP = ("where estimates are computed: cpu, cuda or cuda:N (default cpu; cuda needs a "
+               "CUDA build of torch and a GPU)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 256; part of a cell's definition)")
     run.add_argument("--threads", type=_positive_int,
                      help="torch threads per worker (default: cores / jobs)")
+    run.add_argument("--device", help=DEVICE_HELP + "; part of a cell's definition")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--force", action="store_true",
@@ -112,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-p", "--problems", metavar="NAMES",
                        help="problems to check an estimator on (default: all compatible)")
     check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    check.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
     report = commands.add_parser(
         "report", help="figures, LaTeX/Markdown tables and index.html from results",
@@ -141,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_ints, default=[0, 1, 2], metavar="S[,S...]",
                        help="one run per seed (default 0,1,2)")
     train.add_argument("--eval-every", type=_positive_int, default=10)
+    train.add_argument("--device", default="cpu", help=DEVICE_HELP)
     train.add_argument("-o", "--output", default="results/train", metavar="DIR")
     return parser
 
@@ -246,9 +254,9 @@ def _check(console: Console, args: argparse.Namespace) -> int:
     if isinstance(target, type) and issubclass(target, Estimator):
         specs = parse_specs(args.problems) if args.problems else None
         pool = None if specs is None else [problems.make(s.name, s.params) for s in specs]
-        report = check_estimator(target, problems=pool, seed=args.seed)
+        report = check_estimator(target, problems=pool, seed=args.seed, device=args.device)
     elif isinstance(target, type) and issubclass(target, Problem):
-        report = check_problem(target, seed=args.seed)
+        report = check_problem(target, seed=args.seed, device=args.device)
     else:
         raise VrbenchError(f"{args.target!r} is neither an Estimator nor a Problem subclass")
     for passed in report.passed:
@@ -271,7 +279,8 @@ def _report(console: Console, args: argparse.Namespace) -> int:
 
 def _train(console: Console, args: argparse.Namespace) -> int:
     settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
-                             optimizer=args.optimizer, eval_every=args.eval_every)
+                             optimizer=args.optimizer, eval_every=args.eval_every,
+                             device=args.device)
     problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
     runs = []
     for p_spec in problem_specs:

@@ -5,21 +5,30 @@
 :data:`Z_THRESHOLD` standard errors per coordinate, so a correct component fails them with
 probability below ~1e-4 even for 100-dimensional θ, while a bias of a few standard errors of
 the mean is caught.
+
+Both suites also run the component on torch's ``meta`` device, a stand-in for a GPU that
+needs none: meta tensors carry shapes but no data, so a tensor left on the CPU (a constant
+built without :mod:`vrbench.devices`, a NumPy round trip) makes torch raise "not on the
+expected device", exactly as it would on CUDA. See :class:`MetaDevice`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
+from vrbench import devices
+from vrbench import estimators as estimator_registry
 from vrbench import problems as problem_registry
 from vrbench.bench.metrics import EstimateAccumulator, Moments, bias_test
 from vrbench.bench.runner import estimate_in_chunks
 from vrbench.components import Component
+from vrbench.devices import built_on_cpu, on_device, resolve_device
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import DTYPE, Capability, Problem
 
@@ -28,6 +37,86 @@ BIAS_REPLICATES = 20_000
 SMALL_BATCH = 64
 FD_FULL_DIM = 32
 FD_DIRECTIONS = 6
+META_BATCH = 8
+META_VALUE_READS = 10_000
+
+
+class MetaDevice(TorchFunctionMode):
+    """Run code on torch's meta device as if it were a GPU, to find device bugs on a CPU.
+
+    Use as ``with torch.device("meta"), MetaDevice(generators): ...``. Meta tensors have no
+    values, so reading one (``bool``, ``int``, ``float``, ``item``) gets a fixed answer
+    (true, 1) instead of an error; after :data:`META_VALUE_READS` such reads the run stops, in
+    case a loop waits on a sampled value. Random draws must come from ``generators`` (those
+    handed to the component): on a GPU any other generator would live on the CPU and fail.
+    Seeded constants belong in :func:`vrbench.devices.built_on_cpu`, which this allows.
+    """
+
+    _READS: ClassVar[dict[Any, Any]] = {
+        Tensor.__bool__: True, Tensor.__int__: 1, Tensor.__index__: 1,
+        Tensor.__float__: 1.0, Tensor.item: 1,
+    }
+
+    def __init__(self, generators: Iterable[torch.Generator]) -> None:
+        super().__init__()
+        self.generators = list(generators)
+        self.reads = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in self._READS and args and isinstance(args[0], Tensor) and args[0].is_meta:
+            self.reads += 1
+            if self.reads > META_VALUE_READS:
+                raise RuntimeError(f"read {META_VALUE_READS} tensor values on the meta device; "
+                                   "does a loop wait on a sampled value?")
+            return self._READS[func]
+        drawn_from = kwargs.get("generator")
+        if (drawn_from is not None and all(drawn_from is not g for g in self.generators)
+                and _draw_device(args, kwargs).type == "meta"):
+            raise RuntimeError(
+                f"{getattr(func, '__name__', func)} draws from a generator that was not handed "
+                "in; off the CPU it would not match the device (build seeded constants with "
+                "vrbench.devices.built_on_cpu)")
+        return func(*args, **kwargs)
+
+
+def _draw_device(args: tuple, kwargs: dict) -> torch.device:
+    """Where a random function draws: its ``device`` argument, else its input's device."""
+    if kwargs.get("device") is not None:
+        return torch.device(kwargs["device"])
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    return tensors[0].device if tensors else torch.get_default_device()
+
+
+def _meta_estimates_failure(estimator: Estimator, problem: Problem, n: int) -> str | None:
+    """Why ``estimator`` cannot run on ``problem`` off the CPU, or None (see MetaDevice)."""
+    fit_generator, generator = torch.Generator(), torch.Generator()
+    try:
+        with torch.device("meta"), MetaDevice([fit_generator, generator]):
+            theta = problem.initial_theta()
+            state = estimator.fit(problem, theta, fit_generator)
+            estimates = estimator.estimate(problem, theta, n, META_BATCH, generator, state)
+    except Exception as exc:
+        return f"raised {type(exc).__name__}: {exc}"
+    if not isinstance(estimates, Tensor) or not estimates.is_meta:
+        return "estimates were not on the device of θ"
+    return None
+
+
+def _meta_problem_failure(problem: Problem) -> str | None:
+    """Why ``problem`` cannot run off the CPU, or None (see MetaDevice)."""
+    generator = torch.Generator()
+    try:
+        with torch.device("meta"), MetaDevice([generator]):
+            theta = problem.initial_theta()
+            samples = problem.sample(theta, (4, 2), generator)
+            outputs = {"θ": theta, "f": problem.f(samples), "score": problem.score(theta, samples),
+                       "J": problem.value(theta), "∇J": problem.exact_grad(theta)}
+    except Exception as exc:
+        return f"raised {type(exc).__name__}: {exc}"
+    stray = [name for name, tensor in outputs.items() if not tensor.is_meta]
+    return f"{', '.join(stray)} not on the device of θ" if stray else None
 
 
 @dataclass
@@ -61,7 +150,10 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _instance(obj: Any) -> Any:
+def _instance(obj: Any, registry: Any) -> Any:
+    """A component from an instance, a class or a registered name."""
+    if isinstance(obj, str):
+        return registry.make(obj)
     return obj.from_params() if isinstance(obj, type) else obj
 
 
@@ -78,18 +170,21 @@ def _subject(component: Component, kind: str) -> str:
 
 
 def check_estimator(
-    estimator: Estimator | type[Estimator],
+    estimator: Estimator | type[Estimator] | str,
     problems: Iterable[Problem | str] | None = None,
     seed: int = 0,
     bias_replicates: int = BIAS_REPLICATES,
+    device: str | torch.device = "cpu",
 ) -> CheckReport:
     """Run the estimator conformance suite on every compatible problem (default: all registered).
 
-    Checks: metadata; on each compatible problem, output shape ``(R, dim)`` and dtype float64,
-    finite values, determinism under a seed, θ left untouched, independent replicates, and —
-    where the estimator claims to be unbiased — a bias test of ``bias_replicates`` estimates.
+    Checks: metadata; on each compatible problem, output shape ``(R, dim)``, dtype float64 and
+    device, finite values, determinism under a seed, θ left untouched, independent
+    replicates, and — where the estimator claims to be unbiased — a bias test of
+    ``bias_replicates`` estimates. The estimator runs on ``device``.
     """
-    estimator = _instance(estimator)
+    device = resolve_device(device)
+    estimator = _instance(estimator, estimator_registry)
     report = CheckReport(_subject(estimator, "estimator"))
     report.record("metadata", _metadata_failure(estimator, "estimator"))
     bad_caps = set(estimator.requires) - set(Capability)
@@ -112,7 +207,7 @@ def check_estimator(
         None if compatible else "no compatible problem among those checked",
     )
     for problem in compatible:
-        _check_pair(report, estimator, problem, n, seed, bias_replicates)
+        _check_pair(report, estimator, problem, n, seed, bias_replicates, device)
     return report
 
 
@@ -123,21 +218,27 @@ def _check_pair(
     n: int,
     seed: int,
     bias_replicates: int,
+    device: torch.device,
 ) -> None:
     where = f"on {problem.name}"
-    theta = problem.initial_theta()
-    theta_copy = theta.clone()
-    try:
-        state = estimator.fit(problem, theta, torch.Generator().manual_seed(seed + 1))
-        first = estimator.estimate(
-            problem, theta, n, SMALL_BATCH, torch.Generator().manual_seed(seed), state
-        )
-        again = estimator.estimate(
-            problem, theta, n, SMALL_BATCH, torch.Generator().manual_seed(seed), state
-        )
-    except Exception as exc:
-        report.record(f"runs {where}", f"raised {type(exc).__name__}: {exc}")
-        return
+    with on_device(device):
+        theta = problem.initial_theta()
+        theta_copy = theta.clone()
+        try:
+            state = estimator.fit(problem, theta, devices.generator(device, seed + 1))
+            first = estimator.estimate(
+                problem, theta, n, SMALL_BATCH, devices.generator(device, seed), state
+            )
+            again = estimator.estimate(
+                problem, theta, n, SMALL_BATCH, devices.generator(device, seed), state
+            )
+        except Exception as exc:
+            report.record(f"runs {where}", f"raised {type(exc).__name__}: {exc}")
+            return
+        true_grad = problem.exact_grad(theta).cpu()
+    report.record(f"device {where}", None if first.device.type == device.type
+                  else f"estimates on {first.device}, expected {device}")
+    first, again = first.cpu(), again.cpu()
     report.record(
         f"shape {where}",
         None
@@ -156,13 +257,14 @@ def _check_pair(
         f"θ not mutated {where}",
         None if torch.equal(theta, theta_copy) else "θ was modified in place",
     )
+    report.record(f"runs off the CPU {where}", _meta_estimates_failure(estimator, problem, n))
     # Streamed in chunks, like the harness, so wide problems stay within memory.
-    generator = torch.Generator().manual_seed(seed + 2)
-    accumulator = EstimateAccumulator(problem.exact_grad(theta), bias_replicates)
+    generator = devices.generator(device, seed + 2)
+    accumulator = EstimateAccumulator(true_grad, bias_replicates)
     varies = False
     try:
         for estimates, _ in estimate_in_chunks(problem, estimator, theta, n, bias_replicates,
-                                               generator, state):
+                                               generator, state, device=device):
             varies = varies or bool((estimates != first[0]).any())
             accumulator.update(estimates)
     except (ValueError, FloatingPointError) as exc:
@@ -184,18 +286,23 @@ def _check_pair(
     )
 
 
+@built_on_cpu
+def _difference_directions(dim: int, seed: int) -> Tensor:
+    """The coordinate axes up to :data:`FD_FULL_DIM` entries, else random unit directions."""
+    if dim <= FD_FULL_DIM:
+        return torch.eye(dim, dtype=DTYPE)
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.randn(FD_DIRECTIONS, dim, generator=g, dtype=DTYPE)
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
 def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> float:
     """Largest relative gap between ``∇J·v`` and central differences of ``J`` along ``v``.
 
     ``v`` runs over the coordinate axes when θ has at most :data:`FD_FULL_DIM` entries, and over
     :data:`FD_DIRECTIONS` random unit directions otherwise (each difference costs two solves).
     """
-    if problem.dim <= FD_FULL_DIM:
-        directions = torch.eye(problem.dim, dtype=DTYPE)
-    else:
-        g = torch.Generator().manual_seed(seed)
-        directions = torch.randn(FD_DIRECTIONS, problem.dim, generator=g, dtype=DTYPE)
-        directions /= directions.norm(dim=1, keepdim=True)
+    directions = _difference_directions(problem.dim, seed).to(theta.device)
     h = 1e-5
     exact = directions @ problem.exact_grad(theta)
     fd = torch.stack([(problem.value(theta + h * v) - problem.value(theta - h * v)) / (2 * h)
@@ -203,15 +310,29 @@ def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> f
     return float((exact - fd).abs().max() / (1 + fd.abs().max()))
 
 
-def check_problem(problem: Problem | type[Problem], seed: int = 0) -> CheckReport:
-    """Run the problem conformance suite.
+def _weighted_score_failure(weights: Tensor, scores: Tensor, weighted: Tensor) -> str | None:
+    """Why ``weighted`` is not ``(1/n) Σ_j w_j score_j``, or None."""
+    if scores.shape[:2] != weights.shape or weighted.shape != (scores.shape[0], scores.shape[2]):
+        return f"weighted_score returned shape {tuple(weighted.shape)}"
+    reference = torch.einsum("rn,rnd->rd", weights, scores) / weights.shape[1]
+    scale = float(reference.abs().max())
+    if torch.allclose(weighted, reference, rtol=1e-9, atol=1e-12 * scale):
+        return None
+    return f"differs from the scores by up to {float((weighted - reference).abs().max()):.3g}"
 
-    Checks: metadata and capabilities; θ's shape; sample, f and score shapes; the exact
-    gradient against central finite differences of the exact objective; the sampled mean of f
+
+def check_problem(problem: Problem | type[Problem] | str, seed: int = 0,
+                  device: str | torch.device = "cpu") -> CheckReport:
+    """Run the problem conformance suite, computing on ``device``.
+
+    Checks: metadata and capabilities; θ's shape; sample, f and score shapes;
+    ``weighted_score`` against the scores; the exact gradient against central finite
+    differences of the exact objective; the sampled mean of f
     against the exact objective and the score's mean against zero (within
     :data:`Z_THRESHOLD` standard errors).
     """
-    problem = _instance(problem)
+    device = resolve_device(device)
+    problem = _instance(problem, problem_registry)
     report = CheckReport(_subject(problem, "problem"))
     report.record("metadata", _metadata_failure(problem, "problem"))
     caps = set(problem.capabilities)
@@ -225,25 +346,35 @@ def check_problem(problem: Problem | type[Problem], seed: int = 0) -> CheckRepor
         if both
         else None,
     )
-    theta = problem.initial_theta()
+    with on_device(device):
+        theta = problem.initial_theta()
+        samples = problem.sample(theta, (100, 50), devices.generator(device, seed))
+        values, scores = problem.f(samples), problem.score(theta, samples)
+        weights = torch.randn(values.shape, generator=devices.generator(device, seed + 1),
+                              dtype=DTYPE)
+        weighted = problem.weighted_score(theta, samples, weights)
+        error = finite_difference_error(problem, theta)
+        value = problem.value(theta).reshape(1).cpu()
     report.record(
         "initial θ",
         None
         if theta.shape == (problem.dim,) and theta.dtype == DTYPE
         else f"got shape {tuple(theta.shape)} dtype {theta.dtype}",
     )
-    generator = torch.Generator().manual_seed(seed)
-    samples = problem.sample(theta, (100, 50), generator)
-    values, scores = problem.f(samples), problem.score(theta, samples)
+    report.record("device", None if values.device.type == scores.device.type == device.type
+                  else f"f on {values.device} and score on {scores.device}, expected {device}")
+    report.record("runs off the CPU", _meta_problem_failure(problem))
+    values, scores = values.cpu(), scores.cpu()
     report.record("f shape", None if values.shape == (100, 50) else f"got {tuple(values.shape)}")
     report.record(
         "score shape",
         None if scores.shape == (100, 50, problem.dim) else f"got {tuple(scores.shape)}",
     )
-    error = finite_difference_error(problem, theta)
+    report.record("weighted score equals the mean of weighted scores",
+                  _weighted_score_failure(weights.cpu(), scores, weighted.cpu()))
     report.record("exact gradient vs finite differences",
                   None if error <= 1e-6 else f"relative error {error:.3g}")
-    z_value, _ = bias_test(Moments.of(values.reshape(-1, 1)), problem.value(theta).reshape(1))
+    z_value, _ = bias_test(Moments.of(values.reshape(-1, 1)), value)
     report.record(
         "sampled mean of f equals J",
         None if z_value <= Z_THRESHOLD else f"{z_value:.1f} standard errors apart",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 import vrbench
-from vrbench import estimators, problems
+from vrbench import devices, estimators, problems
 from vrbench.components import Spec
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
@@ -29,9 +29,12 @@ class Cell:
     replicates: int
     seed: int
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
+    device: str = "cpu"
 
     def definition(self) -> dict[str, object]:
-        return {
+        """What the cell's numbers depend on. The device is named only when it is not the CPU,
+        so CPU cells keep the definition (and random streams) they had before devices."""
+        definition: dict[str, object] = {
             "problem": self.problem.name,
             "problem_params": dict(sorted(self.problem.params.items())),
             "estimator": self.estimator.name,
@@ -41,6 +44,9 @@ class Cell:
             "seed": self.seed,
             "max_memory_mb": self.max_memory_mb,
         }
+        if self.device != "cpu":
+            definition["device"] = self.device
+        return definition
 
     def _digest(self, salt: str) -> bytes:
         text = json.dumps(self.definition(), sort_keys=True, default=str) + salt
@@ -58,7 +64,8 @@ class Cell:
         or the version of vrbench.
         """
         digest = self._digest(f"/{purpose}")
-        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        seed = int.from_bytes(digest[:8], "little") >> 1
+        return devices.generator(torch.device(self.device), seed)
 
     def build(self) -> tuple[Problem, Estimator]:
         return (
@@ -84,6 +91,7 @@ def plan(
     replicates: int,
     seed: int,
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+    device: str = "cpu",
 ) -> tuple[list[Cell], list[Skipped]]:
     """Every compatible combination as a cell, the others with the reason they are skipped.
 
@@ -99,7 +107,7 @@ def plan(
             for n in n_samples:
                 reason = estimator.incompatibility(problem, n)
                 if reason is None:
-                    cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb))
+                    cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb, device))
                 else:
                     skipped.append(Skipped(p_spec, e_spec, n, reason))
     return cells, skipped

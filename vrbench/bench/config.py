@@ -15,6 +15,7 @@ and unknown names are refused with the file, the key and what was expected.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class SweepConfig:
     cell_timeout: float | None = None  # seconds; None: no limit
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # working memory of one cell
     threads: int | None = None  # torch threads per worker; None: cores / jobs
+    device: str = "cpu"  # where estimates are computed: cpu, cuda or cuda:N
 
     def resolved(self) -> dict[str, Any]:
         """The configuration as plain data, for provenance."""
@@ -58,6 +60,7 @@ class SweepConfig:
             "cell_timeout": self.cell_timeout,
             "max_memory_mb": self.max_memory_mb,
             "threads": self.threads,
+            "device": self.device,
         }
 
 
@@ -72,6 +75,7 @@ _EXPECTED = {
     "cell_timeout": "a positive number of seconds",
     "max_memory_mb": "an integer number of MiB >= 16",
     "threads": "a positive integer",
+    "device": "a device name: cpu, cuda or cuda:N",
 }
 
 
@@ -109,6 +113,7 @@ _VALID: dict[str, Callable[[Any], bool]] = {
     "cell_timeout": lambda v: _is_number(v) and v > 0,
     "max_memory_mb": lambda v: _is_int(v) and v >= 16,
     "threads": lambda v: _is_int(v) and v >= 1,
+    "device": lambda v: isinstance(v, str) and re.fullmatch(r"cpu|cuda(:\d+)?", v) is not None,
 }
 """How each scalar or list key is checked; ``_EXPECTED`` says the same in words."""
 

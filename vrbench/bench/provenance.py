@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 from collections.abc import Mapping
@@ -42,6 +43,9 @@ def provenance(config: Mapping[str, Any]) -> dict[str, Any]:
         "python_version": platform.python_version(),
         "host": platform.node(),
         "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available() else [],
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": dict(config),
     }

@@ -40,6 +40,7 @@ COLUMNS: dict[str, str] = {
     "snr": "float64",
     "cosine": "float64",
     "fit_time_s": "float64",
+    "device": "string",
     "problem_params": "string",
     "estimator_params": "string",
     "cell_id": "string",

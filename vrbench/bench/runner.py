@@ -16,6 +16,7 @@ from torch import Tensor
 
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, Skipped
 from vrbench.bench.metrics import EstimateAccumulator
+from vrbench.devices import on_device, synchronize
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
 
@@ -40,25 +41,29 @@ def chunk_size(problem: Problem, n_samples: int, replicates: int,
 def estimate_in_chunks(
     problem: Problem, estimator: Estimator, theta: Tensor, n_samples: int, replicates: int,
     generator: torch.Generator, state: Any = None,
-    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB, device: str | torch.device = "cpu",
 ) -> Iterator[tuple[Tensor, float]]:
     """``replicates`` estimates in memory-bounded chunks, each with the seconds it took.
 
-    Each chunk is checked: shape ``(size, dim)`` and finite values, else an error names the
-    estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
+    The estimator runs on ``device`` (where ``theta``, ``state`` and ``generator`` live); each
+    chunk comes back on the CPU, checked: shape ``(size, dim)`` and finite values, else an
+    error names the estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
     """
     chunk = chunk_size(problem, n_samples, replicates, max_memory_mb)
     done = 0
     while done < replicates:
         size = min(chunk, replicates - done)
-        start = time.perf_counter()
-        estimates = estimator.estimate(problem, theta, n_samples, size, generator, state)
-        seconds = time.perf_counter() - start
+        with on_device(device) as where:
+            start = time.perf_counter()
+            estimates = estimator.estimate(problem, theta, n_samples, size, generator, state)
+            synchronize(where)
+            seconds = time.perf_counter() - start
         if estimates.shape != (size, problem.dim):
             raise ValueError(
                 f"{estimator.name} returned shape {tuple(estimates.shape)}, "
                 f"expected {(size, problem.dim)}"
             )
+        estimates = estimates.cpu()
         if not bool(torch.isfinite(estimates).all()):
             raise FloatingPointError(f"{estimator.name} returned non-finite estimates")
         yield estimates, seconds
@@ -68,21 +73,27 @@ def estimate_in_chunks(
 def measure(
     problem: Problem, estimator: Estimator, cell: Cell
 ) -> tuple[dict[str, float], float, float]:
-    """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``."""
-    theta = problem.initial_theta()
-    theta_before = theta.clone()
-    start = time.perf_counter()
-    state = estimator.fit(problem, theta, cell.generator("fit"))
-    fit_seconds = time.perf_counter() - start
+    """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``.
 
-    warmup = min(cell.replicates, WARMUP_REPLICATES)
-    estimator.estimate(problem, theta, cell.n_samples, warmup, cell.generator("warmup"), state)
+    Estimation runs on the cell's device; the statistics are accumulated on the CPU.
+    """
+    with on_device(cell.device) as device:
+        theta = problem.initial_theta()
+        theta_before = theta.clone()
+        start = time.perf_counter()
+        state = estimator.fit(problem, theta, cell.generator("fit"))
+        synchronize(device)
+        fit_seconds = time.perf_counter() - start
+        warmup = min(cell.replicates, WARMUP_REPLICATES)
+        estimator.estimate(problem, theta, cell.n_samples, warmup, cell.generator("warmup"),
+                           state)
+        true_grad = problem.exact_grad(theta).cpu()
 
-    accumulator = EstimateAccumulator(problem.exact_grad(theta), cell.replicates)
+    accumulator = EstimateAccumulator(true_grad, cell.replicates)
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
                                                  cell.replicates, cell.generator("measure"),
-                                                 state, cell.max_memory_mb):
+                                                 state, cell.max_memory_mb, device):
         accumulator.update(estimates)
         elapsed += seconds
     if not torch.equal(theta, theta_before):
@@ -156,7 +167,8 @@ def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
 def cell_row(cell: Cell) -> dict[str, Any]:
     """The identifying columns of a cell's row."""
     row = _base_row(cell.problem, cell.estimator, cell.n_samples)
-    row.update(replicates=cell.replicates, seed=cell.seed, cell_id=cell.key())
+    row.update(replicates=cell.replicates, seed=cell.seed, device=cell.device,
+               cell_id=cell.key())
     return row
 
 

@@ -33,6 +33,7 @@ from vrbench.bench.provenance import provenance
 from vrbench.bench.results import to_frame, write_results
 from vrbench.bench.runner import error_row, run_cell, skipped_row
 from vrbench.components import Spec
+from vrbench.devices import resolve_device
 
 PARTS_DIR = "cells"
 PROVENANCE_FILE = "provenance.json"
@@ -137,7 +138,7 @@ def plan_sweep(config: SweepConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
     skipped_rows: list[dict[str, Any]] = []
     for seed in config.seeds:
         seed_cells, skipped = plan(problem_specs, estimator_specs, config.n_samples,
-                                   config.replicates, seed, config.max_memory_mb)
+                                   config.replicates, seed, config.max_memory_mb, config.device)
         cells.extend(seed_cells)
         skipped_rows.extend(skipped_row(s, config.replicates, seed) for s in skipped)
     return cells, skipped_rows
@@ -157,13 +158,15 @@ def run_sweep(
     cell that ran.
     """
     started = datetime.datetime.now(datetime.UTC)
+    device = resolve_device(config.device)
     cells, skipped_rows = plan_sweep(config)
     store = CellStore(config.output)
     pending = [c for c in cells if force or not store.has(c)]
     reused = len(cells) - len(pending)
     if on_start is not None:
         on_start(len(cells), reused)
-    jobs = config.jobs or os.cpu_count() or 1
+    # One GPU is shared best by one process; CPU cells spread over the cores.
+    jobs = config.jobs or (1 if device.type == "cuda" else os.cpu_count() or 1)
     results = (run_dask(pending, scheduler, config.cell_timeout) if scheduler
                else run_local(pending, jobs, config.cell_timeout, config.threads))
     failed = 0

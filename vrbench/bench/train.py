@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
-from vrbench import estimators, problems
+from vrbench import devices, estimators, problems
 from vrbench.components import Spec
+from vrbench.devices import on_device, resolve_device
 from vrbench.errors import ParameterError
+from vrbench.estimators.base import Estimator
+from vrbench.problems.base import Problem
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -32,8 +35,10 @@ class TrainSettings:
     optimizer: str = "adam"
     eval_every: int = 10
     variance_replicates: int = 256
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(f"unknown optimizer {self.optimizer!r}; valid optimizers: "
                                  f"{', '.join(OPTIMIZERS)}")
@@ -46,15 +51,23 @@ class TrainSettings:
 
 def train(problem_spec: Spec, estimator_spec: Spec, seed: int,
           settings: TrainSettings) -> list[dict[str, Any]]:
-    """One optimization run; rows of (step, wall-clock, exact J, estimator variance)."""
+    """One optimization run on ``settings.device``; rows of (step, wall-clock, exact J,
+    estimator variance)."""
     problem = problems.make(problem_spec.name, problem_spec.params)
     estimator = estimators.make(estimator_spec.name, estimator_spec.params)
     reason = estimator.incompatibility(problem, settings.n_samples)
     if reason is not None:
         raise ParameterError(reason)
-    generator = torch.Generator().manual_seed(seed)
-    fit_generator = torch.Generator().manual_seed(seed + 1_000_003)
-    probe_generator = torch.Generator().manual_seed(seed + 2_000_003)
+    with on_device(settings.device) as device:
+        return _optimize(problem, estimator, problem_spec, estimator_spec, seed, settings,
+                         device)
+
+
+def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estimator_spec: Spec,
+              seed: int, settings: TrainSettings, device: torch.device) -> list[dict[str, Any]]:
+    generator = devices.generator(device, seed)
+    fit_generator = devices.generator(device, seed + 1_000_003)
+    probe_generator = devices.generator(device, seed + 2_000_003)
     theta = problem.initial_theta().clone().requires_grad_(True)
     optimizer = OPTIMIZERS[settings.optimizer]([theta], lr=settings.lr)
     sign = -1.0 if problem.maximize else 1.0
@@ -69,7 +82,8 @@ def train(problem_spec: Spec, estimator_spec: Spec, seed: int,
                                        estimator.fit(problem, current, probe_generator))
             rows.append({
                 "problem": str(problem_spec), "estimator": str(estimator_spec), "seed": seed,
-                "step": step, "wall_s": wall, "value": float(problem.value(current)),
+                "device": str(device), "step": step, "wall_s": wall,
+                "value": float(problem.value(current)),
                 "grad_variance": float(probe.var(dim=0).sum()),
             })
         if step == settings.steps:
@@ -83,5 +97,6 @@ def train(problem_spec: Spec, estimator_spec: Spec, seed: int,
         optimizer.step()
         with torch.no_grad():
             theta.copy_(problem.project(theta))
+        devices.synchronize(device)
         wall += time.perf_counter() - started
     return rows

@@ -75,10 +75,10 @@ class Estimator(Component, abc.ABC):
 def weighted_score(problem: Problem, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
     """``(1/n) Σ_j w_j ∇θ log p(x_j; θ)`` for each replicate: the core of score-function methods.
 
-    ``weights`` has shape ``(R, n)``; the result has shape ``(R, dim)``.
+    ``weights`` has shape ``(R, n)``; the result has shape ``(R, dim)``. Computed by
+    :meth:`Problem.weighted_score`, which a problem may specialize.
     """
-    scores = problem.score(theta, samples)
-    return torch.einsum("rn,rnd->rd", weights, scores) / weights.shape[1]
+    return problem.weighted_score(theta, samples, weights)
 
 
 def per_replicate_gradient(theta: Tensor, replicates: int,

@@ -42,8 +42,10 @@ def shifted_sobol_uniforms(shape: tuple[int, int, int], generator: torch.Generat
     and the replicates are independent."""
     replicates, n, k = shape
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-    points = torch.quasirandom.SobolEngine(k, scramble=True, seed=seed).draw(n, dtype=DTYPE)
     shifts = torch.rand((replicates, 1, k), generator=generator, dtype=DTYPE)
+    # SobolEngine always draws on the CPU.
+    points = torch.quasirandom.SobolEngine(k, scramble=True, seed=seed).draw(n, dtype=DTYPE)
+    points = points.to(shifts.device)
     return torch.remainder(points[None] + shifts, 1.0).clamp(EPSILON, 1 - EPSILON)
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from vrbench.components import check
+from vrbench.devices import device_cached
 from vrbench.problems import register
 from vrbench.problems.base import DTYPE, Capability, Problem
 
@@ -158,6 +159,7 @@ class ContextualBandit(Problem):
             check(getattr(self, key) >= 1, self.name, f"{key}={getattr(self, key)} must be >= 1")
         check(self.actions >= 2, self.name, f"actions={self.actions} must be at least 2")
 
+    @device_cached
     def tables(self) -> tuple[Tensor, Tensor]:
         """Context features ``(C, F)`` and mean rewards ``(C, A)``, fixed by ``seed``."""
         g = torch.Generator().manual_seed(self.seed)
@@ -174,11 +176,11 @@ class ContextualBandit(Problem):
 
     def policy(self, theta: Tensor) -> Tensor:
         """``π(a|c)`` as a ``(C, A)`` matrix."""
-        phi, _ = self.tables()
+        phi, _ = self.tables
         return torch.softmax(phi @ theta.reshape(self.actions, self.features).T, dim=-1)
 
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Pulls:
-        _, q = self.tables()
+        _, q = self.tables
         total = shape[0] * shape[1]
         contexts = torch.randint(self.contexts, (total,), generator=generator)
         cdf = torch.cumsum(self.policy(theta), dim=-1)[contexts]
@@ -191,17 +193,17 @@ class ContextualBandit(Problem):
         return samples.rewards
 
     def score(self, theta: Tensor, samples: Pulls) -> Tensor:
-        phi, _ = self.tables()
+        phi, _ = self.tables
         onehot = torch.nn.functional.one_hot(samples.arms, self.actions).to(DTYPE)
         centered = onehot - self.policy(theta)[samples.contexts]
         return (centered[..., :, None] * phi[samples.contexts][..., None, :]).flatten(-2)
 
     def value(self, theta: Tensor) -> Tensor:
-        _, q = self.tables()
+        _, q = self.tables
         return (self.policy(theta) * q).sum(-1).mean()
 
     def exact_grad(self, theta: Tensor) -> Tensor:
-        phi, q = self.tables()
+        phi, q = self.tables
         policy = self.policy(theta)
         advantage = policy * (q - (policy * q).sum(-1, keepdim=True))
         return (advantage.T @ phi / self.contexts).reshape(-1)

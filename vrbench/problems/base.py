@@ -77,6 +77,15 @@ class Problem(Component, abc.ABC):
     def score(self, theta: Tensor, samples: Any) -> Tensor:
         """``∇θ log p(x; θ)`` of each sample, shape ``(R, n, dim)``."""
 
+    def weighted_score(self, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
+        """``(1/n) Σ_j w_j ∇θ log p(x_j; θ)`` for each replicate, shape ``(R, dim)``.
+
+        ``weights`` has shape ``(R, n)``. This is the core of every score-function estimator;
+        problems override it when contracting the weights first is cheaper than forming all
+        ``R × n`` scores (the conformance suite checks the two agree).
+        """
+        return torch.einsum("rn,rnd->rd", weights, self.score(theta, samples)) / weights.shape[1]
+
     @abc.abstractmethod
     def value(self, theta: Tensor) -> Tensor:
         """The exact objective ``J(θ)`` (a scalar tensor)."""

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from vrbench.components import check
+from vrbench.devices import device_cached
 from vrbench.errors import VrbenchError
 from vrbench.problems import register
 from vrbench.problems.base import DTYPE, Capability, Problem
@@ -91,11 +92,11 @@ def table_from_env(env: Any) -> MDPTable:
     if initial.shape != (n_states,) or abs(initial.sum() - 1.0) > 1e-9:
         raise VrbenchError(f"{env_name}: initial state distribution is not a distribution")
     return MDPTable(
-        torch.as_tensor(prob, dtype=DTYPE),
-        torch.as_tensor(next_state),
-        torch.as_tensor(reward, dtype=DTYPE),
-        torch.as_tensor(done),
-        torch.as_tensor(initial, dtype=DTYPE),
+        torch.as_tensor(prob, dtype=DTYPE, device="cpu"),
+        torch.as_tensor(next_state, device="cpu"),
+        torch.as_tensor(reward, dtype=DTYPE, device="cpu"),
+        torch.as_tensor(done, device="cpu"),
+        torch.as_tensor(initial, dtype=DTYPE, device="cpu"),
     )
 
 
@@ -139,7 +140,7 @@ class TabularMDP(Problem):
     def table(self) -> MDPTable:
         raise NotImplementedError
 
-    @functools.cached_property
+    @device_cached
     def _table(self) -> MDPTable:
         return self.table()
 
@@ -241,7 +242,7 @@ class TabularMDP(Problem):
         """The exact ``V_t(s)`` of the current policy, ``(H + 1, S)`` (``V_H = 0``)."""
         return self._backward_induction(theta)[1]
 
-    @functools.cached_property
+    @device_cached
     def _dynamics(self) -> tuple[Tensor, Tensor]:
         """Dense continuing transitions ``P[s, a, s']`` (terminations removed) and mean rewards."""
         table = self._table

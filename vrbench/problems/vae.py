@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from vrbench.components import check
+from vrbench.devices import built_on_cpu, device_cached
 from vrbench.problems import register
 from vrbench.problems.base import DTYPE, Capability, Problem
 
@@ -29,7 +30,7 @@ def binarized_digits() -> Tensor:
     """scikit-learn's bundled 8x8 digits (1797 images, no download), pixels > 8 of 16 set to 1."""
     from sklearn.datasets import load_digits
 
-    return torch.as_tensor(load_digits().data > 8, dtype=DTYPE)
+    return torch.as_tensor(load_digits().data > 8, dtype=DTYPE, device="cpu")
 
 
 def _log_bernoulli(bits: Tensor, logits: Tensor) -> Tensor:
@@ -65,7 +66,7 @@ class SigmoidBeliefVAEDigits(Problem):
     def __post_init__(self) -> None:
         check(1 <= self.batch <= 1797, self.name, f"batch={self.batch} must lie in 1..1797")
 
-    @functools.cached_property
+    @device_cached
     def _model(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Images ``(B, 64)``, decoder ``V (64, L)`` and ``d (64,)``, every code ``(2^L, L)``
         and ``log p(x_b, z)`` for every image and code ``(B, 2^L)``."""
@@ -81,13 +82,20 @@ class SigmoidBeliefVAEDigits(Problem):
 
     @staticmethod
     def _log_joint(images: Tensor, codes: Tensor, decoder: Tensor, offset: Tensor) -> Tensor:
-        """``log p(x_b | z_b) + log p(z_b)`` for codes ``(..., B, L)`` (or broadcasting to it)."""
-        return _log_bernoulli(images, codes @ decoder.T + offset) - LATENTS * math.log(2)
+        """``log p(x_b | z_b) + log p(z_b)`` for codes ``(..., B, L)`` (or broadcasting to it).
+
+        ``Σ_j x_bj · logit_j`` is taken as ``z · (Vᵀ x_b) + d · x_b``, so only the softplus
+        term touches all 64 pixels of every sample.
+        """
+        logits = torch.nn.functional.linear(codes, decoder, offset)  # (..., B, 64)
+        matched = (codes * (images @ decoder)).sum(-1) + images @ offset
+        return matched - torch.nn.functional.softplus(logits).sum(-1) - LATENTS * math.log(2)
 
     @property
     def dim(self) -> int:
         return LATENTS * 64 + LATENTS
 
+    @built_on_cpu
     def initial_theta(self) -> Tensor:
         g = torch.Generator().manual_seed(self.seed + 1)
         weights = self.init_scale * torch.randn(LATENTS * 64, generator=g, dtype=DTYPE)
@@ -114,6 +122,14 @@ class SigmoidBeliefVAEDigits(Problem):
         centered = samples.codes - torch.sigmoid(self._encoder_logits(theta))  # (R, n, B, L)
         weights = torch.einsum("rnbl,bp->rnlp", centered, images).flatten(-2)
         return torch.cat([weights, centered.sum(-2)], dim=-1)
+
+    def weighted_score(self, theta: Tensor, samples: Latents, weights: Tensor) -> Tensor:
+        # Σ_j w_j (z_j − σ) ⊗ x = (Σ_j w_j (z_j − σ)) ⊗ x: contract the draws before the pixels.
+        images = self._model[0]
+        centered = samples.codes - torch.sigmoid(self._encoder_logits(theta))
+        per_image = torch.einsum("rn,rnbl->rbl", weights, centered) / weights.shape[1]
+        grad_weights = torch.einsum("rbl,bp->rlp", per_image, images).flatten(-2)
+        return torch.cat([grad_weights, per_image.sum(-2)], dim=-1)
 
     def _enumerate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``q_b(z)``, ``f_b(z) = log p(x_b, z) − log q_b(z)`` over all codes, and the logits."""

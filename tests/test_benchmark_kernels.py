@@ -1,0 +1,59 @@
+"""The speed comparison is fair only if its references compute the same estimator: the numpy
+floors and the naive loops of ``benchmarks/kernels.py`` must average to vrbench's exact gradient
+(5-SE test), and the floors must have vrbench's variance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import kernels
+from vrbench import estimators, problems
+from vrbench.bench.metrics import Moments, bias_test
+from vrbench.problems.base import DTYPE
+
+FLOORS = {"bernoulli_toy": kernels.floor_bernoulli, "bandit_gaussian_10": kernels.floor_bandit,
+          "frozenlake": kernels.floor_frozenlake, "sigmoid_belief_vae_digits": kernels.floor_vae}
+FLOOR_REPLICATES = {"bernoulli_toy": 20_000, "bandit_gaussian_10": 20_000, "frozenlake": 5_000,
+                    "sigmoid_belief_vae_digits": 4_000}
+NAIVE_REPLICATES = {"bernoulli_toy": 100, "bandit_gaussian_10": 100, "frozenlake": 100,
+                    "sigmoid_belief_vae_digits": 30}
+N = 4
+
+
+def _z(problem_name: str, estimates: np.ndarray) -> float:
+    problem = problems.make(problem_name)
+    exact = problem.exact_grad(problem.initial_theta())
+    z, _ = bias_test(Moments.of(torch.as_tensor(estimates, dtype=DTYPE)), exact)
+    return z
+
+
+def _trace_variance(estimates: np.ndarray) -> tuple[float, float]:
+    """Total variance and its standard error: the mean and SE of ``‖ĝ_r − mean‖²``."""
+    squared = ((estimates - estimates.mean(axis=0)) ** 2).sum(axis=1)
+    return float(squared.mean()), float(squared.std(ddof=1) / np.sqrt(len(squared)))
+
+
+@pytest.mark.parametrize("estimator", ["score_function", "rloo"])
+@pytest.mark.parametrize("problem_name", sorted(FLOORS))
+def test_numpy_floor_is_the_same_estimator(problem_name, estimator):
+    floor = kernels.chunked(FLOORS[problem_name], estimator, FLOOR_REPLICATES[problem_name], N,
+                            np.random.default_rng(7), chunk=2_000)
+    assert _z(problem_name, floor) <= 5.0
+    # Same estimator, so same total variance: compare with vrbench's on as many estimates.
+    problem = problems.make(problem_name)
+    ours = estimators.make(estimator).estimate(
+        problem, problem.initial_theta(), N, FLOOR_REPLICATES[problem_name],
+        torch.Generator().manual_seed(7))
+    (theirs, se_theirs), (mine, se_mine) = _trace_variance(floor), _trace_variance(ours.numpy())
+    assert abs(theirs - mine) <= 5.0 * np.hypot(se_theirs, se_mine), (theirs, mine)
+
+
+@pytest.mark.parametrize("estimator", ["score_function", "rloo"])
+@pytest.mark.parametrize("problem_name", sorted(kernels.NAIVE))
+def test_naive_loop_is_the_same_estimator(problem_name, estimator):
+    torch.manual_seed(11)
+    naive = kernels.naive(problem_name, estimator, NAIVE_REPLICATES[problem_name], N)
+    assert naive.shape[1] == problems.make(problem_name).dim
+    assert _z(problem_name, naive) <= 5.0
