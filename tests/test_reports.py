@@ -173,3 +173,25 @@ def test_train_command_writes_traces(tmp_path):
     assert start == pytest.approx([0.02, 0.02])  # J at θ = 0: the mean of the arm means
     assert traces[traces.step == 30].value.mean() > 0.02  # ascent on a reward
     assert dataclasses.is_dataclass(TrainSettings)
+
+
+@pytest.mark.parametrize(("low", "high", "labels"), [
+    (2e-3, 7e-3, 2),      # no decade in view: labelled at 2 and 5 × 10⁻³
+    (2.1e-3, 4.6e-3, 2),  # neither 2 nor 5 in view: every minor tick in view
+    (1e-3, 1e2, 3),       # decades in view: those only
+])
+def test_log_axes_always_show_some_tick_labels(low, high, labels):
+    import matplotlib.pyplot as plt
+
+    from vrbench.reports.figures import _log_axes
+
+    fig, ax = plt.subplots(figsize=(2.0, 1.5))
+    ax.barh([0, 1], [low, high])
+    _log_axes(ax, y=False)
+    fig.canvas.draw()
+    view_low, view_high = ax.get_xlim()
+    shown = [t for minor in (False, True) for t in ax.get_xticklabels(minor=minor)
+             if t.get_text() and view_low <= t.get_position()[0] <= view_high]
+    plt.close(fig)
+    assert len(shown) >= labels
+    assert len(shown) <= 4  # never crowded

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import Formatter
 
 from vrbench.reports.style import EstimatorStyle
 
@@ -31,12 +31,32 @@ def _panels(count: int, settings: dict[str, float], columns: int = 4,
     return fig, flat[:count]
 
 
+class _SparseMinorLabels(Formatter):
+    """Labels for a log axis's minor ticks, only when the view holds no decade (whose major
+    labels would otherwise be the only ones): at 2 and 5 × 10^k where these are in view, else
+    at every minor tick in view. Keeps narrow panels readable at any range."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        low, high = sorted(self.axis.get_view_interval())
+        if low <= 0 or not low <= x <= high or math.ceil(math.log10(low)) <= math.log10(high):
+            return ""
+        in_view = [c * 10.0**e for e in range(math.floor(math.log10(low)),
+                                             math.floor(math.log10(high)) + 1)
+                   for c in (2, 5) if low <= c * 10.0**e <= high]
+        exponent = math.floor(math.log10(x))
+        coefficient = round(x / 10.0**exponent)
+        if in_view and coefficient not in (2, 5):
+            return ""
+        return rf"$\mathdefault{{{coefficient}\times10^{{{exponent}}}}}$"
+
+
 def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
-    """Log scales with labels at the decades only, so tick labels never crowd."""
+    """Log scales labelled at the decades, and at a few minor ticks where no decade is in view,
+    so tick labels never crowd and never vanish."""
     for use, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
         if use:
             setter("log")
-            axis.set_minor_formatter(NullFormatter())
+            axis.set_minor_formatter(_SparseMinorLabels())
 
 
 def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
