@@ -16,6 +16,8 @@ from vrbench.reports.style import EstimatorStyle
 
 BASELINE_ESTIMATOR = "score_function"
 EXACT_RATIO = 1e-20
+MIN_BAR_IN = 1.2
+"""Narrowest bar area of a ranked-bar panel, in inches, so its tick labels fit."""
 """Variances this far below a panel's largest are rounding noise of an exact estimator."""
 
 
@@ -33,21 +35,41 @@ def _panels(count: int, settings: dict[str, float], columns: int = 4,
 
 class _SparseMinorLabels(Formatter):
     """Labels for a log axis's minor ticks, only when the view holds no decade (whose major
-    labels would otherwise be the only ones): at 2 and 5 × 10^k where these are in view, else
-    at every minor tick in view. Keeps narrow panels readable at any range."""
+    labels would otherwise be the only ones): at 2 and 5 × 10^k if one is in view, else at the
+    whole multiples of 10^k in view, else at every minor tick. Readable in narrow panels."""
+
+    TIERS = ((2, 5), tuple(range(1, 10)))
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         low, high = sorted(self.axis.get_view_interval())
         if low <= 0 or not low <= x <= high or math.ceil(math.log10(low)) <= math.log10(high):
             return ""
-        in_view = [c * 10.0**e for e in range(math.floor(math.log10(low)),
-                                             math.floor(math.log10(high)) + 1)
-                   for c in (2, 5) if low <= c * 10.0**e <= high]
+        exponents = range(math.floor(math.log10(low)), math.floor(math.log10(high)) + 1)
         exponent = math.floor(math.log10(x))
-        coefficient = round(x / 10.0**exponent)
-        if in_view and coefficient not in (2, 5):
-            return ""
-        return rf"$\mathdefault{{{coefficient}\times10^{{{exponent}}}}}$"
+        mantissa = x / 10.0**exponent
+        for tier in self.TIERS:
+            if any(low <= c * 10.0**e <= high for e in exponents for c in tier):
+                if not any(math.isclose(mantissa, c, rel_tol=1e-9) for c in tier):
+                    return ""
+                break
+        return rf"$\mathdefault{{{mantissa:.2g}\times10^{{{exponent}}}}}$"
+
+
+def _problem_panels(rows: pd.DataFrame, settings: dict[str, float], columns: int = 4
+                    ) -> tuple[Figure, list[tuple[plt.Axes, pd.DataFrame]]]:
+    """One panel per problem, titled, in order of first appearance, each with its rows."""
+    problems = list(dict.fromkeys(rows["problem"]))
+    fig, axes = _panels(len(problems), settings, columns=columns)
+    for ax, problem in zip(axes, problems, strict=True):
+        ax.set_title(problem)
+    return fig, [(ax, rows[rows["problem"] == problem])
+                 for ax, problem in zip(axes, problems, strict=True)]
+
+
+def _without_exact(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose variance is not the rounding noise of an exact estimator: those would
+    stretch a log axis over 30 decades (see :data:`EXACT_RATIO`)."""
+    return rows[rows["variance"] > EXACT_RATIO * rows["variance"].max()]
 
 
 def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
@@ -90,12 +112,9 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     ok = _ok(frame)
     if ok.empty:
         return None
-    problems = list(dict.fromkeys(ok["problem"]))
-    fig, axes = _panels(len(problems), settings)
-    for ax, problem in zip(axes, problems, strict=True):
-        rows = ok[ok["problem"] == problem]
-        # Exact estimators (variance at rounding level) would stretch the log axis 30 decades.
-        rows = rows[rows["variance"] > EXACT_RATIO * rows["variance"].max()]
+    fig, panels = _problem_panels(ok, settings)
+    for ax, rows in panels:
+        rows = _without_exact(rows)
         for estimator, group in rows.groupby("estimator", sort=True):
             group = group.sort_values("n_samples")
             style = styles[estimator]
@@ -109,7 +128,6 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
             anchor = rows.loc[rows["n_samples"] == n[0], "variance"].max()
             ax.plot(n, anchor * n[0] / n, linestyle="--", color="0.6", linewidth=0.8)
         _log_axes(ax)
-        ax.set_title(problem)
     _shared_labels(fig, "samples per estimate (log scale)", "variance of one estimate (log scale)")
     _legend(fig, styles, sorted(ok["estimator"].unique()), settings)
     return fig
@@ -127,11 +145,9 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     ok = ok[(ok["bias_norm"] > 0) & (ok["variance"] > 0)]  # log axes: exact estimators drop out
     if ok.empty:
         return None
-    problems = list(dict.fromkeys(ok["problem"]))
-    fig, axes = _panels(len(problems), settings)
-    for ax, problem in zip(axes, problems, strict=True):
-        rows = ok[ok["problem"] == problem]
-        rows = rows[rows["variance"] > EXACT_RATIO * rows["variance"].max()]  # never empty
+    fig, panels = _problem_panels(ok, settings)
+    for ax, rows in panels:
+        rows = _without_exact(rows)  # never empty
         for row in rows.itertuples(index=False):
             style = styles[row.estimator]
             claimed = bool(row.unbiased_claim) if not pd.isna(row.unbiased_claim) else False
@@ -142,7 +158,6 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         floor = np.sqrt(grid / rows["replicates"].median())
         ax.plot(grid, floor, linestyle="--", color="0.6", linewidth=0.8)
         _log_axes(ax)
-        ax.set_title(problem)
     _shared_labels(fig, "variance of one estimate (log scale)", "‖bias‖ (log scale)")
     _legend(fig, styles, sorted(ok["estimator"].unique()), settings)
     return fig
@@ -157,19 +172,24 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     ok = ok[ok[cost].notna() & (ok[cost] > 0)]
     if ok.empty:
         return None
-    largest = ok.loc[ok.groupby(["problem", "estimator"])["n_samples"].idxmax()]
+    # Sorted labels keep the results' order, so panels come in the order of the sweep.
+    largest = ok.loc[sorted(ok.groupby(["problem", "estimator"])["n_samples"].idxmax())]
     largest = largest.assign(work=largest["variance"] * largest[cost].astype(float))
-    problems = list(dict.fromkeys(ok["problem"]))
-    fig, axes = _panels(len(problems), settings, columns=3)
+    largest = largest[largest["work"] > 0]
+    largest = largest[largest["work"] > EXACT_RATIO * largest.groupby("problem")["work"]
+                      .transform("max")]  # exact estimators would stretch the axis 30 decades
+    # Each panel carries its estimator names; keep room for MIN_BAR_IN of bars beside them.
+    names_in = largest["estimator"].str.len().max() / settings["chars_per_inch"]
+    columns = max(1, int(settings["width"] // (names_in + MIN_BAR_IN)))
+    fig, panels = _problem_panels(largest, settings, columns=columns)
     label = {"f_evals": "variance × f-evaluations per estimate (log scale)",
              "time_per_estimate_s": "variance × seconds per estimate (log scale)"}[cost]
-    for ax, problem in zip(axes, problems, strict=True):
-        rows = largest[largest["problem"] == problem].sort_values("work", ascending=False)
+    for ax, rows in panels:
+        rows = rows.sort_values("work", ascending=False)
         positions = np.arange(len(rows))
         ax.barh(positions, rows["work"], color=[styles[e].color for e in rows["estimator"]])
         ax.set_yticks(positions, rows["estimator"])
         _log_axes(ax, y=False)
-        ax.set_title(problem)
     _shared_labels(fig, label)
     return fig
 
@@ -220,10 +240,8 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
     ``"step"`` or ``"wall_s"``."""
     if traces is None or traces.empty:
         return None
-    problems = list(dict.fromkeys(traces["problem"]))
-    fig, axes = _panels(len(problems), settings, columns=3)
-    for ax, problem in zip(axes, problems, strict=True):
-        rows = traces[traces["problem"] == problem]
+    fig, panels = _problem_panels(traces, settings, columns=3)
+    for ax, rows in panels:
         for estimator, group in rows.groupby("estimator", sort=True):
             by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
                                                 low=("value", "min"), high=("value", "max"))
@@ -231,7 +249,6 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
             ax.plot(by_step["x"], by_step["mean"], color=style.color, linewidth=1.1)
             ax.fill_between(by_step["x"], by_step["low"], by_step["high"], color=style.color,
                             alpha=0.2, linewidth=0)
-        ax.set_title(problem)
     _shared_labels(fig, {"step": "optimization step", "wall_s": "wall-clock time (s)"}[x],
                    "exact objective J(θ)")
     _legend(fig, styles, sorted(traces["estimator"].unique()), settings)
@@ -256,17 +273,14 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if ok.empty:
         return None
     largest = ok[ok["n_samples"] == ok.groupby("problem")["n_samples"].transform("max")]
-    problems = list(dict.fromkeys(largest["problem"]))
-    fig, axes = _panels(len(problems), settings, columns=3)
+    fig, panels = _problem_panels(largest, settings, columns=3)
     colors = estimator_styles_for_bases(sorted(largest["base"].unique()), styles)
-    for ax, problem in zip(axes, problems, strict=True):
-        rows = largest[largest["problem"] == problem]
+    for ax, rows in panels:
         for base, group in rows.groupby("base", sort=True):
             group = group.sort_values("temperature")
             ax.plot(group["temperature"], group["bias_norm"], marker=colors[base].marker,
                     color=colors[base].color, markersize=3.5, linewidth=1, label=base)
         _log_axes(ax)
-        ax.set_title(problem)
     _shared_labels(fig, "temperature τ (log scale)", "‖bias‖ (log scale)")
     _legend(fig, colors, sorted(colors), settings)
     return fig
