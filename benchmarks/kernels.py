@@ -241,5 +241,9 @@ NAIVE = {"bernoulli_toy": _NaiveBernoulli, "bandit_gaussian_10": _NaiveBandit,
          "frozenlake": _NaiveFrozenLake, "sigmoid_belief_vae_digits": _NaiveVAE}
 
 
+FLOOR = {"bernoulli_toy": floor_bernoulli, "bandit_gaussian_10": floor_bandit,
+         "frozenlake": floor_frozenlake, "sigmoid_belief_vae_digits": floor_vae}
+
+
 def naive(problem: str, estimator: str, replicates: int, n: int) -> np.ndarray:
     return _naive_loop(replicates, n, NAIVE[problem](estimator))

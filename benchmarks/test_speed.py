@@ -28,8 +28,6 @@ ROUNDS = {"small": 3, "large": 1}  # one round of 10⁶ estimates is long enough
 WARMUP_ROUNDS = {"small": 1, "large": 0}
 NAIVE_REPLICATES = {"bernoulli_toy": 200, "bandit_gaussian_10": 200, "frozenlake": 20,
                     "sigmoid_belief_vae_digits": 50}
-FLOOR = {"bernoulli_toy": kernels.floor_bernoulli, "bandit_gaussian_10": kernels.floor_bandit,
-         "frozenlake": kernels.floor_frozenlake, "sigmoid_belief_vae_digits": kernels.floor_vae}
 FLOOR_CHUNK = {"bernoulli_toy": 1_000_000, "bandit_gaussian_10": 250_000, "frozenlake": 25_000,
                "sigmoid_belief_vae_digits": 2_500}
 """Replicates per numpy call, so that the floor's arrays stay within a few hundred MB."""
@@ -63,8 +61,9 @@ def test_numpy_floor(benchmark, estimator_name, problem_name, size):
         extra = {"model": kernels.vae_model()}
     benchmark.group = f"{problem_name} {estimator_name}"
     benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
-    benchmark.pedantic(kernels.streamed, args=(FLOOR[problem_name], estimator_name, replicates,
-                                              N_SAMPLES, rng),
+    benchmark.pedantic(kernels.streamed,
+                       args=(kernels.FLOOR[problem_name], estimator_name, replicates, N_SAMPLES,
+                             rng),
                        kwargs={"chunk": FLOOR_CHUNK[problem_name], **extra},
                        rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
 

@@ -13,8 +13,6 @@ from vrbench import estimators, problems
 from vrbench.bench.metrics import Moments, bias_test
 from vrbench.problems.base import DTYPE
 
-FLOORS = {"bernoulli_toy": kernels.floor_bernoulli, "bandit_gaussian_10": kernels.floor_bandit,
-          "frozenlake": kernels.floor_frozenlake, "sigmoid_belief_vae_digits": kernels.floor_vae}
 FLOOR_REPLICATES = {"bernoulli_toy": 20_000, "bandit_gaussian_10": 20_000, "frozenlake": 5_000,
                     "sigmoid_belief_vae_digits": 4_000}
 NAIVE_REPLICATES = {"bernoulli_toy": 100, "bandit_gaussian_10": 100, "frozenlake": 100,
@@ -36,13 +34,13 @@ def _trace_variance(estimates: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("estimator", ["score_function", "rloo"])
-@pytest.mark.parametrize("problem_name", sorted(FLOORS))
+@pytest.mark.parametrize("problem_name", sorted(kernels.FLOOR))
 def test_numpy_floor_is_the_same_estimator(problem_name, estimator):
-    floor = FLOORS[problem_name](estimator, FLOOR_REPLICATES[problem_name], N,
+    floor = kernels.FLOOR[problem_name](estimator, FLOOR_REPLICATES[problem_name], N,
                                  np.random.default_rng(7))
     assert _z(problem_name, floor) <= 5.0
     # Streamed in chunks (as at R = 10⁶), the floor averages the same estimates.
-    kernel, replicates = FLOORS[problem_name], FLOOR_REPLICATES[problem_name]
+    kernel, replicates = kernels.FLOOR[problem_name], FLOOR_REPLICATES[problem_name]
     rng = np.random.default_rng(8)
     chunks = [kernel(estimator, 1_000, N, rng) for _ in range(replicates // 1_000)]
     streamed = kernels.streamed(kernel, estimator, replicates, N, np.random.default_rng(8),
