@@ -146,6 +146,14 @@ def streamed(kernel, estimator: str, replicates: int, n: int, rng: np.random.Gen
     return total / replicates
 
 
+def _naive_weights(f: torch.Tensor, estimator: str) -> torch.Tensor:
+    """The weights of one replicate's ``n`` draws: f itself, or RLOO's centred f."""
+    if estimator == "score_function":
+        return f
+    n = f.shape[0]
+    return (f - f.mean()) * n / (n - 1)
+
+
 def _naive_loop(replicates: int, n: int, surrogate) -> np.ndarray:
     out = []
     for _ in range(replicates):
@@ -166,7 +174,7 @@ class _NaiveBernoulli:
         dist = torch.distributions.Bernoulli(logits=theta)
         b = dist.sample((n,))
         f = (b - 0.499) ** 2
-        weights = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        weights = _naive_weights(f, self.estimator)
         return (dist.log_prob(b) * weights).mean()
 
 
@@ -181,7 +189,7 @@ class _NaiveBandit:
         dist = torch.distributions.Categorical(logits=theta)
         arms = dist.sample((n,))
         f = self.means[arms] + torch.randn(n, dtype=torch.float64)
-        weights = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        weights = _naive_weights(f, self.estimator)
         return (dist.log_prob(arms) * weights).mean()
 
 
@@ -212,7 +220,7 @@ class _NaiveFrozenLake:
             log_probs.append(episode_log_prob)
             returns.append(total)
         f = torch.tensor(returns, dtype=torch.float64)
-        weights = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        weights = _naive_weights(f, self.estimator)
         return (torch.stack(log_probs) * weights).mean()
 
 
@@ -233,7 +241,7 @@ class _NaiveVAE:
         log_q = encoder.log_prob(codes).sum(-1)  # (n, B)
         log_joint = decoder.log_prob(self.images).sum(-1) - 10 * np.log(2)
         f = (log_joint - log_q).sum(-1).detach() / self.images.shape[0]
-        weights_f = f if self.estimator == "score_function" else (f - f.mean()) * n / (n - 1)
+        weights_f = _naive_weights(f, self.estimator)
         return (log_q.sum(-1) * weights_f).mean()
 
 
