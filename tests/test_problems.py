@@ -181,10 +181,11 @@ def test_adapter_checks_probabilities_and_state_range():
     [
         ("bernoulli_toy", {"t": "2"}, "t=2.0 must lie in"),
         ("bernoulli_toy", {"tt": "0.4"}, "unknown parameter 'tt'; valid parameters: t, theta"),
-        ("gaussian_quadratic", {"sigma": "-1"}, "sigma=-1.0 must be positive"),
-        ("gaussian_step", {"mu": "abc"}, "mu='abc' is not a valid float"),
+        ("gaussian_quadratic", {"sigma": "-1"}, "sigma=-1 must lie in"),
+        ("gaussian_step", {"mu": "abc"}, "mu='abc' must be a finite number"),
         ("frozenlake", {"gamma": "1.5"}, "gamma=1.5 must lie in"),
-        ("frozenlake", {"horizon": "0"}, "horizon=0 must be at least 1"),
+        ("frozenlake", {"horizon": "0"}, "horizon=0 must lie in 1..10000"),
+        ("random_mdp", {"S": "100000"}, "S=100000 must lie in 1..10000 .larger sizes would not"),
     ],
 )
 def test_bad_parameters_are_named(name, params, message):

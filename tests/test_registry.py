@@ -91,7 +91,7 @@ def test_parameter_before_any_name_is_an_error():
 def test_parameters_are_converted_to_the_default_type():
     problem = problems.make("frozenlake", {"horizon": "7", "slippery": "false", "gamma": "0.5"})
     assert (problem.horizon, problem.slippery, problem.gamma) == (7, False, 0.5)
-    with pytest.raises(ParameterError, match=r"horizon='7\.5' is not a valid int"):
+    with pytest.raises(ParameterError, match=r"horizon='7\.5' must be an integer"):
         problems.make("frozenlake", {"horizon": "7.5"})
 
 

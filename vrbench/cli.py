@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import importlib
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vrbench import estimators, problems
-from vrbench.bench.config import SweepConfig, load_config
-from vrbench.bench.sweep import run_sweep
+from vrbench.bench.config import SweepConfig, load_config, with_overrides
+from vrbench.bench.sweep import SweepInterrupted, SweepOutcome, run_sweep
 from vrbench.bench.train import OPTIMIZERS, TrainSettings, train
 from vrbench.components import parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
@@ -42,12 +43,15 @@ def _positive_ints(text: str) -> list[int]:
 
 
 RUN_FLAGS = {
-    "estimators": "estimators", "problems": "problems", "n_samples": "n_samples",
-    "replicates": "replicates", "seed": "seeds", "output": "output", "jobs": "jobs",
-    "cell_timeout": "cell_timeout", "max_memory_mb": "max_memory_mb", "threads": "threads",
-    "device": "device",
+    "estimators": ("estimators", "-e/--estimators"), "problems": ("problems", "-p/--problems"),
+    "n_samples": ("n_samples", "-n/--n-samples"), "replicates": ("replicates", "-r/--replicates"),
+    "seed": ("seeds", "--seed"), "output": ("output", "-o/--output"), "jobs": ("jobs", "-j/--jobs"),
+    "cell_timeout": ("cell_timeout", "--cell-timeout"),
+    "max_memory_mb": ("max_memory_mb", "--max-memory"), "threads": ("threads", "--threads"),
+    "device": ("device", "--device"),
 }
-"""``vrbench run`` options that override the configuration file: option → config key."""
+"""``vrbench run`` options that override the configuration file: option → (config key, the
+option as the user writes it)."""
 
 
 def _ints(text: str) -> list[int]:
@@ -84,10 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Run every compatible (estimator, problem, n_samples) cell. Values given "
                     "on the command line override those of --config.")
     run.add_argument("--config", metavar="FILE", help="TOML sweep configuration")
-    run.add_argument("-e", "--estimators", metavar="NAMES",
-                     help="comma-separated estimators, optionally name:key=value (default: all)")
-    run.add_argument("-p", "--problems", metavar="NAMES",
-                     help="comma-separated problems, optionally name:key=value (default: all)")
+    run.add_argument("-e", "--estimators", metavar="NAMES", action="append",
+                     help="comma-separated estimators, optionally name:key=value; repeat the "
+                          "option to add more (default: all)")
+    run.add_argument("-p", "--problems", metavar="NAMES", action="append",
+                     help="comma-separated problems, optionally name:key=value; repeat the "
+                          "option to add more (default: all)")
     run.add_argument("-n", "--n-samples", type=_positive_ints, metavar="N,N,...",
                      help="samples per estimate (default 1,4,16)")
     run.add_argument("-r", "--replicates", type=_positive_int,
@@ -107,7 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--force", action="store_true",
-                     help="recompute cells already stored in the output directory")
+                     help="recompute every cell, even those stored in the output directory")
+    run.add_argument("--retry-errors", action="store_true",
+                     help="recompute stored cells whose computation failed (status error); "
+                          "cells lost to a dead worker, a lost scheduler or an interruption "
+                          "are always recomputed")
     check = commands.add_parser(
         "check", help="run the conformance checks on an estimator or a problem",
         description="Run the checks every built-in passes: metadata, shapes, determinism, "
@@ -189,14 +199,13 @@ def _list(console: Console, kind: str | None) -> None:
 
 def _config(args: argparse.Namespace) -> SweepConfig:
     config = load_config(args.config) if args.config else SweepConfig()
-    overrides: dict[str, Any] = {
-        key: getattr(args, flag) for flag, key in RUN_FLAGS.items()
-        if getattr(args, flag) is not None
-    }
-    for key in ("estimators", "problems"):
-        if key in overrides:
-            overrides[key] = parse_specs(overrides[key])
-    return dataclasses.replace(config, **overrides)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for flag, (key, option) in RUN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            values[key] = getattr(args, flag)
+            origins[key] = f"option {option}"
+    return with_overrides(config, values, origins)
 
 
 def _run(console: Console, args: argparse.Namespace) -> int:
@@ -215,19 +224,49 @@ def _run(console: Console, args: argparse.Namespace) -> int:
 
     def on_row(row: dict[str, Any]) -> None:
         nonlocal failures
-        failures += row["status"] == "error"
+        failures += row["status"] != "ok"
         progress.update(task, advance=1, failed=failures)
 
-    with progress:
-        outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
-                            on_start=on_start, on_row=on_row)
+    try:
+        with progress:
+            outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
+                                retry_errors=args.retry_errors, on_start=on_start,
+                                on_row=on_row)
+    except SweepInterrupted as stop:
+        outcome = stop.outcome
     console.print(summary_table(outcome.frame))
+    for line in _closing_lines(outcome):
+        console.print(line, highlight=False)
+    return outcome.exit_code
+
+
+def _closing_lines(outcome: SweepOutcome) -> list[str]:
+    """What the table holds, then what to do about what it lacks; the last line is the
+    sweep's status, true of every cell in the table."""
+    counts = outcome.counts
+    cells = counts["ok"] + counts["error"] + counts["missing"]
+    lines = []
     if outcome.skipped:
-        console.print(f"{outcome.skipped} incompatible combinations skipped (status 'skipped' "
-                      "in the results, with the reason).")
-    console.print(f"{outcome.ran} cells run, {outcome.reused} reused from earlier runs, "
-                  f"{outcome.failed} failed; results in {outcome.path}")
-    return 1 if outcome.failed else 0
+        lines.append(f"{outcome.skipped} incompatible combinations skipped (status 'skipped' "
+                     "in the results, with the reason).")
+    lines.append(f"This run computed {outcome.ran} cells and reused {outcome.reused} stored "
+                 f"ones; results in {outcome.path}.")
+    if outcome.interrupted is not None:
+        name = signal.Signals(outcome.interrupted).name
+        lines.append(f"Interrupted by {name}: every finished cell is stored; run the same "
+                     "command again to compute the rest.")
+    elif counts["missing"]:
+        lines.append(f"{counts['missing']} cells were not computed (their worker or the "
+                     "scheduler was lost; see the 'error' column): run the same command again "
+                     "to compute them.")
+    if counts["error"]:
+        lines.append(f"{counts['error']} cells failed (see the 'error' column); they are kept "
+                     "and reused: add --retry-errors to compute them again.")
+    status = ("INCOMPLETE" if counts["missing"] else
+              "COMPLETE with failures" if counts["error"] else "COMPLETE")
+    lines.append(f"{status}: {cells} cells, {counts['ok']} ok, {counts['error']} failed, "
+                 f"{counts['missing']} missing.")
+    return lines
 
 
 def _resolve(target: str) -> type:
@@ -319,6 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
+    errors = Console(stderr=True, soft_wrap=True)  # messages are read and grepped whole
+
+    def show_warning(message: Warning | str, category: type[Warning], *rest: Any,
+                     **kwargs: Any) -> None:
+        errors.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)
+
+    warnings.showwarning = show_warning  # type: ignore[assignment]
     try:
         if args.command == "list":
             _list(console, args.kind)
@@ -332,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(console, args)
         return _run(console, args)
     except VrbenchError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2
 
 

@@ -8,6 +8,7 @@ them; values are parsed to the type of the field's default and then validated by
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,28 +50,52 @@ def parse_specs(text: str) -> list[Spec]:
     return [Spec(name, params) for name, params in entries]
 
 
+def _type_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return "a boolean (true or false)"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a finite number"
+    return f"a {type(default).__name__}"
+
+
 def _convert(owner: str, key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or isinstance(default, str):
-        if isinstance(default, bool) != isinstance(value, bool) and default is not None:
-            raise ParameterError(f"{owner}: {key}={value!r} must be a boolean")
-        if isinstance(default, int | float) and isinstance(value, int | float):
-            return type(default)(value)
+    """``value`` as the type of ``default``, exactly: no rounding, no booleans as numbers.
+
+    Strings (from the command line) are parsed; typed values (from TOML) must already have the
+    right kind: an integer parameter refuses 2.5 rather than running as 2.
+    """
+    if default is None or isinstance(default, str):
         return value
-    try:
+
+    def refuse(reason: str = "") -> ParameterError:
+        return ParameterError(f"{owner}: {key}={value!r} must be {_type_name(default)}{reason}")
+
+    if isinstance(value, str):
+        text = value.strip()
         if isinstance(default, bool):
-            lowered = value.lower()
+            lowered = text.lower()
             if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError
+                raise refuse()
             return lowered in {"true", "1", "yes"}
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise ParameterError(
-            f"{owner}: {key}={value!r} is not a valid {type(default).__name__}"
-        ) from None
-    return value
+        try:
+            value = int(text) if isinstance(default, int) else float(text)
+        except ValueError:
+            raise refuse() from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse()
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise refuse()
+    if not math.isfinite(value):
+        raise refuse()
+    if isinstance(default, int):
+        if isinstance(value, float) and not value.is_integer():
+            raise refuse()
+        return int(value)
+    return float(value)
 
 
 class Component:

@@ -9,19 +9,22 @@ Example::
     estimators = ["score_function", "rloo", { name = "score_function_baseline", fit_samples = 100 }]
     problems = ["bernoulli_toy:t=0.49", { name = "frozenlake", horizon = 50 }]
 
-Omitted ``estimators`` or ``problems`` mean every registered one. Unknown keys, wrong types
-and unknown names are refused with the file, the key and what was expected.
+Omitted ``estimators`` or ``problems`` mean every registered one. Unknown keys, wrong types,
+unknown names and bad component parameters are refused with the file, the key (and the
+entry) and what was expected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vrbench import estimators, problems
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB
 from vrbench.components import Spec, parse_specs
 from vrbench.errors import VrbenchError
@@ -79,19 +82,29 @@ _EXPECTED = {
 }
 
 
-def _specs(source: str, key: str, value: Any) -> list[Spec]:
-    where = f"{source}: key {key!r}"
+def _specs(where: str, key: str, value: Any) -> list[Spec]:
+    """The specs of an ``estimators`` or ``problems`` list, each built once to check it;
+    ``where`` names the key's origin in errors."""
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: expected {_EXPECTED[key]}")
+    registry = estimators if key == "estimators" else problems
     specs: list[Spec] = []
-    for item in value:
-        if isinstance(item, str):
-            specs.extend(parse_specs(item))
-        elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            params = {k: v for k, v in item.items() if k != "name"}
-            specs.append(Spec(item["name"], params))
-        else:
-            raise ConfigError(f"{where}: entry {item!r} is not a name or a table with a name")
+    for index, item in enumerate(value, 1):
+        try:
+            if isinstance(item, str):
+                entry = parse_specs(item)
+            elif isinstance(item, dict) and isinstance(item.get("name"), str):
+                entry = [Spec(item["name"], {k: v for k, v in item.items() if k != "name"})]
+            else:
+                raise ConfigError(f"{where}: entry {item!r} is not a name or a table with a "
+                                  "name")
+            for spec in entry:
+                registry.make(spec.name, spec.params)
+        except ConfigError:
+            raise
+        except VrbenchError as exc:
+            raise ConfigError(f"{where}, entry {index} ({item!r}): {exc}") from None
+        specs.extend(entry)
     return specs
 
 
@@ -118,6 +131,24 @@ _VALID: dict[str, Callable[[Any], bool]] = {
 """How each scalar or list key is checked; ``_EXPECTED`` says the same in words."""
 
 
+def _checked(where: str, key: str, value: Any) -> Any:
+    """``value`` for ``key`` once valid, else a :class:`ConfigError` naming ``where``."""
+    if key in ("estimators", "problems"):
+        return _specs(where, key, value)
+    if not _VALID[key](value):
+        raise ConfigError(f"{where} = {value!r}: expected {_EXPECTED[key]}")
+    return float(value) if key == "cell_timeout" else value
+
+
+def with_overrides(config: SweepConfig, values: Mapping[str, Any],
+                   origins: Mapping[str, str]) -> SweepConfig:
+    """``config`` with ``values`` in place of its own, each checked as in a file and named by
+    ``origins[key]`` (e.g. ``"option -p/--problems"``) when refused."""
+    checked = {key: _checked(origins.get(key, f"key {key!r}"), key, value)
+               for key, value in values.items()}
+    return dataclasses.replace(config, **checked)
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> SweepConfig:
     """Validate a decoded TOML document into a :class:`SweepConfig`."""
     unknown = sorted(set(data) - set(_EXPECTED))
@@ -130,15 +161,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> SweepConfig:
         raise ConfigError(
             f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(_EXPECTED))}"
         )
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in ("estimators", "problems"):
-            values[key] = _specs(source, key, value)
-        elif not _VALID[key](value):
-            raise ConfigError(f"{source}: key {key!r} = {value!r}: expected {_EXPECTED[key]}")
-        else:
-            values[key] = float(value) if key == "cell_timeout" else value
-    return SweepConfig(**values)
+    return SweepConfig(**{key: _checked(f"{source}: key {key!r}", key, value)
+                          for key, value in data.items()})
 
 
 def load_config(path: str | Path) -> SweepConfig:

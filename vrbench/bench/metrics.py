@@ -80,6 +80,11 @@ def bias_directions(true_grad: Tensor) -> Tensor:
     return torch.cat([(true_grad / norm)[None], others])
 
 
+def _varies(projected: Moments) -> Tensor:
+    """Which projections vary by more than float64 rounding of their mean."""
+    return projected.variance() > (1e-14 * (1.0 + projected.mean.abs())) ** 2
+
+
 def bias_test(projected: Moments, expected: Tensor) -> tuple[float, float]:
     """``(max |t|, p-value)`` of H0: the projected means equal ``expected``.
 
@@ -88,7 +93,7 @@ def bias_test(projected: Moments, expected: Tensor) -> tuple[float, float]:
     """
     diff = (projected.mean - expected).abs()
     var = projected.variance()
-    varies = var > (1e-14 * (1.0 + projected.mean.abs())) ** 2
+    varies = _varies(projected)
     if not bool(varies.any()):
         exact = bool((diff <= 1e-10 * (1.0 + expected.abs())).all())
         return (0.0, 1.0) if exact else (math.inf, 0.0)
@@ -139,6 +144,10 @@ class EstimateAccumulator:
         """``(max |t|, p-value)`` of the bias test over :func:`bias_directions`."""
         return bias_test(self.projected, self.directions @ self.true_grad)
 
+    def constant(self) -> bool:
+        """Whether every estimate so far is the same vector, to float64 resolution."""
+        return not bool(_varies(self.projected).any())
+
     def metrics(self) -> dict[str, float]:
         """The metrics of the cell; call after all ``R`` estimates were added."""
         if self.seen != self.replicates:
@@ -184,3 +193,32 @@ def cell_metrics(
         "snr": true_norm / math.sqrt(variance) if variance > 0 else math.inf,
         "cosine": mean_cosine,
     }
+
+
+FINITE_METRICS = ("true_grad_norm", "bias_norm", "variance", "mse", "cosine")
+"""Metrics that a measured cell must have finite; an infinite or NaN one makes it an error."""
+
+
+def numerical_failure(metrics: dict[str, float], accumulator: EstimateAccumulator,
+                      unbiased_claim: bool) -> str | None:
+    """Why a cell's numbers cannot be trusted as float64 results, or None.
+
+    * A metric in :data:`FINITE_METRICS` (or the variance interval, when it has one) is
+      infinite or NaN: the estimates or the exact solution overflowed.
+    * An estimator claiming to be unbiased gave the same estimate every time, and that
+      estimate is not ∇J: in float64 its samples (or f) did not vary at all, which is
+      catastrophic cancellation (``μ + σε`` rounding to ``μ``, say), not a measured bias.
+    """
+    checked = [*FINITE_METRICS]
+    if accumulator.groups >= 2:
+        checked += ["variance_ci_low", "variance_ci_high"]
+    bad = [f"{key}={metrics[key]}" for key in checked if not math.isfinite(metrics[key])]
+    if bad:
+        return (f"non-finite metrics ({', '.join(bad)}): the estimates or the problem's exact "
+                "solution overflow float64 at these parameters")
+    if unbiased_claim and accumulator.constant() and metrics["bias_pvalue"] == 0.0:
+        return (f"every estimate is the same vector yet differs from ∇J by ‖bias‖ = "
+                f"{metrics['bias_norm']:.3g} (‖∇J‖ = {metrics['true_grad_norm']:.3g}): the "
+                "samples or f do not vary in float64 at these parameters (catastrophic "
+                "cancellation), or the estimator ignores its samples")
+    return None

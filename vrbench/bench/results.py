@@ -1,4 +1,4 @@
-"""The results table: its columns, and reading and writing it as Parquet."""
+"""The results table: its columns and statuses, and reading and writing it as Parquet."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import vrbench
+from vrbench.errors import VrbenchError
+
 RESULTS_FILE = "results.parquet"
+
+SCHEMA_VERSION = 2
+"""Version of the table's layout, stored in its metadata. 1: vrbench 0.1 (no ``missing``
+status); 2: adds the ``missing`` status. Older tables are read as they are (their columns are
+a subset); newer ones are refused."""
 
 COLUMNS: dict[str, str] = {
     "problem": "string",
@@ -48,7 +56,26 @@ COLUMNS: dict[str, str] = {
 }
 """Every column of a results table and its pandas dtype, in order."""
 
-STATUSES = ("ok", "skipped", "error")
+STATUSES = ("ok", "error", "missing", "skipped")
+"""``ok``: measured. ``error``: the computation failed (the estimator or problem raised,
+returned non-finite numbers or exceeded the time limit); deterministic, so stored and kept.
+``missing``: not computed, because a worker or the scheduler was lost or the sweep was
+interrupted; running the sweep again computes it. ``skipped``: the estimator does not apply
+to the problem at that n (the reason is in ``error``)."""
+
+STORED_STATUSES = ("ok", "error")
+"""The statuses of a finished cell, the only ones stored as cell parts."""
+
+REQUIRED_COLUMNS = ("problem", "estimator", "n_samples", "status")
+"""Columns without which a table cannot be read at all."""
+
+
+class ResultsError(VrbenchError):
+    """A results table that is absent, unreadable, or not in a layout this vrbench reads."""
+
+
+class NoResults(ResultsError):
+    """A path that holds no results table at all."""
 
 
 def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -70,7 +97,8 @@ def write_results(
     directory.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     schema_meta = dict(table.schema.metadata or {})
-    schema_meta[b"vrbench"] = json.dumps(dict(metadata), default=str).encode()
+    record = {**dict(metadata), "schema_version": SCHEMA_VERSION}
+    schema_meta[b"vrbench"] = json.dumps(record, default=str).encode()
     table = table.replace_schema_metadata(schema_meta)
     target = directory / RESULTS_FILE
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".results-", suffix=".tmp")
@@ -84,21 +112,42 @@ def write_results(
     return target
 
 
-def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a results table (a directory or a ``.parquet`` file) and its metadata.
+def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read one results (or plan) Parquet file and its metadata, checking its layout.
 
-    A directory without ``results.parquet`` but with stored cells (a sweep still running, or
-    killed) gives the cells finished so far, with ``{"partial": True}`` as metadata.
+    Raises :class:`ResultsError` naming the file and what is wrong: not Parquet, written by
+    a newer vrbench, missing required columns, or unknown statuses. Optional columns that
+    the file lacks (it may come from an older vrbench) are added empty.
     """
     path = Path(path)
-    if path.is_dir():
-        parts = sorted((path / "cells").glob("*.parquet"))
-        if not (path / RESULTS_FILE).exists() and parts:
-            rows = [row for part in parts for row in pq.read_table(part).to_pylist()]
-            return to_frame(rows), {"partial": True, "source": str(path)}
-        path = path / RESULTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no results at {path}")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise NoResults(f"no results at {path}: no such file") from None
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise ResultsError(f"{path} is not a readable Parquet file: {exc}") from None
     raw = (table.schema.metadata or {}).get(b"vrbench", b"{}")
-    return to_frame(table.to_pandas().to_dict("records")), json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        meta = {}
+    version = meta.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path} was written by vrbench {meta.get('vrbench_version', '?')} with table "
+            f"layout {version}; this vrbench ({vrbench.__version__}) reads layouts up to "
+            f"{SCHEMA_VERSION}: upgrade vrbench to read it")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ResultsError(f"{path} is not a vrbench results table: it has no "
+                           f"{', '.join(repr(c) for c in missing)} column")
+    frame = table.to_pandas()
+    unknown = sorted(set(frame["status"].dropna()) - set(STATUSES))
+    if unknown or frame["status"].isna().any():
+        shown = unknown or ["(empty)"]
+        raise ResultsError(f"{path}: unknown status {', '.join(map(str, shown))}; valid "
+                           f"statuses: {', '.join(STATUSES)}")
+    try:
+        return to_frame(frame.to_dict("records")), meta
+    except (ValueError, TypeError) as exc:
+        raise ResultsError(f"{path}: a column does not have its expected type: {exc}") from None

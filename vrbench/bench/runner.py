@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, Skipped
-from vrbench.bench.metrics import EstimateAccumulator
+from vrbench.bench.metrics import EstimateAccumulator, numerical_failure
 from vrbench.devices import on_device, synchronize
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
@@ -32,26 +34,37 @@ def chunk_size(problem: Problem, n_samples: int, replicates: int,
 
     The chunking changes the order in which random numbers are drawn, so the memory budget
     is part of a cell's definition: the same definition always gives the same numbers.
+    Raises ``MemoryError`` when even one estimate does not fit.
     """
     per_replicate = n_samples * (2 * problem.dim + problem.sample_width())
     numbers = max_memory_mb * 2**20 // (8 * WORKING_COPIES)
-    return max(1, min(replicates, numbers // per_replicate))
+    if per_replicate > numbers:
+        needed = per_replicate * 8 * WORKING_COPIES / 2**20
+        raise MemoryError(
+            f"one estimate of {problem.name} from {n_samples} samples needs about "
+            f"{needed:.0f} MiB, more than the cell's memory budget of {max_memory_mb} MiB; "
+            "raise max_memory_mb (--max-memory) or use fewer samples or a smaller problem")
+    return min(replicates, numbers // per_replicate)
 
 
 def estimate_in_chunks(
     problem: Problem, estimator: Estimator, theta: Tensor, n_samples: int, replicates: int,
     generator: torch.Generator, state: Any = None,
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB, device: str | torch.device = "cpu",
+    deadline: Deadline | None = None,
 ) -> Iterator[tuple[Tensor, float]]:
     """``replicates`` estimates in memory-bounded chunks, each with the seconds it took.
 
     The estimator runs on ``device`` (where ``theta``, ``state`` and ``generator`` live); each
     chunk comes back on the CPU, checked: shape ``(size, dim)`` and finite values, else an
     error names the estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
+    A ``deadline`` is checked before each chunk.
     """
     chunk = chunk_size(problem, n_samples, replicates, max_memory_mb)
     done = 0
     while done < replicates:
+        if deadline is not None:
+            deadline.check()
         size = min(chunk, replicates - done)
         with on_device(device) as where:
             start = time.perf_counter()
@@ -70,16 +83,48 @@ def estimate_in_chunks(
         done += size
 
 
+class CellTimeout(Exception):
+    """A cell ran longer than its time limit."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The time by which a cell must finish, checked between its steps.
+
+    Where a signal can interrupt the cell (see :func:`_time_limit`) it stops even inside a
+    step; elsewhere (a Dask worker's thread) these checks stop it at the next step.
+    """
+
+    seconds: float
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise CellTimeout(f"cell exceeded the time limit of {self.seconds:g} s")
+
+
 def measure(
-    problem: Problem, estimator: Estimator, cell: Cell
+    problem: Problem, estimator: Estimator, cell: Cell, deadline: Deadline | None = None
 ) -> tuple[dict[str, float], float, float]:
     """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``.
 
-    Estimation runs on the cell's device; the statistics are accumulated on the CPU.
+    Estimation runs on the cell's device; the statistics are accumulated on the CPU. Raises
+    when the exact gradient or the metrics are not finite, or the estimates are numerically
+    meaningless (see :func:`vrbench.bench.metrics.numerical_failure`).
     """
     with on_device(cell.device) as device:
         theta = problem.initial_theta()
         theta_before = theta.clone()
+        true_grad = problem.exact_grad(theta).cpu()
+        if not bool(torch.isfinite(true_grad).all()):
+            raise FloatingPointError(f"{problem.name}'s exact gradient is not finite at these "
+                                     f"parameters: {true_grad.tolist()[:8]}")
+        if deadline is not None:
+            deadline.check()
         start = time.perf_counter()
         state = estimator.fit(problem, theta, cell.generator("fit"))
         synchronize(device)
@@ -87,18 +132,21 @@ def measure(
         warmup = min(cell.replicates, WARMUP_REPLICATES)
         estimator.estimate(problem, theta, cell.n_samples, warmup, cell.generator("warmup"),
                            state)
-        true_grad = problem.exact_grad(theta).cpu()
 
     accumulator = EstimateAccumulator(true_grad, cell.replicates)
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
                                                  cell.replicates, cell.generator("measure"),
-                                                 state, cell.max_memory_mb, device):
+                                                 state, cell.max_memory_mb, device, deadline):
         accumulator.update(estimates)
         elapsed += seconds
     if not torch.equal(theta, theta_before):
         raise RuntimeError(f"{estimator.name} modified θ in place")
-    return accumulator.metrics(), elapsed / cell.replicates, fit_seconds
+    metrics = accumulator.metrics()
+    failure = numerical_failure(metrics, accumulator, estimator.unbiased)
+    if failure is not None:
+        raise FloatingPointError(failure)
+    return metrics, elapsed / cell.replicates, fit_seconds
 
 
 def _base_row(problem: Any, estimator: Any, n_samples: int) -> dict[str, Any]:
@@ -109,10 +157,6 @@ def _base_row(problem: Any, estimator: Any, n_samples: int) -> dict[str, Any]:
         "estimator_params": json.dumps(dict(estimator.params), sort_keys=True, default=str),
         "n_samples": n_samples,
     }
-
-
-class CellTimeout(Exception):
-    """A cell ran longer than its time limit."""
 
 
 @contextlib.contextmanager
@@ -139,23 +183,25 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
     """Run one cell; any failure becomes a row with status ``error`` instead of an exception.
 
-    With ``timeout`` (seconds) a cell that runs longer is interrupted where the process allows
-    it (see :func:`_time_limit`) and otherwise marked as an error when it finishes.
+    ``timeout`` (seconds) limits the whole cell: building the components, the exact value
+    and gradient, fitting and every estimate. Where the process allows it the cell is
+    interrupted at the limit (see :func:`_time_limit`), elsewhere at its next step.
     """
     row = cell_row(cell)
-    started = time.perf_counter()
+    deadline = None if timeout is None else Deadline.after(timeout)
     try:
-        problem, estimator = cell.build()
-        row.update(
-            family=estimator.family,
-            unbiased_claim=estimator.unbiased,
-            f_evals=estimator.f_evals(problem, cell.n_samples),
-            value=float(problem.value(problem.initial_theta())),
-        )
         with _time_limit(timeout):
-            metrics, seconds, fit_seconds = measure(problem, estimator, cell)
-        if timeout is not None and time.perf_counter() - started > timeout:
-            raise CellTimeout(f"cell exceeded the time limit of {timeout:g} s")
+            problem, estimator = cell.build()
+            row.update(family=estimator.family, unbiased_claim=estimator.unbiased,
+                       f_evals=estimator.f_evals(problem, cell.n_samples))
+            with on_device(cell.device):
+                row["value"] = float(problem.value(problem.initial_theta()))
+            if not math.isfinite(row["value"]):
+                raise FloatingPointError(f"{problem.name}'s exact value J = {row['value']} is "
+                                         "not finite at these parameters")
+            metrics, seconds, fit_seconds = measure(problem, estimator, cell, deadline)
+        if deadline is not None:
+            deadline.check()
         row.update(metrics, time_per_estimate_s=seconds, fit_time_s=fit_seconds, status="ok")
         row["error"] = ""
     except Exception as exc:  # one failing cell must never take a sweep down
@@ -172,9 +218,10 @@ def cell_row(cell: Cell) -> dict[str, Any]:
     return row
 
 
-def error_row(cell: Cell, message: str) -> dict[str, Any]:
-    """The row of a cell that failed outside :func:`run_cell` (a crashed worker, say)."""
-    return {**cell_row(cell), "status": "error", "error": message}
+def lost_row(cell: Cell, message: str) -> dict[str, Any]:
+    """The row of a cell that was not computed because the infrastructure failed (its worker
+    died, the scheduler was lost): status ``missing``; the next run computes it."""
+    return {**cell_row(cell), "status": "missing", "error": message}
 
 
 def skipped_row(skip: Skipped, replicates: int, seed: int) -> dict[str, Any]:

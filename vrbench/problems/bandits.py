@@ -11,7 +11,7 @@ from torch import Tensor
 from vrbench.components import check
 from vrbench.devices import device_cached
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, check_magnitude, check_size
 
 
 class Pulls(NamedTuple):
@@ -105,6 +105,7 @@ class BanditGaussian10(_SoftmaxBandit):
 
     def __post_init__(self) -> None:
         check(self.noise >= 0, self.name, f"noise={self.noise} must be non-negative")
+        check_magnitude(self.name, "noise", self.noise)
 
     @property
     def means(self) -> Tensor:
@@ -131,7 +132,7 @@ class BanditBernoulliK(_SoftmaxBandit):
     reference: ClassVar = "Lattimore & Szepesvári, 2020, chapter 4"
 
     def __post_init__(self) -> None:
-        check(self.arms >= 2, self.name, f"arms={self.arms} must be at least 2")
+        check_size(self.name, "arms", self.arms, low=2)
 
     @property
     def means(self) -> Tensor:
@@ -167,9 +168,10 @@ class ContextualBandit(Problem):
     reference: ClassVar = "Li et al., 2010"
 
     def __post_init__(self) -> None:
-        for key in ("contexts", "actions", "features"):
-            check(getattr(self, key) >= 1, self.name, f"{key}={getattr(self, key)} must be >= 1")
-        check(self.actions >= 2, self.name, f"actions={self.actions} must be at least 2")
+        for key in ("contexts", "features"):
+            check_size(self.name, key, getattr(self, key), high=10_000)
+        check_size(self.name, "actions", self.actions, low=2, high=10_000)
+        check_size(self.name, "actions × features", self.actions * self.features)
 
     @device_cached
     def tables(self) -> tuple[Tensor, Tensor]:

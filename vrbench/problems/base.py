@@ -9,10 +9,46 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from vrbench.components import Component
+from vrbench.components import Component, check
 
 DTYPE = torch.float64
 """All problems compute in double precision so exact gradients are exact to ~1e-15."""
+
+MAX_MAGNITUDE = 1e8
+"""Largest location or scale parameter (and smallest scale, 1/MAX_MAGNITUDE). Within these
+bounds, with ``|μ|/σ <= MAX_MAGNITUDE`` too, float64 resolves a sample ``x = μ + σε`` to
+``~1e-8 σ`` and f stays far from overflow; beyond them samples round to ``μ`` and the
+measured bias and variance would be rounding artefacts, not properties of the estimator."""
+
+MAX_HORIZON = 10_000
+"""Longest MDP horizon: episodes step together, one batched step per time step, and the exact
+dynamic program keeps ``horizon × states × actions`` values."""
+
+MAX_SIZE = 100_000
+"""Largest count of arms, categories, states, dimensions or contexts of a problem."""
+
+
+def check_magnitude(owner: str, key: str, value: float, limit: float = MAX_MAGNITUDE) -> None:
+    """Refuse ``|value| > limit`` (see :data:`MAX_MAGNITUDE`), naming the limit."""
+    check(abs(value) <= limit, owner,
+          f"{key}={value:g} is out of range: |{key}| must be at most {limit:g} (float64 "
+          "cannot resolve the problem's samples beyond it)")
+
+
+def check_scale(owner: str, key: str, value: float) -> None:
+    """Refuse a scale outside ``[1/MAX_MAGNITUDE, MAX_MAGNITUDE]``, naming the range."""
+    check(1 / MAX_MAGNITUDE <= value <= MAX_MAGNITUDE, owner,
+          f"{key}={value:g} must lie in [{1 / MAX_MAGNITUDE:g}, {MAX_MAGNITUDE:g}] (outside, "
+          "float64 cannot resolve the problem's samples)")
+
+
+def check_size(owner: str, key: str, value: int, low: int = 1, high: int = MAX_SIZE) -> None:
+    """Refuse a count outside ``low..high``; ``high`` keeps the problem's tables and exact
+    solution within memory and time."""
+    check(low <= value <= high, owner,
+          f"{key}={value} must lie in {low}..{high}" + (
+              " (larger sizes would not fit the exact solution in memory and time)"
+              if value > high else ""))
 
 
 class Capability(StrEnum):

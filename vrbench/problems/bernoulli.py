@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vrbench.components import check
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, check_size
 
 
 @register("bernoulli_toy")
@@ -98,7 +98,7 @@ class BernoulliVector(BernoulliToy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.D >= 1, self.name, f"D={self.D} must be at least 1")
+        check_size(self.name, "D", self.D)
 
     @property
     def dim(self) -> int:

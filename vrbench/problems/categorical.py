@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vrbench.components import check
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, check_size
 
 
 @register("categorical_target")
@@ -34,7 +34,7 @@ class CategoricalTarget(Problem):
     reference: ClassVar = "Jang et al., 2017; Grathwohl et al., 2018"
 
     def __post_init__(self) -> None:
-        check(self.K >= 2, self.name, f"K={self.K} must be at least 2")
+        check_size(self.name, "K", self.K, low=2)
         check(0 <= self.target < self.K, self.name,
               f"target={self.target} must lie in 0..{self.K - 1}")
 

@@ -9,9 +9,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from vrbench.components import check
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import (
+    DTYPE,
+    Capability,
+    Problem,
+    check_magnitude,
+    check_scale,
+    check_size,
+)
 
 
 @dataclass(frozen=True)
@@ -19,15 +25,18 @@ class _Gaussian(Problem):
     """Shared sampling and score of ``x ~ N(μ, σ²)`` with ``θ = (μ, σ)``.
 
     With ``ε = (x − μ)/σ`` the score is ``∂μ log p = ε/σ`` and ``∂σ log p = (ε² − 1)/σ``; the
-    reparameterization is ``x = μ + σ ε`` with ``ε ~ N(0, 1)``.
+    reparameterization is ``x = μ + σ ε`` with ``ε ~ N(0, 1)``. Limits: ``|μ| <= 1e8``,
+    ``1e-8 <= σ <= 1e8`` and ``|μ|/σ <= 1e8``, so that float64 resolves every sample (see
+    :data:`~vrbench.problems.base.MAX_MAGNITUDE`).
     """
 
     mu: float = 0.0
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        check(self.sigma > 0, self.name, f"sigma={self.sigma} must be positive")
-        check(math.isfinite(self.mu), self.name, f"mu={self.mu} must be finite")
+        check_scale(self.name, "sigma", self.sigma)
+        check_magnitude(self.name, "mu", self.mu)
+        check_magnitude(self.name, "mu/sigma", self.mu / self.sigma)
 
     @property
     def dim(self) -> int:
@@ -144,6 +153,10 @@ class GaussianAbs(_Gaussian):
         Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_magnitude(self.name, "c", self.c)
+
     def f(self, samples: Tensor) -> Tensor:
         return (samples - self.c).abs()
 
@@ -176,6 +189,12 @@ class GaussianCosine(_Gaussian):
         Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
         Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The phase ωx must be resolved too: float64 keeps ~1e-10 of it up to |ωx| ~ 1e6.
+        check_magnitude(self.name, "omega·(|mu| + sigma)",
+                        self.omega * (abs(self.mu) + self.sigma), limit=1e6)
 
     def f(self, samples: Tensor) -> Tensor:
         return torch.cos(self.omega * samples)
@@ -215,8 +234,11 @@ class GaussianQuadraticND(Problem):
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def __post_init__(self) -> None:
-        check(self.D >= 1, self.name, f"D={self.D} must be at least 1")
-        check(self.sigma > 0, self.name, f"sigma={self.sigma} must be positive")
+        check_size(self.name, "D", self.D)
+        check_scale(self.name, "sigma", self.sigma)
+        for key in ("mu", "k"):
+            check_magnitude(self.name, key, getattr(self, key))
+        check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
 
     @property
     def dim(self) -> int:

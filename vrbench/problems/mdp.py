@@ -19,7 +19,14 @@ from vrbench.components import check
 from vrbench.devices import device_cached
 from vrbench.errors import VrbenchError
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import (
+    DTYPE,
+    MAX_HORIZON,
+    Capability,
+    Problem,
+    check_magnitude,
+    check_size,
+)
 
 
 class MDPTable(NamedTuple):
@@ -123,7 +130,8 @@ class TabularMDP(Problem):
     finite-horizon policy-gradient theorem (Sutton et al., "Policy gradient methods for
     reinforcement learning with function approximation", NeurIPS 1999):
     ``∂J/∂θ[s, a] = Σ_t γ^t d_t(s) π(a|s) (Q_t(s, a) − V_t(s))``, with ``d_t`` the probability
-    of being in ``s`` at step ``t`` with the episode still running.
+    of being in ``s`` at step ``t`` with the episode still running. The horizon is at most
+    :data:`~vrbench.problems.base.MAX_HORIZON` (10,000) steps.
     """
 
     gamma: float = 0.99
@@ -135,7 +143,7 @@ class TabularMDP(Problem):
 
     def __post_init__(self) -> None:
         check(0.0 < self.gamma <= 1.0, self.name, f"gamma={self.gamma} must lie in (0, 1]")
-        check(self.horizon >= 1, self.name, f"horizon={self.horizon} must be at least 1")
+        check_size(self.name, "horizon", self.horizon, high=MAX_HORIZON)
 
     def table(self) -> MDPTable:
         raise NotImplementedError
@@ -394,7 +402,9 @@ class ChainMDP(TabularMDP):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.n_states >= 2, self.name, f"n_states={self.n_states} must be at least 2")
+        check_size(self.name, "n_states", self.n_states, low=2, high=10_000)
+        for key in ("small", "large"):
+            check_magnitude(self.name, key, getattr(self, key))
         check(0.0 <= self.slip <= 1.0, self.name, f"slip={self.slip} must lie in [0, 1]")
 
     def table(self) -> MDPTable:
@@ -436,7 +446,9 @@ class RandomMDP(TabularMDP):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.S >= 1 and self.A >= 1, self.name, f"S={self.S} and A={self.A} must be >= 1")
+        check_size(self.name, "S", self.S, high=10_000)
+        check_size(self.name, "A", self.A, high=1_000)
+        check_size(self.name, "S × A", self.S * self.A)
         check(1 <= self.branching <= self.S, self.name,
               f"branching={self.branching} must lie in 1..S={self.S}")
 

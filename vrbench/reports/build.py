@@ -16,7 +16,8 @@ matplotlib.use("Agg")  # reports are files; no display is needed or assumed
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from vrbench.bench.results import read_results
+from vrbench.bench.results import NoResults
+from vrbench.bench.store import read_results
 from vrbench.errors import VrbenchError
 from vrbench.reports import figures
 from vrbench.reports.style import apply_style, estimator_styles
@@ -28,7 +29,11 @@ TRAIN_FILE = "train.parquet"
 
 def load(paths: Iterable[str | os.PathLike[str]]
          ) -> tuple[pd.DataFrame, list[dict[str, Any]], pd.DataFrame | None]:
-    """Merge results sets: the cells, each set's provenance, and any optimization traces."""
+    """Merge results sets: the cells, each set's provenance, and any optimization traces.
+
+    Each table's layout is checked (:class:`~vrbench.bench.results.ResultsError` names the
+    file and what is wrong); a path with neither results nor traces is an error.
+    """
     frames, metas, traces = [], [], []
     for path in paths:
         path = Path(path)
@@ -37,11 +42,10 @@ def load(paths: Iterable[str | os.PathLike[str]]
             traces.append(pd.read_parquet(trace_file))
         try:
             frame, meta = read_results(path)
-        except FileNotFoundError:
+        except NoResults:
             if trace_file.exists():
                 continue
-            raise VrbenchError(f"no results at {path} (expected results.parquet, stored "
-                               "cells or train.parquet)") from None
+            raise
         frames.append(frame)
         metas.append({"source": str(path), **meta})
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -54,9 +58,12 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise VrbenchError(f"unknown format {bad[0]!r}; valid formats: {', '.join(FORMATS)}")
+    frame, metas, traces = load(paths)  # before creating anything: it may refuse the input
+    if (frame.empty or not (frame["status"] != "skipped").any()) and traces is None:
+        raise VrbenchError(f"nothing to report in {', '.join(map(str, paths))}: no cell ran "
+                           "and there are no optimization traces")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frame, metas, traces = load(paths)
     settings = apply_style(style)
     names = list(frame["estimator"].dropna()) if not frame.empty else []
     names += list(traces["estimator"]) if traces is not None else []

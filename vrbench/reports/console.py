@@ -74,7 +74,7 @@ def summary_table(frame: pd.DataFrame) -> Table:
                 "",
                 "",
                 "",
-                f"[red]error[/red]: {escape(row.error[:60])}",
+                f"[red]{row.status}[/red]: {escape(row.error[:60])}",
             )
             continue
         pvalue = _short(row.bias_pvalue)
