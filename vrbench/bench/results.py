@@ -66,8 +66,9 @@ to the problem at that n (the reason is in ``error``)."""
 STORED_STATUSES = ("ok", "error")
 """The statuses of a finished cell, the only ones stored as cell parts."""
 
-REQUIRED_COLUMNS = ("problem", "estimator", "n_samples", "status")
-"""Columns without which a table cannot be read at all."""
+REQUIRED_COLUMNS = tuple(COLUMNS)[: list(COLUMNS).index("error") + 1]
+"""Columns every results table has had since the first vrbench; a table without one of them
+is refused, naming it. Later columns are added empty when an older table lacks them."""
 
 
 class ResultsError(VrbenchError):
