@@ -107,7 +107,7 @@ def test_same_seed_same_numbers(tmp_path):
     pd.testing.assert_frame_equal(a[numbers], b[numbers])
     assert not a[numbers].equals(c[numbers])
     assert a.problem.iloc[0] == "frozenlake:horizon=20"
-    assert json.loads(a.problem_params.iloc[0]) == {"horizon": "20"}
+    assert json.loads(a.problem_params.iloc[0]) == {"horizon": 20}  # as the problem holds it
 
 
 @pytest.mark.parametrize(

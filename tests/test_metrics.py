@@ -141,3 +141,27 @@ def test_bias_test_is_not_fooled_by_rare_event_coordinates(generator):
 )
 def test_format_interval(value, low, high, text):
     assert format_interval(value, low, high) == text
+
+
+def test_per_coordinate_variances_sum_to_the_trace_and_match_closed_forms():
+    """Score function on gaussian_quadratic, one draw: Var[x² ε/σ] for μ and Var[x²(ε²−1)/σ]
+    for σ in closed form (the two terms of gaussian_quadratic_variances), each within 4.5
+    standard errors of its batch-means interval."""
+    from vrbench.bench.cells import Cell
+    from vrbench.bench.runner import run_cell
+    from vrbench.components import Spec
+
+    mu, sigma = 1.0, 1.5
+    row = run_cell(Cell(Spec("gaussian_quadratic"), Spec("score_function"), 1, 40_000, 3))
+    assert row["status"] == "ok", row["error"]
+    exact = [(mu**4 + 18 * mu**2 * sigma**2 + 15 * sigma**4) / sigma**2 - 4 * mu**2,
+             (2 * mu**4 + 60 * mu**2 * sigma**2 + 78 * sigma**4) / sigma**2 - 4 * sigma**2]
+    assert sum(exact) == pytest.approx(gaussian_quadratic_variances(mu, sigma)[0])
+    assert sum(row["coordinate_variance"]) == pytest.approx(row["variance"], rel=1e-12)
+    assert row["true_grad"] == pytest.approx([2 * mu, 2 * sigma])
+    assert math.hypot(*row["coordinate_bias"]) == pytest.approx(row["bias_norm"], rel=1e-12)
+    t_quantile = 2.04  # t_{0.975, 31}: the half-width is this many standard errors
+    for k, value in enumerate(exact):
+        low, high = row["coordinate_variance_ci_low"][k], row["coordinate_variance_ci_high"][k]
+        standard_error = (high - low) / 2 / t_quantile
+        assert abs(row["coordinate_variance"][k] - value) < 4.5 * standard_error, k

@@ -223,3 +223,28 @@ def test_threads_and_memory_keys_in_configs(tmp_path):
     path.write_text("max_memory_mb = 1\n")
     with pytest.raises(ConfigError, match="expected an integer number of MiB >= 16"):
         load_config(path)
+
+
+def test_a_parameter_grid_is_cells_that_resume_like_any_other(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        f'output = "{tmp_path / "grid"}"\nn_samples = [2]\nreplicates = 300\njobs = 1\n'
+        'estimators = ["score_function", "reparameterization"]\n'
+        'problems = [{ name = "gaussian_cosine", omega = { grid = [0.5, 1, 2] } },\n'
+        '            { name = "gaussian_step", mu = { linspace = [0, 1, 3] } }]\n')
+    config = load_config(path)
+    assert [str(p) for p in config.problems] == [
+        "gaussian_cosine:omega=0.5", "gaussian_cosine:omega=1", "gaussian_cosine:omega=2",
+        "gaussian_step:mu=0.0", "gaussian_step:mu=0.5", "gaussian_step:mu=1.0"]
+    first = run_sweep(config)
+    assert first.ran == 9 and first.skipped == 3  # no pathwise gradient through a step
+    again = run_sweep(config)
+    assert (again.ran, again.reused) == (0, 9)
+    pd.testing.assert_frame_equal(first.frame, again.frame)
+    # The same points written on the command line are the same cells.
+    from vrbench.components import parse_specs
+
+    cli = dataclasses.replace(config, problems=parse_specs("gaussian_cosine:omega=0.5|1|2"))
+    outcome = run_sweep(cli)
+    assert (outcome.ran, outcome.reused) == (0, 6)
+    assert "gaussian_cosine:omega=1.0" in set(outcome.frame["problem"])

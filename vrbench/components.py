@@ -3,6 +3,12 @@
 A component (problem or estimator) is a frozen dataclass whose fields are its parameters, each
 with a default. ``bernoulli_toy:t=0.49,theta=1.0`` names the component and overrides two of
 them; values are parsed to the type of the field's default and then validated by the class.
+
+A parameter may also take a grid of values, which makes one spec per value (and per
+combination, when several parameters have grids): ``gaussian_cosine:omega=0.5|1|2`` on the
+command line, or in a configuration ``omega = { grid = [0.5, 1, 2] }``,
+``omega = { linspace = [0.5, 8, 6] }`` (6 evenly spaced values from 0.5 to 8) or
+``omega = { logspace = [0.1, 10, 5] }`` (5 values evenly spaced in log scale from 0.1 to 10).
 """
 
 from __future__ import annotations
@@ -29,8 +35,57 @@ class Spec:
         return self.name + ":" + ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
 
 
+GRID_FORMS = ("grid", "linspace", "logspace")
+MAX_GRID = 1000
+
+
+def grid_values(key: str, value: Any) -> list[Any] | None:
+    """The values of a parameter's grid, or None when ``value`` is a single value.
+
+    A grid is a string ``"a|b|c"`` or a table with one of :data:`GRID_FORMS`.
+    """
+    if isinstance(value, str):
+        return [v.strip() for v in value.split("|")] if "|" in value else None
+    if not isinstance(value, Mapping):
+        return None
+    forms = [form for form in GRID_FORMS if form in value]
+    if len(forms) != 1 or len(value) != 1:
+        raise ParameterError(f"{key}={dict(value)!r}: a grid is a table with exactly one of "
+                             f"{', '.join(GRID_FORMS)}")
+    form, spec = forms[0], value[forms[0]]
+    if form == "grid":
+        if not isinstance(spec, list) or not 1 <= len(spec) <= MAX_GRID:
+            raise ParameterError(f"{key}: grid must be a list of 1 to {MAX_GRID} values")
+        return list(spec)
+    numbers = isinstance(spec, list) and len(spec) == 3 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
+    if not numbers or not isinstance(spec[2], int) or not 2 <= spec[2] <= MAX_GRID:
+        raise ParameterError(f"{key}: {form} must be [start, stop, count] with 2 <= count <= "
+                             f"{MAX_GRID}, got {spec!r}")
+    start, stop, count = spec
+    if form == "logspace":
+        if start <= 0 or stop <= 0:
+            raise ParameterError(f"{key}: logspace needs positive start and stop, got {spec!r}")
+        start, stop = math.log(start), math.log(stop)
+    points = [start + (stop - start) * i / (count - 1) for i in range(count)]
+    if form == "logspace":
+        points = [math.exp(v) for v in points]
+    return [float(f"{v:.12g}") for v in points]  # 2.0999999999999996 -> 2.1
+
+
+def expand_grids(spec: Spec) -> list[Spec]:
+    """One spec per point of the parameter grids of ``spec`` (itself if it has none)."""
+    grids = {key: grid_values(key, value) for key, value in spec.params.items()}
+    specs = [dict(spec.params)]
+    for key, values in grids.items():
+        if values is not None:
+            specs = [{**params, key: value} for params in specs for value in values]
+    return [Spec(spec.name, params) for params in specs]
+
+
 def parse_specs(text: str) -> list[Spec]:
-    """Parse ``"a,b:x=1,y=2,c"`` into specs; ``key=value`` binds to the last named component."""
+    """Parse ``"a,b:x=1,y=2,c"`` into specs; ``key=value`` binds to the last named component,
+    and ``key=a|b|c`` makes one spec per value."""
     entries: list[tuple[str, dict[str, str]]] = []
     for raw in (item.strip() for item in text.split(",")):
         if not raw:
@@ -47,7 +102,7 @@ def parse_specs(text: str) -> list[Spec]:
             entries[-1][1][key.strip()] = value.strip()
         else:
             entries.append((raw, {}))
-    return [Spec(name, params) for name, params in entries]
+    return [point for name, params in entries for point in expand_grids(Spec(name, params))]
 
 
 def _type_name(default: Any) -> str:

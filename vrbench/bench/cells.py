@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -84,6 +85,14 @@ class Skipped:
     reason: str
 
 
+def _built(registry: Any, spec: Spec) -> tuple[Spec, Any]:
+    """The component of ``spec``, and ``spec`` with its values as the component holds them, so
+    that ``t="0.49"`` from the command line and ``t=0.49`` from a file name the same cell."""
+    component = registry.make(spec.name, spec.params)
+    canonical = {key: getattr(component, key) for key in spec.params}
+    return Spec(spec.name, canonical), component
+
+
 def plan(
     problem_specs: Iterable[Spec],
     estimator_specs: Iterable[Spec],
@@ -98,8 +107,8 @@ def plan(
     Every component is built here, so unknown names and bad parameters are reported before
     any work starts.
     """
-    built_problems = [(s, problems.make(s.name, s.params)) for s in problem_specs]
-    built_estimators = [(s, estimators.make(s.name, s.params)) for s in estimator_specs]
+    built_problems = [_built(problems, s) for s in problem_specs]
+    built_estimators = [_built(estimators, s) for s in estimator_specs]
     cells: list[Cell] = []
     skipped: list[Skipped] = []
     for p_spec, problem in built_problems:

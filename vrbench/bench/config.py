@@ -7,8 +7,11 @@ Example::
     replicates = 10000
     seeds = [0]
     estimators = ["score_function", "rloo", { name = "score_function_baseline", fit_samples = 100 }]
-    problems = ["bernoulli_toy:t=0.49", { name = "frozenlake", horizon = 50 }]
+    problems = ["bernoulli_toy:t=0.49", { name = "frozenlake", horizon = 50 },
+                { name = "gaussian_cosine", omega = { grid = [0.5, 1, 2, 4] } }]
 
+A parameter grid (see :mod:`vrbench.components`) makes one problem or estimator per value,
+each measured in cells of its own: stored, resumed and run in parallel like any other.
 Omitted ``estimators`` or ``problems`` mean every registered one. Unknown keys, wrong types,
 unknown names and bad component parameters are refused with the file, the key (and the
 entry) and what was expected.
@@ -26,7 +29,7 @@ from typing import Any
 
 from vrbench import estimators, problems
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB
-from vrbench.components import Spec, parse_specs
+from vrbench.components import Spec, expand_grids, parse_specs
 from vrbench.errors import VrbenchError
 
 
@@ -94,7 +97,8 @@ def _specs(where: str, key: str, value: Any) -> list[Spec]:
             if isinstance(item, str):
                 entry = parse_specs(item)
             elif isinstance(item, dict) and isinstance(item.get("name"), str):
-                entry = [Spec(item["name"], {k: v for k, v in item.items() if k != "name"})]
+                entry = expand_grids(
+                    Spec(item["name"], {k: v for k, v in item.items() if k != "name"}))
             else:
                 raise ConfigError(f"{where}: entry {item!r} is not a name or a table with a "
                                   "name")

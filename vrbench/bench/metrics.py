@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -148,7 +149,7 @@ class EstimateAccumulator:
         """Whether every estimate so far is the same vector, to float64 resolution."""
         return not bool(_varies(self.projected).any())
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, Any]:
         """The metrics of the cell; call after all ``R`` estimates were added."""
         if self.seen != self.replicates:
             raise RuntimeError(f"expected {self.replicates} estimates, got {self.seen}")
@@ -167,20 +168,30 @@ class EstimateAccumulator:
 
 def cell_metrics(
     total: Moments, groups: list[Moments], true_grad: Tensor, mean_cosine: float
-) -> dict[str, float]:
-    """Bias, variance (with its 95% interval), MSE and friends from the merged moments."""
+) -> dict[str, Any]:
+    """Bias, variance (with its 95% interval), MSE and friends from the merged moments.
+
+    The variance is the trace of the covariance of one estimate; its per-coordinate terms
+    (``coordinate_variance``, each with its own interval) sum to it, so a figure can show
+    the variance of ∂J/∂μ and ∂J/∂σ separately. Intervals come from the batch means of
+    ``groups``: ``t_{0.975, G−1} · sd(group variances) / √G`` around the variance.
+    """
     count = total.count
     bias = total.mean - true_grad
-    variance = float(total.variance().sum()) if count >= 2 else math.nan
+    per_coordinate = total.variance() if count >= 2 else torch.full_like(total.mean, math.nan)
+    variance = float(per_coordinate.sum())
     ci_low = ci_high = math.nan
+    coordinate_low = coordinate_high = torch.full_like(per_coordinate, math.nan)
     if len(groups) >= 2:
         from scipy import stats
 
-        group_vars = torch.tensor([float(g.variance().sum()) for g in groups], dtype=torch.float64)
-        half_width = float(
-            stats.t.ppf(0.975, df=len(groups) - 1) * group_vars.std() / math.sqrt(len(groups))
-        )
+        group_vars = torch.stack([g.variance() for g in groups])  # (G, dim)
+        quantile = stats.t.ppf(0.975, df=len(groups) - 1) / math.sqrt(len(groups))
+        half_width = float(quantile * group_vars.sum(dim=1).std())
         ci_low, ci_high = max(0.0, variance - half_width), variance + half_width
+        coordinate_half = quantile * group_vars.std(dim=0)
+        coordinate_low = (per_coordinate - coordinate_half).clamp_min(0.0)
+        coordinate_high = per_coordinate + coordinate_half
     true_norm = float(true_grad.norm())
     return {
         "dim": true_grad.numel(),
@@ -192,6 +203,11 @@ def cell_metrics(
         "mse": float((total.m2 / count).sum() + (bias**2).sum()),
         "snr": true_norm / math.sqrt(variance) if variance > 0 else math.inf,
         "cosine": mean_cosine,
+        "true_grad": true_grad.tolist(),
+        "coordinate_bias": bias.tolist(),
+        "coordinate_variance": per_coordinate.tolist(),
+        "coordinate_variance_ci_low": coordinate_low.tolist(),
+        "coordinate_variance_ci_high": coordinate_high.tolist(),
     }
 
 
@@ -199,7 +215,7 @@ FINITE_METRICS = ("true_grad_norm", "bias_norm", "variance", "mse", "cosine")
 """Metrics that a measured cell must have finite; an infinite or NaN one makes it an error."""
 
 
-def numerical_failure(metrics: dict[str, float], accumulator: EstimateAccumulator,
+def numerical_failure(metrics: dict[str, Any], accumulator: EstimateAccumulator,
                       unbiased_claim: bool) -> str | None:
     """Why a cell's numbers cannot be trusted as float64 results, or None.
 

@@ -19,9 +19,9 @@ from vrbench.errors import VrbenchError
 RESULTS_FILE = "results.parquet"
 
 SCHEMA_VERSION = 2
-"""Version of the table's layout, stored in its metadata. 1: vrbench 0.1 (no ``missing``
-status); 2: adds the ``missing`` status. Older tables are read as they are (their columns are
-a subset); newer ones are refused."""
+"""Version of the table's layout, stored in its metadata. 1: vrbench 0.1; 2: adds the
+``missing`` status and the per-coordinate columns. Older tables are read as they are (their
+columns are a subset); newer ones are refused."""
 
 COLUMNS: dict[str, str] = {
     "problem": "string",
@@ -53,6 +53,12 @@ COLUMNS: dict[str, str] = {
     "estimator_params": "string",
     "cell_id": "string",
     "traceback": "string",
+    # Per coordinate of θ (lists of length dim), summing to the trace columns above:
+    "true_grad": "object",
+    "coordinate_bias": "object",
+    "coordinate_variance": "object",
+    "coordinate_variance_ci_low": "object",
+    "coordinate_variance_ci_high": "object",
 }
 """Every column of a results table and its pandas dtype, in order."""
 
