@@ -248,3 +248,18 @@ def test_a_parameter_grid_is_cells_that_resume_like_any_other(tmp_path):
     outcome = run_sweep(cli)
     assert (outcome.ran, outcome.reused) == (0, 6)
     assert "gaussian_cosine:omega=1.0" in set(outcome.frame["problem"])
+
+
+def test_the_training_trace_at_step_zero_is_the_cell_at_the_initial_theta():
+    from vrbench.bench.cells import Cell
+    from vrbench.bench.runner import run_cell
+    from vrbench.bench.train import TRACE_METRICS, TrainSettings, train
+
+    settings = TrainSettings(steps=6, n_samples=3, eval_every=3, variance_replicates=2000)
+    trace = train(Spec("bernoulli_toy", {"t": "0.45"}), Spec("rloo"), 5, settings)
+    assert [row["step"] for row in trace] == [0, 3, 6]
+    cell = run_cell(Cell(Spec("bernoulli_toy", {"t": 0.45}), Spec("rloo"), 3, 2000, 5))
+    for key in TRACE_METRICS:
+        assert trace[0][key] == cell[key], key
+    assert trace[0]["value"] == cell["value"] and trace[0]["error"] == ""
+    assert trace[1]["variance"] != trace[0]["variance"]  # θ moved, fresh streams

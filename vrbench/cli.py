@@ -158,6 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_ints, default=[0, 1, 2], metavar="S[,S...]",
                        help="one run per seed (default 0,1,2)")
     train.add_argument("--eval-every", type=_positive_int, default=10)
+    train.add_argument("--eval-replicates", type=_positive_int, default=1000, metavar="R",
+                       help="independent estimates behind each measurement of the estimator's "
+                            "bias and variance along the run (default 1000)")
+    train.add_argument("--max-memory", type=_positive_int, default=256, metavar="MB",
+                       dest="max_memory_mb",
+                       help="working memory of one measurement (default 256)")
     train.add_argument("--device", default="cpu", help=DEVICE_HELP)
     train.add_argument("-o", "--output", default="results/train", metavar="DIR")
     return parser
@@ -319,7 +325,8 @@ def _report(console: Console, args: argparse.Namespace) -> int:
 def _train(console: Console, args: argparse.Namespace) -> int:
     settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
                              optimizer=args.optimizer, eval_every=args.eval_every,
-                             device=args.device)
+                             variance_replicates=args.eval_replicates,
+                             max_memory_mb=args.max_memory_mb, device=args.device)
     problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
     runs = []
     for p_spec in problem_specs:

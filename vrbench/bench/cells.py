@@ -85,7 +85,7 @@ class Skipped:
     reason: str
 
 
-def _built(registry: Any, spec: Spec) -> tuple[Spec, Any]:
+def resolve_spec(registry: Any, spec: Spec) -> tuple[Spec, Any]:
     """The component of ``spec``, and ``spec`` with its values as the component holds them, so
     that ``t="0.49"`` from the command line and ``t=0.49`` from a file name the same cell."""
     component = registry.make(spec.name, spec.params)
@@ -107,8 +107,8 @@ def plan(
     Every component is built here, so unknown names and bad parameters are reported before
     any work starts.
     """
-    built_problems = [_built(problems, s) for s in problem_specs]
-    built_estimators = [_built(estimators, s) for s in estimator_specs]
+    built_problems = [resolve_spec(problems, s) for s in problem_specs]
+    built_estimators = [resolve_spec(estimators, s) for s in estimator_specs]
     cells: list[Cell] = []
     skipped: list[Skipped] = []
     for p_spec, problem in built_problems:

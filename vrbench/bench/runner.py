@@ -108,16 +108,20 @@ class Deadline:
 
 
 def measure(
-    problem: Problem, estimator: Estimator, cell: Cell, deadline: Deadline | None = None
-) -> tuple[dict[str, float], float, float]:
+    problem: Problem, estimator: Estimator, cell: Cell, deadline: Deadline | None = None,
+    theta: Tensor | None = None, stream: str = "",
+) -> tuple[dict[str, Any], float, float]:
     """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``.
 
-    Estimation runs on the cell's device; the statistics are accumulated on the CPU. Raises
-    when the exact gradient or the metrics are not finite, or the estimates are numerically
+    By default at the problem's initial θ with the cell's own random streams; ``theta`` and a
+    ``stream`` suffix measure elsewhere (along an optimization run) with streams of their own,
+    so that the measurement at the initial θ with no suffix is exactly the cell's. Estimation
+    runs on the cell's device; the statistics are accumulated on the CPU. Raises when the
+    exact gradient or the metrics are not finite, or the estimates are numerically
     meaningless (see :func:`vrbench.bench.metrics.numerical_failure`).
     """
     with on_device(cell.device) as device:
-        theta = problem.initial_theta()
+        theta = problem.initial_theta() if theta is None else theta
         theta_before = theta.clone()
         true_grad = problem.exact_grad(theta).cpu()
         if not bool(torch.isfinite(true_grad).all()):
@@ -126,18 +130,19 @@ def measure(
         if deadline is not None:
             deadline.check()
         start = time.perf_counter()
-        state = estimator.fit(problem, theta, cell.generator("fit"))
+        state = estimator.fit(problem, theta, cell.generator("fit" + stream))
         synchronize(device)
         fit_seconds = time.perf_counter() - start
         warmup = min(cell.replicates, WARMUP_REPLICATES)
-        estimator.estimate(problem, theta, cell.n_samples, warmup, cell.generator("warmup"),
-                           state)
+        estimator.estimate(problem, theta, cell.n_samples, warmup,
+                           cell.generator("warmup" + stream), state)
 
     accumulator = EstimateAccumulator(true_grad, cell.replicates)
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
-                                                 cell.replicates, cell.generator("measure"),
-                                                 state, cell.max_memory_mb, device, deadline):
+                                                 cell.replicates,
+                                                 cell.generator("measure" + stream), state,
+                                                 cell.max_memory_mb, device, deadline):
         accumulator.update(estimates)
         elapsed += seconds
     if not torch.equal(theta, theta_before):
