@@ -25,7 +25,6 @@ from vrbench.testing.common import (
     directions_text,
     float64_cpu,
     metadata_failure,
-    subject,
 )
 from vrbench.testing.meta import meta_problem_failure
 from vrbench.testing.report import CheckReport, PowerRecord, percent, tolerance_text
@@ -154,8 +153,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     """
     device = resolve_device(device)
     problem = check_instance(problem)
-    report = CheckReport(subject(problem, "problem"))
     where = describe(problem)
+    report = CheckReport(f"problem {where}")
     report.record("metadata", metadata_failure(problem, "problem"))
     caps = set(problem.capabilities)
     unknown = caps - set(Capability)
@@ -163,9 +162,11 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     report.record("capabilities", f"unknown {sorted(unknown)}" if unknown else
                   "both discrete and continuous" if both else None)
     for capability in sorted(caps - unknown):
-        missing = [m for m in Capability(capability).members if not _implements(problem, m)]
-        report.record(f"members of {capability}", f"does not implement {', '.join(missing)}"
-                      if missing else None)
+        members = Capability(capability).members
+        missing = [m for m in members if not _implements(problem, m)]
+        if members:
+            report.record(f"members of {capability}", f"does not implement {', '.join(missing)}"
+                          if missing else None)
     try:
         with on_device(device):
             theta = problem.check_theta()
@@ -219,11 +220,11 @@ def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial:
             thetas["initial θ"] = initial
         for label, point in thetas.items():
             error = finite_difference_error(problem, point)
-            report.record(
-                f"exact gradient vs finite differences at the {label}",
-                None if error <= FD_TOLERANCE else
-                f"relative error {error:.3g} = max |∇J·v − fd_v| / max |fd_v| "
-                f"(threshold {FD_TOLERANCE:g}; central differences with h = {FD_STEP:g})")
+            measured = (f"relative error {error:.3g} = max |∇J·v − fd_v| / max |fd_v| "
+                        f"(threshold {FD_TOLERANCE:g}; central differences with h = {FD_STEP:g})")
+            report.record(f"exact gradient vs finite differences at the {label}",
+                          None if error <= FD_TOLERANCE else measured,
+                          measured if error <= FD_TOLERANCE else "")
         optional = [("log_prob", lambda: _log_prob_checks(report, problem, theta, seed, device)),
                     ("support", lambda: _support_checks(report, problem, theta, value,
                                                         true_grad)),
