@@ -13,13 +13,14 @@ from vrbench import estimators, problems
 from vrbench.problems.base import DTYPE
 from vrbench.testing import check_estimator, check_instance, check_problem
 
-MATRIX_WORK = 3_000_000
-MATRIX_CHUNKING = 2_048
+MATRIX_WORK = 1_500_000
+MATRIX_CHUNKING = 1_024
 
 
 def matrix_estimates(problem) -> int:
     """Estimates per bias test in the conformance matrix (deterministic: no time budget):
-    10,000, fewer for wide problems (taxi: 1,024), so that each test stays within seconds."""
+    10,000, fewer for wide problems (frozenlake_8x8: 2,373, taxi: 1,024), so that each test
+    stays within seconds."""
     return max(1_024, min(10_000, MATRIX_WORK // (problem.dim + problem.sample_width())))
 
 
@@ -51,11 +52,11 @@ def test_estimator_conformance_and_unbiasedness(estimator, problem, one_thread,
 
 @pytest.mark.parametrize("name", problems.registry.names())
 def test_problem_conformance(name, one_thread):
-    """Every exact check, and every sampled check with 20 times the draws of the estimator
+    """Every exact check, and every sampled check with 10 times the draws of the estimator
     matrix (each reports what it could detect; the time-budgeted power is shown in
     test_check_power.py)."""
     instance = check_instance(name)
-    report = check_problem(instance, time_budget=None, max_draws=20 * matrix_estimates(instance))
+    report = check_problem(instance, time_budget=None, max_draws=10 * matrix_estimates(instance))
     failures = [f for f in report.failures if not f.startswith("power")]
     assert not failures, "\n".join(failures)
     assert report.power and all(math.isfinite(r.detectable) for r in report.power)
