@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from vrbench import estimators, problems
+from vrbench.testing import check_instance, sample_sizes
 
 
-def compatible_pairs(unbiased_only: bool = False) -> list[tuple[str, str, int]]:
-    """(estimator, problem, n_samples) for every compatible pair, n the smallest allowed >= 2."""
+def compatible_pairs(unbiased_only: bool = False) -> list[tuple[str, str]]:
+    """(estimator, problem) for every pair the conformance suite checks at some sample size."""
     pairs = []
     for e_name in estimators.registry.names():
         estimator = estimators.make(e_name)
         if unbiased_only and not estimator.unbiased:
             continue
-        n = max(2, estimator.min_samples)
         for p_name in problems.registry.names():
-            if estimator.incompatibility(problems.make(p_name), n) is None:
-                pairs.append((e_name, p_name, n))
+            problem = check_instance(p_name)
+            if any(estimator.incompatibility(problem, n) is None
+                   for n in sample_sizes(estimator)):
+                pairs.append((e_name, p_name))
     return pairs
 
 
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(20261129)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread, as ``vrbench check`` does: the conformance suite's many small
+    tensor operations are slower on more threads when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,6 +13,7 @@ import pytest
 from vrbench import estimators
 from vrbench.bench import COLUMNS, read_results
 from vrbench.cli import main
+from vrbench.problems import Capability
 from vrbench.registry import Entry
 
 SMALL = ["-n", "1,2", "-r", "200", "-j", "1"]
@@ -45,6 +46,15 @@ def test_list_shows_every_component():
 def test_list_one_kind():
     out = run_cli("list", "problems")
     assert "frozenlake" in out.stdout and "rloo" not in out.stdout
+
+
+def test_list_explains_every_capability():
+    out = run_cli("list", "capabilities")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for capability in Capability:
+        assert capability.value in text
+    assert "from_uniforms" in text and "antithetic" in text and "relax, harden" in text
 
 
 def test_run_writes_results_with_the_schema(tmp_path):

@@ -30,8 +30,10 @@ def perturbed_theta(problem, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("name", PROBLEM_NAMES)
 def test_exact_gradient_matches_central_finite_differences(name):
     problem = problems.make(name)
-    # Central differences err by O(h²) times J's third derivative, plus rounding: ~1e-10.
-    assert finite_difference_error(problem, perturbed_theta(problem)) < 1e-7
+    # Central differences err by O(h²) times J's third derivative, plus rounding ~1e-16 |J|/h;
+    # relative to the gradient's size that is at most ~1e-7 here (bernoulli_vector's ∇J is
+    # 10⁻⁴ of J), a hundred times below the conformance threshold.
+    assert finite_difference_error(problem, perturbed_theta(problem)) < 1e-6
 
 
 @pytest.mark.parametrize("name", PROBLEM_NAMES)
@@ -414,5 +416,30 @@ class _WrongWeightedScore(BernoulliVector):
 
 
 def test_conformance_catches_a_weighted_score_shortcut_that_disagrees_with_score():
-    failures = check_problem(_WrongWeightedScore()).failures
-    assert len(failures) == 1 and failures[0].startswith("weighted score equals"), failures
+    failures = check_problem(_WrongWeightedScore(), time_budget=None, max_draws=10_000).failures
+    assert failures[0].startswith("weighted score equals"), failures
+
+
+@pytest.mark.parametrize("name", PROBLEM_NAMES)
+def test_log_prob_is_the_log_density_up_to_a_constant_in_theta(name, generator):
+    """The score is ∇θ log_prob (checked by the conformance suite); here log_prob itself is held
+    against torch.distributions where one applies, and against exp-summing to one over the
+    support where there is one."""
+    problem = problems.make(name)
+    theta = problem.check_theta()
+    samples = problem.sample(theta, (3, 4), generator)
+    assert problem.log_prob(theta, samples).shape == (3, 4)
+    try:
+        support = problem.support()
+    except NotImplementedError:
+        return
+    total = problem.log_prob(theta, support).exp().sum()
+    assert float(total) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_gaussian_log_prob_against_torch_distributions(generator):
+    problem = problems.make("gaussian_quadratic_10d", {"D": 3})
+    theta = problem.check_theta()
+    x = problem.sample(theta, (2, 5), generator)
+    reference = torch.distributions.Normal(theta[:3], theta[3:]).log_prob(x).sum(-1)
+    torch.testing.assert_close(problem.log_prob(theta, x), reference)

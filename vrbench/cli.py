@@ -25,9 +25,11 @@ from vrbench.bench.train import OPTIMIZERS, TrainSettings, train
 from vrbench.components import parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
-from vrbench.problems.base import Problem
+from vrbench.problems.base import Capability, Problem
 from vrbench.reports import summary_table
-from vrbench.testing import check_estimator, check_problem
+from vrbench.testing import BIAS_TOLERANCE, check_estimator, check_instance, check_problem
+from vrbench.testing.estimator_checks import TIME_BUDGET as ESTIMATOR_TIME_BUDGET
+from vrbench.testing.problem_checks import TIME_BUDGET as PROBLEM_TIME_BUDGET
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -80,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    listing = commands.add_parser("list", help="list registered estimators and problems")
-    listing.add_argument("kind", nargs="?", choices=["estimators", "problems"])
+    listing = commands.add_parser(
+        "list", help="list registered estimators, problems and the capabilities that pair them")
+    listing.add_argument("kind", nargs="?", choices=["estimators", "problems", "capabilities"])
 
     run = commands.add_parser(
         "run", help="run estimators on problems and write results",
@@ -120,14 +123,37 @@ def _parser() -> argparse.ArgumentParser:
                           "are always recomputed")
     check = commands.add_parser(
         "check", help="run the conformance checks on an estimator or a problem",
-        description="Run the checks every built-in passes: metadata, shapes, determinism, "
-                    "θ untouched and, for estimators claiming it, unbiasedness on every "
-                    "compatible problem; for problems, the exact gradient against finite "
-                    "differences. Exits 1 if any check fails.")
-    check.add_argument("target", help="module:Class, or the name of a registered component")
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run the checks every built-in passes. An estimator: shapes, dtype, "
+                    "finite values, determinism, θ untouched, replicates independent of "
+                    "chunking and, if it claims so, unbiasedness, on every compatible problem "
+                    "at every n. A problem: exact gradient against finite differences, score "
+                    "against log_prob, enumeration where the support is small, and sampled "
+                    "means of f, the score and f·score (under every sampler its capabilities "
+                    "offer) against value and exact_grad. Each statistical check is sized to "
+                    "detect a relative error of --bias-tolerance and reports what it could "
+                    "detect. Problems named by the registry are checked with their "
+                    "check_params at their check_theta(). Exits 1 if any check fails.")
+    check.add_argument("target", help="a registered name or module:Class, optionally "
+                                      "followed by :key=value,... (as in vrbench run)")
     check.add_argument("-p", "--problems", metavar="NAMES",
-                       help="problems to check an estimator on (default: all compatible)")
-    check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+                       help="problems to check an estimator on, name[:key=value,...] "
+                            "(default: all compatible ones)")
+    check.add_argument("-n", "--n", type=_positive_ints, metavar="N,N,...",
+                       help="sample sizes to check an estimator at (default: min_samples, "
+                            "2, 5 and 16)")
+    check.add_argument("--bias-tolerance", type=_positive_float, default=BIAS_TOLERANCE,
+                       metavar="FRACTION",
+                       help="relative error the statistical checks are sized to detect, as a "
+                            "fraction of ‖∇J‖ (of |J| for sampled objectives)")
+    check.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
+                       help="seconds the statistical checks may spend per problem (default: "
+                            f"{ESTIMATOR_TIME_BUDGET:g} for an estimator, "
+                            f"{PROBLEM_TIME_BUDGET:g} for a problem)")
+    check.add_argument("--threads", type=_positive_int, default=1,
+                       help="torch threads; the checks' small tensor operations run fastest "
+                            "on one")
+    check.add_argument("--seed", type=int, default=0, help="random seed")
     check.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
     report = commands.add_parser(
@@ -169,6 +195,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
 def _list(console: Console, kind: str | None) -> None:
     if kind in (None, "estimators"):
         table = Table(title="estimators", header_style="bold")
@@ -200,6 +236,16 @@ def _list(console: Console, kind: str | None) -> None:
                 escape(cls.summary()),
             )
         console.print(table)
+    if kind in (None, "capabilities"):
+        table = Table(title="capabilities", header_style="bold")
+        for column in ("capability", "meaning", "members it needs"):
+            table.add_column(column)
+        for capability in Capability:
+            table.add_row(capability.value, escape(capability.description),
+                          ", ".join(capability.members) or "—")
+        console.print(table)
+        console.print("Estimators require capabilities; problems declare them. "
+                      "docs/adding-a-problem.md explains each one with an example.")
     _warn_broken_plugins(console)
 
 
@@ -275,39 +321,67 @@ def _closing_lines(outcome: SweepOutcome) -> list[str]:
     return lines
 
 
-def _resolve(target: str) -> type:
+def _resolve(target: str) -> tuple[type, dict[str, str]]:
+    """The class a ``check`` target names and its parameter overrides.
+
+    ``name``, ``name:key=value,...``, ``module:Class`` and ``module:Class:key=value,...``.
+    """
+    params: dict[str, str] = {}
+    if "=" in target:
+        head, _, overrides = target[: target.index("=")].rpartition(":")
+        if not head:
+            raise VrbenchError(f"{target!r}: parameters must follow a name, as in "
+                               "name:key=value,... or module:Class:key=value,...")
+        overrides = target[len(head) + 1:]
+        (spec,) = parse_specs(f"{head.replace(':', '.')}:{overrides}")
+        params, target = dict(spec.params), head
     if ":" in target:
         module_name, _, attribute = target.partition(":")
+        if str(Path.cwd()) not in sys.path and "" not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # modules next to the user, as python -m finds
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise VrbenchError(f"cannot import {module_name!r}: {exc}") from None
         try:
-            return getattr(module, attribute)
+            return getattr(module, attribute), params
         except AttributeError:
             raise VrbenchError(f"module {module_name!r} has no attribute {attribute!r}") from None
     for registry in (estimators.registry, problems.registry):
         if target in registry:
-            return registry.get(target)
+            return registry.get(target), params
     valid = estimators.registry.names() + problems.registry.names()
     close = difflib.get_close_matches(target, valid, n=1)
     raise UnknownNameError("estimator or problem", target, valid, close[0] if close else None)
 
 
 def _check(console: Console, args: argparse.Namespace) -> int:
-    target = _resolve(args.target)
+    import torch
+
+    target, params = _resolve(args.target)
+    torch.set_num_threads(args.threads)
+    statistics = {"bias_tolerance": args.bias_tolerance, "seed": args.seed,
+                  "device": args.device}
     if isinstance(target, type) and issubclass(target, Estimator):
-        specs = parse_specs(args.problems) if args.problems else None
-        pool = None if specs is None else [problems.make(s.name, s.params) for s in specs]
-        report = check_estimator(target, problems=pool, seed=args.seed, device=args.device)
+        pool = None if args.problems is None else [
+            check_instance(problems.registry.get(s.name), s.params)
+            for s in parse_specs(args.problems)]
+        report = check_estimator(
+            target.from_params(params), problems=pool, n=args.n,
+            time_budget=args.time_budget or ESTIMATOR_TIME_BUDGET, **statistics)
     elif isinstance(target, type) and issubclass(target, Problem):
-        report = check_problem(target, seed=args.seed, device=args.device)
+        report = check_problem(
+            check_instance(target, params), tolerance=statistics.pop("bias_tolerance"),
+            time_budget=args.time_budget or PROBLEM_TIME_BUDGET, **statistics)
     else:
         raise VrbenchError(f"{args.target!r} is neither an Estimator nor a Problem subclass")
-    for passed in report.passed:
-        console.print(f"[green]PASS[/green] {escape(passed)}")
-    for failure in report.failures:
-        console.print(f"[red]FAIL[/red] {escape(failure)}")
+    for passed, line in report.grouped_lines():
+        console.print(f"[green]PASS[/green] {escape(line)}" if passed
+                      else f"[red]FAIL[/red] {escape(line)}")
+    for note in report.notes:
+        console.print(f"note: {escape(note)}")
+    for line in report.summary_lines():
+        console.print(escape(line))
     console.print(f"{report.subject}: {len(report.passed)} passed, {len(report.failures)} failed")
     return 0 if report.ok else 1
 

@@ -11,7 +11,14 @@ from torch import Tensor
 from vrbench.components import check
 from vrbench.devices import device_cached
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, check_magnitude, check_size
+from vrbench.problems.base import (
+    DTYPE,
+    Capability,
+    Problem,
+    asymmetric_theta,
+    check_magnitude,
+    check_size,
+)
 
 
 class Pulls(NamedTuple):
@@ -68,6 +75,13 @@ class _SoftmaxBandit(Problem):
         per_arm.scatter_add_(1, samples.arms, weights)
         total = weights.sum(dim=1, keepdim=True)
         return (per_arm - total * torch.softmax(theta, dim=0)) / weights.shape[1]
+
+    def log_prob(self, theta: Tensor, samples: Pulls) -> Tensor:
+        # log π(a); the reward's density does not depend on θ.
+        return _lookup(torch.log_softmax(theta, dim=0), samples.arms)
+
+    def check_theta(self) -> Tensor:
+        return asymmetric_theta(self.initial_theta())
 
     def value(self, theta: Tensor) -> Tensor:
         return torch.softmax(theta, dim=0) @ self.means
@@ -142,6 +156,17 @@ class BanditBernoulliK(_SoftmaxBandit):
         uniforms = torch.rand(arms.shape, generator=generator, dtype=DTYPE)
         return (uniforms < _lookup(self.means, arms)).to(DTYPE)
 
+    def log_prob(self, theta: Tensor, samples: Pulls) -> Tensor:
+        # Exact, so that the support's probabilities add up: log π(a) + log P(r | a).
+        means = _lookup(self.means, samples.arms)
+        reward = torch.where(samples.rewards > 0, means, 1 - means)
+        return super().log_prob(theta, samples) + torch.log(reward)
+
+    def support(self) -> Pulls:
+        arms = torch.arange(self.arms).repeat_interleave(2)[None]
+        rewards = torch.arange(2, dtype=DTYPE).repeat(self.arms)[None]
+        return Pulls(torch.zeros_like(arms), arms, rewards)
+
 
 @register("contextual_bandit")
 @dataclass(frozen=True)
@@ -211,6 +236,15 @@ class ContextualBandit(Problem):
         onehot = torch.nn.functional.one_hot(samples.arms, self.actions).to(DTYPE)
         centered = onehot - self.policy(theta)[samples.contexts]
         return (centered[..., :, None] * phi[samples.contexts][..., None, :]).flatten(-2)
+
+    def log_prob(self, theta: Tensor, samples: Pulls) -> Tensor:
+        # log π(a|c); the context's and the reward's densities do not depend on θ.
+        log_policy = torch.log_softmax(
+            self.tables[0] @ theta.reshape(self.actions, self.features).T, dim=-1)
+        return log_policy.reshape(-1)[samples.contexts * self.actions + samples.arms]
+
+    def check_theta(self) -> Tensor:
+        return asymmetric_theta(self.initial_theta())
 
     def value(self, theta: Tensor) -> Tensor:
         _, q = self.tables

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -75,6 +77,50 @@ class Capability(StrEnum):
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
 
+    @property
+    def description(self) -> str:
+        """What the capability promises and which estimators it lets run."""
+        return CAPABILITY_DESCRIPTIONS[self]
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The optional :class:`Problem` members a problem with this capability implements."""
+        return CAPABILITY_MEMBERS.get(self, ())
+
+
+CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
+    Capability.DISCRETE: "samples are discrete (bits, categories, arms, trajectories)",
+    Capability.CONTINUOUS: "samples are real-valued tensors",
+    Capability.DIFFERENTIABLE: "f is differentiable (almost everywhere) in x, in torch: "
+                               "pathwise gradients apply",
+    Capability.REPARAMETERIZABLE: "x = transform(θ, ε) with ε = sample_noise() independent of "
+                                  "θ: pathwise gradients and the delta method apply",
+    Capability.SEQUENTIAL: "samples are episodes of a tabular MDP (a TabularMDP): "
+                           "reward-to-go, value baselines and GAE apply",
+    Capability.INVERSE_TRANSFORM: "x = from_uniforms(θ, u) with u uniform on (0, 1)^noise_dim: "
+                                  "antithetic, stratified and quasi-Monte Carlo draws apply",
+    Capability.BERNOULLI_LOGITS: "x is a 0/1 vector of independent Bernoullis with logits θ, "
+                                 "and f accepts any 0/1 vector: ARM, DisARM, REBAR, RELAX and "
+                                 "measure-valued gradients apply",
+    Capability.GAUSSIAN: "x ~ N(μ, σ²) with θ = (μ, σ), samples of shape (R, n), and f accepts "
+                         "any real tensor: measure-valued gradients apply",
+    Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
+                          "f_relaxed accepts and harden() rounds to an exact sample: "
+                          "Gumbel-softmax, straight-through, REBAR and RELAX apply",
+})
+"""One line per capability, shown by ``vrbench list capabilities``."""
+
+CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
+    Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
+    Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
+    Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
+    Capability.SEQUENTIAL: ("policy", "step_score", "reward_to_go", "step_values",
+                            "exact_values", "gamma", "horizon"),
+})
+"""The members beyond the required ones that each capability needs (see the problem docs);
+``f_relaxed`` (RELAXABLE) and ``sample_mean`` (for the delta method) have defaults or are
+optional."""
+
 
 class Problem(Component, abc.ABC):
     """An objective ``J(θ) = E_{x~p(x;θ)}[f(x)]`` with its exact gradient.
@@ -91,6 +137,11 @@ class Problem(Component, abc.ABC):
     """The paper that introduced or popularized the problem."""
     maximize: ClassVar[bool] = False
     """Whether optimization ascends J (a return, an ELBO) rather than descends it (a loss)."""
+    check_params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    """Parameter overrides under which ``vrbench check`` tests the problem and estimators on it
+    (explicit parameters still win). Choose them so that ‖∇J‖ is not tiny against the spread
+    of a score-function estimate, so that a 1% bias is detectable in seconds; see
+    :meth:`check_theta`."""
 
     @property
     @abc.abstractmethod
@@ -100,6 +151,15 @@ class Problem(Component, abc.ABC):
     @abc.abstractmethod
     def initial_theta(self) -> Tensor:
         """The θ at which the benchmark measures gradients, shape ``(dim,)``."""
+
+    def check_theta(self) -> Tensor:
+        """The θ at which ``vrbench check`` tests the problem and estimators on it.
+
+        Defaults to :meth:`initial_theta`. Override it to move away from symmetric points (all
+        logits equal, p = 1/2), where a bug that swaps coordinates or mixes up p and 1 − p
+        cancels out, and where ‖∇J‖ may vanish so that no relative bias can be detected.
+        """
+        return self.initial_theta()
 
     @abc.abstractmethod
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Any:
@@ -129,6 +189,25 @@ class Problem(Component, abc.ABC):
     @abc.abstractmethod
     def exact_grad(self, theta: Tensor) -> Tensor:
         """The exact gradient ``∇J(θ)``, shape ``(dim,)``."""
+
+    # Optional: the log-probability and, for small discrete problems, the support.
+    def log_prob(self, theta: Tensor, samples: Any) -> Tensor:
+        """``log p(x; θ)`` of each sample, shape ``(R, n)``, differentiable in θ.
+
+        Up to a term that does not depend on θ (the reward noise of a bandit, the transitions
+        of an MDP), unless :meth:`support` is implemented, when it must be exact.
+        ``vrbench check`` compares :meth:`score` with its autograd gradient at sampled points.
+        """
+        raise NotImplementedError(f"{self.name} has no log_prob")
+
+    def support(self) -> Any:
+        """Every possible sample, as samples of batch shape ``(1, K)`` (small discrete problems).
+
+        With :meth:`log_prob`, ``vrbench check`` sums over the support instead of sampling:
+        the probabilities must add to one, ``Σ p f`` must equal :meth:`value` and its autograd
+        gradient :meth:`exact_grad`, exactly.
+        """
+        raise NotImplementedError(f"{self.name} does not enumerate its support")
 
     # Reparameterizable problems implement the two methods below.
     def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
@@ -169,7 +248,8 @@ class Problem(Component, abc.ABC):
         return self.f(relaxed)
 
     def sample_mean(self, theta: Tensor) -> Tensor:
-        """``E[x]`` as a differentiable function of θ (continuous problems)."""
+        """``E[x]`` as a differentiable function of θ; continuous reparameterizable problems
+        implement it for the delta method."""
         raise NotImplementedError(f"{self.name} does not know the mean of its samples")
 
     def project(self, theta: Tensor) -> Tensor:
@@ -179,3 +259,13 @@ class Problem(Component, abc.ABC):
     def sample_width(self) -> int:
         """Numbers stored per sample besides the score; sizes the harness's memory chunks."""
         return 1
+
+
+def asymmetric_theta(center: Tensor, scale: float = 0.5) -> Tensor:
+    """``center`` plus a fixed pattern ``scale · sin(2.4 i + 1)`` that differs in every entry.
+
+    For :meth:`Problem.check_theta`: no two entries are equal, so no coordinate is
+    interchangeable with another and a softmax is far from uniform.
+    """
+    pattern = torch.sin(2.4 * torch.arange(center.numel(), dtype=DTYPE) + 1.0)
+    return center + scale * pattern.reshape(center.shape)

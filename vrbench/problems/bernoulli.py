@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -10,7 +11,10 @@ from torch import Tensor
 
 from vrbench.components import check
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, check_size
+from vrbench.problems.base import DTYPE, Capability, Problem, asymmetric_theta, check_size
+
+MAX_SUPPORT_BITS = 12
+"""Up to this many bits the support (2^D vectors) is enumerated for the checks."""
 
 
 @register("bernoulli_toy")
@@ -33,6 +37,10 @@ class BernoulliToy(Problem):
         Capability.DISCRETE, Capability.INVERSE_TRANSFORM, Capability.BERNOULLI_LOGITS,
         Capability.RELAXABLE})
     reference: ClassVar = "Tucker et al., 2017 (REBAR), section 5.1"
+    # At t = 0.499 the gradient is 1/250 of the estimates' spread, so a 1% bias would take
+    # 10^10 estimates to see; at t = 0.3 it is 1/2, and p = sigmoid(0.6) ≠ 1/2 keeps p and
+    # 1 − p apart.
+    check_params: ClassVar = MappingProxyType({"t": 0.3, "theta": 0.6})
 
     def __post_init__(self) -> None:
         check(0.0 <= self.t <= 1.0, self.name, f"t={self.t} must lie in [0, 1]")
@@ -69,6 +77,15 @@ class BernoulliToy(Problem):
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         return samples - torch.sigmoid(theta)
 
+    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
+        return (samples * theta - torch.nn.functional.softplus(theta)).sum(-1)
+
+    def support(self) -> Tensor:
+        if self.dim > MAX_SUPPORT_BITS:
+            raise NotImplementedError(f"{self.name}: 2^{self.dim} outcomes are too many to list")
+        bits = (torch.arange(2**self.dim)[:, None] >> torch.arange(self.dim)) & 1
+        return bits.to(DTYPE)[None]
+
     def value(self, theta: Tensor) -> Tensor:
         p = torch.sigmoid(theta)
         return (p * (1 - self.t) ** 2 + (1 - p) * self.t**2).mean()
@@ -95,6 +112,11 @@ class BernoulliVector(BernoulliToy):
     D: int = 20
 
     reference: ClassVar = "Yin & Zhou, 2019 (ARM); Dong et al., 2020 (DisARM)"
+    # Eight coordinates, each tested on its own, with distinct logits (see check_theta).
+    check_params: ClassVar = MappingProxyType({"t": 0.3, "theta": 0.3, "D": 8})
+
+    def check_theta(self) -> Tensor:
+        return asymmetric_theta(self.initial_theta(), 0.8)
 
     def __post_init__(self) -> None:
         super().__post_init__()

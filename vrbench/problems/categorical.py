@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vrbench.components import check
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, check_size
+from vrbench.problems.base import DTYPE, Capability, Problem, asymmetric_theta, check_size
 
 
 @register("categorical_target")
@@ -77,6 +77,15 @@ class CategoricalTarget(Problem):
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         onehot = torch.nn.functional.one_hot(samples, self.K).to(DTYPE)
         return onehot - torch.softmax(theta, dim=0)
+
+    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
+        return torch.log_softmax(theta, dim=0)[samples]
+
+    def support(self) -> Tensor:
+        return torch.arange(self.K)[None]
+
+    def check_theta(self) -> Tensor:
+        return asymmetric_theta(self.initial_theta())
 
     def value(self, theta: Tensor) -> Tensor:
         return torch.softmax(theta, dim=0) @ self.rewards

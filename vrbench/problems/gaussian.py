@@ -14,6 +14,7 @@ from vrbench.problems.base import (
     DTYPE,
     Capability,
     Problem,
+    asymmetric_theta,
     check_magnitude,
     check_scale,
     check_size,
@@ -69,6 +70,10 @@ class _Gaussian(Problem):
         mu, sigma = theta[0], theta[1]
         eps = (samples - mu) / sigma
         return torch.stack([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
+
+    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
+        eps = (samples - theta[0]) / theta[1]
+        return -0.5 * eps**2 - torch.log(theta[1]) - 0.5 * math.log(2 * math.pi)
 
 
 @register("gaussian_quadratic")
@@ -277,6 +282,18 @@ class GaussianQuadraticND(Problem):
         mu, sigma = theta[: self.D], theta[self.D :]
         eps = (samples - mu) / sigma
         return torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
+
+    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
+        mu, sigma = theta[: self.D], theta[self.D :]
+        eps = (samples - mu) / sigma
+        return (-0.5 * eps**2 - torch.log(sigma)).sum(-1) - 0.5 * self.D * math.log(2 * math.pi)
+
+    def check_theta(self) -> Tensor:
+        # Distinct means and spreads, so that no coordinate can stand in for another.
+        center = self.initial_theta()
+        offsets = asymmetric_theta(torch.zeros_like(center), 0.3)
+        return torch.cat([center[: self.D] + offsets[: self.D],
+                          center[self.D :] * torch.exp(offsets[self.D :])])
 
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()

@@ -1,0 +1,247 @@
+"""What the conformance suite catches: deliberately wrong plugin components (written from the
+docs, in tests/wrong_components.py) fail it, and correct ones pass at the same settings.
+
+Without a time budget the bias and sampled tests draw the count their pilot asks for (sized
+to detect 1% of ‖∇J‖ or of |J| with probability 95%), so these outcomes depend on the seeds
+alone. benchmarks/check_power.py measures the detection rates over seeds at the default,
+time-budgeted settings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from tests import wrong_components as wrong
+from vrbench import estimators, problems
+from vrbench.bench.cells import Cell
+from vrbench.bench.runner import run_cell
+from vrbench.components import Spec
+from vrbench.estimators import noise_schemes
+from vrbench.problems import Capability, Problem
+from vrbench.problems.base import DTYPE
+from vrbench.problems.bernoulli import BernoulliToy
+from vrbench.testing import check_estimator, check_problem
+
+REACHABLE = ["bernoulli_toy", "bandit_gaussian_10", "categorical_target", "gaussian_quadratic",
+             "gaussian_step"]
+"""Problems where the default check settings reach 1% of ‖∇J‖ within seconds."""
+
+
+def failed(report, check: str) -> set[tuple[str | None, int | None]]:
+    return {(o.where, o.n) for o in report.outcomes if o.check == check and o.failure}
+
+
+def measured_bias(failure: str) -> float:
+    """The relative bias along ∇J a failing bias test measured, in percent."""
+    along_gradient = re.search(r"along ∇J the mean is off by ([+−-]?[\d.]+)%", failure)
+    if along_gradient:
+        return abs(float(along_gradient.group(1)))
+    return float(re.search(r"along ∇J .*: a bias of ([\d.]+)% of ‖∇J‖", failure).group(1))
+
+
+@pytest.mark.parametrize("problem", REACHABLE)
+def test_a_two_percent_bias_is_caught_at_every_n_and_a_correct_copy_passes(problem, one_thread):
+    """Sized to detect 1% of ‖∇J‖ with probability 95%, a test sees a 2% bias at ~12 standard
+    errors against a threshold of ~4.6: it cannot miss it."""
+    scaled = check_estimator(wrong.ScaledScoreFunction(1.02), problems=[problem], n=[1, 4],
+                             time_budget=None)
+    assert {n for _, n in failed(scaled, "unbiased")} == {1, 4}, scaled.failures
+    assert all(1.5 < measured_bias(f) < 2.5 for f in scaled.failures), scaled.failures
+    correct = check_estimator(wrong.CopiedScoreFunction(), problems=[problem], n=[1, 4],
+                              time_budget=None)
+    correct.raise_if_failed()
+    bias_tests = [r for r in correct.power if r.test == "unbiased"]
+    assert len(bias_tests) == 2 and all(r.reached for r in bias_tests), bias_tests
+    assert all(o.detail.startswith("bias <") for o in correct.outcomes if o.check == "unbiased")
+
+
+def test_rloo_with_a_hard_coded_factor_is_exact_at_two_samples_and_caught_above():
+    report = check_estimator(wrong.RLOOFactorTwo(), problems=["bandit_gaussian_10"], n=[2, 4],
+                             time_budget=None, max_estimates=200_000)
+    assert {n for _, n in failed(report, "unbiased")} == {4}, report.failures
+    (failure,) = [f for f in report.failures if f.startswith("unbiased")]
+    assert "at n=4" in failure and 45 < measured_bias(failure) < 55  # 2/(4/3) − 1 = 50%
+
+
+def test_nan_at_one_sample_fails_naming_the_sample_size():
+    report = check_estimator(wrong.RLOOFromOne(), problems=["bernoulli_toy"], time_budget=None,
+                             max_estimates=10_000)
+    assert {n for _, n in failed(report, "finite")} == {1}
+    assert any("finite on bernoulli_toy" in f and "at n=1" in f for f in report.failures)
+    assert not failed(report, "unbiased")  # the larger n are fine
+    assert not failed(report, "deterministic under a seed")  # NaN where NaN was
+
+
+def test_a_baseline_that_includes_the_draw_is_caught_at_every_n():
+    report = check_estimator(wrong.SelfIncludingBaseline(), problems=["bandit_gaussian_10"],
+                             time_budget=None)
+    assert {n for _, n in failed(report, "unbiased")} == {1, 2, 5, 16}
+
+
+def test_randomness_shared_by_the_replicates_of_a_call_is_caught():
+    report = check_estimator(wrong.SharedBaselinePerCall(), problems=["bernoulli_toy"], n=[2],
+                             time_budget=None, max_estimates=10_000)
+    assert failed(report, "variance independent of chunking"), report.failures
+    assert not failed(report, "unbiased")
+
+
+def test_a_check_that_could_not_detect_the_tolerance_anywhere_fails():
+    report = check_estimator(wrong.CopiedScoreFunction(), problems=["frozenlake_8x8"], n=[1],
+                             time_budget=0.5, chunking_replicates=1024)
+    (failure,) = report.failures
+    assert failure.startswith("power: a bias of 1% of ‖∇J‖ was detectable on none")
+    assert next(o for o in report.outcomes if o.check == "unbiased").detail.startswith("bias <")
+
+
+def _previous_qmc(shape, generator):
+    """The QMC draws vrbench used to make: one scramble per call, shared by its replicates."""
+    replicates, n, k = shape
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    shifts = torch.rand((replicates, 1, k), generator=generator, dtype=DTYPE)
+    points = torch.quasirandom.SobolEngine(k, scramble=True, seed=seed).draw(n, dtype=DTYPE)
+    return torch.remainder(points[None] + shifts, 1.0).clamp(1e-12, 1 - 1e-12)
+
+
+def test_qmc_replicates_are_independent_of_chunking(monkeypatch):
+    estimator = estimators.make("qmc_score_function")
+    check_estimator(estimator, problems=["bernoulli_toy", "gaussian_cosine"], time_budget=None,
+                    max_estimates=10_000).raise_if_failed()
+    monkeypatch.setitem(noise_schemes.SCHEMES, "qmc", _previous_qmc)
+    shared = check_estimator(estimator, problems=["bernoulli_toy", "gaussian_cosine"],
+                             time_budget=None, max_estimates=10_000)
+    assert len(failed(shared, "variance independent of chunking")) >= 4, shared.failures
+
+
+def _qmc_bernoulli_variance(theta: float, t: float, n: int) -> float:
+    """Exact variance of qmc_score_function on bernoulli_toy for n a power of 2.
+
+    A digitally shifted 1-D Sobol net of n = 2^m points is {(j + V)/n} with V uniform, so the
+    count C of ones (u < p) is ⌊np⌋ + Bernoulli(φ), φ = frac(np), and the estimate
+    (1/n)(C((1 − t)²(1 − p) + t²p) − n t² p) has variance φ(1 − φ)((1 − t)²(1 − p) + t²p)²/n².
+    """
+    p = 1 / (1 + math.exp(-theta))
+    phi = n * p - math.floor(n * p)
+    return phi * (1 - phi) * ((1 - t) ** 2 * (1 - p) + t**2 * p) ** 2 / n**2
+
+
+@pytest.mark.parametrize("max_memory_mb", [1, 256])
+def test_qmc_variance_is_exact_at_every_memory_budget(max_memory_mb):
+    """The harness's variance and interval hold the closed form whatever the chunking."""
+    cell = Cell(problem=Spec("bernoulli_toy", {"theta": "0.3", "t": "0.499"}),
+                estimator=Spec("qmc_score_function"), n_samples=4, replicates=200_000, seed=0,
+                max_memory_mb=max_memory_mb)
+    row = run_cell(cell)
+    assert row["status"] == "ok", row.get("error")
+    exact = _qmc_bernoulli_variance(0.3, 0.499, 4)
+    standard_error = (row["variance_ci_high"] - row["variance_ci_low"]) / (2 * 2.04)  # t(31)
+    assert abs(row["variance"] - exact) < 5 * standard_error
+
+
+# Problems.
+
+
+class PoissonWithoutLogProb(wrong.Poisson):
+    """wrong.Poisson without the optional log_prob, so only the sampled checks can see it."""
+
+    log_prob = Problem.log_prob
+
+
+class GaussianWithoutLogProb(wrong.GaussianStepLogScale):
+    """wrong.GaussianStepLogScale without the optional log_prob."""
+
+    log_prob = Problem.log_prob
+
+
+def _statistical_failures(report) -> set[str]:
+    return {o.check for o in report.outcomes if o.failure and o.check != "metadata"}
+
+
+@pytest.mark.parametrize("problem", [wrong.Poisson(), wrong.GaussianStepLogScale(),
+                                     PoissonWithoutLogProb(), GaussianWithoutLogProb()])
+def test_correct_plugin_problems_pass(problem, one_thread):
+    report = check_problem(problem, time_budget=None)
+    assert not _statistical_failures(report), report.failures
+    assert all(r.reached for r in report.power), report.power
+
+
+@pytest.mark.parametrize(("problem", "caught_by"), [
+    (PoissonWithoutLogProb(value_error=0.03), {"sampled mean of f equals J",
+                                               "E[(f − J)·score] equals ∇J"}),
+    (GaussianWithoutLogProb(value_error=0.03), {"sampled mean of f equals J",
+                                                "E[(f − J)·score] equals ∇J"}),
+    (PoissonWithoutLogProb(rate_error=0.01), {"score has mean zero"}),
+    (GaussianWithoutLogProb(scale_error=0.01), {"E[(f − J)·score] equals ∇J"}),
+    (PoissonWithoutLogProb(score_sign=-1.0), {"E[(f − J)·score] equals ∇J"}),
+    (GaussianWithoutLogProb(sigma_score=True), {"E[(f − J)·score] equals ∇J"}),
+    (wrong.GaussianStepLogScale(score_error=0.01), {"score is the gradient of log_prob"}),
+])
+def test_wrong_plugin_problems_are_caught(problem, caught_by, one_thread):
+    """Value and ∇J 3% too large together (finite differences agree), a sampler 1% off, a
+    score with a flipped sign or on the wrong parameterization in one coordinate."""
+    report = check_problem(problem, time_budget=None)
+    assert caught_by <= _statistical_failures(report), report.failures
+
+
+@dataclass(frozen=True)
+class _GradientThreePercentOff(BernoulliToy):
+    """bernoulli_toy whose exact gradient alone is 3% too large."""
+
+    name = "gradient_off_for_test"
+
+    def exact_grad(self, theta):
+        return 1.03 * super().exact_grad(theta)
+
+
+@dataclass(frozen=True)
+class _ValueAndGradientOff(BernoulliToy):
+    """bernoulli_toy whose value and gradient are both 3% too large."""
+
+    name = "value_off_for_test"
+
+    def value(self, theta):
+        return 1.03 * super().value(theta)
+
+    def exact_grad(self, theta):
+        return 1.03 * super().exact_grad(theta)
+
+
+def test_finite_difference_failures_state_the_relative_error_and_threshold():
+    report = check_problem(_GradientThreePercentOff(t=0.3, theta=0.6), time_budget=None,
+                           max_draws=10_000)
+    failure = next(f for f in report.failures if f.startswith("exact gradient vs finite"))
+    assert "relative error 0.03 " in failure and "threshold 1e-05" in failure
+
+
+def test_enumeration_catches_a_consistent_error_exactly():
+    report = check_problem(_ValueAndGradientOff(t=0.3, theta=0.6), time_budget=None,
+                           max_draws=10_000)
+    assert {"value equals the sum over the support",
+            "exact gradient equals the gradient of the sum over the support"} <= {
+        o.check for o in report.outcomes if o.failure}
+    assert not failed(report, "exact gradient vs finite differences at the check θ")
+
+
+@dataclass(frozen=True)
+class _ClaimsInverseTransform(BernoulliToy):
+    """bernoulli_toy claiming inverse_transform without from_uniforms (the base raises)."""
+
+    name = "claims_for_test"
+    capabilities = frozenset({Capability.DISCRETE, Capability.INVERSE_TRANSFORM})
+    from_uniforms = Problem.from_uniforms
+
+
+def test_a_capability_without_its_members_is_reported():
+    report = check_problem(_ClaimsInverseTransform(), time_budget=None, max_draws=10_000)
+    assert "members of inverse_transform: does not implement from_uniforms" in report.failures
+
+
+def test_built_in_problems_declare_check_settings_that_break_symmetry():
+    for name in ("bandit_gaussian_10", "categorical_target", "frozenlake", "bernoulli_vector"):
+        theta = problems.make(name).check_theta() if name != "bernoulli_vector" else (
+            problems.make(name, {"D": 4}).check_theta())
+        assert len(set(theta.tolist())) == theta.numel(), name

@@ -1,0 +1,100 @@
+"""What both conformance suites share: building the components they check, and naming them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vrbench import estimators as estimator_registry
+from vrbench import problems as problem_registry
+from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB
+from vrbench.bench.runner import WORKING_COPIES
+from vrbench.components import Component
+from vrbench.estimators.base import Estimator
+from vrbench.problems.base import Problem
+
+BIAS_TOLERANCE = 0.01
+"""The relative bias the statistical checks aim to detect: 1% of ‖∇J‖ (or of |J|)."""
+
+
+def check_instance(problem: Problem | type[Problem] | str,
+                   params: Mapping[str, Any] | None = None) -> Problem:
+    """The problem as ``vrbench check`` tests it.
+
+    A registered name or a class is built with its :attr:`~Problem.check_params`, overridden by
+    ``params``; an instance is used as it is.
+    """
+    if isinstance(problem, Problem):
+        return problem
+    cls = problem_registry.registry.get(problem) if isinstance(problem, str) else problem
+    return cls.from_params({**cls.check_params, **(params or {})})
+
+
+def estimator_instance(estimator: Estimator | type[Estimator] | str) -> Estimator:
+    """An estimator from an instance, a class (default parameters) or a registered name."""
+    if isinstance(estimator, str):
+        return estimator_registry.make(estimator)
+    return estimator.from_params() if isinstance(estimator, type) else estimator
+
+
+def describe(problem: Problem) -> str:
+    """The problem's name and the parameters that differ from their defaults: a spec."""
+    name = problem.name if problem.name != "<unregistered>" else type(problem).__name__
+    changed = [f"{f.name}={getattr(problem, f.name)}" for f in dataclasses.fields(problem)
+               if getattr(problem, f.name) != f.default]
+    return name + (":" + ",".join(changed) if changed else "")
+
+
+def subject(component: Component, kind: str) -> str:
+    """How reports name a component; unregistered classes (not yet installed) by class name."""
+    name = component.name
+    return f"{kind} {name}" if name != "<unregistered>" else f"{kind} {type(component).__name__}"
+
+
+def metadata_failure(component: Component, kind: str) -> str | None:
+    if not (type(component).__doc__ or "").strip():
+        return f"{kind} has no docstring stating what it computes"
+    return None
+
+
+def chunks(problem: Problem, n_samples: int, count: int) -> Iterator[int]:
+    """Chunk sizes that add up to ``count`` draws of ``n_samples`` samples within the harness's
+    default memory budget (see :func:`vrbench.bench.runner.chunk_size`)."""
+    per_draw = n_samples * (2 * problem.dim + problem.sample_width())
+    size = max(1, min(count, DEFAULT_MAX_MEMORY_MB * 2**20 // (8 * WORKING_COPIES * per_draw)))
+    done = 0
+    while done < count:
+        yield min(size, count - done)
+        done += size
+
+
+def direction_names(true_grad: Tensor, count: int) -> list[str]:
+    """Names of the directions of :func:`vrbench.bench.metrics.bias_directions`."""
+    from vrbench.bench.metrics import MAX_AXIS_TESTS
+
+    names = ["∇J"] if bool(true_grad.norm() > 0) else []
+    dim = true_grad.numel()
+    if dim <= MAX_AXIS_TESTS:
+        names += [f"coordinate {i}" for i in range(dim)]
+    else:
+        names += [f"random direction {i}" for i in range(count - len(names))]
+    return names
+
+
+def directions_text(true_grad: Tensor) -> str:
+    from vrbench.bench.metrics import MAX_AXIS_TESTS, RANDOM_DIRECTIONS
+
+    dim = true_grad.numel()
+    if dim == 1:
+        return "(θ has one coordinate)"
+    others = (f"each of the {dim} coordinates" if dim <= MAX_AXIS_TESTS
+              else f"{RANDOM_DIRECTIONS} random directions")
+    return f"along ∇J and {others}" if bool(true_grad.norm() > 0) else f"along {others}"
+
+
+def float64_cpu(tensor: Tensor) -> Tensor:
+    return tensor.detach().to(device="cpu", dtype=torch.float64)
