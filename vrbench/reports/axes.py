@@ -56,6 +56,12 @@ def log_ticks(low: float, high: float, most: int = 5, most_mixed: int | None = N
             if spread >= 0.5:
                 return ticks
             candidates.append((spread, ticks))
+        elif len(ticks) > most_mixed:  # too many already: every k-th of them, ends kept
+            thinned = ticks[::math.ceil((len(ticks) - 1) / max(1, most_mixed - 1))]
+            if len(thinned) >= 2:
+                spread = (math.log10(thinned[-1]) - math.log10(thinned[0])) / (b - a)
+                candidates.append((spread, thinned))
+            break
     if candidates:
         return max(candidates)[1]
     return [float(f"{low * 1.02:.2g}"), float(f"{high / 1.02:.2g}")]
@@ -99,8 +105,8 @@ class MinorAbove(LogLocator):
 
 
 class LogLabels(Formatter):
-    """``10^k`` at decades, ``m×10^k`` elsewhere (plain numbers from 0.01 to 1000 when
-    ``plain``), and "exact" at the strip's floor."""
+    """``10^k`` at decades, ``m×10^k`` elsewhere (plain numbers when ``plain`` and every tick
+    lies from 0.01 to 1000), and "exact" at the strip's floor."""
 
     def __init__(self, floor: float | None = None, plain: bool = False) -> None:
         self.floor, self.plain = floor, plain
@@ -110,7 +116,9 @@ class LogLabels(Formatter):
             return "exact"
         if x <= 0:
             return ""
-        if self.plain and 0.01 <= x < 1000:
+        ticks = self.axis.get_majorticklocs() if self.axis is not None else [x]
+        locs = [v for v in ticks if v > 0 and v != self.floor]
+        if self.plain and all(0.01 <= v < 1000 for v in locs or [x]):  # all plain, or none
             return f"{x:g}"
         exponent = math.floor(math.log10(x) + 1e-9)
         mantissa = x / 10.0**exponent
@@ -178,8 +186,10 @@ def exact_axis(ax: plt.Axes, which: str, values: np.ndarray, exact_count: int,
     strip = Strip(floor, start, bottom, exact_count)
     if exact_count % 2:  # an odd number of slots: the label at the middle one
         strip.floor = strip.slot((exact_count - 1) // 2)
-    # "exact" is wider than it is tall: keep more of an x axis clear of other labels.
-    clearance = 0.25 if which == "x" else 0.1
+    # "exact" is wider than it is tall: keep more of an x axis clear of other labels, and
+    # label fewer ticks beside it.
+    clearance = 0.33 if which == "x" else 0.1
+    most = max(2, most - 1) if which == "x" else most
     axis.set_major_locator(NiceLogLocator(most, start=start, floor=strip.floor,
                                           clearance=clearance,
                                           most_mixed=_mixed(which, plain)))

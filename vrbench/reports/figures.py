@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -61,21 +62,48 @@ def _text_handle(label: str) -> Line2D:
     return Line2D([], [], linestyle="none", marker="none", label=label)
 
 
-def _legend_layout(labels: list[str], fig_style: FigureStyle, width: float
-                   ) -> tuple[int, float]:
-    """Columns and height (in) of a legend of ``labels`` across ``width``."""
+@dataclass(frozen=True)
+class _LegendLayout:
+    columns: int
+    height: float
+    """Inches, with the padding around the legend."""
+    wrap: float | None
+    """Width (in) labels are broken to, at underscores, when they would force one column."""
+
+
+def _legend_layout(labels: list[str], fig_style: FigureStyle, width: float) -> _LegendLayout:
+    """Columns and height of a legend of ``labels`` across ``width``: as many columns as the
+    longest label allows, and at least two when breaking long names over two lines lets
+    them fit (a one-column legend of 20 estimators would be taller than the panels)."""
     if not labels:
-        return 1, 0.0
+        return _LegendLayout(1, 0.0, None)
     size = fig_style.small
-    entry = max(text_width_in(label, size) for label in labels) + 3.6 * size / 72
-    columns = max(1, min(len(labels), int((width - 0.1) // entry)))
-    rows = math.ceil(len(labels) / columns)
-    return columns, rows * 1.5 * size / 72 + 0.12
+    handle = 3.6 * size / 72
+    widest = max(text_width_in(label, size) for label in labels)
+    columns = max(1, min(len(labels), int((width - 0.1) // (widest + handle))))
+    wrap = None
+    if columns == 1 and len(labels) > 4:
+        wrap = (width - 0.1) / 2 - handle
+        if all(text_width_in(line, size) <= wrap for label in labels
+               for line in wrap_name(label, wrap, size).split("\n")):
+            columns = 2
+        else:
+            wrap = None
+    lines = [len(wrap_name(label, wrap, size).split("\n")) if wrap else 1 for label in labels]
+    per_column = math.ceil(len(labels) / columns)
+    tallest = max(sum(lines[i:i + per_column]) * 1.2 + 0.5 * len(lines[i:i + per_column])
+                  for i in range(0, len(lines), per_column))
+    return _LegendLayout(columns, tallest * size / 72 + 0.15, wrap)
 
 
-def _add_legend(fig: Figure, handles: list[Line2D], columns: int) -> None:
+def _add_legend(fig: Figure, handles: list[Line2D], layout: _LegendLayout,
+                size: float) -> None:
     # Above the panels, in room added to the figure's height for it: no panel gives way.
-    fig.legend(handles=handles, loc="outside upper center", ncols=columns, frameon=False,
+    if layout.wrap is not None:
+        for handle in handles:
+            handle.set_label(wrap_name(handle.get_label(), layout.wrap, size))
+    fig.legend(handles=handles, loc="outside upper center", ncols=layout.columns,
+               frameon=False,
                handlelength=2.2, columnspacing=1.0, handletextpad=0.4, borderaxespad=0.1,
                borderpad=0.2)
 
@@ -109,21 +137,22 @@ def _grid_width(fig_style: FigureStyle, layout: str, columns: int | None) -> tup
 def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
                         legend_labels: Callable[[list[str]], list[str]],
                         columns: int | None = None
-                        ) -> list[tuple[str, Figure, list[tuple[plt.Axes, str]], int]]:
+                        ) -> list[tuple[str, Figure, list[tuple[plt.Axes, str]], _LegendLayout]]:
     """Pages of one titled panel per problem, each figure with room for its legend above.
-    Returns ``(suffix, figure, [(axes, problem)], legend columns)``."""
+    Returns ``(suffix, figure, [(axes, problem)], legend layout)``."""
     width, per_row = _grid_width(fig_style, layout, columns)
     groups = problem_groups(rows)
 
     def height(page: list[str]) -> float:
-        legend = _legend_layout(legend_labels(page), fig_style, width)[1]
+        legend = _legend_layout(legend_labels(page), fig_style, width).height
         return legend + math.ceil(len(page) / per_row) * fig_style.panel + AXIS_LABEL_IN
 
     pages = _paginate(groups, height, fig_style, layout)
     out = []
-    title_in = width / min(per_row, max(len(p) for p in pages)) - 0.4
+    # A title spans its panel, which is the figure's share less the y tick labels.
+    title_in = width / min(per_row, max(len(p) for p in pages)) - 0.75
     for suffix, page in zip(_suffixes(pages, layout), pages, strict=True):
-        legend_columns, _ = _legend_layout(legend_labels(page), fig_style, width)
+        legend_layout = _legend_layout(legend_labels(page), fig_style, width)
         count = min(per_row, len(page))
         rows_ = math.ceil(len(page) / count)
         fig = plt.figure(figsize=(width, height(page)), layout="constrained")
@@ -132,14 +161,18 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
             extra.set_visible(False)
         for ax, problem in zip(axes, page, strict=False):
             ax.set_title(wrap_name(problem, title_in, fig_style.font))
-        out.append((suffix, fig, list(zip(axes, page, strict=False)), legend_columns))
+        out.append((suffix, fig, list(zip(axes, page, strict=False)), legend_layout))
     return out
 
 
 def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
-    fig.supxlabel(xlabel)
+    """Axis labels shared by all panels, broken into lines that fit the figure."""
+    width, height = fig.get_size_inches()
+    size = plt.rcParams["figure.labelsize"]
+    size = size if isinstance(size, float) else plt.rcParams["font.size"]
+    fig.supxlabel(_lines(xlabel.split(" "), width - 0.3, size, " "))
     if ylabel:
-        fig.supylabel(ylabel)
+        fig.supylabel(_lines(ylabel.split(" "), height - 0.5, size, " "))
 
 
 def _biased(rows: pd.DataFrame) -> set[str]:
@@ -195,7 +228,7 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
             _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style)
         handles = [_handle(styles[e], _label(e, biased))
                    for e in names([p for _, p in panels])] + extras
-        _add_legend(fig, handles, columns)
+        _add_legend(fig, handles, columns, fig_style.small)
         _shared_labels(fig, "samples per estimate n (log scale)",
                        "variance of one estimate (log scale)")
         pages.append((suffix, fig))
@@ -269,7 +302,7 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
             _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style)
         handles = [_handle(styles[e], _label(e, biased))
                    for e in names([p for _, p in panels])] + extras
-        _add_legend(fig, handles, columns)
+        _add_legend(fig, handles, columns, fig_style.small)
         _shared_labels(fig, f"variance of one estimate at n = {n} (log scale)",
                        "measured ‖bias‖ (log scale)")
         pages.append((suffix, fig))
@@ -289,7 +322,7 @@ def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorSty
         grid = np.array([grid[0] / 3, grid[0] * 3])
     sampling = np.sqrt(grid / replicates)
     x_slots, y_slots = _exact_slots(rows, "exact"), _exact_slots(rows, "bias_exact")
-    x_strip = exact_axis(ax, "x", np.concatenate([measured, grid]), len(x_slots), most=4)
+    x_strip = exact_axis(ax, "x", np.concatenate([measured, grid]), len(x_slots), most=3)
     y_strip = exact_axis(ax, "y", np.concatenate([bias[~bias_exact], sampling]), len(y_slots))
     for i, (_, row) in enumerate(rows.iterrows()):
         name = row["estimator"]
@@ -449,23 +482,37 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         estimators = estimator_order(cells["estimator"])
         header_in = max(text_width_in(p, size) for p in page) * 0.66 + 0.1
         width = min(fig_style.width, label_in + len(page) * cell_in + 0.3)
-        note = ("exact: zero variance · grey: not applicable · err: failed · box: best "
-                f"unbiased and ties · {DAGGER}: unbiasedness rejected")
-        note_lines = math.ceil(text_width_in(note, size) / (width - 0.1))
-        height = len(estimators) * row_in + header_in + 0.75 + note_lines * size * 1.4 / 72
+        parts = ["exact: zero variance", "grey: not applicable", "err: failed",
+                 "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
+                 "italic: biased by design"]
+        note = _lines(parts, width - 0.1, size * 0.95)
+        note_lines = note.count("\n") + 1
+        height = (len(estimators) * row_in + header_in + 0.75 + note_lines * size * 1.4 / 72
+                  + (size * 1.4 / 72 if width < 4 else 0.0))  # the bar's label on two lines
         fig = plt.figure(figsize=(width, min(height, fig_style.max_height)),
                          layout="constrained")
         ax = fig.add_subplot()
         _heatmap(ax, cells, estimators, page, norm, cmap, fig_style, styles, reference)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
                            location="top", fraction=0.04, pad=0.02, aspect=35)
-        bar.set_label(f"log10 variance ratio to {reference} at n = {n} (< 0: better)",
-                      fontsize=size)
+        bar.set_label(_lines([f"log10 variance ratio to {reference}",
+                              f"at n = {n} (< 0: better)"], width - 0.2, size), fontsize=size)
         bar.ax.tick_params(labelsize=size)
         bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
-        fig.supxlabel(note, fontsize=size * 0.95, wrap=True)
+        fig.supxlabel(note, fontsize=size * 0.95)
         pages.append((suffix, fig))
     return pages
+
+
+def _lines(parts: list[str], width_in: float, size: float, joint: str = " · ") -> str:
+    """``parts`` joined by ``joint`` into lines no wider than ``width_in``."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if text_width_in(f"{lines[-1]}{joint}{part}", size) <= width_in:
+            lines[-1] = f"{lines[-1]}{joint}{part}"
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems: list[str],
@@ -486,6 +533,10 @@ def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems:
     ax.set_xticks(np.arange(len(problems)) + 0.5, problems, rotation=40, ha="right",
                   rotation_mode="anchor")
     ax.set_yticks(np.arange(len(estimators)) + 0.5, estimators)
+    biased = _biased(cells)
+    for tick, name in zip(ax.get_yticklabels(), estimators, strict=True):
+        if name in biased:
+            tick.set_fontstyle("italic")
     ax.tick_params(length=0, pad=1)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -546,7 +597,7 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
                 ax.fill_between(by_step["x"], by_step["low"], by_step["high"],
                                 color=style.color, alpha=0.15, linewidth=0)
         handles = [_handle(styles[e], e) for e in labels([p for _, p in panels])]
-        _add_legend(fig, handles, columns)
+        _add_legend(fig, handles, columns, fig_style.small)
         _shared_labels(fig, {"step": "optimization step",
                              "wall_s": "wall-clock time (s)"}[x], "exact objective J(θ)")
         pages.append((suffix, fig))
@@ -588,7 +639,7 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
                         **{**base_styles[base].line_kwargs(), "linestyle": "-"})
             _log_axes(ax)
         handles = [_handle(base_styles[b], b) for b in labels([p for _, p in panels])]
-        _add_legend(fig, handles, columns)
+        _add_legend(fig, handles, columns, fig_style.small)
         _shared_labels(fig, f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)")
         pages.append((suffix, fig))
     return pages
