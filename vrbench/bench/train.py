@@ -82,7 +82,8 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
                                        estimator.fit(problem, current, probe_generator))
             rows.append({
                 "problem": str(problem_spec), "estimator": str(estimator_spec), "seed": seed,
-                "device": str(device), "step": step, "wall_s": wall,
+                "device": str(device), "n_samples": settings.n_samples,
+                "optimizer": settings.optimizer, "lr": settings.lr, "step": step, "wall_s": wall,
                 "value": float(problem.value(current)),
                 "grad_variance": float(probe.var(dim=0).sum()),
             })

@@ -81,6 +81,7 @@ def _legend_layout(labels: list[str], fig_style: FigureStyle, width: float) -> _
     handle = 3.6 * size / 72
     widest = max(text_width_in(label, size) for label in labels)
     columns = max(1, min(len(labels), int((width - 0.1) // (widest + handle))))
+    columns = math.ceil(len(labels) / math.ceil(len(labels) / columns))  # even columns
     wrap = None
     if columns == 1 and len(labels) > 4:
         wrap = (width - 0.1) / 2 - handle
@@ -142,6 +143,10 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     Returns ``(suffix, figure, [(axes, problem)], legend layout)``."""
     width, per_row = _grid_width(fig_style, layout, columns)
     groups = problem_groups(rows)
+    count = sum(len(group) for group in groups)
+    if count < per_row:  # a few panels: narrower, not stretched flat across the page
+        width = max(min(fig_style.width, 3.25), width * count / per_row)
+        per_row = count
 
     def height(page: list[str]) -> float:
         legend = _legend_layout(legend_labels(page), fig_style, width).height
@@ -591,17 +596,31 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
                 by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
                                                     low=("value", "min"),
                                                     high=("value", "max"))
+                if x == "wall_s":  # log time: the start, at t = 0, is in the by-step figure
+                    by_step = by_step[by_step["x"] > 0]
                 style = styles[estimator]
                 ax.plot(by_step["x"], by_step["mean"], markevery=max(1, len(by_step) // 5),
                         markersize=fig_style.marker, **style.line_kwargs())
                 ax.fill_between(by_step["x"], by_step["low"], by_step["high"],
                                 color=style.color, alpha=0.15, linewidth=0)
+            if x == "wall_s":
+                log_axis(ax, "x", most=4)
         handles = [_handle(styles[e], e) for e in labels([p for _, p in panels])]
         _add_legend(fig, handles, columns, fig_style.small)
         _shared_labels(fig, {"step": "optimization step",
-                             "wall_s": "wall-clock time (s)"}[x], "exact objective J(θ)")
+                             "wall_s": "wall-clock time (s, log scale)"}[x]
+                       + _train_settings(traces), "exact objective J(θ)")
         pages.append((suffix, fig))
     return pages
+
+
+def _train_settings(traces: pd.DataFrame) -> str:
+    """The settings the traces share, for the axis label: ", n = 4, adam, lr = 0.05"."""
+    parts = []
+    for column, text in (("n_samples", "n = {}"), ("optimizer", "{}"), ("lr", "lr = {:g}")):
+        if column in traces and traces[column].nunique() == 1:
+            parts.append(text.format(traces[column].iloc[0]))
+    return "".join(f", {part}" for part in parts)
 
 
 def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],

@@ -110,8 +110,10 @@ FAMILY_COLORS: dict[str, str] = {
 OTHER_COLORS = ("#777777", "#117733", "#AA4499", "#661100", "#6699CC", "#DDAA33")
 """Colours of families vrbench does not ship (plugins), chosen by a hash of the name."""
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d")
-"""Shapes that stay distinct at 3 pt; after these, the same shapes hollow and dashed."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "*", "<", "d", "h", ">")
+"""Shapes that stay distinct at 3 pt; after these, the same shapes hollow and dashed. The
+order gives the members of each built-in family shapes of different kinds (no pentagon next
+to a hexagon): slots 0-4 score function, 7-10 discrete, 21-25 (8-12) policy gradient."""
 
 
 @dataclass(frozen=True)
