@@ -492,16 +492,21 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
                  "italic: biased by design"]
         note = _lines(parts, width - 0.1, size * 0.95)
         note_lines = note.count("\n") + 1
+        label_lines = math.ceil(text_width_in(f"log10 variance ratio to {reference} at n = "
+                                              f"{n} (< 0: better)", size)
+                                / (width - label_in - 0.2))
         height = (len(estimators) * row_in + header_in + 0.75 + note_lines * size * 1.4 / 72
-                  + (size * 1.4 / 72 if width < 4 else 0.0))  # the bar's label on two lines
+                  + (label_lines - 1) * size * 1.4 / 72)
         fig = plt.figure(figsize=(width, min(height, fig_style.max_height)),
                          layout="constrained")
         ax = fig.add_subplot()
         _heatmap(ax, cells, estimators, page, norm, cmap, fig_style, styles, reference)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
                            location="top", fraction=0.04, pad=0.02, aspect=35)
-        bar.set_label(_lines([f"log10 variance ratio to {reference}",
-                              f"at n = {n} (< 0: better)"], width - 0.2, size), fontsize=size)
+        # Over the colour bar, which is as wide as the cells, not the figure.
+        label = f"log10 variance ratio to {reference} at n = {n} (< 0: better)"
+        bar.set_label(_lines(label.split(" "), width - label_in - 0.2, size, joint=" "),
+                      fontsize=size)
         bar.ax.tick_params(labelsize=size)
         bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
         fig.supxlabel(note, fontsize=size * 0.95)
