@@ -233,6 +233,18 @@ def test_many_problems_are_split_into_numbered_pages_each_with_its_legend(prepar
         assert drawn == set(many.problem)
 
 
+def test_the_per_problem_layout_draws_one_column_wide_figure_per_problem(synthetic, tmp_path):
+    spec = ReportSpec(figures=("variance_vs_samples", "relative_variance"),
+                      layout="per-problem").override(problems="bernoulli_*")
+    build_report([synthetic], tmp_path, formats=["pdf"], spec=spec)
+    for name in ("variance_vs_samples", "relative_variance"):
+        pages = sorted(p.name for p in tmp_path.glob(f"{name}*.pdf"))
+        assert pages == [f"{name}-bernoulli_toy.pdf", f"{name}-bernoulli_vector.pdf"]
+        for page in pages:
+            width, height = pdf_size_in(tmp_path / page)
+            assert width <= 3.5 and height <= 9.0
+
+
 def test_pdfs_are_vector_with_embedded_truetype_fonts(report):
     for name in FIGURES:
         data = (report / f"{name}.pdf").read_bytes()

@@ -87,13 +87,13 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
                   padding=(0, 1), expand=False,
                   caption=f"var/ref: the best's variance ÷ {reference}'s at the same n; "
                           "†: unbiasedness rejected", caption_justify="left")
-    table.add_column("problem", max_width=26, no_wrap=True, overflow="ellipsis")
+    table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
     table.add_column("ran", justify="right", width=3)
     table.add_column("n", justify="right", width=3)
-    table.add_column("best unbiased (ties)", width=42, overflow="fold")
+    table.add_column("best unbiased (ties)", width=36, overflow="fold")
     table.add_column("var/ref", justify="right", width=7)
     table.add_column("failed", justify="right", width=6)
-    table.add_column("†", justify="right", width=2)
+    table.add_column("†", justify="right", width=1)
     ok = ran[ran["status"] == "ok"]
     for problem in dict.fromkeys(ran["problem"]):
         rows = ran[ran["problem"] == problem]

@@ -175,6 +175,10 @@ def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
     width, height = fig.get_size_inches()
     size = plt.rcParams["figure.labelsize"]
     size = size if isinstance(size, float) else plt.rcParams["font.size"]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    if len(panels) == 1 and ylabel:  # beside its panel, not beside the legend above it
+        panels[0].set_ylabel(ylabel)
+        ylabel = None
     fig.supxlabel(_lines(xlabel.split(" "), width - 0.3, size, " "))
     if ylabel:
         fig.supylabel(_lines(ylabel.split(" "), height - 0.5, size, " "))
@@ -486,7 +490,8 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         cells = ran[ran["problem"].isin(page)]
         estimators = estimator_order(cells["estimator"])
         header_in = max(text_width_in(p, size) for p in page) * 0.66 + 0.1
-        width = min(fig_style.width, label_in + len(page) * cell_in + 0.3)
+        # At least a column wide, so that the colour bar over the cells has room.
+        width = min(fig_style.width, max(3.25, label_in + len(page) * cell_in + 0.3))
         parts = ["exact: zero variance", "grey: not applicable", "err: failed",
                  "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
                  "italic: biased by design"]
