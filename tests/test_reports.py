@@ -1,33 +1,63 @@
-"""Reports: every figure and table rendered from a small fixture, and checked as files."""
+"""Reports: every figure and table rendered from fixtures and checked as files.
+
+Two fixtures: a small real sweep (failed cells, temperatures, traces) and a synthetic
+results table shaped like the default sweep (every registered estimator, exact estimators,
+biased ones, a rejected claim of unbiasedness, failed and skipped cells), which is fast to
+make and exercises the page-splitting.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
 
 from vrbench import estimators
 from vrbench.bench.config import SweepConfig
-from vrbench.bench.results import RESULTS_FILE
+from vrbench.bench.results import RESULTS_FILE, to_frame, write_results
 from vrbench.bench.sweep import run_sweep
 from vrbench.bench.train import TrainSettings, train
+from vrbench.cli import _parser, main
 from vrbench.components import Spec
+from vrbench.errors import VrbenchError
 from vrbench.estimators.base import Estimator
-from vrbench.reports.build import build_report
-from vrbench.reports.style import estimator_styles
-from vrbench.reports.tables import latex_table, markdown_table
+from vrbench.reports import figures
+from vrbench.reports.axes import log_ticks
+from vrbench.reports.build import build_report, prepare
+from vrbench.reports.console import StableETA, format_interval, summary_table
+from vrbench.reports.selection import ReportSpec, Selection, load_spec
+from vrbench.reports.style import MARKERS, STYLES, apply_style, estimator_styles
+from vrbench.reports.tables import latex_cells, latex_document, latex_relative, markdown_tables
+from vrbench.reports.values import EXACT_RTOL, annotate, best
 
 FIGURES = ["variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
            "work_normalized_time", "relative_variance", "bias_vs_temperature",
            "training_by_step", "training_by_time"]
+SYNTHETIC_FIGURES = FIGURES[:5]
+MAX_WIDTH_IN = {"paper": 7.0, "column": 3.5}
+
+
+def pdf_size_in(path: Path) -> tuple[float, float]:
+    data = path.read_bytes()
+    match = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)", data)
+    return float(match.group(1)) / 72, float(match.group(2)) / 72
+
+
+# ----------------------------------------------------------------------------- fixtures
 
 
 @dataclass(frozen=True)
@@ -71,60 +101,470 @@ def report(results, tmp_path_factory) -> Path:
     return out
 
 
+PROBLEMS = {  # problem → (families that apply, ‖∇J‖, variance of score_function at n = 1)
+    "bandit_gaussian_10": ({"score function"}, 0.29, 1.6),
+    "bernoulli_toy": ({"score function", "discrete", "measure-valued", "relaxation",
+                       "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
+                      5e-4, 1.6e-2),
+    "bernoulli_vector": ({"score function", "discrete", "measure-valued", "relaxation",
+                          "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
+                         1.1e-4, 0.3),
+    "chain_mdp": ({"score function", "policy gradient"}, 18.0, 3.6e5),
+    "random_mdp": ({"score function", "policy gradient"}, 1.9, 8e4),
+    "gaussian_quadratic": ({"score function", "pathwise", "control variate", "measure-valued",
+                            "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
+                           3.6, 200.0),
+    "gaussian_abs": ({"score function", "pathwise", "control variate", "measure-valued",
+                      "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
+                     0.8, 14.0),
+}
+EXACT = {("bernoulli_toy", "disarm"): 0.0, ("bernoulli_toy", "mvd_bernoulli"): 0.0,
+         ("bernoulli_toy", "antithetic_score_function"): 3e-36,
+         ("bernoulli_vector", "mvd_bernoulli"): 4.9e-35}
+"""Cells whose variance is rounding error, as the default sweep measures them."""
+REJECTED = ("bernoulli_vector", "rebar", 16)
+"""A cell whose claim of unbiasedness the bias test rejects."""
+FAILED = ("bernoulli_vector", "relax", 4)
+
+
+def synthetic_frame() -> pd.DataFrame:
+    """Every registered built-in estimator on the problems of :data:`PROBLEMS`, n = 1, 4, 16."""
+    entries = [e for e in estimators.registry.entries() if e.origin == "builtin"]
+    rng = np.random.default_rng(0)
+    rows = []
+    for problem, (families, grad, sf_variance) in PROBLEMS.items():
+        for index, entry in enumerate(entries):
+            cls = entry.cls
+            applies = cls.family in families and not (
+                problem.startswith("gaussian") and entry.name in ("mvd_bernoulli",)) and not (
+                problem.startswith("bernoulli") and entry.name in (
+                    "mvd_gaussian", "antithetic_reparameterization",
+                    "qmc_reparameterization", "stratified_reparameterization"))
+            for n in (1, 4, 16):
+                base = {"problem": problem, "estimator": entry.name, "n_samples": n,
+                        "replicates": 10_000, "seed": 0, "family": cls.family,
+                        "unbiased_claim": cls.unbiased, "estimator_params": "{}",
+                        "problem_params": "{}", "dim": 4, "true_grad_norm": grad}
+                if not applies:
+                    rows.append({**base, "status": "skipped",
+                                 "error": f"{entry.name} requires a problem that is X"})
+                    continue
+                if (problem, entry.name, n) == FAILED:
+                    rows.append({**base, "status": "error", "error": "RuntimeError: boom"})
+                    continue
+                factor = 1.0 if entry.name == "score_function" else 10 ** -rng.uniform(0, 3)
+                variance = EXACT.get((problem, entry.name), sf_variance * factor / n)
+                half = 0.02 * variance
+                bias = math.sqrt(variance / 10_000) * rng.uniform(0.2, 1.5) or 7e-18
+                if not cls.unbiased:
+                    bias = 10 * math.sqrt(sf_variance / 10_000)
+                pvalue = 1e-9 if (problem, entry.name, n) == REJECTED else rng.uniform(0.05, 1)
+                rows.append({**base, "status": "ok", "error": "", "variance": variance,
+                             "variance_ci_low": variance - half,
+                             "variance_ci_high": variance + half, "bias_norm": bias,
+                             "bias_pvalue": pvalue, "mse": bias**2 + variance,
+                             "time_per_estimate_s": 1e-7 * n * (1 + index % 5),
+                             "f_evals": n * (2 if cls.family == "discrete" else 1)})
+    return to_frame(rows)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    write_results(synthetic_frame(), out, {"vrbench_version": "test", "config": {
+        "n_samples": [1, 4, 16], "replicates": 10_000, "seeds": [0]}})
+    return out
+
+
+@pytest.fixture(scope="module", params=["paper", "column"])
+def styled(request, synthetic, tmp_path_factory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp(f"synthetic-{request.param}")
+    build_report([synthetic], out, formats=["pdf"], style=request.param)
+    return request.param, out
+
+
+@pytest.fixture(scope="module")
+def prepared(synthetic) -> pd.DataFrame:
+    frame = pd.read_parquet(synthetic / RESULTS_FILE)
+    return prepare(frame, ReportSpec())
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def test_the_synthetic_fixture_is_like_the_default_sweep(prepared):
+    ok = prepared[prepared.status == "ok"]
+    assert ok.estimator.nunique() >= 20
+    assert ok.exact.sum() >= 9 and (~ok.unbiased_claim).any()
+    assert ok.bias_rejected.sum() == 1 and (prepared.status == "error").sum() == 1
+
+
+@pytest.mark.parametrize("name", SYNTHETIC_FIGURES)
+def test_every_figure_fits_a_page_of_its_style(styled, name):
+    style, out = styled
+    pages = sorted(out.glob(f"{name}*.pdf"))
+    assert pages, f"{name} was not drawn"
+    for page in pages:
+        width, height = pdf_size_in(page)
+        assert height <= 9.0, f"{page.name} is {height:.2f} in tall"
+        assert width <= MAX_WIDTH_IN[style], f"{page.name} is {width:.2f} in wide"
+
+
+def test_many_problems_are_split_into_numbered_pages_each_with_its_legend(prepared):
+    """21 problems: more than a page of the paper style holds (the column style splits the
+    synthetic fixture's 7 already)."""
+    many = pd.concat([prepared.assign(problem=prepared.problem + f"_{i}") for i in range(3)],
+                     ignore_index=True)
+    for style in ("paper",):
+        fig_style = apply_style(style)
+        styles = estimator_styles(many.estimator,
+                                  dict(zip(many.estimator, many.family, strict=True)))
+        pages = figures.variance_vs_samples(many, styles, fig_style)
+        assert [s for s, _ in pages] == [f"-{i}" for i in range(1, len(pages) + 1)]
+        assert len(pages) >= 2
+        drawn = set()
+        for _, fig in pages:
+            width, height = fig.get_size_inches()
+            assert height <= 9.0 and width <= MAX_WIDTH_IN[style]
+            assert len(fig.legends) == 1
+            titles = [ax.get_title().replace("\n", "") for ax in fig.axes if ax.get_visible()]
+            drawn.update(titles)
+            plt.close(fig)
+        assert drawn == set(many.problem)
+
+
+def test_the_per_problem_layout_draws_one_column_wide_figure_per_problem(synthetic, tmp_path):
+    spec = ReportSpec(figures=("variance_vs_samples", "relative_variance"),
+                      layout="per-problem").override(problems="bernoulli_*")
+    build_report([synthetic], tmp_path, formats=["pdf"], spec=spec)
+    for name in ("variance_vs_samples", "relative_variance"):
+        pages = sorted(p.name for p in tmp_path.glob(f"{name}*.pdf"))
+        assert pages == [f"{name}-bernoulli_toy.pdf", f"{name}-bernoulli_vector.pdf"]
+        for page in pages:
+            width, height = pdf_size_in(tmp_path / page)
+            assert width <= 3.5 and height <= 9.0
+
+
+def test_pdfs_are_vector_with_embedded_truetype_fonts(report):
+    for name in FIGURES:
+        data = (report / f"{name}.pdf").read_bytes()
+        assert b"/FontFile2" in data  # embedded TrueType (pdf.fonttype 42)
+        assert b"/Type3" not in data
+        assert b"/Subtype /Image" not in data  # no raster content: the figure is vector
+
+
 @pytest.mark.parametrize("name", FIGURES)
 def test_every_figure_is_written_in_every_format(report, name):
     for fmt in ("pdf", "png", "svg"):
         assert (report / f"{name}.{fmt}").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("name", FIGURES)
-def test_pdfs_are_vector_with_embedded_truetype_fonts_and_fit_the_page(report, name):
-    data = (report / f"{name}.pdf").read_bytes()
-    assert b"/FontFile2" in data  # embedded TrueType (pdf.fonttype 42)
-    assert b"/Type3" not in data
-    assert b"/Subtype /Image" not in data  # no raster content: the figure is vector
-    width = float(re.search(rb"/MediaBox \[\s*0 0 ([\d.]+)", data).group(1)) / 72
-    assert width <= 6.75 + 0.25  # two-column width, allowing for the tight bounding box
-
-
-def test_one_column_style_fits_a_column(results, tmp_path):
-    build_report([results], tmp_path, formats=["pdf"], style="column")
-    data = (tmp_path / "variance_vs_samples.pdf").read_bytes()
-    width = float(re.search(rb"/MediaBox \[\s*0 0 ([\d.]+)", data).group(1)) / 72
-    assert width <= 3.25 + 0.25
-
-
 def test_pngs_are_300_dpi(report):
-    dpi = Image.open(report / "variance_vs_samples.png").info["dpi"]
+    with Image.open(report / "variance_vs_samples.png") as image:
+        dpi = image.info["dpi"]
     assert round(dpi[0]) == 300
 
 
-def test_estimators_keep_one_style_across_figures():
-    styles = estimator_styles(["rloo", "score_function", "rloo", "a", "b"])
-    assert list(styles) == ["a", "b", "rloo", "score_function"]
-    many = estimator_styles([f"e{i:02d}" for i in range(25)])
-    assert len({(s.color, s.marker) for s in many.values()}) == 25
+# ----------------------------------------------------------------------------- what is drawn
 
 
-def test_tables_have_one_row_per_cell_and_the_best_in_bold(results):
-    frame = pd.read_parquet(results / RESULTS_FILE)
-    latex = latex_table(frame)
-    assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex
-    assert r"\bottomrule" in latex
-    body = [line for line in latex.splitlines() if line.endswith(r"\\")][1:]
-    # 2 problems × (score_function, rloo, exploding) + reparameterization on one + disarm and
-    # two temperatures of gumbel_softmax on the other.
-    assert len(body) == 10
-    assert latex.count(r"\textbf{") == 2
-    ok = frame[(frame.status == "ok") & (frame.n_samples == 8)]
-    best = ok.loc[ok.groupby("problem")["variance"].idxmin()]
-    markdown = markdown_table(frame)
-    for row in best.itertuples():
-        line = next(line for line in markdown.splitlines()
-                    if line.startswith(f"| {row.problem} | {row.estimator} |"))
-        assert "**" in line
-    assert "error: RuntimeError: exploded on purpose" in markdown
-    assert "exploding" in latex
+def _pages(prepared: pd.DataFrame, style: str = "paper") -> dict[str, list]:
+    fig_style = apply_style(style)
+    styles = estimator_styles(prepared.estimator,
+                              dict(zip(prepared.estimator, prepared.family, strict=True)))
+    return {
+        "variance_vs_samples": figures.variance_vs_samples(prepared, styles, fig_style),
+        "bias_vs_variance": figures.bias_vs_variance(prepared, styles, fig_style, 16),
+        "work_normalized_fevals": figures.work_normalized(prepared, styles, fig_style,
+                                                          "f_evals", 16),
+        "work_normalized_time": figures.work_normalized(prepared, styles, fig_style,
+                                                        "time_per_estimate_s", 16),
+        "relative_variance": figures.relative_variance_heatmap(prepared, fig_style, 16,
+                                                               styles),
+    }
+
+
+def _labels(axis) -> list[str]:
+    low, high = sorted(axis.get_view_interval())
+    return [t.get_text() for t in axis.get_ticklabels()
+            if t.get_text() and low <= t.get_position()[axis is axis.axes.yaxis] <= high]
+
+
+def test_every_log_axis_labels_at_least_two_ticks(prepared):
+    alike = ("bandit_gaussian_10", "bernoulli_toy", "chain_mdp", "gaussian_abs")
+    for name, pages in _pages(prepared[prepared.problem.isin(alike)]).items():
+        for _, fig in pages:
+            fig.canvas.draw()
+            for ax in fig.axes:
+                if not ax.get_visible() or ax.get_label() == "<colorbar>":
+                    continue
+                for axis in (ax.xaxis, ax.yaxis):
+                    if axis.get_scale() == "log":
+                        assert len(_labels(axis)) >= 2, (name, ax.get_title(), _labels(axis))
+            plt.close(fig)
+
+
+def test_exact_estimators_are_drawn_and_labelled(prepared):
+    pages = _pages(prepared)
+    _, fig = pages["variance_vs_samples"][0]
+    fig.canvas.draw()
+    panel = next(ax for ax in fig.axes if ax.get_title() == "bernoulli_toy")
+    assert "exact" in _labels(panel.yaxis)
+    on_toy = prepared[(prepared.problem == "bernoulli_toy") & (prepared.status == "ok")]
+    assert len(panel.lines) >= on_toy.estimator.nunique()  # one series each, none dropped
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"disarm", "mvd_bernoulli", "antithetic_score_function"} <= set(legend)
+    ticks = dict(zip(_labels(panel.yaxis), panel.get_yticks(), strict=False))
+    lowest = min(y for label, y in ticks.items() if label != "exact")
+    bottom = panel.get_ylim()[0]
+    strip = [line for line in panel.lines if len(line.get_ydata()) == 3
+             and bottom < min(line.get_ydata()) and max(line.get_ydata()) < lowest]
+    assert len(strip) == 3  # the three exact estimators, each at its own height
+    assert len({line.get_ydata()[0] for line in strip}) == 3
+    plt.close("all")
+    heatmap = pages["relative_variance"][0][1]
+    texts = [t.get_text() for ax in heatmap.axes for t in ax.texts]
+    assert texts.count("exact") >= 3 and not any(re.search(r"−[12]\d\.\d", t) for t in texts)
+
+
+def test_heatmap_marks_the_rejected_claim_and_the_best(prepared):
+    heatmap = _pages(prepared)["relative_variance"]
+    texts = [t for _, fig in heatmap for ax in fig.axes for t in ax.texts]
+    assert sum("†" in t.get_text() for t in texts) == 1
+    bold = [t.get_text() for t in texts if t.get_fontweight() == "bold"]
+    assert bold.count("exact") == 4  # tied at zero: three on bernoulli_toy, one on _vector
+    plt.close("all")
+
+
+def test_selection_filters_what_is_drawn(synthetic, tmp_path):
+    spec = ReportSpec().override(estimators="rloo,family:discrete,mvd_*",
+                                 problems="bernoulli_*")
+    build_report([synthetic], tmp_path, formats=["pdf"], spec=dataclasses.replace(
+        spec, figures=("variance_vs_samples", "tables")))
+    frame = prepare(pd.read_parquet(synthetic / RESULTS_FILE), spec)
+    frame = frame[frame.status != "skipped"]
+    assert set(frame.estimator) == {"rloo", "arm", "disarm", "rebar", "relax", "mvd_bernoulli"}
+    assert set(frame.problem) == {"bernoulli_toy", "bernoulli_vector"}
+    fig_style = apply_style("paper")
+    styles = estimator_styles(frame.estimator)
+    (_, fig), = figures.variance_vs_samples(frame, styles, fig_style)
+    legend = {t.get_text() for t in fig.legends[0].get_texts()} - {"slope −1 (∝ 1/n)",
+                                                                  "† unbiasedness rejected"}
+    assert legend == set(frame.estimator)
+    assert {ax.get_title() for ax in fig.axes} == {"bernoulli_toy", "bernoulli_vector"}
+    plt.close(fig)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "score_function_baseline" not in summary and "chain_mdp" not in summary
+    assert (tmp_path / "variance_vs_samples.pdf").exists()
+
+
+def test_a_figure_spec_gives_the_same_selection_as_the_options(synthetic, tmp_path):
+    spec_file = tmp_path / "figure.toml"
+    spec_file.write_text('estimators = ["rloo", "family:discrete"]\nproblems = "bernoulli_*"\n'
+                         'n = 4\nstyle = "column"\nfigures = ["bias_vs_variance", "tables"]\n')
+    spec = load_spec(spec_file)
+    assert spec.selection == Selection.parse("rloo,family:discrete", "bernoulli_*", "4")
+    written = build_report([synthetic], tmp_path / "out", formats=["pdf"], spec=spec)
+    names = {p.name for p in written}
+    assert "bias_vs_variance.pdf" in names and "variance_vs_samples.pdf" not in names
+    assert pdf_size_in(tmp_path / "out" / "bias_vs_variance.pdf")[0] <= 3.5
+    assert "n = 4" in (tmp_path / "out" / "table_relative_variance.tex").read_text()
+    overridden = spec.override(n="16", style="paper")
+    assert overridden.selection.n == ("16",) and overridden.style == "paper"
+    assert overridden.selection.estimators == spec.selection.estimators
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"estimators": "rlo"}, "no estimator in the results matches 'rlo' (did you mean 'rloo'?)"),
+    ({"problems": "taxi"}, "no problem in the results matches 'taxi'; valid: bandit_gaussian"),
+    ({"n": "7"}, "no results at n=7; the results have n = 1, 4, 16"),
+])
+def test_a_selection_of_nothing_is_a_clear_error(synthetic, kwargs, message):
+    frame = pd.read_parquet(synthetic / RESULTS_FILE)
+    with pytest.raises(VrbenchError, match=re.escape(message)):
+        Selection.parse(**kwargs).apply(frame)
+
+
+def test_selection_by_name_glob_family_and_exclusion(prepared):
+    def chosen(**kwargs) -> set[str]:
+        return set(Selection.parse(**kwargs).apply(prepared).estimator)
+
+    assert chosen(estimators="score_function") == {"score_function"}
+    assert chosen(estimators="score_function*") == {
+        "score_function", "score_function_baseline", "score_function_ema_baseline",
+        "score_function_optimal_baseline"}
+    assert chosen(estimators="policy gradient") == chosen(estimators="family:policy_gradient")
+    assert chosen(estimators="family:score function,!rloo") == chosen(
+        estimators="score_function*")
+    assert set(Selection.parse(n="largest,1").apply(prepared).n_samples) == {1, 16}
+    with pytest.raises(VrbenchError, match="neither a positive integer nor one of"):
+        Selection.parse(n="max")
+
+
+def test_bad_spec_files_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('estimator = ["rloo"]\n')
+    with pytest.raises(VrbenchError, match="unknown key 'estimator'; valid keys: estimators"):
+        load_spec(bad)
+    bad.write_text('figures = ["heatmap"]\n')
+    with pytest.raises(VrbenchError, match="unknown figure 'heatmap'; valid figures"):
+        load_spec(bad)
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def test_each_estimator_keeps_one_style_whatever_else_is_drawn():
+    names = [e.name for e in estimators.registry.entries()]
+    everything = estimator_styles(names)
+    few = estimator_styles(["disarm", "rloo"])
+    assert few["disarm"] == everything["disarm"] and few["rloo"] == everything["rloo"]
+    assert estimator_styles(names) == everything  # and the same in the next run
+
+
+def test_colour_is_the_family_and_every_estimator_looks_different_in_greyscale():
+    styles = estimator_styles(e.name for e in estimators.registry.entries())
+    by_family: dict[str, set] = {}
+    for name, style in styles.items():
+        cls = estimators.registry.get(name)
+        by_family.setdefault(cls.family, set()).add(style.color)
+    assert all(len(colors) == 1 for colors in by_family.values())
+    assert len({next(iter(c)) for c in by_family.values()}) == len(by_family)
+    shapes = [(s.marker, s.filled, s.linestyle) for s in styles.values()]
+    assert len(set(shapes)) == len(shapes)  # distinct without colour
+    assert all(s.marker in MARKERS for s in styles.values())
+
+
+# ----------------------------------------------------------------------------- marks
+
+
+def test_exact_means_rounding_error_relative_to_the_gradient():
+    rows = [{"problem": "p", "estimator": e, "n_samples": 4, "status": "ok", "error": "",
+             "replicates": 10_000, "seed": 0,
+             "true_grad_norm": 5e-4, "variance": v, "variance_ci_low": v, "variance_ci_high": v,
+             "bias_norm": 1e-17, "bias_pvalue": 1.0, "unbiased_claim": True}
+            for e, v in (("zero", 0.0), ("rounding", 3e-36), ("small", 2.5e-13),
+                         ("edge", EXACT_RTOL * 0.99 * 5e-4**2))]
+    marked = annotate(to_frame(rows)).set_index("estimator")
+    assert marked.exact.to_dict() == {"zero": True, "rounding": True, "small": False,
+                                      "edge": True}
+
+
+def test_best_is_unbiased_with_its_ties_and_biased_estimators_never_are():
+    def row(name, variance, half, claim=True, pvalue=0.5):
+        return {"problem": "p", "estimator": name, "n_samples": 4, "status": "ok",
+                "error": "", "replicates": 10_000, "seed": 0, "true_grad_norm": 1.0,
+                "variance": variance,
+                "variance_ci_low": variance - half, "variance_ci_high": variance + half,
+                "bias_norm": 0.01, "bias_pvalue": pvalue, "unbiased_claim": claim}
+
+    rows = [row("biased", 0.1, 0.01, claim=False), row("flagged", 0.2, 0.01, pvalue=1e-12),
+            row("leader", 1.0, 0.05), row("tied", 1.08, 0.04), row("behind", 1.2, 0.05)]
+    marked = annotate(to_frame(rows))
+    assert marked.set_index("estimator").bias_rejected.to_dict()["flagged"]
+    marks = best(marked)
+    assert set(marked.estimator[marks]) == {"leader", "tied"}
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_the_pivot_table_has_captions_labels_intervals_and_marks(prepared):
+    latex = latex_relative(prepared, 16)
+    floats = latex.count(r"\begin{table*}")
+    assert floats >= 2 and latex.count(r"\caption{") == floats
+    assert r"\label{tab:vrbench-relative-variance-1}" in latex
+    assert "half-width of the 95\\% interval" in latex
+    assert latex.count(r"$^\dagger$") == 2  # the rejected cell, and the caption's legend
+    assert latex.count(r"\textbf{exact}") == 4
+    assert not re.search(r"\de-\d", latex)  # numbers as ×10^k, never 1.2e-3
+    assert r"\textit{gumbel\_softmax}" in latex
+    assert not re.search(r"\$10\.\d*\(", latex)  # mantissas below 10
+    for line in latex.splitlines():
+        if line.startswith("score\\_function &"):
+            assert set(line.split(" & ")[1:]) <= {"$1$", "---", "$1$ \\\\", "--- \\\\"}
+    markdown = markdown_tables(prepared, 16)
+    assert "**exact**" in markdown and markdown.count("†") >= 2
+
+
+def test_the_appendix_table_lists_every_cell_that_ran(prepared):
+    latex = latex_cells(prepared)
+    assert r"\begin{longtable}" in latex and r"\endhead" in latex
+    ran = prepared[prepared.status != "skipped"]
+    rows = [line for line in latex.splitlines() if line.endswith(r"\\")
+            and not line.startswith((r"\multicolumn", r"\caption", "estimator &"))]
+    assert len(rows) == len(ran)
+    assert "failed: RuntimeError: boom" in latex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_the_latex_tables_compile_and_fit_a_two_column_article(prepared, tmp_path):
+    (tmp_path / "relative.tex").write_text(latex_relative(prepared, 16))
+    (tmp_path / "cells.tex").write_text(latex_cells(prepared))
+    (tmp_path / "doc.tex").write_text(latex_document(["relative", "cells"]))
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-2000:]
+    assert "Overfull \\hbox" not in log and "Float too large" not in log
+    assert re.search(r"Output written on doc.pdf \((\d+) pages", log)
+
+
+# ----------------------------------------------------------------------------- console, HTML
+
+
+def _render(renderable, width: int) -> list[str]:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text().splitlines()
+
+
+def test_the_run_summary_is_compact_and_fits_100_columns(synthetic):
+    frame = pd.read_parquet(synthetic / RESULTS_FILE)
+    for width in (100, 200):
+        lines = _render(summary_table(frame), width)
+        assert max(len(line) for line in lines) <= 100
+    text = "\n".join(_render(summary_table(frame), 100))
+    assert len(lines) < 30  # one line per problem, not one per cell
+    toy = next(line for line in lines if line.startswith("bernoulli_toy"))
+    assert "disarm" in toy and "exact" in toy
+    assert "bernoulli_vector · relax · n=4: RuntimeError: boom" in text
+    assert "bernoulli_vector · rebar · n=16" in text  # the rejected claim
+
+
+def test_when_nothing_ran_the_summary_says_why(synthetic):
+    frame = pd.read_parquet(synthetic / RESULTS_FILE)
+    skipped = frame[frame.status == "skipped"]
+    text = "\n".join(_render(summary_table(skipped), 100))
+    assert "Nothing ran" in text and "requires a problem that is X" in text
+
+
+def test_the_eta_extrapolates_the_whole_run_and_excludes_reused_cells():
+    now = [0.0]
+    progress = Progress(StableETA(), get_time=lambda: now[0])
+    task_id = progress.add_task("cells", total=110, reused=10, completed=10)
+    progress.start_task(task_id)
+    task = progress.tasks[0]
+    assert "ETA …" in StableETA().render(task).plain
+    now[0] = 20.0
+    progress.update(task_id, advance=20)  # 20 new cells in 20 s: 80 left, 80 s
+    assert StableETA().render(task).plain == "0:00:20 elapsed, ETA 0:01:20"
+
+
+def test_index_leads_with_provenance_and_a_summary(styled):
+    page = (styled[1] / "index.html").read_text()
+    assert page.index("id='provenance'") < page.index("id='summary'") < page.index("<figure>")
+    assert "<nav>" in page and "class='sortable'" in page
+    assert "Failed cells (1)" in page and "class='bad'" in page
+    assert not re.search(r"\de-(1[89]|[23]\d)", page)  # rounding noise shown as "exact"
+    assert page.count(">exact<") >= 3
+
+
+def test_index_without_failures_says_so_quietly(results, tmp_path):
+    build_report([results], tmp_path, formats=["png"],
+                 spec=ReportSpec().override(estimators="score_function,rloo"))
+    page = (tmp_path / "index.html").read_text()
+    assert "Failed cells" not in page and "No failed cells." in page
 
 
 def test_index_shows_figures_failures_and_provenance(report):
@@ -135,30 +575,55 @@ def test_index_shows_figures_failures_and_provenance(report):
     assert "torch_version" in page and "git_revision" in page
 
 
+# ----------------------------------------------------------------------------- commands
+
+
 def test_partial_and_merged_results(results, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "cells").symlink_to(results / "cells")
-    out = build_report([partial], tmp_path / "out", formats=["png"])
-    assert (tmp_path / "out" / "variance_vs_samples.png") in out
+    spec = ReportSpec(figures=("bias_vs_variance", "tables"))
+    out = build_report([partial], tmp_path / "out", formats=["png"], spec=spec)
+    assert (tmp_path / "out" / "bias_vs_variance.png") in out
     assert '"partial": true' in html.unescape((tmp_path / "out" / "index.html").read_text())
     other = run_sweep(SweepConfig(estimators=[Spec("score_function")],
                                   problems=[Spec("bandit_gaussian_10")], n_samples=[2],
                                   replicates=100, jobs=1, output=str(tmp_path / "other")))
     assert other.failed == 0
-    build_report([results, tmp_path / "other"], tmp_path / "merged", formats=["png"])
+    build_report([results, tmp_path / "other"], tmp_path / "merged", formats=["png"],
+                 spec=ReportSpec(figures=("tables",)))
     assert "bandit_gaussian_10" in (tmp_path / "merged" / "summary.md").read_text()
 
 
 def test_report_command(results, tmp_path):
     run = [sys.executable, "-m", "vrbench.cli", "report", str(results), "-o", str(tmp_path)]
-    out = subprocess.run([*run, "--format", "svg", "--style", "slides"], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([*run, "--format", "svg", "--style", "slides", "-p", "bernoulli_toy",
+                          "-n", "8"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "bias_vs_variance.svg").exists()
-    bad = subprocess.run([*run, "--format", "jpg"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2
-    assert "unknown format 'jpg'; valid formats: pdf, png, svg" in bad.stderr
+    assert not (tmp_path / "variance_vs_samples.svg").exists()  # one n: nothing to draw
+
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--format", "jpg"], "unknown format 'jpg'; valid formats: pdf, png, svg"),
+    (["-e", "rlo"], "did you mean 'rloo'?"),
+    (["--reference", "nope"], "reference estimator 'nope' is not in the results; valid:"),
+])
+def test_bad_report_options_are_clear_errors(results, tmp_path, capsys, args, message):
+    assert main(["report", str(results), "-o", str(tmp_path), *args]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("command", ["report", "train"])
+def test_every_option_has_help_with_its_default(command):
+    subparsers = next(a for a in _parser()._actions if a.dest == "command")
+    parser = subparsers.choices[command]
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{command} {action.option_strings} has no help"
+        assert "default" in action.help or "required" in action.help, (command, action.dest)
 
 
 def test_train_command_writes_traces(tmp_path):
@@ -175,23 +640,37 @@ def test_train_command_writes_traces(tmp_path):
     assert dataclasses.is_dataclass(TrainSettings)
 
 
-@pytest.mark.parametrize(("low", "high", "labels"), [
-    (2e-3, 7e-3, 2),      # no decade in view: labelled at 2 and 5 × 10⁻³
-    (2.1e-3, 4.6e-3, 2),  # neither 2 nor 5 in view: every minor tick in view
-    (1e-3, 1e2, 3),       # decades in view: those only
+# ----------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (2e-3, 7e-3, [2e-3, 5e-3]),
+    (8.8e-4, 1.9e-3, [1e-3, 1.5e-3]),  # not 9e-4 next to 1e-3
+    (1e-3, 1e2, [1e-2, 1.0, 1e2]),
+    (1e-30, 1.0, [1e-28, 1e-21, 1e-14, 1e-7, 1.0]),
 ])
-def test_log_axes_always_show_some_tick_labels(low, high, labels):
-    import matplotlib.pyplot as plt
+def test_log_axes_label_two_to_five_spread_ticks(low, high, expected):
+    assert log_ticks(low, high) == pytest.approx(expected)
 
-    from vrbench.reports.figures import _log_axes
 
-    fig, ax = plt.subplots(figsize=(2.0, 1.5))
-    ax.barh([0, 1], [low, high])
-    _log_axes(ax, y=False)
-    fig.canvas.draw()
-    view_low, view_high = ax.get_xlim()
-    shown = [t for minor in (False, True) for t in ax.get_xticklabels(minor=minor)
-             if t.get_text() and view_low <= t.get_position()[0] <= view_high]
-    plt.close(fig)
-    assert len(shown) >= labels
-    assert len(shown) <= 4  # never crowded
+@pytest.mark.parametrize(("value", "low", "high", "digits", "text"), [
+    (0.99996, 0.9981, 1.0019, 2, "1.0000(19)e0"),  # never 10.00(19)e-1
+    (0.142, 0.1321, 0.1519, 1, "1.4(1)e-1"),       # never 1.42(10)e-1
+    (0.516, 0.504, 0.528, 1, "5.2(1)e-1"),
+])
+def test_intervals_keep_the_mantissa_below_ten(value, low, high, digits, text):
+    assert format_interval(value, low, high, digits) == text
+
+
+def test_styles_are_page_sized():
+    assert STYLES["paper"].width <= 7.0 and STYLES["column"].width <= 3.5
+    assert all(style.max_height <= 9.0 for style in STYLES.values())
+
+
+def test_metadata_of_figures_is_reproducible(results, tmp_path):
+    spec = ReportSpec(figures=("bias_vs_variance", "relative_variance")).override(
+        problems="bernoulli_toy")
+    build_report([results], tmp_path / "a", formats=["pdf"], spec=spec)
+    build_report([results], tmp_path / "b", formats=["pdf"], spec=spec)
+    for name in ("bias_vs_variance.pdf", "relative_variance.pdf"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from vrbench import estimators, problems
@@ -27,6 +27,7 @@ from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Capability, Problem
 from vrbench.reports import summary_table
+from vrbench.reports.console import StableETA
 from vrbench.testing import BIAS_TOLERANCE, check_estimator, check_instance, check_problem
 from vrbench.testing.estimator_checks import TIME_BUDGET as ESTIMATOR_TIME_BUDGET
 from vrbench.testing.problem_checks import TIME_BUDGET as PROBLEM_TIME_BUDGET
@@ -159,31 +160,62 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="figures, LaTeX/Markdown tables and index.html from results",
         description="Read one or more results directories (merged), including partial ones "
-                    "and optimization traces, and write the report.")
+                    "and optimization traces, and write page-sized figures, LaTeX and "
+                    "Markdown tables and index.html. Estimator, problem and n selections take "
+                    "comma-separated names, globs (score_function*) or families "
+                    "(family:discrete); a leading ! removes what a pattern matches. Options "
+                    "given here override those of --spec.")
     report.add_argument("results", nargs="*", default=["results"], metavar="RESULTS_DIR",
                         help="results directories or .parquet files (default: results)")
     report.add_argument("-o", "--output", metavar="OUT_DIR",
                         help="report directory (default: RESULTS_DIR/report)")
-    report.add_argument("--format", default="pdf,png", metavar="pdf,png,svg",
+    report.add_argument("--spec", metavar="FILE",
+                        help="TOML figure spec with the selection and settings below (keys "
+                             "estimators, problems, n, style, formats, figures, reference, "
+                             "layout), so a paper's figures are reproducible from a file "
+                             "(default: none)")
+    report.add_argument("-e", "--estimators", metavar="PATTERNS",
+                        help="estimators to show: names, globs or family:NAME "
+                             "(default: all in the results)")
+    report.add_argument("-p", "--problems", metavar="PATTERNS",
+                        help="problems to show: names or globs (default: all in the results)")
+    report.add_argument("-n", "--n", metavar="N[,N...]",
+                        help="sample sizes to show: integers, all, largest or smallest; "
+                             "figures and tables of one n use the largest chosen (default: "
+                             "all; one-n views at the largest)")
+    report.add_argument("--reference", metavar="ESTIMATOR",
+                        help="estimator that ratios are relative to (default: score_function)")
+    report.add_argument("--format", metavar="pdf,png,svg",
                         help="figure formats (default: pdf,png)")
-    report.add_argument("--style", choices=["paper", "column", "slides"], default="paper",
-                        help="figure width: a two-column paper's full width (6.75 in), one "
-                             "column (3.25 in), or slides (default: paper)")
+    report.add_argument("--style", choices=["paper", "column", "slides"],
+                        help="figure design: a two-column paper's full width (6.75 in), one "
+                             "column (3.25 in) or slides (12 in); every figure at most 9 in "
+                             "tall, split into pages when needed (default: paper)")
+    report.add_argument("--layout", choices=["pages", "per-problem"],
+                        help="split figures with many problems into numbered pages, or draw "
+                             "one figure per problem (default: pages)")
 
     train = commands.add_parser(
         "train", help="optimize with each estimator and record the exact objective",
         description="Run SGD or Adam with each estimator's gradients on each problem and "
                     "record J(θ_t) (exact) and the estimator's variance along the way, into "
                     "OUTPUT/train.parquet; `vrbench report OUTPUT` plots the traces.")
-    train.add_argument("-e", "--estimators", required=True, metavar="NAMES")
-    train.add_argument("-p", "--problems", required=True, metavar="NAMES")
-    train.add_argument("--steps", type=_positive_int, default=200)
-    train.add_argument("-n", "--n-samples", type=_positive_int, default=4)
-    train.add_argument("--lr", type=float, default=0.05)
-    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    train.add_argument("-e", "--estimators", required=True, metavar="NAMES",
+                       help="comma-separated estimators, optionally name:key=value (required)")
+    train.add_argument("-p", "--problems", required=True, metavar="NAMES",
+                       help="comma-separated problems, optionally name:key=value (required)")
+    train.add_argument("--steps", type=_positive_int, default=200,
+                       help="optimization steps per run (default 200)")
+    train.add_argument("-n", "--n-samples", type=_positive_int, default=4,
+                       help="samples per gradient estimate (default 4)")
+    train.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
+                       help="optimizer (default adam)")
     train.add_argument("--seed", type=_ints, default=[0, 1, 2], metavar="S[,S...]",
                        help="one run per seed (default 0,1,2)")
-    train.add_argument("--eval-every", type=_positive_int, default=10)
+    train.add_argument("--eval-every", type=_positive_int, default=10, metavar="STEPS",
+                       help="record J(θ) and the estimator's variance every this many steps "
+                            "(default 10)")
     train.add_argument("--eval-replicates", type=_positive_int, default=1000, metavar="R",
                        help="independent estimates behind each measurement of the estimator's "
                             "bias and variance along the run (default 1000)")
@@ -191,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
                        dest="max_memory_mb",
                        help="working memory of one measurement (default 256)")
     train.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    train.add_argument("-o", "--output", default="results/train", metavar="DIR")
+    train.add_argument("-o", "--output", default="results/train", metavar="DIR",
+                       help="directory of train.parquet (default results/train)")
     return parser
 
 
@@ -264,14 +297,14 @@ def _run(console: Console, args: argparse.Namespace) -> int:
     config = _config(args)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"), TimeRemainingColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"), StableETA(),
         console=console, transient=True,
     )
-    task = progress.add_task("cells", total=None, failed=0)
+    task = progress.add_task("cells", total=None, failed=0, reused=0)
     failures = 0
 
     def on_start(total: int, reused: int) -> None:
-        progress.update(task, total=total, completed=reused,
+        progress.update(task, total=total, completed=reused, reused=reused,
                         description=f"cells ({reused} reused)" if reused else "cells")
 
     def on_row(row: dict[str, Any]) -> None:
@@ -388,10 +421,16 @@ def _check(console: Console, args: argparse.Namespace) -> int:
 
 def _report(console: Console, args: argparse.Namespace) -> int:
     from vrbench.reports.build import build_report
+    from vrbench.reports.selection import ReportSpec, load_spec
 
+    spec = load_spec(args.spec) if args.spec else ReportSpec()
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format \
+        else None
+    spec = spec.override(estimators=args.estimators, problems=args.problems, n=args.n,
+                         reference=args.reference, formats=formats, style=args.style,
+                         layout=args.layout)
     output = args.output or str(Path(args.results[0]) / "report")
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    written = build_report(args.results, output, formats=formats, style=args.style)
+    written = build_report(args.results, output, spec=spec)
     console.print(f"{len(written)} files written to {output}; open {Path(output) / 'index.html'}")
     return 0
 
@@ -414,7 +453,7 @@ def _train(console: Console, args: argparse.Namespace) -> int:
             runs.extend((p_spec, e_spec, seed) for seed in args.seed)
     rows: list[dict[str, Any]] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as progress:
+                  StableETA(), console=console, transient=True) as progress:
         task = progress.add_task("training runs", total=len(runs))
         for p_spec, e_spec, seed in runs:
             rows.extend(train(p_spec, e_spec, seed, settings))

@@ -114,7 +114,8 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
             rows.append({
                 "problem": str(problem_spec), "estimator": str(estimator_spec), "seed": seed,
                 "device": str(device), "n_samples": settings.n_samples,
-                "replicates": settings.variance_replicates, "step": step, "wall_s": wall,
+                "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
+                "lr": settings.lr, "step": step, "wall_s": wall,
                 "value": float(problem.value(current)),
                 **_measured(problem, estimator, cell, current, step),
             })

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import html
-import json
+import fnmatch
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,15 @@ import pandas as pd
 from vrbench.bench.results import NoResults
 from vrbench.bench.store import read_results
 from vrbench.errors import VrbenchError
-from vrbench.reports import figures
-from vrbench.reports.style import apply_style, estimator_styles
-from vrbench.reports.tables import latex_table, markdown_table
+from vrbench.reports import figures, page
+from vrbench.reports.selection import LAYOUTS, ReportSpec
+from vrbench.reports.style import STYLES, apply_style, estimator_styles
+from vrbench.reports.tables import latex_cells, latex_document, latex_relative, markdown_tables
+from vrbench.reports.values import REFERENCE, annotate, best, relative
 
 FORMATS = ("pdf", "png", "svg")
 TRAIN_FILE = "train.parquet"
+COSTS = ("f_evals", "time_per_estimate_s")
 
 
 def load(paths: Iterable[str | os.PathLike[str]]
@@ -52,70 +55,177 @@ def load(paths: Iterable[str | os.PathLike[str]]
     return frame, metas, (pd.concat(traces, ignore_index=True) if traces else None)
 
 
+def prepare(frame: pd.DataFrame, spec: ReportSpec, reference: str = REFERENCE) -> pd.DataFrame:
+    """The cells a report shows, with every mark: annotated on the whole table (so the bias
+    test's family and the reference are the sweep's), then selected, then best-marked among
+    the selected estimators. Without the reference in the results the ratios are missing,
+    and the figures that need them are left out (a reference asked for by name must be
+    there)."""
+    if frame.empty:
+        return frame
+    known = set(frame["estimator"].dropna())
+    if spec.reference is not None and reference not in known:
+        raise VrbenchError(f"reference estimator {reference!r} is not in the results; "
+                           f"valid: {', '.join(sorted(known))}")
+    marked = annotate(frame)
+    marked = marked.join(relative(marked, reference))
+    for cost in COSTS:
+        ratios = relative(marked, reference, cost=cost).add_prefix(f"{cost}_")
+        marked = marked.join(ratios)
+    chosen = spec.selection.apply(marked)
+    return chosen.assign(best=best(chosen))
+
+
+def _select_traces(traces: pd.DataFrame | None, spec: ReportSpec) -> pd.DataFrame | None:
+    """Traces of the selected estimators and problems (names and globs; families are not
+    recorded in traces)."""
+    if traces is None:
+        return None
+    keep = pd.Series(True, index=traces.index)
+    for column, tokens in (("estimator", spec.selection.estimators),
+                           ("problem", spec.selection.problems)):
+        include = [t for t in tokens if not t.startswith("!")]
+        exclude = [t[1:] for t in tokens if t.startswith("!")]
+        values = traces[column].astype(str)
+        if include:
+            keep &= values.map(lambda v, tokens=include: any(
+                fnmatch.fnmatchcase(v, t) or fnmatch.fnmatchcase(v.split(":")[0], t)
+                for t in tokens))
+        for token in exclude:
+            keep &= ~values.map(lambda v, t=token: fnmatch.fnmatchcase(v, t))
+    chosen = traces[keep]
+    return chosen if not chosen.empty else None
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A written figure: its name, its files' stems (one per page) and its caption."""
+
+    name: str
+    stems: list[str]
+    caption: str
+
+
 def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                 formats: Sequence[str] = ("pdf", "png"), style: str = "paper") -> list[Path]:
-    """Write every figure (in each format), the tables and ``index.html``; return the files."""
+                 formats: Sequence[str] = ("pdf", "png"), style: str = "paper",
+                 spec: ReportSpec | None = None) -> list[Path]:
+    """Write every figure (in each format, split into pages that fit), the tables and
+    ``index.html``; return the files. ``spec`` selects what is shown (its ``style``,
+    ``formats``, ``reference`` and ``layout`` win over the arguments)."""
+    spec = spec or ReportSpec()
+    formats = list(spec.formats or formats)
+    style = spec.style or style
+    reference = spec.reference or REFERENCE
+    layout = spec.layout or "pages"
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise VrbenchError(f"unknown format {bad[0]!r}; valid formats: {', '.join(FORMATS)}")
-    frame, metas, traces = load(paths)  # before creating anything: it may refuse the input
-    if (frame.empty or not (frame["status"] != "skipped").any()) and traces is None:
+    if style not in STYLES:
+        raise VrbenchError(f"unknown style {style!r}; valid styles: {', '.join(STYLES)}")
+    if layout not in LAYOUTS:
+        raise VrbenchError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    raw, metas, traces = load(paths)  # before creating anything: it may refuse the input
+    if (raw.empty or not (raw["status"] != "skipped").any()) and traces is None:
         raise VrbenchError(f"nothing to report in {', '.join(map(str, paths))}: no cell ran "
                            "and there are no optimization traces")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = apply_style(style)
+    frame = prepare(raw, spec, reference)
+    traces = _select_traces(traces, spec)
+    fig_style = apply_style(style)
+    families = dict(zip(frame["estimator"], frame["family"], strict=True)) if not frame.empty \
+        else {}
     names = list(frame["estimator"].dropna()) if not frame.empty else []
     names += list(traces["estimator"]) if traces is not None else []
-    styles = estimator_styles(names)
+    styles = estimator_styles(names, families)
+    n = spec.selection.one_n() or (int(frame.loc[frame["status"] == "ok", "n_samples"].max())
+                                   if (not frame.empty and (frame["status"] == "ok").any())
+                                   else None)
     written: list[Path] = []
-    figure_files: list[tuple[str, str]] = []
-    plots = []
-    if not frame.empty:
-        plots = [
-            ("variance_vs_samples", figures.variance_vs_samples(frame, styles, settings),
-             "Variance of one estimate against samples per estimate, with 95% intervals; "
-             "dashed: slope −1."),
-            ("bias_vs_variance", figures.bias_vs_variance(frame, styles, settings),
-             "Measured bias against variance; hollow: claims unbiasedness; dashed: the bias "
-             "expected from sampling error alone."),
-            ("work_normalized_fevals", figures.work_normalized(frame, styles, settings,
-                                                                "f_evals"),
-             "Variance × f-evaluations per estimate, at each estimator's largest n (lower is "
-             "better)."),
-            ("work_normalized_time", figures.work_normalized(frame, styles, settings,
-                                                              "time_per_estimate_s"),
-             "Variance × seconds per estimate (lower is better)."),
-            ("relative_variance", figures.relative_variance_heatmap(frame, settings),
-             "log10 of each estimator's variance relative to score_function at the same n."),
-            ("bias_vs_temperature", figures.bias_vs_temperature(frame, styles, settings),
-             "Bias of the relaxed (biased) estimators against their temperature."),
-        ]
-    if traces is not None:
-        plots += [
-            ("training_by_step", figures.training_traces(traces, styles, settings, "step"),
-             "Exact objective during optimization, mean over seeds with min–max band."),
-            ("training_by_time", figures.training_traces(traces, styles, settings, "wall_s"),
-             "The same against wall-clock time."),
-        ]
-    for name, fig, caption in plots:
-        if fig is None:
+    done: list[Figure] = []
+    notes: list[str] = []
+    for name, make, caption in _plans(frame, traces, styles, fig_style, n, reference, layout):
+        if not spec.wanted(name):
             continue
-        for fmt in formats:
-            target = out / f"{name}.{fmt}"
-            fig.savefig(target, format=fmt, metadata=_metadata(fmt))
-            written.append(target)
-        plt.close(fig)
-        figure_files.append((name, caption))
-    if not frame.empty:
-        for suffix, text in (("tex", latex_table(frame)), ("md", markdown_table(frame))):
-            target = out / f"summary.{suffix}"
+        pages = make()
+        if not pages:
+            notes.append(name)
+            continue
+        stems = []
+        for suffix, fig in pages:
+            stem = f"{name}{suffix}"
+            for fmt in formats:
+                target = out / f"{stem}.{fmt}"
+                fig.savefig(target, format=fmt, metadata=_metadata(fmt))
+                written.append(target)
+            plt.close(fig)
+            stems.append(stem)
+        done.append(Figure(name, stems, caption))
+    tables: list[str] = []
+    if not frame.empty and n is not None and spec.wanted("tables") and \
+            (frame["status"] != "skipped").any():
+        for filename, text in (
+                ("table_relative_variance.tex", latex_relative(frame, n, reference)),
+                ("table_cells.tex", latex_cells(frame, reference)),
+                ("tables_preview.tex", latex_document(["table_relative_variance",
+                                                       "table_cells"])),
+                ("summary.md", markdown_tables(frame, n, reference))):
+            target = out / filename
             target.write_text(text)
             written.append(target)
+            tables.append(filename)
     index = out / "index.html"
-    index.write_text(_html(frame, metas, figure_files, formats))
+    index.write_text(page.index_html(frame, metas, done, formats, tables, notes,
+                                     reference=reference, n=n, spec=spec, style=style))
     written.append(index)
     return written
+
+
+def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_style,
+           n: int | None, reference: str, layout: str) -> list[tuple[str, Any, str]]:
+    """(name, how to draw it, caption) of every figure, in the order of the page."""
+    plans: list[tuple[str, Any, str]] = []
+    if not frame.empty and n is not None:
+        plans += [
+            ("variance_vs_samples",
+             lambda: figures.variance_vs_samples(frame, styles, fig_style, layout),
+             "Variance of one estimate against samples per estimate n, with 95% intervals; "
+             "the dashed guide has slope −1 (plain averaging). Exact estimators sit in the "
+             "grey strip labelled “exact”."),
+            ("bias_vs_variance",
+             lambda: figures.bias_vs_variance(frame, styles, fig_style, n, layout),
+             f"Measured bias against variance at n = {n}. Dashed: √(variance / R), the bias "
+             "that sampling error alone shows; points well above it are biased. “(biased)”: "
+             "biased by design; †: the claim of unbiasedness is rejected."),
+            ("work_normalized_fevals",
+             lambda: figures.work_normalized(frame, styles, fig_style, "f_evals", n,
+                                             reference, layout),
+             f"Variance × f-evaluations per estimate relative to {reference} at n = {n}, "
+             "with 95% intervals (from both variances); below 1 is better."),
+            ("work_normalized_time",
+             lambda: figures.work_normalized(frame, styles, fig_style, "time_per_estimate_s",
+                                             n, reference, layout),
+             f"Variance × seconds per estimate relative to {reference} at n = {n}. Intervals "
+             "carry the variances' uncertainty only: each time is a single measurement of its "
+             "cell."),
+            ("relative_variance",
+             lambda: figures.relative_variance_heatmap(frame, fig_style, n, styles, reference,
+                                                       layout),
+             f"log10 of each estimator's variance relative to {reference} at n = {n}."),
+            ("bias_vs_temperature",
+             lambda: figures.bias_vs_temperature(frame, styles, fig_style, n, layout),
+             f"Bias of the relaxed (biased) estimators against their temperature at n = {n}."),
+        ]
+    if traces is not None:
+        plans += [
+            ("training_by_step",
+             lambda: figures.training_traces(traces, styles, fig_style, "step", layout),
+             "Exact objective during optimization, mean over seeds with min–max band."),
+            ("training_by_time",
+             lambda: figures.training_traces(traces, styles, fig_style, "wall_s", layout),
+             "The same against wall-clock time."),
+        ]
+    return plans
 
 
 def _metadata(fmt: str) -> dict[str, Any]:
@@ -125,45 +235,3 @@ def _metadata(fmt: str) -> dict[str, Any]:
     if fmt == "svg":
         return {"Date": None, "Creator": "vrbench"}
     return {}
-
-
-def _html(frame: pd.DataFrame, metas: list[dict[str, Any]],
-          figure_files: list[tuple[str, str]], formats: Sequence[str]) -> str:
-    image = "png" if "png" in formats else ("svg" if "svg" in formats else None)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>vrbench report</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
-             "img{max-width:100%;} table{border-collapse:collapse;font-size:0.85em;}"
-             "td,th{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right;}"
-             "td:first-child,td:nth-child(2){text-align:left;} .error{color:#b00;}</style>",
-             "</head><body><h1>vrbench report</h1>"]
-    if not frame.empty:
-        counts = frame["status"].value_counts()
-        parts.append(f"<p>{len(frame)} cells: {counts.get('ok', 0)} ok, "
-                     f"{counts.get('error', 0)} failed, {counts.get('skipped', 0)} skipped "
-                     "(incompatible).</p>")
-    for name, caption in figure_files:
-        links = " ".join(f"<a href='{name}.{fmt}'>{fmt}</a>" for fmt in formats)
-        img = f"<img src='{name}.{image}' alt='{name}'>" if image else ""
-        parts.append(f"<h2>{name.replace('_', ' ')}</h2>{img}<p>{html.escape(caption)} "
-                     f"{links}</p>")
-    if not frame.empty:
-        parts.append("<h2>Summary</h2><p><a href='summary.tex'>LaTeX</a> · "
-                     "<a href='summary.md'>Markdown</a></p>")
-        columns = ["problem", "estimator", "n_samples", "bias_norm", "bias_pvalue", "variance",
-                   "variance_ci_low", "variance_ci_high", "mse", "time_per_estimate_s"]
-        ok = frame[frame["status"] == "ok"][columns]
-        parts.append(ok.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0))
-        failed = frame[frame["status"] == "error"]
-        parts.append(f"<h2 class='error'>Failed cells ({len(failed)})</h2>")
-        if not failed.empty:
-            parts.append(failed[["problem", "estimator", "n_samples", "error"]]
-                         .to_html(index=False, border=0))
-        skipped = frame[frame["status"] == "skipped"]
-        parts.append(f"<details><summary>Skipped combinations ({len(skipped)})</summary>"
-                     + skipped[["problem", "estimator", "n_samples", "error"]]
-                     .to_html(index=False, border=0) + "</details>")
-    parts.append("<h2>Provenance</h2>")
-    for meta in metas:
-        parts.append("<pre>" + html.escape(json.dumps(meta, indent=2, default=str)) + "</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)

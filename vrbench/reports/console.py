@@ -1,23 +1,31 @@
-"""A readable terminal summary of a results table."""
+"""The terminal side of a report: the end-of-run summary and the progress bar's columns."""
 
 from __future__ import annotations
 
 import math
 
 import pandas as pd
+from rich import box
+from rich.console import Group, RenderableType
 from rich.markup import escape
+from rich.progress import ProgressColumn, Task
 from rich.table import Table
+from rich.text import Text
 
-FAMILY_ALPHA = 0.05
-"""Family-wise error rate of the bias flags: a sweep of correct estimators shows no red
-p-value with probability at least 95%, however many cells it has (Bonferroni)."""
+from vrbench.reports.values import FAMILY_ALPHA, REFERENCE, annotate, best, format_sci, relative
+
+__all__ = ["FAMILY_ALPHA", "StableETA", "format_interval", "summary_table"]
+
+SUMMARY_WIDTH = 100
+"""The summary fits a terminal this wide, whatever the console's width."""
 
 
-def format_interval(value: float, low: float, high: float) -> str:
+def format_interval(value: float, low: float, high: float, digits: int = 2) -> str:
     """``value`` with the half-width of ``[low, high]`` in compact form, e.g. ``1.23(4)e-3``.
 
     The parenthesized digits are the half-width in units of the last shown digit, with one
-    significant digit, or two when the first is a 1.
+    significant digit, or two when the first is a 1 and ``digits`` is 2 (``digits=1``: always
+    one, as a table that must be narrow prints them). The mantissa is in [1, 10).
     """
     if not math.isfinite(value):
         return str(value)
@@ -25,70 +33,149 @@ def format_interval(value: float, low: float, high: float) -> str:
         return "0"
     half = (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
     exponent = math.floor(math.log10(abs(value)))
-    mantissa = value / 10**exponent
-    if not math.isfinite(half) or half <= 0:
-        return f"{mantissa:.3f}e{exponent}"
-    scaled = half / 10**exponent
-    decimals = -math.floor(math.log10(scaled))
-    if math.floor(scaled * 10**decimals) == 1:
-        decimals += 1  # a leading 1 keeps a second digit, as in 3.14(12)
-    decimals = min(6, max(0, decimals))
-    digit = round(scaled * 10**decimals)
+    for _ in range(2):  # once more if rounding carries the mantissa to 10
+        mantissa = value / 10**exponent
+        if not math.isfinite(half) or half <= 0:
+            if abs(round(mantissa, 3)) >= 10:
+                exponent += 1
+                continue
+            return f"{mantissa:.3f}e{exponent}"
+        scaled = half / 10**exponent
+        decimals = -math.floor(math.log10(scaled))
+        if digits > 1 and math.floor(scaled * 10**decimals) == 1:
+            decimals += 1  # a leading 1 keeps a second digit, as in 3.14(12)
+        decimals = min(6, max(0, decimals))
+        if abs(round(mantissa, decimals)) >= 10:
+            exponent += 1
+            continue
+        break
+    digit = max(1, round(scaled * 10**decimals))
+    if digits == 1 and digit == 10 and decimals > 0:  # 0.099 rounds up to one digit, 0.1
+        decimals, digit = decimals - 1, 1
     return f"{mantissa:.{decimals}f}({digit})e{exponent}"
 
 
-def _short(value: float) -> str:
-    return "—" if value is None or pd.isna(value) else f"{value:.3g}"
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary_table(frame: pd.DataFrame) -> Table:
-    """One line per cell that ran: bias and its test, variance with its 95% interval, time.
+def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> RenderableType:
+    """A compact summary of a results table, one line per problem, within 100 columns.
 
-    A p-value is red when an estimator that claims to be unbiased is rejected at
-    family-wise level :data:`FAMILY_ALPHA` over all such cells of the table.
+    For each problem: how many estimators ran, the best unbiased estimators at its largest n
+    (the lowest variance and every one whose 95% interval overlaps it), their variance
+    relative to ``reference``, and the failed cells and rejected claims of unbiasedness
+    (family-wise level :data:`FAMILY_ALPHA`). Failures and rejections are listed below it;
+    when nothing ran, the reasons the pairs were skipped.
     """
-    table = Table(title="vrbench results", header_style="bold")
-    for name in (
-        "problem",
-        "estimator",
-        "n",
-        "bias",
-        "p(bias)",
-        "variance (95% CI)",
-        "mse",
-        "µs/estimate",
-        "status",
-    ):
-        table.add_column(name, justify="left" if name in {"problem", "estimator"} else "right")
-    ran = frame[frame["status"] != "skipped"]
-    claims = int(((ran["status"] == "ok") & (ran["unbiased_claim"] == True)).sum())  # noqa: E712
-    threshold = FAMILY_ALPHA / max(1, claims)
-    for row in ran.itertuples(index=False):
-        if row.status != "ok":
-            table.add_row(
-                row.problem,
-                row.estimator,
-                str(row.n_samples),
-                "",
-                "",
-                "",
-                "",
-                "",
-                f"[red]{row.status}[/red]: {escape(row.error[:60])}",
-            )
-            continue
-        pvalue = _short(row.bias_pvalue)
-        if row.unbiased_claim and row.bias_pvalue < threshold:
-            pvalue = f"[red]{pvalue}[/red]"
-        table.add_row(
-            row.problem,
-            row.estimator,
-            str(row.n_samples),
-            _short(row.bias_norm),
-            pvalue,
-            format_interval(row.variance, row.variance_ci_low, row.variance_ci_high),
-            _short(row.mse),
-            _short(row.time_per_estimate_s * 1e6),
-            "ok",
-        )
-    return table
+    if frame.empty:
+        return Text("No cells in the results.")
+    marked = annotate(frame)
+    ratios = relative(marked, reference)
+    marked = marked.join(ratios)
+    ran = marked[marked["status"] != "skipped"]
+    counts = marked["status"].value_counts()
+    parts: list[RenderableType] = []
+    sizes = ", ".join(str(n) for n in sorted(ran["n_samples"].unique())) or "—"
+    parts.append(Text(
+        f"{counts.get('ok', 0)} cells ok, {counts.get('error', 0)} failed, "
+        f"{counts.get('skipped', 0)} incompatible pairs skipped; n = {sizes}"))
+    if ran.empty:
+        parts.append(_skip_reasons(marked))
+        return Group(*parts)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False,
+                  padding=(0, 1), expand=False,
+                  caption=f"var/ref: the best's variance ÷ {reference}'s at the same n; "
+                          "†: unbiasedness rejected", caption_justify="left")
+    table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
+    table.add_column("ran", justify="right", width=3)
+    table.add_column("n", justify="right", width=3)
+    table.add_column("best unbiased (ties)", width=36, overflow="fold")
+    table.add_column("var/ref", justify="right", width=7)
+    table.add_column("failed", justify="right", width=6)
+    table.add_column("†", justify="right", width=1)
+    ok = ran[ran["status"] == "ok"]
+    for problem in dict.fromkeys(ran["problem"]):
+        rows = ran[ran["problem"] == problem]
+        good = ok[ok["problem"] == problem]
+        n = int(good["n_samples"].max()) if not good.empty else int(rows["n_samples"].max())
+        at_n = good[good["n_samples"] == n]
+        marks = best(at_n)
+        winners = at_n[marks]
+        leader = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
+        if leader is None:
+            names, ratio = "—", ""
+        else:
+            names = ", ".join(sorted(winners["estimator"], key=lambda e: e != leader["estimator"]))
+            ratio = ("exact" if leader["exact"] else
+                     format_sci(leader["ratio"], 2) if pd.notna(leader["ratio"]) else "—")
+        failed = int((rows["status"] == "error").sum())
+        flagged = int(rows["bias_rejected"].sum())
+        table.add_row(escape(problem), str(rows["estimator"].nunique()), str(n),
+                      escape(names), ratio,
+                      f"[red]{failed}[/red]" if failed else "·",
+                      f"[red]{flagged}[/red]" if flagged else "·")
+    parts.append(table)
+    failures = ran[ran["status"] == "error"]
+    if not failures.empty:
+        parts.append(Text("Failed cells:", style="bold red"))
+        for row in failures.head(20).itertuples(index=False):
+            error = str(row.error).split("\n")[0]
+            where = f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
+            parts.append(Text(_clip(where + error, SUMMARY_WIDTH)))
+        if len(failures) > 20:
+            parts.append(Text(f"  … and {len(failures) - 20} more (status 'error' in the "
+                              "results)"))
+    rejected = ran[ran["bias_rejected"]]
+    if not rejected.empty:
+        claims = int((ok["unbiased_claim"].fillna(False).astype(bool)).sum())
+        parts.append(Text(f"† Unbiasedness rejected (p < {FAMILY_ALPHA:g}/{claims}, "
+                          "family-wise):", style="bold"))
+        for row in rejected.head(20).itertuples(index=False):
+            parts.append(Text(_clip(f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
+                                    f"p = {row.bias_pvalue:.1e}", SUMMARY_WIDTH)))
+    return Group(*parts)
+
+
+def _skip_reasons(frame: pd.DataFrame) -> RenderableType:
+    """Why every pair was skipped, one line per reason, with how many pairs it covers."""
+    skipped = frame[frame["status"] == "skipped"]
+    lines: list[RenderableType] = [Text("Nothing ran. Reasons:", style="bold")]
+    reasons = skipped.groupby("error", sort=False).agg(
+        pairs=("problem", "size"), problems=("problem", "nunique"))
+    for reason, row in reasons.sort_values("pairs", ascending=False).iterrows():
+        lines.append(Text(_clip(f"  {reason} ({row['pairs']} pairs, {row['problems']} "
+                                "problems)", SUMMARY_WIDTH)))
+    return Group(*lines)
+
+
+class StableETA(ProgressColumn):
+    """Elapsed time and a remaining-time estimate that does not swing.
+
+    Rich's own estimate extrapolates the last 30 s, which swings by an order of magnitude
+    when cells of very different cost finish in bursts. This one extrapolates the average
+    over the whole run (cells reused from earlier runs excluded: ``reused`` in the task's
+    fields), and shows none until a few cells have finished.
+    """
+
+    MIN_DONE = 3
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        text = f"{_clock(elapsed or 0.0)} elapsed"
+        done = task.completed - task.fields.get("reused", 0)
+        if task.total is None or task.finished:
+            return Text(text, style="progress.elapsed")
+        left = task.total - task.completed
+        if done < self.MIN_DONE or not elapsed:
+            return Text(f"{text}, ETA …", style="progress.elapsed")
+        remaining = elapsed / done * left
+        step = 5 if remaining < 120 else 60  # coarse enough not to flicker
+        remaining = math.ceil(remaining / step) * step
+        return Text(f"{text}, ETA {_clock(remaining)}", style="progress.remaining")
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"

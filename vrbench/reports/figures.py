@@ -1,296 +1,674 @@
-"""The figures of a report, each a function of a results table."""
+"""The figures of a report, each a function of an annotated results table.
+
+Every figure function returns a list of pages ``(suffix, Figure)``: one page when its
+panels fit in :data:`~vrbench.reports.style.PAGE_HEIGHT_IN`, else several, each complete
+with its legend (``suffix`` is ``""``, ``"-1"``, ``"-2"``, ... or ``"-<problem>"`` with the
+per-problem layout). The conventions follow the field's papers: variance on a log axis
+against samples or as a ratio to REINFORCE (Grathwohl et al. 2018, fig. 1 and table 1;
+Dong et al. 2020, figs. 2 and 5), estimators coloured by family (Mohamed et al. 2020).
+
+Exact estimators (see :data:`~vrbench.reports.values.EXACT_RTOL`) are drawn in a shaded
+strip at the bottom of a log axis, labelled "exact", never dropped.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import Formatter
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from vrbench.reports.style import EstimatorStyle
+from vrbench.reports.axes import Strip, exact_axis, log_axis, text_width_in, wrap_name
+from vrbench.reports.paging import paginate
+from vrbench.reports.style import EstimatorStyle, FigureStyle, estimator_order
+from vrbench.reports.values import REFERENCE, ok_cells, problem_groups, shown_variance
 
-BASELINE_ESTIMATOR = "score_function"
-EXACT_RATIO = 1e-20
-MIN_BAR_IN = 1.2
-"""Narrowest bar area of a ranked-bar panel, in inches, so its tick labels fit."""
-"""Variances this far below a panel's largest are rounding noise of an exact estimator."""
+Pages = list[tuple[str, Figure]]
 
-
-def _panels(count: int, settings: dict[str, float], columns: int = 4,
-            sharex: bool = False) -> tuple[Figure, list[plt.Axes]]:
-    columns = max(1, min(columns, count, int(settings["columns"])))
-    rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(settings["width"], settings["panel"] * rows
-                                                     + 0.6), squeeze=False, sharex=sharex)
-    flat = list(axes.ravel())
-    for extra in flat[count:]:
-        extra.set_visible(False)
-    return fig, flat[:count]
-
-
-class _SparseMinorLabels(Formatter):
-    """Labels for a log axis's minor ticks, only when the view holds no decade (whose major
-    labels would otherwise be the only ones): at 2 and 5 × 10^k if one is in view, else at the
-    whole multiples of 10^k in view, else at every minor tick. Readable in narrow panels."""
-
-    TIERS = ((2, 5), tuple(range(1, 10)))
-
-    def __call__(self, x: float, pos: int | None = None) -> str:
-        low, high = sorted(self.axis.get_view_interval())
-        if low <= 0 or not low <= x <= high or math.ceil(math.log10(low)) <= math.log10(high):
-            return ""
-        exponents = range(math.floor(math.log10(low)), math.floor(math.log10(high)) + 1)
-        exponent = math.floor(math.log10(x))
-        mantissa = x / 10.0**exponent
-        for tier in self.TIERS:
-            if any(low <= c * 10.0**e <= high for e in exponents for c in tier):
-                if not any(math.isclose(mantissa, c, rel_tol=1e-9) for c in tier):
-                    return ""
-                break
-        return rf"$\mathdefault{{{mantissa:.2g}\times10^{{{exponent}}}}}$"
-
-
-def _problem_panels(rows: pd.DataFrame, settings: dict[str, float], columns: int = 4
-                    ) -> tuple[Figure, list[tuple[plt.Axes, pd.DataFrame]]]:
-    """One panel per problem, titled, in order of first appearance, each with its rows."""
-    problems = list(dict.fromkeys(rows["problem"]))
-    fig, axes = _panels(len(problems), settings, columns=columns)
-    for ax, problem in zip(axes, problems, strict=True):
-        ax.set_title(problem)
-    return fig, [(ax, rows[rows["problem"] == problem])
-                 for ax, problem in zip(axes, problems, strict=True)]
-
-
-def _without_exact(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose variance is not the rounding noise of an exact estimator: those would
-    stretch a log axis over 30 decades (see :data:`EXACT_RATIO`)."""
-    return rows[rows["variance"] > EXACT_RATIO * rows["variance"].max()]
+REFERENCE_COLOR = "0.45"
+DAGGER = "\u2020"
+AXIS_LABEL_IN = 0.45
+"""Room for the shared axis labels and tick labels of a grid of panels."""
 
 
 def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
-    """Log scales labelled at the decades, and at a few minor ticks where no decade is in view,
-    so tick labels never crowd and never vanish."""
-    for use, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+    """Log scales with 2 to 5 labelled ticks on the chosen axes."""
+    for use, which in ((x, "x"), (y, "y")):
         if use:
-            setter("log")
-            axis.set_minor_formatter(_SparseMinorLabels())
+            log_axis(ax, which)
+
+
+# ----------------------------------------------------------------------------- legends
+
+
+def _label(name: str, biased: set[str]) -> str:
+    return f"{name} (biased)" if name in biased else name
+
+
+def _handle(style: EstimatorStyle, label: str) -> Line2D:
+    return Line2D([], [], label=label, markersize=4, **style.line_kwargs())
+
+
+def _text_handle(label: str) -> Line2D:
+    return Line2D([], [], linestyle="none", marker="none", label=label)
+
+
+@dataclass(frozen=True)
+class _LegendLayout:
+    columns: int
+    height: float
+    """Inches, with the padding around the legend."""
+    wrap: float | None
+    """Width (in) labels are broken to, at underscores, when they would force one column."""
+
+
+def _legend_layout(labels: list[str], fig_style: FigureStyle, width: float) -> _LegendLayout:
+    """Columns and height of a legend of ``labels`` across ``width``: as many columns as the
+    longest label allows, and at least two when breaking long names over two lines lets
+    them fit (a one-column legend of 20 estimators would be taller than the panels)."""
+    if not labels:
+        return _LegendLayout(1, 0.0, None)
+    size = fig_style.small
+    handle = 3.6 * size / 72
+    widest = max(text_width_in(label, size) for label in labels)
+    columns = max(1, min(len(labels), int((width - 0.1) // (widest + handle))))
+    columns = math.ceil(len(labels) / math.ceil(len(labels) / columns))  # even columns
+    wrap = None
+    if columns == 1 and len(labels) > 4:
+        wrap = (width - 0.1) / 2 - handle
+        if all(text_width_in(line, size) <= wrap for label in labels
+               for line in wrap_name(label, wrap, size).split("\n")):
+            columns = 2
+        else:
+            wrap = None
+    lines = [len(wrap_name(label, wrap, size).split("\n")) if wrap else 1 for label in labels]
+    per_column = math.ceil(len(labels) / columns)
+    tallest = max(sum(lines[i:i + per_column]) * 1.2 + 0.5 * len(lines[i:i + per_column])
+                  for i in range(0, len(lines), per_column))
+    return _LegendLayout(columns, tallest * size / 72 + 0.15, wrap)
+
+
+def _add_legend(fig: Figure, handles: list[Line2D], layout: _LegendLayout,
+                size: float) -> None:
+    # Above the panels, in room added to the figure's height for it: no panel gives way.
+    if layout.wrap is not None:
+        for handle in handles:
+            handle.set_label(wrap_name(handle.get_label(), layout.wrap, size))
+    fig.legend(handles=handles, loc="outside upper center", ncols=layout.columns,
+               frameon=False,
+               handlelength=2.2, columnspacing=1.0, handletextpad=0.4, borderaxespad=0.1,
+               borderpad=0.2)
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def _paginate(groups: list[list[str]], height: Callable[[list[str]], float],
+              fig_style: FigureStyle, layout: str) -> list[list[str]]:
+    """Problems in pages whose figure fits the page height (see
+    :func:`~vrbench.reports.paging.paginate`), or one per page with the per-problem
+    layout."""
+    if layout == "per-problem":
+        return [[p] for group in groups for p in group]
+    return paginate(groups, height, fig_style.max_height)
+
+
+def _suffixes(pages: list[list[str]], layout: str) -> list[str]:
+    if layout == "per-problem":
+        return [f"-{page[0]}" for page in pages]
+    return [""] if len(pages) == 1 else [f"-{i}" for i in range(1, len(pages) + 1)]
+
+
+def _grid_width(fig_style: FigureStyle, layout: str, columns: int | None) -> tuple[float, int]:
+    """Figure width and panels per row of a per-problem grid."""
+    if layout == "per-problem":
+        return min(fig_style.width, 3.25), 1
+    return fig_style.width, columns or fig_style.columns
+
+
+def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
+                        legend_labels: Callable[[list[str]], list[str]],
+                        columns: int | None = None
+                        ) -> list[tuple[str, Figure, list[tuple[plt.Axes, str]], _LegendLayout]]:
+    """Pages of one titled panel per problem, each figure with room for its legend above.
+    Returns ``(suffix, figure, [(axes, problem)], legend layout)``."""
+    width, per_row = _grid_width(fig_style, layout, columns)
+    groups = problem_groups(rows)
+    count = sum(len(group) for group in groups)
+    if count < per_row:  # a few panels: narrower, not stretched flat across the page
+        width = max(min(fig_style.width, 3.25), width * count / per_row)
+        per_row = count
+
+    def height(page: list[str]) -> float:
+        legend = _legend_layout(legend_labels(page), fig_style, width).height
+        return legend + math.ceil(len(page) / per_row) * fig_style.panel + AXIS_LABEL_IN
+
+    pages = _paginate(groups, height, fig_style, layout)
+    out = []
+    # A title spans its panel, which is the figure's share less the y tick labels.
+    title_in = width / min(per_row, max(len(p) for p in pages)) - 0.75
+    for suffix, page in zip(_suffixes(pages, layout), pages, strict=True):
+        legend_layout = _legend_layout(legend_labels(page), fig_style, width)
+        count = min(per_row, len(page))
+        rows_ = math.ceil(len(page) / count)
+        fig = plt.figure(figsize=(width, height(page)), layout="constrained")
+        axes = fig.subplots(rows_, count, squeeze=False).ravel().tolist()
+        for extra in axes[len(page):]:
+            extra.set_visible(False)
+        for ax, problem in zip(axes, page, strict=False):
+            ax.set_title(wrap_name(problem, title_in, fig_style.font))
+        out.append((suffix, fig, list(zip(axes, page, strict=False)), legend_layout))
+    return out
 
 
 def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
-    fig.supxlabel(xlabel, fontsize="medium")
+    """Axis labels shared by all panels, broken into lines that fit the figure."""
+    width, height = fig.get_size_inches()
+    size = plt.rcParams["figure.labelsize"]
+    size = size if isinstance(size, float) else plt.rcParams["font.size"]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    if len(panels) == 1 and ylabel:  # beside its panel, not beside the legend above it
+        panels[0].set_ylabel(ylabel)
+        ylabel = None
+    fig.supxlabel(_lines(xlabel.split(" "), width - 0.3, size, " "))
     if ylabel:
-        fig.supylabel(ylabel, fontsize="medium")
+        fig.supylabel(_lines(ylabel.split(" "), height - 0.5, size, " "))
 
 
-def _legend(fig: Figure, styles: dict[str, EstimatorStyle], names: list[str],
-            settings: dict[str, float]) -> None:
-    handles = [Line2D([], [], color=styles[n].color, marker=styles[n].marker, linestyle="-",
-                      markersize=5, label=n) for n in names]
-    # As many columns as the longest name allows, so the legend never runs past the figure.
-    longest = max(len(n) for n in names) + 5
-    columns = max(1, min(4, int(settings["width"] * settings["chars_per_inch"] / longest)))
-    fig.legend(handles=handles, loc="outside upper center", ncols=min(columns, len(handles)),
-               frameon=False)
+def _biased(rows: pd.DataFrame) -> set[str]:
+    claims = rows["unbiased_claim"]
+    return set(rows.loc[claims.notna() & ~claims.fillna(True).astype(bool), "estimator"])
 
 
-def _ok(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[(frame["status"] == "ok") & frame["variance"].notna()]
+def _dagger(ax: plt.Axes, x: float, y: float, color: str) -> None:
+    ax.annotate(DAGGER, (x, y), xytext=(3, 2), textcoords="offset points", fontsize="small",
+                color=color, fontweight="bold", annotation_clip=False)
+
+
+def _exact_slots(rows: pd.DataFrame, column: str) -> dict[str, int]:
+    """Estimators with an exact value in ``column`` → their slot in the exact strip."""
+    names = rows.loc[rows[column].fillna(False).astype(bool), "estimator"]
+    return {name: i for i, name in enumerate(estimator_order(names))}
+
+
+def _at(strip: Strip | None, slots: dict[str, int], name: str, value: float,
+        exact: bool) -> float:
+    return strip.slot(slots[name]) if exact and strip is not None else value
+
+
+# ----------------------------------------------------------------------------- figures
 
 
 def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                        settings: dict[str, float]) -> Figure | None:
+                        fig_style: FigureStyle, layout: str = "pages") -> Pages:
     """Variance of one estimate against samples per estimate, log–log, with 95% intervals.
 
-    The dashed grey line has slope −1: plain Monte Carlo averaging of independent draws.
-    Exact estimators (zero variance up to rounding) are left out.
+    The dashed grey guide has slope −1 (plain Monte Carlo averaging), drawn above every
+    curve. The x ticks are the sample sizes that were run. Drawn when the results hold at
+    least two sample sizes.
     """
-    ok = _ok(frame)
-    if ok.empty:
-        return None
-    fig, panels = _problem_panels(ok, settings)
-    for ax, rows in panels:
-        rows = _without_exact(rows)
-        for estimator, group in rows.groupby("estimator", sort=True):
-            group = group.sort_values("n_samples")
-            style = styles[estimator]
-            low = (group["variance"] - group["variance_ci_low"]).clip(lower=0)
-            high = group["variance_ci_high"] - group["variance"]
-            ax.errorbar(group["n_samples"], group["variance"], yerr=[low, high],
-                        color=style.color, marker=style.marker, markersize=3.5, linewidth=1,
-                        capsize=1.5)
-        n = np.array(sorted(rows["n_samples"].unique()), dtype=float)
-        if len(n) > 1:
-            anchor = rows.loc[rows["n_samples"] == n[0], "variance"].max()
-            ax.plot(n, anchor * n[0] / n, linestyle="--", color="0.6", linewidth=0.8)
-        _log_axes(ax)
-    _shared_labels(fig, "samples per estimate (log scale)", "variance of one estimate (log scale)")
-    _legend(fig, styles, sorted(ok["estimator"].unique()), settings)
-    return fig
+    ok = ok_cells(frame)
+    if ok.empty or ok["n_samples"].nunique() < 2:
+        return []
+    biased = _biased(ok)
+    extras = [Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=0.8,
+                     label="slope −1 (∝ 1/n)")]
+    if ok["bias_rejected"].any():
+        extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
+
+    def names(page: list[str]) -> list[str]:
+        return estimator_order(ok.loc[ok["problem"].isin(page), "estimator"])
+
+    def labels(page: list[str]) -> list[str]:
+        return [_label(n, biased) for n in names(page)] + [h.get_label() for h in extras]
+
+    pages: Pages = []
+    for suffix, fig, panels, columns in _problem_grid_pages(ok, fig_style, layout, labels):
+        for ax, problem in panels:
+            _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style)
+        handles = [_handle(styles[e], _label(e, biased))
+                   for e in names([p for _, p in panels])] + extras
+        _add_legend(fig, handles, columns, fig_style.small)
+        _shared_labels(fig, "samples per estimate n (log scale)",
+                       "variance of one estimate (log scale)")
+        pages.append((suffix, fig))
+    return pages
+
+
+def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                    fig_style: FigureStyle) -> None:
+    shown = shown_variance(rows)
+    exact = rows["exact"].to_numpy(dtype=bool)
+    measured = shown["variance"].to_numpy()[~exact]
+    n = np.array(sorted(rows["n_samples"].unique()), dtype=float)
+    first = rows.loc[(rows["n_samples"] == n[0]) & ~rows["exact"], "variance"].astype(float)
+    anchor = 2.0 * float(first.max()) if not first.empty else None
+    span = measured if anchor is None else np.append(measured, anchor)
+    slots = _exact_slots(rows, "exact")
+    strip = exact_axis(ax, "y", span, len(slots))
+    for estimator in estimator_order(rows["estimator"]):
+        group = rows[rows["estimator"] == estimator].sort_values("n_samples")
+        values = shown.loc[group.index]
+        is_exact = group["exact"].to_numpy(dtype=bool)
+        y = np.array([_at(strip, slots, estimator, v, e)
+                      for v, e in zip(values["variance"], is_exact, strict=True)])
+        low = np.where(is_exact, 0.0, (values["variance"] - values["low"]).clip(lower=0))
+        high = np.where(is_exact, 0.0, values["high"] - values["variance"])
+        style = styles[estimator]
+        ax.errorbar(group["n_samples"], y, yerr=[low, high], capsize=0, elinewidth=0.7,
+                    markersize=fig_style.marker, **style.line_kwargs())
+        rejected = group["bias_rejected"].to_numpy(dtype=bool)
+        for xi, yi in zip(group["n_samples"].to_numpy()[rejected], y[rejected], strict=True):
+            _dagger(ax, xi, yi, style.color)
+    if anchor is not None:
+        ax.plot(n, anchor * n[0] / n, linestyle="--", color=REFERENCE_COLOR, linewidth=0.8,
+                zorder=0.5)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(n))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(n[0] / 1.3, n[-1] * 1.3)
 
 
 def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                     settings: dict[str, float]) -> Figure | None:
-    """Measured bias against variance; hollow markers claim unbiasedness, filled ones do not.
+                     fig_style: FigureStyle, n: int, layout: str = "pages") -> Pages:
+    """Measured bias against variance at one sample size ``n``, one point per estimator.
 
     The dashed line ``‖bias‖ = sqrt(variance / R)`` is the root-mean-square of an unbiased
     estimator's measured bias (``E‖ḡ − ∇J‖² = trace Σ / R``): unbiased estimators scatter
-    around it, a biased one stands clearly above it.
+    around or below it, a biased one stands clearly above it. A dagger marks an estimator
+    whose claim of unbiasedness the bias test rejects; "(biased)" in the legend, one that
+    does not claim it.
     """
-    ok = _ok(frame)
-    ok = ok[(ok["bias_norm"] > 0) & (ok["variance"] > 0)]  # log axes: exact estimators drop out
+    ok = ok_cells(frame)
+    ok = ok[ok["n_samples"] == n]
     if ok.empty:
-        return None
-    fig, panels = _problem_panels(ok, settings)
-    for ax, rows in panels:
-        rows = _without_exact(rows)  # never empty
-        for row in rows.itertuples(index=False):
-            style = styles[row.estimator]
-            claimed = bool(row.unbiased_claim) if not pd.isna(row.unbiased_claim) else False
-            ax.scatter(row.variance, row.bias_norm, marker=style.marker, s=18,
-                       facecolors="none" if claimed else style.color, edgecolors=style.color,
-                       linewidths=0.9)
-        grid = np.geomspace(rows["variance"].min(), rows["variance"].max(), 20)
-        floor = np.sqrt(grid / rows["replicates"].median())
-        ax.plot(grid, floor, linestyle="--", color="0.6", linewidth=0.8)
-        _log_axes(ax)
-    _shared_labels(fig, "variance of one estimate (log scale)", "‖bias‖ (log scale)")
-    _legend(fig, styles, sorted(ok["estimator"].unique()), settings)
-    return fig
+        return []
+    biased = _biased(ok)
+    extras = [Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=0.8,
+                     label="√(variance / R)")]
+    if ok["bias_rejected"].any():
+        extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
+
+    def names(page: list[str]) -> list[str]:
+        return estimator_order(ok.loc[ok["problem"].isin(page), "estimator"])
+
+    def labels(page: list[str]) -> list[str]:
+        return [_label(n, biased) for n in names(page)] + [h.get_label() for h in extras]
+
+    pages: Pages = []
+    for suffix, fig, panels, columns in _problem_grid_pages(ok, fig_style, layout, labels):
+        for ax, problem in panels:
+            _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style)
+        handles = [_handle(styles[e], _label(e, biased))
+                   for e in names([p for _, p in panels])] + extras
+        _add_legend(fig, handles, columns, fig_style.small)
+        _shared_labels(fig, f"variance of one estimate at n = {n} (log scale)",
+                       "measured ‖bias‖ (log scale)")
+        pages.append((suffix, fig))
+    return pages
+
+
+def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                fig_style: FigureStyle) -> None:
+    variances = shown_variance(rows)["variance"].to_numpy()
+    bias = rows["bias_norm"].astype(float).to_numpy()
+    exact = rows["exact"].to_numpy(dtype=bool)
+    bias_exact = rows["bias_exact"].to_numpy(dtype=bool)
+    replicates = float(rows["replicates"].median())
+    measured = variances[~exact]
+    grid = np.geomspace(measured.min(), measured.max(), 20) if measured.size else np.array([])
+    if grid.size and grid[0] == grid[-1]:
+        grid = np.array([grid[0] / 3, grid[0] * 3])
+    sampling = np.sqrt(grid / replicates)
+    x_slots, y_slots = _exact_slots(rows, "exact"), _exact_slots(rows, "bias_exact")
+    x_strip = exact_axis(ax, "x", np.concatenate([measured, grid]), len(x_slots), most=3)
+    y_strip = exact_axis(ax, "y", np.concatenate([bias[~bias_exact], sampling]), len(y_slots))
+    for i, (_, row) in enumerate(rows.iterrows()):
+        name = row["estimator"]
+        style = styles[name]
+        x = _at(x_strip, x_slots, name, variances[i], exact[i])
+        y = _at(y_strip, y_slots, name, bias[i], bias_exact[i])
+        ax.plot([x], [y], linestyle="none", marker=style.marker, markerfacecolor=style.facecolor,
+                markeredgecolor=style.color, markersize=fig_style.marker + 0.8, clip_on=False)
+        if row["bias_rejected"]:
+            _dagger(ax, x, y, style.color)
+    if grid.size:
+        ax.plot(grid, sampling, linestyle="--", color=REFERENCE_COLOR, linewidth=0.8,
+                zorder=0.5)
+        if x_strip is None:
+            ax.set_xlim(grid[0] / 2.5, grid[-1] * 2.5)
+
+
+WORK_LABELS = {
+    "f_evals": "variance × f-evaluations",
+    "time_per_estimate_s": "variance × seconds",
+}
+WORK_PLOT_IN = 1.45
+"""Narrowest plotting area of a work-normalized panel, beside its estimator names."""
 
 
 def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                    settings: dict[str, float], cost: str) -> Figure | None:
-    """Variance × cost per estimate, ranked, at each estimator's largest n: which estimator
-    gives the most precision per f-evaluation (``cost="f_evals"``) or per second
-    (``cost="time_per_estimate_s"``). Lower is better."""
-    ok = _ok(frame)
-    ok = ok[ok[cost].notna() & (ok[cost] > 0)]
-    if ok.empty:
-        return None
-    # Sorted labels keep the results' order, so panels come in the order of the sweep.
-    largest = ok.loc[sorted(ok.groupby(["problem", "estimator"])["n_samples"].idxmax())]
-    largest = largest.assign(work=largest["variance"] * largest[cost].astype(float))
-    largest = largest[largest["work"] > 0]
-    largest = largest[largest["work"] > EXACT_RATIO * largest.groupby("problem")["work"]
-                      .transform("max")]  # exact estimators would stretch the axis 30 decades
-    # Each panel carries its estimator names; keep room for MIN_BAR_IN of bars beside them.
-    names_in = largest["estimator"].str.len().max() / settings["chars_per_inch"]
-    columns = max(1, int(settings["width"] // (names_in + MIN_BAR_IN)))
-    fig, panels = _problem_panels(largest, settings, columns=columns)
-    label = {"f_evals": "variance × f-evaluations per estimate (log scale)",
-             "time_per_estimate_s": "variance × seconds per estimate (log scale)"}[cost]
-    for ax, rows in panels:
-        rows = rows.sort_values("work", ascending=False)
-        positions = np.arange(len(rows))
-        ax.barh(positions, rows["work"], color=[styles[e].color for e in rows["estimator"]])
-        ax.set_yticks(positions, rows["estimator"])
-        _log_axes(ax, y=False)
-    _shared_labels(fig, label)
-    return fig
+                    fig_style: FigureStyle, cost: str, n: int, reference: str = REFERENCE,
+                    layout: str = "pages") -> Pages:
+    """Variance × cost per estimate relative to ``reference`` at one ``n``, a dot per
+    estimator with its 95% interval, ranked: which estimator gives the most precision per
+    f-evaluation (``cost="f_evals"``) or per second (``cost="time_per_estimate_s"``). The
+    ratio is at the same n for both; below 1 is better. A log scale of ratios with the
+    reference line at 1 shows factors evenly in both directions (no bar lengths from an
+    arbitrary origin). Intervals carry the uncertainty of both variances; costs are single
+    measurements (f-evaluations are exact counts; times are one timing of the cell).
 
-
-def relative_variance_heatmap(frame: pd.DataFrame, settings: dict[str, float]) -> Figure | None:
-    """log10(variance / variance of score_function) at the same n, estimators × problems.
-
-    Uses the largest n at which score_function ran on each problem; negative is better.
+    Expects the columns ``<cost>_ratio``, ``<cost>_ratio_low``, ``<cost>_ratio_high`` (see
+    :func:`vrbench.reports.values.relative`).
     """
-    import seaborn as sns
+    column = f"{cost}_ratio"
+    ran = frame[(frame["status"] != "skipped") & (frame["n_samples"] == n)]
+    if ran.empty or column not in ran or ran[column].notna().sum() == 0:
+        return []
+    biased = _biased(ran)
+    label_in = max(text_width_in(_work_label(r, biased, reference), fig_style.small)
+                   for _, r in ran.iterrows()) + 0.12
+    width = fig_style.width if layout != "per-problem" else min(fig_style.width, 3.25)
+    per_row = max(1, int(width // (label_in + WORK_PLOT_IN)))
+    row_in = fig_style.small * 1.45 / 72
 
-    ok = _ok(frame)
-    reference = ok[ok["estimator"] == BASELINE_ESTIMATOR]
-    if reference.empty:
-        return None
-    n_ref = reference.groupby("problem")["n_samples"].max()
-    ref_var = reference.set_index(["problem", "n_samples"])["variance"]
-    cells = ok[ok.apply(lambda r: n_ref.get(r["problem"]) == r["n_samples"], axis=1)]
-    ratio = cells.assign(log_ratio=[
-        math.log10(v / ref_var[(p, n)]) if v > 0 and ref_var[(p, n)] > 0 else np.nan
-        for p, n, v in zip(cells["problem"], cells["n_samples"], cells["variance"], strict=True)
-    ])
-    table = ratio.pivot_table(index="estimator", columns="problem", values="log_ratio")
-    table = table[list(dict.fromkeys(p for p in ok["problem"] if p in table.columns))]
-    height = 0.3 * len(table) + 1.6
-    fig, ax = plt.subplots(figsize=(settings["width"], height))
-    # Beyond 10⁶ either way the colour saturates: exact estimators reach 10⁻³⁰ (rounding)
-    # and would wash out every other cell; the annotations keep the numbers.
-    bound = float(np.nanmax(np.abs(table.to_numpy()))) if table.notna().any().any() else 1.0
+    def panel_height(problem: str) -> float:
+        return (ran["problem"] == problem).sum() * row_in + 0.5
+
+    def height(page: list[str]) -> float:
+        rows = [page[i:i + per_row] for i in range(0, len(page), per_row)]
+        return sum(max(panel_height(p) for p in r) for r in rows) + AXIS_LABEL_IN + 0.2
+
+    pages_ = _paginate(problem_groups(ran), height, fig_style, layout)
+    pages: Pages = []
+    for suffix, page in zip(_suffixes(pages_, layout), pages_, strict=True):
+        rows_of = [page[i:i + per_row] for i in range(0, len(page), per_row)]
+        heights = [max(panel_height(p) for p in r) for r in rows_of]
+        fig = plt.figure(figsize=(width, height(page)), layout="constrained")
+        grid = fig.add_gridspec(len(rows_of), min(per_row, len(page)), height_ratios=heights)
+        for r, row_problems in enumerate(rows_of):
+            for c, problem in enumerate(row_problems):
+                _work_panel(fig.add_subplot(grid[r, c]), ran[ran["problem"] == problem],
+                            problem, column, styles, fig_style, biased, reference)
+        _shared_labels(fig, f"{WORK_LABELS[cost]} per estimate relative to {reference}, at "
+                            f"n = {n} (log scale; < 1 is better)")
+        pages.append((suffix, fig))
+    return pages
+
+
+def _work_label(row: pd.Series, biased: set[str], reference: str) -> str:
+    label = _label(row["estimator"], biased)
+    if row.get("bias_rejected", False):
+        label += f" {DAGGER}"
+    if row["status"] != "ok":
+        label += " (failed)"
+    elif row["estimator"] == reference:
+        label += " (ref.)"
+    return label
+
+
+def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
+                styles: dict[str, EstimatorStyle], fig_style: FigureStyle, biased: set[str],
+                reference: str) -> None:
+    order = rows.assign(_key=rows[column].astype(float).fillna(np.inf)).sort_values(
+        ["_key", "estimator"], ascending=[False, True])
+    values = order[column].astype(float).to_numpy()
+    low = order[f"{column}_low"].astype(float).to_numpy()
+    high = order[f"{column}_high"].astype(float).to_numpy()
+    exact = order["exact"].fillna(False).to_numpy(dtype=bool) & (values == 0)
+    positive = np.isfinite(values) & (values > 0)
+    ends = np.concatenate([values[positive], low[positive], high[positive], [1.0]])
+    slots = {name: i for i, name in enumerate(order.loc[exact, "estimator"])}
+    strip = exact_axis(ax, "x", ends, len(slots), most=4, plain=True)
+    ax.axvline(1.0, color=REFERENCE_COLOR, linestyle="--", linewidth=0.8, zorder=0.5)
+    floor_x = strip.start if strip is not None else 0.0
+    for y, (_, row) in enumerate(order.iterrows()):
+        value = values[y]
+        if row["status"] != "ok" or not np.isfinite(value):
+            continue
+        style = styles[row["estimator"]]
+        x = _at(strip, slots, row["estimator"], value, exact[y])
+        if value > 0 and row["estimator"] != reference and np.isfinite(high[y]):
+            ax.plot([max(low[y], floor_x), high[y]], [y, y], color=style.color,
+                    linewidth=1.0, solid_capstyle="butt")
+        ax.plot([x], [y], linestyle="none", marker=style.marker, markersize=fig_style.marker,
+                markerfacecolor=style.facecolor, markeredgecolor=style.color, clip_on=False)
+    ax.set_yticks(range(len(order)), [_work_label(r, biased, reference)
+                                      for _, r in order.iterrows()])
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylim(-0.7, len(order) - 0.3)
+    ax.spines["left"].set_visible(False)
+    ax.set_title(problem)
+    for tick, name in zip(ax.get_yticklabels(), order["estimator"], strict=True):
+        if name in biased:
+            tick.set_fontstyle("italic")
+    if strip is None:  # 1 in view, with room on both sides
+        low_, high_ = ax.get_xlim()
+        ax.set_xlim(min(low_, 0.5), max(high_, 2.0))
+
+
+def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: int,
+                              styles: dict[str, EstimatorStyle] | None = None,
+                              reference: str = REFERENCE, layout: str = "pages") -> Pages:
+    """log10(variance / variance of ``reference``) at one ``n``, estimators × problems.
+
+    Blue is better. Exact estimators read "exact" in the darkest blue; grey cells are pairs
+    that do not apply; "err" marks a failed cell; boxed bold cells are the best unbiased
+    estimator and those tied with it; a dagger, a rejected claim of unbiasedness. Estimators
+    come grouped by family, each with its marker. Expects the columns ``ratio`` and ``best``
+    (see :func:`vrbench.reports.values.relative` and :func:`~vrbench.reports.values.best`).
+    """
+    ran = frame[(frame["n_samples"] == n) & (frame["status"] != "skipped")]
+    if ran.empty or ran["ratio"].notna().sum() == 0:
+        return []
+    size = fig_style.small
+    label_in = max(text_width_in(e, size) for e in ran["estimator"]) + 0.25
+    cell_in = text_width_in("exact†", size * 0.92) + 0.1
+    room = fig_style.width - label_in - 0.1
+    columns = 1 if layout == "per-problem" else max(1, int(room // cell_in))
+    page_problems = ([[p] for group in problem_groups(ran) for p in group]
+                     if layout == "per-problem" else
+                     paginate(problem_groups(ran), len, float(columns)))
+    row_in = size * 1.55 / 72
+    logs = np.log10(ran["ratio"].astype(float).where(ran["ratio"] > 0))
+    bound = float(np.nanmax(np.abs(logs))) if logs.notna().any() else 1.0
     bound = min(max(bound, 0.5), 6.0)
-    sns.heatmap(table, ax=ax, cmap="vlag", center=0, vmin=-bound, vmax=bound, annot=True,
-                fmt=".1f", annot_kws={"fontsize": 6}, linewidths=0.4,
-                cbar_kws={"label": "log10 variance ratio to score_function"})
-    colorbar = ax.collections[0].colorbar
-    if colorbar is not None and colorbar.solids is not None:
-        colorbar.solids.set_rasterized(False)  # keep the whole figure vector
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.tick_params(axis="x", rotation=45)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-    return fig
+    norm = TwoSlopeNorm(vmin=-bound, vcenter=0.0, vmax=bound)
+    cmap = plt.get_cmap("RdBu_r")
+    pages: Pages = []
+    for suffix, page in zip(_suffixes(page_problems, layout), page_problems, strict=True):
+        cells = ran[ran["problem"].isin(page)]
+        estimators = estimator_order(cells["estimator"])
+        header_in = max(text_width_in(p, size) for p in page) * 0.66 + 0.1
+        # At least a column wide, so that the colour bar over the cells has room.
+        width = min(fig_style.width, max(3.25, label_in + len(page) * cell_in + 0.3))
+        parts = ["exact: zero variance", "grey: not applicable", "err: failed",
+                 "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
+                 "italic: biased by design"]
+        note = _lines(parts, width - 0.1, size * 0.95)
+        note_lines = note.count("\n") + 1
+        label_lines = math.ceil(text_width_in(f"log10 variance ratio to {reference} at n = "
+                                              f"{n} (< 0: better)", size)
+                                / (width - label_in - 0.2))
+        height = (len(estimators) * row_in + header_in + 0.75 + note_lines * size * 1.4 / 72
+                  + (label_lines - 1) * size * 1.4 / 72)
+        fig = plt.figure(figsize=(width, min(height, fig_style.max_height)),
+                         layout="constrained")
+        ax = fig.add_subplot()
+        _heatmap(ax, cells, estimators, page, norm, cmap, fig_style, styles, reference)
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                           location="top", fraction=0.04, pad=0.02, aspect=35)
+        # Over the colour bar, which is as wide as the cells, not the figure.
+        label = f"log10 variance ratio to {reference} at n = {n} (< 0: better)"
+        bar.set_label(_lines(label.split(" "), width - label_in - 0.2, size, joint=" "),
+                      fontsize=size)
+        bar.ax.tick_params(labelsize=size)
+        bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
+        fig.supxlabel(note, fontsize=size * 0.95)
+        pages.append((suffix, fig))
+    return pages
+
+
+def _lines(parts: list[str], width_in: float, size: float, joint: str = " · ") -> str:
+    """``parts`` joined by ``joint`` into lines no wider than ``width_in``."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if text_width_in(f"{lines[-1]}{joint}{part}", size) <= width_in:
+            lines[-1] = f"{lines[-1]}{joint}{part}"
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems: list[str],
+             norm: TwoSlopeNorm, cmap, fig_style: FigureStyle,  # type: ignore[no-untyped-def]
+             styles: dict[str, EstimatorStyle] | None, reference: str) -> None:
+    index = {(r["problem"], r["estimator"]): r for _, r in cells.iterrows()}
+    for i, estimator in enumerate(estimators):
+        if styles is not None and estimator in styles:  # the estimator's identity marker
+            style = styles[estimator]
+            ax.plot([-0.28], [i + 0.5], linestyle="none", marker=style.marker,
+                    markerfacecolor=style.facecolor, markeredgecolor=style.color,
+                    markersize=fig_style.marker, clip_on=False)
+        for j, problem in enumerate(problems):
+            _heat_cell(ax, index.get((problem, estimator)), i, j, norm, cmap, fig_style,
+                       estimator == reference)
+    ax.set_xlim(-0.5, len(problems))
+    ax.set_ylim(len(estimators), 0)
+    ax.set_xticks(np.arange(len(problems)) + 0.5, problems, rotation=40, ha="right",
+                  rotation_mode="anchor")
+    ax.set_yticks(np.arange(len(estimators)) + 0.5, estimators)
+    biased = _biased(cells)
+    for tick, name in zip(ax.get_yticklabels(), estimators, strict=True):
+        if name in biased:
+            tick.set_fontstyle("italic")
+    ax.tick_params(length=0, pad=1)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlopeNorm,
+               cmap, fig_style: FigureStyle,  # type: ignore[no-untyped-def]
+               is_reference: bool) -> None:
+    face, text, color = "0.87", "", "black"  # grey: not applicable, or not in the results
+    if row is not None and row["status"] != "ok":
+        face, text, color = "white", "err", "#B00000"
+    elif row is not None and row["exact"]:
+        face, text, color = cmap(norm(norm.vmin)), "exact", "white"
+    elif row is not None and pd.notna(row["ratio"]) and row["ratio"] > 0:
+        value = math.log10(row["ratio"])
+        face = cmap(norm(float(np.clip(value, norm.vmin, norm.vmax))))
+        rounded = round(value, 1)
+        text = "ref" if is_reference else f"{rounded + 0.0:.1f}".replace("-", "−")
+        color = "white" if abs(value) > 0.55 * norm.vmax else "black"
+    elif row is not None:
+        face, text = "white", "?"
+    best = row is not None and bool(row.get("best", False))
+    if row is not None and row.get("bias_rejected", False):
+        text += DAGGER
+    ax.add_patch(Rectangle((j, i), 1, 1, facecolor=face, edgecolor="white", linewidth=0.6))
+    if best:
+        ax.add_patch(Rectangle((j + 0.05, i + 0.07), 0.9, 0.86, facecolor="none",
+                               edgecolor="black", linewidth=0.9))
+    if text:
+        ax.text(j + 0.5, i + 0.53, text, ha="center", va="center", color=color,
+                fontsize=fig_style.small * 0.92, fontweight="bold" if best else "normal")
 
 
 def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                    settings: dict[str, float], x: str) -> Figure | None:
+                    fig_style: FigureStyle, x: str, layout: str = "pages") -> Pages:
     """Exact objective along optimization, mean over seeds with a min–max band; ``x`` is
-    ``"step"`` or ``"wall_s"``."""
+    ``"step"`` or ``"wall_s"``. The comparison of the REBAR, RELAX and DisARM papers, with
+    J(θ) exact instead of a Monte Carlo bound."""
     if traces is None or traces.empty:
-        return None
-    fig, panels = _problem_panels(traces, settings, columns=3)
-    for ax, rows in panels:
-        for estimator, group in rows.groupby("estimator", sort=True):
-            by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
-                                                low=("value", "min"), high=("value", "max"))
-            style = styles[estimator]
-            ax.plot(by_step["x"], by_step["mean"], color=style.color, linewidth=1.1)
-            ax.fill_between(by_step["x"], by_step["low"], by_step["high"], color=style.color,
-                            alpha=0.2, linewidth=0)
-    _shared_labels(fig, {"step": "optimization step", "wall_s": "wall-clock time (s)"}[x],
-                   "exact objective J(θ)")
-    _legend(fig, styles, sorted(traces["estimator"].unique()), settings)
-    return fig
+        return []
+
+    def labels(page: list[str]) -> list[str]:
+        return estimator_order(traces.loc[traces["problem"].isin(page), "estimator"])
+
+    pages: Pages = []
+    for suffix, fig, panels, columns in _problem_grid_pages(
+            traces, fig_style, layout, labels, columns=min(3, fig_style.columns)):
+        for ax, problem in panels:
+            rows = traces[traces["problem"] == problem]
+            for estimator in estimator_order(rows["estimator"]):
+                group = rows[rows["estimator"] == estimator]
+                by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
+                                                    low=("value", "min"),
+                                                    high=("value", "max"))
+                if x == "wall_s":  # log time: the start, at t = 0, is in the by-step figure
+                    by_step = by_step[by_step["x"] > 0]
+                style = styles[estimator]
+                ax.plot(by_step["x"], by_step["mean"], markevery=max(1, len(by_step) // 5),
+                        markersize=fig_style.marker, **style.line_kwargs())
+                ax.fill_between(by_step["x"], by_step["low"], by_step["high"],
+                                color=style.color, alpha=0.15, linewidth=0)
+            if x == "wall_s":
+                log_axis(ax, "x", most=4)
+        handles = [_handle(styles[e], e) for e in labels([p for _, p in panels])]
+        _add_legend(fig, handles, columns, fig_style.small)
+        _shared_labels(fig, {"step": "optimization step",
+                             "wall_s": "wall-clock time (s, log scale)"}[x]
+                       + _train_settings(traces), "exact objective J(θ)")
+        pages.append((suffix, fig))
+    return pages
+
+
+def _train_settings(traces: pd.DataFrame) -> str:
+    """The settings the traces share, for the axis label: ", n = 4, adam, lr = 0.05"."""
+    parts = []
+    for column, text in (("n_samples", "n = {}"), ("optimizer", "{}"), ("lr", "lr = {:g}")):
+        if column in traces and traces[column].nunique() == 1:
+            parts.append(text.format(traces[column].iloc[0]))
+    return "".join(f", {part}" for part in parts)
 
 
 def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                        settings: dict[str, float]) -> Figure | None:
-    """Bias of relaxed estimators against their temperature, one panel per problem.
+                        fig_style: FigureStyle, n: int, layout: str = "pages") -> Pages:
+    """Bias of relaxed estimators against their temperature at one ``n``, one panel per
+    problem.
 
     Drawn when the results hold an estimator at several temperatures, e.g. from
     ``-e gumbel_softmax:temperature=0.1,gumbel_softmax:temperature=1``; the bias of the
     relaxation shrinks as the temperature goes to zero.
     """
-    ok = _ok(frame)
+    ok = ok_cells(frame)
     params = ok["estimator_params"].fillna("{}").map(json.loads)
     temperature = params.map(lambda p: p.get("temperature"))
     ok = ok.assign(temperature=pd.to_numeric(temperature, errors="coerce"),
                    base=ok["estimator"].str.split(":").str[0])
-    ok = ok[ok["temperature"].notna()]
+    ok = ok[ok["temperature"].notna() & (ok["n_samples"] == n)]
     ok = ok[ok.groupby(["problem", "base"])["temperature"].transform("nunique") > 1]
     if ok.empty:
-        return None
-    largest = ok[ok["n_samples"] == ok.groupby("problem")["n_samples"].transform("max")]
-    fig, panels = _problem_panels(largest, settings, columns=3)
-    colors = estimator_styles_for_bases(sorted(largest["base"].unique()), styles)
-    for ax, rows in panels:
-        for base, group in rows.groupby("base", sort=True):
-            group = group.sort_values("temperature")
-            ax.plot(group["temperature"], group["bias_norm"], marker=colors[base].marker,
-                    color=colors[base].color, markersize=3.5, linewidth=1, label=base)
-        _log_axes(ax)
-    _shared_labels(fig, "temperature τ (log scale)", "‖bias‖ (log scale)")
-    _legend(fig, colors, sorted(colors), settings)
-    return fig
+        return []
+    base_styles = {base: styles[min(v for v in styles if v.split(":")[0] == base)]
+                   for base in ok["base"].unique()}
 
+    def labels(page: list[str]) -> list[str]:
+        return estimator_order(ok.loc[ok["problem"].isin(page), "base"])
 
-def estimator_styles_for_bases(bases: list[str], styles: dict[str, EstimatorStyle]
-                               ) -> dict[str, EstimatorStyle]:
-    """One style per estimator family name, taken from the first of its variants."""
-    chosen = {}
-    for base in bases:
-        variant = next((name for name in sorted(styles) if name.split(":")[0] == base), None)
-        chosen[base] = styles[variant] if variant else next(iter(styles.values()))
-    return chosen
+    pages: Pages = []
+    for suffix, fig, panels, columns in _problem_grid_pages(
+            ok, fig_style, layout, labels, columns=min(3, fig_style.columns)):
+        for ax, problem in panels:
+            rows = ok[ok["problem"] == problem]
+            for base in estimator_order(rows["base"]):
+                group = rows[rows["base"] == base].sort_values("temperature")
+                ax.plot(group["temperature"], group["bias_norm"], markersize=fig_style.marker,
+                        **{**base_styles[base].line_kwargs(), "linestyle": "-"})
+            _log_axes(ax)
+        handles = [_handle(base_styles[b], b) for b in labels([p for _, p in panels])]
+        _add_legend(fig, handles, columns, fig_style.small)
+        _shared_labels(fig, f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)")
+        pages.append((suffix, fig))
+    return pages

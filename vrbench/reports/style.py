@@ -1,64 +1,212 @@
-"""One look for every figure: sizes for papers and slides, fonts, and estimator styles."""
+"""One look for every figure: page sizes, fonts, and one identity per estimator.
+
+An estimator's colour encodes its family and its marker (with the fill and line style)
+encodes the member, as the survey of Mohamed et al. (2020, JMLR 21(132), figs. 3-6) colours
+its comparisons by estimator family. Identities come from the registry, not from the
+results at hand, so an estimator looks the same in every figure of every report.
+"""
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib as mpl
 import seaborn as sns
 
-ONE_COLUMN_IN = 3.25
-TWO_COLUMN_IN = 6.75
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+PAGE_HEIGHT_IN = 9.0
+"""No figure is taller than this: a page of a paper less its margins and caption."""
 
-STYLES = {
-    "paper": {"context": "paper", "font_scale": 0.9, "width": TWO_COLUMN_IN, "panel": 1.55,
-              "columns": 4, "chars_per_inch": 15},
-    "column": {"context": "paper", "font_scale": 0.8, "width": ONE_COLUMN_IN, "panel": 1.45,
-               "columns": 2, "chars_per_inch": 16},
-    "slides": {"context": "talk", "font_scale": 0.8, "width": 12.0, "panel": 3.0,
-               "columns": 4, "chars_per_inch": 8},
+
+@dataclass(frozen=True)
+class FigureStyle:
+    """Sizes of one output style, in inches and points."""
+
+    name: str
+    width: float
+    """Width of every figure: the text or column width it is designed for."""
+    max_height: float
+    panel: float
+    """Height of one panel."""
+    columns: int
+    """Panels per row of a per-problem grid."""
+    font: float
+    small: float
+    """Tick labels, legends and in-cell annotations."""
+    marker: float
+    table_width_pt: float
+    """The LaTeX width the tables are split to fit (``\\textwidth`` or ``\\columnwidth`` of a
+    standard two-column article)."""
+    table_env: str
+
+    @property
+    def char_in(self) -> float:
+        """Width of an average character of the small font, in inches."""
+        return 0.55 * self.small / 72
+
+
+STYLES: dict[str, FigureStyle] = {
+    "paper": FigureStyle("paper", width=6.75, max_height=PAGE_HEIGHT_IN, panel=1.5, columns=4,
+                         font=8.0, small=7.0, marker=3.5, table_width_pt=469.0,
+                         table_env="table*"),
+    "column": FigureStyle("column", width=3.25, max_height=PAGE_HEIGHT_IN, panel=1.45,
+                          columns=2, font=7.5, small=6.5, marker=3.2, table_width_pt=229.5,
+                          table_env="table"),
+    "slides": FigureStyle("slides", width=12.0, max_height=6.75, panel=2.6, columns=4,
+                          font=14.0, small=12.0, marker=6.0, table_width_pt=469.0,
+                          table_env="table*"),
 }
 
 
-def apply_style(style: str) -> dict[str, float]:
+def apply_style(style: str) -> FigureStyle:
     """Set seaborn's theme and matplotlib's output settings; returns the style's sizes."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; valid styles: {', '.join(STYLES)}")
-    settings = STYLES[style]
-    sns.set_theme(context=settings["context"], style="ticks", palette="colorblind",
-                  font_scale=settings["font_scale"])
+    chosen = STYLES[style]
+    sns.set_theme(context="paper", style="ticks")
     mpl.rcParams.update({
+        "font.size": chosen.font,
+        "axes.titlesize": chosen.font,
+        "axes.labelsize": chosen.font,
+        "figure.labelsize": chosen.font,
+        "xtick.labelsize": chosen.small,
+        "ytick.labelsize": chosen.small,
+        "legend.fontsize": chosen.small,
+        "legend.title_fontsize": chosen.small,
+        "lines.markersize": chosen.marker,
+        "lines.linewidth": 1.0,
         "pdf.fonttype": 42,  # embed TrueType, not Type 3: editable and accepted by publishers
         "ps.fonttype": 42,
         "svg.fonttype": "path",
         "savefig.dpi": 300,
-        "savefig.bbox": "tight",
+        # The figure is saved at exactly its designed size, so that \includegraphics at
+        # that width prints the fonts at the sizes above.
+        "savefig.bbox": None,
         "figure.constrained_layout.use": True,
         "axes.spines.top": False,
         "axes.spines.right": False,
+        "axes.titlepad": 3.0,
     })
-    return settings
+    return chosen
+
+
+FAMILY_COLORS: dict[str, str] = {
+    # Okabe & Ito's colour-blind-safe set, with Tol's wine, olive and indigo for the rest.
+    # Families that share problems (first six: Bernoulli and Gaussian problems; score
+    # function and policy gradient: MDPs) have the most distinct colours.
+    "score function": "#000000",
+    "pathwise": "#0072B2",
+    "control variate": "#009E73",
+    "discrete": "#D55E00",
+    "measure-valued": "#CC79A7",
+    "relaxation": "#E69F00",
+    "antithetic sampling": "#56B4E9",
+    "quasi-Monte Carlo": "#999933",
+    "stratified sampling": "#882255",
+    "policy gradient": "#332288",
+}
+OTHER_COLORS = ("#777777", "#117733", "#AA4499", "#661100", "#6699CC", "#DDAA33")
+"""Colours of families vrbench does not ship (plugins), chosen by a hash of the name."""
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "*", "<", "d", "h", ">")
+"""Shapes that stay distinct at 3 pt; after these, the same shapes hollow and dashed. The
+order gives the members of each built-in family shapes of different kinds (no pentagon next
+to a hexagon): slots 0-4 score function, 7-10 discrete, 21-25 (8-12) policy gradient."""
 
 
 @dataclass(frozen=True)
 class EstimatorStyle:
-    color: tuple[float, float, float]
+    """How one estimator is drawn everywhere: colour (family), marker and line (member)."""
+
+    color: str
     marker: str
+    linestyle: str
+    filled: bool
+    family: str
+
+    @property
+    def facecolor(self) -> str:
+        return self.color if self.filled else "white"
+
+    def line_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Axes.plot`` for a line with markers."""
+        return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle,
+                "markerfacecolor": self.facecolor, "markeredgecolor": self.color}
 
 
-def estimator_styles(names: Iterable[str]) -> dict[str, EstimatorStyle]:
-    """A fixed color and marker per estimator, the same in every figure of a report.
+def _stable_index(text: str, modulo: int) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % modulo
 
-    Colors come from seaborn's colorblind palette; beyond ten estimators the marker changes
-    too, so no two estimators look alike.
+
+def family_color(family: str) -> str:
+    """The colour of an estimator family, the same in every run."""
+    return FAMILY_COLORS.get(family) or OTHER_COLORS[_stable_index(family, len(OTHER_COLORS))]
+
+
+def _registered() -> dict[str, tuple[str, str]]:
+    """Registered estimator name → (family, origin)."""
+    from vrbench import estimators
+
+    return {e.name: (e.cls.family, e.origin) for e in estimators.registry.entries()}
+
+
+def _known(families: dict[str, str] | None) -> dict[str, str]:
+    """The base name → family pairs of ``families`` that name a family."""
+    return {n.split(":")[0]: f for n, f in (families or {}).items() if isinstance(f, str)}
+
+
+def family_order(families: Iterable[str]) -> list[str]:
+    """Families in the order of :data:`FAMILY_COLORS`, then the others alphabetically."""
+    present = set(families)
+    known = [f for f in FAMILY_COLORS if f in present]
+    return known + sorted(present - set(known))
+
+
+def estimator_order(names: Iterable[str], families: dict[str, str] | None = None) -> list[str]:
+    """Estimators grouped by family (in :func:`family_order`), by name within a family."""
+    names = list(dict.fromkeys(names))
+    family_of = {**{n: f for n, (f, _) in _registered().items()}, **_known(families)}
+    rank = {f: i for i, f in enumerate(family_order(
+        family_of.get(n.split(":")[0], "other") for n in names))}
+    return sorted(names, key=lambda n: (rank[family_of.get(n.split(":")[0], "other")], n))
+
+
+def estimator_styles(names: Iterable[str], families: dict[str, str] | None = None
+                     ) -> dict[str, EstimatorStyle]:
+    """A fixed style for each estimator, independent of which others are drawn.
+
+    Every registered estimator gets a slot: built-ins first, by family (in the order of
+    :data:`FAMILY_COLORS`) and name, then plugins by name. Slot ``i`` has marker
+    ``MARKERS[i % 13]``, filled and solid for ``i < 13`` and hollow and dashed after, so no
+    two estimators share shape, fill and line even in greyscale. Estimators the registry
+    does not know (results from another installation) come after, by name. ``families``
+    (name → family, e.g. from a results table) completes what the registry does not say.
+    Variants of one estimator (``gumbel_softmax:temperature=0.5``) share its colour and
+    marker and differ in line style.
     """
-    palette = sns.color_palette("colorblind", 10)
-    combos = itertools.product(range(len(MARKERS)), range(len(palette)))
+    registered = _registered()
+    family_of = {n: f for n, (f, _) in registered.items()}
+    family_of.update(_known(families))
+    builtins = [n for n, (_, origin) in registered.items() if origin == "builtin"]
+    slots = estimator_order(builtins, family_of)
+    slots += sorted(set(registered) - set(slots))
+    names = sorted(set(names))
+    slots += sorted({n.split(":")[0] for n in names} - set(slots))
+    slot_of = {n: i for i, n in enumerate(slots)}
+    variants: dict[str, list[str]] = {}
+    for name in names:
+        variants.setdefault(name.split(":")[0], []).append(name)
     styles = {}
-    for name, (marker_index, color_index) in zip(sorted(set(names)), combos, strict=False):
-        marker = MARKERS[(marker_index + color_index) % len(MARKERS)]
-        styles[name] = EstimatorStyle(palette[color_index], marker)
+    for name in names:
+        base = name.split(":")[0]
+        slot = slot_of[base]
+        family = family_of.get(base, "other")
+        cycle, marker = divmod(slot, len(MARKERS))
+        solid = cycle % 2 == 0
+        variant = variants[base].index(name)
+        linestyle = ("-", "--", ":", "-.")[(variant + (0 if solid else 1)) % 4]
+        styles[name] = EstimatorStyle(family_color(family), MARKERS[marker], linestyle,
+                                      filled=solid, family=family)
     return styles

@@ -1,0 +1,298 @@
+"""``index.html``: provenance first, a per-problem summary, navigation, the figures, sortable
+tables of every cell, failures and skipped pairs. One self-contained file, no network."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from vrbench.reports.console import format_interval
+from vrbench.reports.style import estimator_order
+from vrbench.reports.tables import pivot
+from vrbench.reports.values import FAMILY_ALPHA, format_sci, problem_order, shown_variance
+
+if TYPE_CHECKING:
+    from vrbench.reports.build import Figure
+    from vrbench.reports.selection import ReportSpec
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;
+color:#222;line-height:1.4}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:.4em 0;
+font-size:.9em;z-index:1} nav a{margin-right:1em}
+h2{margin-top:1.6em;border-bottom:1px solid #eee} figure{margin:1em 0}
+figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.9em;color:#444}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border-bottom:1px solid #e4e4e4;padding:2px 8px;text-align:right;white-space:nowrap}
+td.l,th.l{text-align:left} th{cursor:pointer;background:#f6f6f6;position:sticky;top:2em}
+th.sorted-asc::after{content:" ▲"} th.sorted-desc::after{content:" ▼"}
+.best{font-weight:bold} .exact{color:#1a5e20} .na{color:#999} .bad{color:#b00000}
+.biased{font-style:italic} dl.prov{display:grid;grid-template-columns:max-content auto;
+gap:.1em 1em;font-size:.9em} dl.prov dt{font-weight:600} dl.prov dd{margin:0}
+.note{font-size:.9em;color:#444}
+"""
+
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function(table){
+  table.querySelectorAll('th').forEach(function(th, column){
+    th.addEventListener('click', function(){
+      var body = table.tBodies[0], rows = Array.from(body.rows);
+      var asc = !th.classList.contains('sorted-asc');
+      table.querySelectorAll('th').forEach(function(h){
+        h.classList.remove('sorted-asc','sorted-desc');});
+      th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
+      function key(row){ var cell = row.cells[column];
+        var v = cell.getAttribute('data-sort'); if (v === null) v = cell.textContent;
+        var x = parseFloat(v); return isNaN(x) ? v.toLowerCase() : x; }
+      rows.sort(function(a, b){ var x = key(a), y = key(b);
+        if (typeof x !== typeof y) { x = String(x); y = String(y); }
+        return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); });
+      rows.forEach(function(r){ body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _cell(text: str, sort: float | str | None = None, cls: str = "") -> str:
+    attrs = f" class='{cls}'" if cls else ""
+    if sort is not None:
+        value = sort if isinstance(sort, str) else (repr(float(sort)) if math.isfinite(sort)
+                                                    else "1e308")
+        attrs += f" data-sort='{html.escape(value)}'"
+    return f"<td{attrs}>{text}</td>"
+
+
+def _table(header: Sequence[str], rows: list[str], left: int = 1, sortable: bool = True) -> str:
+    heads = "".join(f"<th class='l'>{html.escape(h)}</th>" if i < left else
+                    f"<th>{html.escape(h)}</th>" for i, h in enumerate(header))
+    cls = " class='sortable'" if sortable else ""
+    return (f"<table{cls}><thead><tr>{heads}</tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
+
+
+def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str,
+                reference: str, n: int | None) -> list[str]:
+    parts = ["<h2 id='provenance'>Provenance</h2>"]
+    for meta in metas:
+        config = meta.get("config", {}) or {}
+        items = [
+            ("results", meta.get("source")),
+            ("created", meta.get("finished") or meta.get("created")),
+            ("vrbench", f"{meta.get('vrbench_version', '?')} (git "
+                        f"{str(meta.get('git_revision') or '?')[:10]})"),
+            ("software", f"torch {meta.get('torch_version', '?')}, numpy "
+                         f"{meta.get('numpy_version', '?')}, python "
+                         f"{meta.get('python_version', '?')}"),
+            ("machine", f"{meta.get('host', '?')} ({meta.get('machine', '?')}, "
+                        f"{meta.get('cpu_count', '?')} cores; device "
+                        f"{config.get('device', 'cpu')}; {meta.get('scheduler', '')})"),
+            ("sweep", f"n = {config.get('n_samples')}, R = {config.get('replicates')}, "
+                      f"seeds {config.get('seeds')}; {meta.get('cells', '?')} cells"),
+        ]
+        if meta.get("partial"):
+            items.insert(1, ("status", "partial: the sweep has not finished (or was "
+                                       "stopped); the cells stored so far"))
+        parts.append("<dl class='prov'>" + "".join(
+            f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items
+            if v is not None) + "</dl>")
+        parts.append("<details><summary>full provenance record</summary><pre>"
+                     + html.escape(json.dumps(meta, indent=2, default=str)) + "</pre></details>")
+    selection = spec.selection if spec else None
+    chosen = []
+    if selection is not None:
+        for key in ("estimators", "problems", "n"):
+            if getattr(selection, key):
+                chosen.append(f"{key}: {', '.join(getattr(selection, key))}")
+    parts.append(f"<p class='note'>This report: style {html.escape(style)}; reference "
+                 f"{html.escape(reference)}; one-n views at n = {n}; "
+                 + html.escape("; ".join(chosen) if chosen else "everything in the results")
+                 + ".</p>")
+    return parts
+
+
+def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
+    ran = frame[frame["status"] != "skipped"]
+    counts = frame["status"].value_counts()
+    parts = ["<h2 id='summary'>Summary</h2>",
+             f"<p>{counts.get('ok', 0)} cells ok, {counts.get('error', 0)} failed, "
+             f"{counts.get('skipped', 0)} incompatible pairs skipped. Best: the unbiased "
+             "estimator of lowest variance at the problem's largest n, and every unbiased one "
+             "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
+             f"(family-wise level {FAMILY_ALPHA:g}).</p>"]
+    rows = []
+    ok = ran[ran["status"] == "ok"]
+    for problem in problem_order(ran):
+        cells = ran[ran["problem"] == problem]
+        good = ok[ok["problem"] == problem]
+        if good.empty:
+            n = int(cells["n_samples"].max())
+            winners = good
+        else:
+            n = int(good["n_samples"].max())
+            at_n = good[good["n_samples"] == n]
+            winners = at_n[at_n["best"]]
+        names = ", ".join(html.escape(e) for e in estimator_order(winners["estimator"]))
+        lead = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
+        ref = good[(good["estimator"] == reference) & (good["n_samples"] == n)]
+        ref_var = shown_variance(ref)["variance"].iloc[0] if not ref.empty else math.nan
+        if lead is None:
+            ratio_cell = _cell("—", math.inf, "na")
+        elif lead["exact"]:
+            ratio_cell = _cell("exact", 0.0, "exact")
+        else:
+            ratio_cell = _cell(format_sci(lead["ratio"], 2), lead["ratio"])
+        failed = int((cells["status"] == "error").sum())
+        flagged = int(cells["bias_rejected"].sum())
+        rows.append("<tr>" + _cell(f"<a href='#cells'>{html.escape(problem)}</a>",
+                                   problem, "l")
+                    + _cell(str(cells["estimator"].nunique()), cells["estimator"].nunique())
+                    + _cell(str(n), n) + _cell(names or "—", names, "l") + ratio_cell
+                    + _cell(format_sci(ref_var, 3), ref_var)
+                    + _cell(str(failed) if failed else "·", failed, "bad" if failed else "")
+                    + _cell(str(flagged) if flagged else "·", flagged,
+                            "bad" if flagged else "") + "</tr>")
+    parts.append(_table(["problem", "ran", "n", "best unbiased (ties)",
+                         f"variance ÷ {reference}", f"{reference} variance", "failed", "†"],
+                        rows))
+    return parts
+
+
+def _pivot_html(frame: pd.DataFrame, n: int, reference: str) -> str:
+    table = pivot(frame, n, reference)
+    rows = []
+    for estimator in table.estimators:
+        cls = "l biased" if estimator in table.italic else "l"
+        cells = [_cell(html.escape(estimator), estimator, cls)]
+        for problem in table.problems:
+            cell = table.cells.get((problem, estimator))
+            if cell is None:
+                cells.append(_cell("—", math.inf, "na"))
+                continue
+            text = html.escape(cell.markdown().replace("**", ""))
+            key = {"exact": 0.0, "err": math.inf, "1": 1.0}.get(cell.mantissa)
+            if key is None:
+                try:
+                    key = float(cell.mantissa.split("(")[0]) * 10.0 ** (cell.exponent or 0)
+                except ValueError:
+                    key = math.inf
+            cls = " ".join(c for c in ("best" if cell.bold else "",
+                                       "exact" if cell.mantissa == "exact" else "",
+                                       "bad" if cell.mantissa == "err" else "") if c)
+            cells.append(_cell(text, key, cls))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return _table(["estimator", *table.problems], rows)
+
+
+def _cells_html(frame: pd.DataFrame) -> str:
+    ran = frame[frame["status"] == "ok"]
+    rows = []
+    for problem in problem_order(ran):
+        cells = ran[ran["problem"] == problem]
+        shown = shown_variance(cells)
+        for estimator in estimator_order(cells["estimator"]):
+            for index, row in cells[cells["estimator"] == estimator].sort_values(
+                    "n_samples").iterrows():
+                v = shown.loc[index]
+                if row["exact"]:
+                    variance = _cell("exact", 0.0, "exact" + (" best" if row["best"] else ""))
+                    rel = _cell("exact", 0.0, "exact")
+                else:
+                    variance = _cell(format_interval(v["variance"], v["low"], v["high"]),
+                                     v["variance"], "best" if row["best"] else "")
+                    rel = _cell(format_sci(row["ratio"], 2), row["ratio"])
+                bias = (_cell("exact", 0.0, "exact") if row["bias_exact"] else
+                        _cell(format_sci(row["bias_norm"], 2)
+                              + (" †" if row["bias_rejected"] else ""), row["bias_norm"],
+                              "bad" if row["bias_rejected"] else ""))
+                cls = "l biased" if row["unbiased_claim"] is False else "l"
+                rows.append("<tr>" + _cell(html.escape(problem), problem, "l")
+                            + _cell(html.escape(estimator), estimator, cls)
+                            + _cell(html.escape(str(row["family"])), str(row["family"]), "l")
+                            + _cell(str(row["n_samples"]), row["n_samples"]) + bias
+                            + _cell(format_sci(row["bias_pvalue"], 2), row["bias_pvalue"])
+                            + variance + rel
+                            + (_cell("exact", 0.0, "exact") if row["exact"] and
+                               row["bias_exact"] else _cell(format_sci(row["mse"], 2),
+                                                            row["mse"]))
+                            + _cell(format_sci(row["time_per_estimate_s"] * 1e6, 2),
+                                    row["time_per_estimate_s"]) + "</tr>")
+    return _table(["problem", "estimator", "family", "n", "‖bias‖", "p(bias)",
+                   "variance (95% CI)", "rel. variance", "MSE", "µs / estimate"], rows, left=3)
+
+
+def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[Figure],
+               formats: Sequence[str], tables: list[str], missing: list[str],
+               reference: str, n: int | None, spec: ReportSpec | None = None,
+               style: str = "paper") -> str:
+    """The report's page."""
+    image = "png" if "png" in formats else ("svg" if "svg" in formats else None)
+    nav = ["<a href='#provenance'>Provenance</a>"]
+    if not frame.empty:
+        nav.append("<a href='#summary'>Summary</a>")
+    nav += [f"<a href='#{f.name}'>{html.escape(f.name.replace('_', ' '))}</a>" for f in figures]
+    if tables:
+        nav.append("<a href='#tables'>Tables</a>")
+    if not frame.empty:
+        nav += ["<a href='#cells'>Every cell</a>", "<a href='#failures'>Failures</a>"]
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             "<title>vrbench report</title>", f"<style>{CSS}</style></head><body>",
+             "<h1>vrbench report</h1>", "<nav>" + " ".join(nav) + "</nav>"]
+    parts += _provenance(metas, spec, style, reference, n)
+    if not frame.empty:
+        parts += _summary(frame, reference)
+    for figure in figures:
+        parts.append(f"<h2 id='{figure.name}'>{html.escape(figure.name.replace('_', ' '))}</h2>")
+        for stem in figure.stems:
+            links = " · ".join(f"<a href='{stem}.{fmt}'>{fmt}</a>" for fmt in formats)
+            img = f"<img src='{stem}.{image}' alt='{stem}'>" if image else ""
+            parts.append(f"<figure>{img}<figcaption>{html.escape(figure.caption)} "
+                         f"<b>{html.escape(stem)}</b>: {links}</figcaption></figure>")
+    if missing:
+        parts.append("<p class='note'>Not drawn, for want of data in this selection: "
+                     + html.escape(", ".join(missing)) + " (variance against samples needs "
+                     "two or more n; the ratio figures need the reference estimator; "
+                     "temperatures need one estimator at several temperatures; training "
+                     "figures need <code>vrbench train</code> traces).</p>")
+    if tables:
+        links = " · ".join(f"<a href='{t}'>{t}</a>" for t in tables)
+        parts.append(f"<h2 id='tables'>Tables</h2><p>{links}</p>")
+        if n is not None:
+            parts.append(f"<p class='note'>Variance relative to {html.escape(reference)} at "
+                         f"n = {n}; 9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹ (95% interval); bold: best "
+                         "unbiased and ties; †: unbiasedness rejected; italic: biased by "
+                         "design; exact: zero variance; —: not applicable.</p>")
+            parts.append(_pivot_html(frame, n, reference))
+    if not frame.empty:
+        ok = frame[frame["status"] == "ok"]
+        parts.append(f"<h2 id='cells'>Every cell</h2><details><summary>{len(ok)} cells "
+                     "(click a column to sort)</summary>" + _cells_html(frame) + "</details>")
+        failed = frame[frame["status"] == "error"]
+        if failed.empty:
+            parts.append("<h2 id='failures'>Failures</h2><p>No failed cells.</p>")
+        else:
+            parts.append(f"<h2 id='failures' class='bad'>Failed cells ({len(failed)})</h2>")
+            rows = ["<tr>" + _cell(html.escape(r.problem), r.problem, "l")
+                    + _cell(html.escape(r.estimator), r.estimator, "l")
+                    + _cell(str(r.n_samples), r.n_samples)
+                    + _cell(html.escape(str(r.error)), None, "l") + "</tr>"
+                    for r in failed.itertuples(index=False)]
+            parts.append(_table(["problem", "estimator", "n", "error"], rows, left=2))
+        skipped = frame[frame["status"] == "skipped"]
+        if not skipped.empty:
+            reasons = skipped.groupby("error", sort=False).agg(
+                pairs=("problem", "size"), problems=("problem", "nunique"))
+            rows = ["<tr>" + _cell(html.escape(str(reason)), str(reason), "l")
+                    + _cell(str(r["pairs"]), r["pairs"]) + _cell(str(r["problems"]),
+                                                                r["problems"]) + "</tr>"
+                    for reason, r in reasons.sort_values("pairs", ascending=False).iterrows()]
+            parts.append(f"<details><summary>Skipped pairs ({len(skipped)}), by reason"
+                         "</summary>" + _table(["reason", "pairs", "problems"], rows)
+                         + "</details>")
+    parts.append(f"<script>{SORT_JS}</script></body></html>")
+    return "\n".join(parts)

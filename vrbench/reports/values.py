@@ -1,0 +1,200 @@
+"""What a report says about each cell: exact or not, bias claim rejected, best or tied,
+variance relative to a reference estimator. Pure functions of a results table, shared by
+the console, the figures, the tables and the HTML page so they never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+FAMILY_ALPHA = 0.05
+"""Family-wise error rate of the bias flags: a sweep of correct estimators shows no flag
+with probability at least 95%, however many cells it has (Bonferroni over every cell whose
+estimator claims unbiasedness)."""
+
+EXACT_RTOL = 1e-12
+"""A variance at most ``EXACT_RTOL × ‖∇J‖²`` is rounding error: the estimator is exact.
+
+Derivation. An exact estimator returns ∇J itself, computed in float64 (unit roundoff
+u = 1.1e-16) through k operations on terms of size up to M‖∇J‖, so its replicates differ
+by at most about k·u·M‖∇J‖ and their measured variance is below (k·u·M)²‖∇J‖². With
+k·M = 10⁶ (a million-fold cancellation) that is 1e-20‖∇J‖²; in the default sweep the exact
+cells measure 1e-26 to 1e-29 ‖∇J‖² (DisARM, antithetic and stratified score function,
+measure-valued on Bernoulli problems). The smallest variance of an estimator that is not
+exact is 1e-6 ‖∇J‖² (the optimal baseline on ``bernoulli_toy``), so 1e-12 separates the two
+by six decades either way. The same floor applies to a bias: ``‖bias‖² ≤ EXACT_RTOL ×
+‖∇J‖²``. Where ∇J = 0 the scale is the largest variance among the cells of that problem and
+n, the size of the terms an estimator there cancels.
+"""
+
+REFERENCE = "score_function"
+"""The estimator others are compared with, unless a report chooses another."""
+
+MARKS = ("exact", "bias_exact", "bias_rejected", "applicable")
+
+
+def _scale2(frame: pd.DataFrame) -> pd.Series:
+    grad2 = frame["true_grad_norm"].astype(float) ** 2
+    largest = frame.groupby(["problem", "n_samples"])["variance"].transform("max").astype(float)
+    return grad2.where(grad2 > 0, largest).fillna(0.0)
+
+
+def annotate(frame: pd.DataFrame, alpha: float = FAMILY_ALPHA) -> pd.DataFrame:
+    """The results table with the marks every view uses, as boolean columns:
+
+    * ``exact``: the variance is rounding error (see :data:`EXACT_RTOL`);
+    * ``bias_exact``: so is the measured bias;
+    * ``bias_rejected``: the estimator claims unbiasedness and the bias test rejects it at
+      family-wise level ``alpha`` over every such cell of the table (Bonferroni);
+    * ``applicable``: the cell ran (ok or failed), as opposed to an incompatible pair.
+
+    Annotate the whole results before selecting from them, so that the family of the bias
+    test is the sweep, and a flag does not depend on what a figure shows.
+    """
+    frame = frame.copy()
+    ok = (frame["status"] == "ok") & frame["variance"].notna()
+    scale2 = _scale2(frame)
+    variance = frame["variance"].astype(float)
+    frame["exact"] = ok & (variance <= EXACT_RTOL * scale2)
+    frame["bias_exact"] = ok & (frame["bias_norm"].astype(float) ** 2 <= EXACT_RTOL * scale2)
+    claims = ok & (frame["unbiased_claim"].fillna(False).astype(bool)) & \
+        frame["bias_pvalue"].notna()
+    threshold = alpha / max(1, int(claims.sum()))
+    frame["bias_rejected"] = claims & (frame["bias_pvalue"].astype(float) < threshold)
+    frame["applicable"] = frame["status"] != "skipped"
+    return frame
+
+
+def ok_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells that ran without error and measured a variance."""
+    return frame[(frame["status"] == "ok") & frame["variance"].notna()]
+
+
+def shown_variance(rows: pd.DataFrame) -> pd.DataFrame:
+    """``variance``, ``low`` and ``high`` as reported: exactly 0 for exact cells."""
+    exact = rows["exact"].to_numpy(dtype=bool)
+    values = {key: np.where(exact, 0.0, rows[column].astype(float).to_numpy())
+              for key, column in (("variance", "variance"), ("low", "variance_ci_low"),
+                                  ("high", "variance_ci_high"))}
+    return pd.DataFrame(values, index=rows.index)
+
+
+def unbiased_candidates(rows: pd.DataFrame) -> pd.Series:
+    """Cells that may be called best: claimed unbiased, and the claim not rejected."""
+    return rows["unbiased_claim"].fillna(False).astype(bool) & ~rows["bias_rejected"]
+
+
+def best(frame: pd.DataFrame) -> pd.Series:
+    """Per (problem, n): the unbiased estimator of lowest variance, and every unbiased one
+    whose 95% interval overlaps its interval (a tie at this precision). Biased estimators,
+    by claim or by test, are never best. Exact estimators have the interval [0, 0], so when
+    one is best, only the other exact ones tie with it."""
+    ok = ok_cells(frame)
+    marks = pd.Series(False, index=frame.index)
+    candidates = ok[unbiased_candidates(ok)]
+    if candidates.empty:
+        return marks
+    shown = shown_variance(candidates)
+    for _, group in shown.groupby([candidates["problem"], candidates["n_samples"]]):
+        leader = group["variance"].idxmin()
+        ties = group.index[group["low"] <= group.loc[leader, "high"]]
+        marks[ties] = True
+    return marks
+
+
+def ratio_interval(value: float, low: float, high: float, ref: float, ref_low: float,
+                   ref_high: float) -> tuple[float, float, float]:
+    """``value / ref`` with a 95% interval, the two estimates independent.
+
+    The log of each interval's half-widths are combined in quadrature (the delta method on
+    log variance, whose sampling distribution is close to symmetric): an interval of the
+    ratio that reflects the uncertainty of both variances.
+    """
+    if not (ref > 0 and math.isfinite(ref)):
+        return math.nan, math.nan, math.nan
+    ratio = value / ref
+    if value <= 0:
+        return 0.0, 0.0, 0.0
+
+    def log_half(v: float, lo: float, hi: float) -> tuple[float, float]:
+        down = math.log(v / lo) if lo > 0 else math.inf
+        up = math.log(hi / v) if hi > 0 else 0.0
+        return down, up
+
+    down, up = log_half(value, low, high)
+    ref_down, ref_up = log_half(ref, ref_low, ref_high)
+    lower = ratio * math.exp(-math.hypot(down, ref_up)) if math.isfinite(down) else 0.0
+    upper = ratio * math.exp(math.hypot(up, ref_down)) if math.isfinite(ref_down) else math.inf
+    return ratio, lower, upper
+
+
+def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None = None
+             ) -> pd.DataFrame:
+    """Each ok cell's variance (times ``cost`` per estimate, if given: ``"f_evals"`` or
+    ``"time_per_estimate_s"``) relative to ``reference`` on the same problem and n, with
+    its 95% interval: columns ``ratio``, ``ratio_low``, ``ratio_high``. Cells without a
+    reference (or with an exact one) get NaN. Costs are single measurements: their
+    uncertainty is not in the interval."""
+    ok = ok_cells(frame)
+    shown = shown_variance(ok)
+    weight = ok[cost].astype(float) if cost else pd.Series(1.0, index=ok.index)
+    ref_rows = ok[ok["estimator"] == reference]
+    refs = {(p, n): (s["variance"] * w, s["low"] * w, s["high"] * w)
+            for p, n, (_, s), w in zip(ref_rows["problem"], ref_rows["n_samples"],
+                                       shown.loc[ref_rows.index].iterrows(),
+                                       weight[ref_rows.index], strict=True)}
+    out = []
+    for index, row in ok.iterrows():
+        ref = refs.get((row["problem"], row["n_samples"]))
+        s, w = shown.loc[index], weight[index]
+        if ref is None or not math.isfinite(w):
+            out.append((math.nan, math.nan, math.nan))
+            continue
+        out.append(ratio_interval(s["variance"] * w, s["low"] * w, s["high"] * w, *ref))
+    return pd.DataFrame(out, index=ok.index, columns=["ratio", "ratio_low", "ratio_high"])
+
+
+def one_n(frame: pd.DataFrame, requested: int | None = None) -> int | None:
+    """The sample size of a one-n view: ``requested``, or the largest in the table."""
+    ran = ok_cells(frame)
+    if ran.empty:
+        return None
+    if requested is not None:
+        return requested
+    return int(ran["n_samples"].max())
+
+
+def problem_groups(frame: pd.DataFrame) -> list[list[str]]:
+    """Problems grouped by the families of estimators that ran on them (Bernoulli problems
+    together, Gaussian ones together, MDPs together), groups and problems in the results'
+    order, so that split figures and tables have pages of alike problems with short
+    legends."""
+    ran = ok_cells(frame) if "status" in frame else frame
+    key = "family" if "family" in ran else "estimator"
+    problems = list(dict.fromkeys(frame["problem"]))
+    signature = {p: frozenset(ran.loc[ran["problem"] == p, key].dropna()) for p in problems}
+    groups: dict[frozenset[str], list[str]] = {}
+    for problem in problems:
+        groups.setdefault(signature[problem], []).append(problem)
+    return list(groups.values())
+
+
+def problem_order(frame: pd.DataFrame) -> list[str]:
+    """The problems of :func:`problem_groups`, one list."""
+    return [p for group in problem_groups(frame) for p in group]
+
+
+def format_sci(value: float, digits: int = 3) -> str:
+    """``value`` in the reports' one number format, mantissa and exponent: ``1.23e-3``."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)))
+    mantissa = round(value / 10**exponent, digits - 1)
+    if abs(mantissa) >= 10:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.{digits - 1}f}e{exponent}"
