@@ -79,7 +79,8 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     sizes = ", ".join(str(n) for n in sorted(ran["n_samples"].unique())) or "—"
     parts.append(Text(
         f"{counts.get('ok', 0)} cells ok, {counts.get('error', 0)} failed, "
-        f"{counts.get('skipped', 0)} incompatible pairs skipped; n = {sizes}"))
+        + (f"{counts['missing']} missing, " if counts.get("missing", 0) else "")
+        + f"{counts.get('skipped', 0)} incompatible pairs skipped; n = {sizes}"))
     if ran.empty:
         parts.append(_skip_reasons(marked))
         return Group(*parts)
@@ -109,23 +110,23 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
             names = ", ".join(sorted(winners["estimator"], key=lambda e: e != leader["estimator"]))
             ratio = ("exact" if leader["exact"] else
                      format_sci(leader["ratio"], 2) if pd.notna(leader["ratio"]) else "—")
-        failed = int((rows["status"] == "error").sum())
+        failed = int(rows["status"].isin(["error", "missing"]).sum())
         flagged = int(rows["bias_rejected"].sum())
         table.add_row(escape(problem), str(rows["estimator"].nunique()), str(n),
                       escape(names), ratio,
                       f"[red]{failed}[/red]" if failed else "·",
                       f"[red]{flagged}[/red]" if flagged else "·")
     parts.append(table)
-    failures = ran[ran["status"] == "error"]
+    failures = ran[ran["status"].isin(["error", "missing"])]
     if not failures.empty:
-        parts.append(Text("Failed cells:", style="bold red"))
+        parts.append(Text("Failed (error) and missing cells:", style="bold red"))
         for row in failures.head(20).itertuples(index=False):
             error = str(row.error).split("\n")[0]
-            where = f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
+            where = f"  {row.problem} · {row.estimator} · n={row.n_samples} · {row.status}: "
             parts.append(Text(_clip(where + error, SUMMARY_WIDTH)))
         if len(failures) > 20:
-            parts.append(Text(f"  … and {len(failures) - 20} more (status 'error' in the "
-                              "results)"))
+            parts.append(Text(f"  … and {len(failures) - 20} more (status 'error' or "
+                              "'missing' in the results)"))
     rejected = ran[ran["bias_rejected"]]
     if not rejected.empty:
         claims = int((ok["unbiased_claim"].fillna(False).astype(bool)).sum())

@@ -411,7 +411,7 @@ def _work_label(row: pd.Series, biased: set[str], reference: str) -> str:
     if row.get("bias_rejected", False):
         label += f" {DAGGER}"
     if row["status"] != "ok":
-        label += " (failed)"
+        label += " (failed)" if row["status"] == "error" else " (missing)"
     elif row["estimator"] == reference:
         label += " (ref.)"
     return label
@@ -562,7 +562,7 @@ def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlo
                is_reference: bool) -> None:
     face, text, color = "0.87", "", "black"  # grey: not applicable, or not in the results
     if row is not None and row["status"] != "ok":
-        face, text, color = "white", "err", "#B00000"
+        face, text, color = "white", "err" if row["status"] == "error" else "miss", "#B00000"
     elif row is not None and row["exact"]:
         face, text, color = cmap(norm(norm.vmin)), "exact", "white"
     elif row is not None and pd.notna(row["ratio"]) and row["ratio"] > 0:

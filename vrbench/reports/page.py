@@ -121,6 +121,7 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
     counts = frame["status"].value_counts()
     parts = ["<h2 id='summary'>Summary</h2>",
              f"<p>{counts.get('ok', 0)} cells ok, {counts.get('error', 0)} failed, "
+             f"{counts.get('missing', 0)} missing (not computed), "
              f"{counts.get('skipped', 0)} incompatible pairs skipped. Best: the unbiased "
              "estimator of lowest variance at the problem's largest n, and every unbiased one "
              "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
@@ -147,7 +148,7 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
             ratio_cell = _cell("exact", 0.0, "exact")
         else:
             ratio_cell = _cell(format_sci(lead["ratio"], 2), lead["ratio"])
-        failed = int((cells["status"] == "error").sum())
+        failed = int(cells["status"].isin(["error", "missing"]).sum())
         flagged = int(cells["bias_rejected"].sum())
         rows.append("<tr>" + _cell(f"<a href='#cells'>{html.escape(problem)}</a>",
                                    problem, "l")
@@ -272,17 +273,20 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
         ok = frame[frame["status"] == "ok"]
         parts.append(f"<h2 id='cells'>Every cell</h2><details><summary>{len(ok)} cells "
                      "(click a column to sort)</summary>" + _cells_html(frame) + "</details>")
-        failed = frame[frame["status"] == "error"]
+        failed = frame[frame["status"].isin(["error", "missing"])]
         if failed.empty:
-            parts.append("<h2 id='failures'>Failures</h2><p>No failed cells.</p>")
+            parts.append("<h2 id='failures'>Failures</h2><p>No failed or missing cells.</p>")
         else:
-            parts.append(f"<h2 id='failures' class='bad'>Failed cells ({len(failed)})</h2>")
+            parts.append(f"<h2 id='failures' class='bad'>Failed and missing cells "
+                         f"({len(failed)})</h2>")
             rows = ["<tr>" + _cell(html.escape(r.problem), r.problem, "l")
                     + _cell(html.escape(r.estimator), r.estimator, "l")
                     + _cell(str(r.n_samples), r.n_samples)
+                    + _cell(html.escape(r.status), r.status, "l")
                     + _cell(html.escape(str(r.error)), None, "l") + "</tr>"
                     for r in failed.itertuples(index=False)]
-            parts.append(_table(["problem", "estimator", "n", "error"], rows, left=2))
+            parts.append(_table(["problem", "estimator", "n", "status", "error"], rows,
+                                left=2))
         skipped = frame[frame["status"] == "skipped"]
         if not skipped.empty:
             reasons = skipped.groupby("error", sort=False).agg(

@@ -101,7 +101,7 @@ def relative_cell(row: pd.Series, reference: str) -> Cell:
     """The pivot's entry for one cell: its variance relative to ``reference``."""
     marks = {"bold": bool(row.get("best", False)), "dagger": bool(row["bias_rejected"])}
     if row["status"] != "ok":
-        return Cell("err", numeric=False, dagger=False)
+        return Cell("err" if row["status"] == "error" else "miss", numeric=False, dagger=False)
     if row["exact"]:
         return Cell("exact", numeric=False, **marks)
     if row["estimator"] == reference:
@@ -286,7 +286,8 @@ def _cell_values(row: pd.Series, reference: str) -> dict[str, Cell]:
     n = Cell(str(int(row["n_samples"])))
     if row["status"] != "ok":
         error = str(row["error"]).split("\n")[0][:60]
-        return {"n": n, "error": Cell("failed: " + error, numeric=False)}
+        label = "failed" if row["status"] == "error" else "missing"
+        return {"n": n, "error": Cell(f"{label}: {error}", numeric=False)}
     bias = Cell("exact", numeric=False) if row["bias_exact"] else _sci_cell(row["bias_norm"], 2)
     bias = Cell(bias.mantissa, bias.exponent, dagger=bool(row["bias_rejected"]),
                 numeric=bias.numeric)
