@@ -555,7 +555,7 @@ def test_index_leads_with_provenance_and_a_summary(styled):
     page = (styled[1] / "index.html").read_text()
     assert page.index("id='provenance'") < page.index("id='summary'") < page.index("<figure>")
     assert "<nav>" in page and "class='sortable'" in page
-    assert "Failed cells (1)" in page and "class='bad'" in page
+    assert "Failed and missing cells (1)" in page and "class='bad'" in page
     assert not re.search(r"\de-(1[89]|[23]\d)", page)  # rounding noise shown as "exact"
     assert page.count(">exact<") >= 3
 
@@ -564,14 +564,14 @@ def test_index_without_failures_says_so_quietly(results, tmp_path):
     build_report([results], tmp_path, formats=["png"],
                  spec=ReportSpec().override(estimators="score_function,rloo"))
     page = (tmp_path / "index.html").read_text()
-    assert "Failed cells" not in page and "No failed cells." in page
+    assert "Failed and missing" not in page and "No failed or missing cells." in page
 
 
 def test_index_shows_figures_failures_and_provenance(report):
     page = (report / "index.html").read_text()
     for name in FIGURES:
         assert f"src='{name}.png'" in page
-    assert "Failed cells (4)" in page and "exploded on purpose" in page
+    assert "Failed and missing cells (4)" in page and "exploded on purpose" in page
     assert "torch_version" in page and "git_revision" in page
 
 

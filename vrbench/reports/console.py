@@ -122,7 +122,8 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         parts.append(Text("Failed (error) and missing cells:", style="bold red"))
         for row in failures.head(20).itertuples(index=False):
             error = str(row.error).split("\n")[0]
-            where = f"  {row.problem} · {row.estimator} · n={row.n_samples} · {row.status}: "
+            where = (f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
+                     + ("(missing) " if row.status == "missing" else ""))
             parts.append(Text(_clip(where + error, SUMMARY_WIDTH)))
         if len(failures) > 20:
             parts.append(Text(f"  … and {len(failures) - 20} more (status 'error' or "
