@@ -12,6 +12,9 @@ from vrbench.components import check
 from vrbench.problems import register
 from vrbench.problems.base import DTYPE, Capability, Problem, check_size
 
+MAX_SUPPORT_BITS = 12
+"""Up to this many bits the support (2^D vectors) is enumerated."""
+
 
 @register("bernoulli_toy")
 @dataclass(frozen=True)
@@ -63,11 +66,28 @@ class BernoulliToy(Problem):
     def harden(self, relaxed: Tensor) -> Tensor:
         return (relaxed > 0.5).to(DTYPE)
 
+    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
+        """``u`` given ``b = 1[u > 1 − p]``: uniform on ``(1 − p, 1)`` or ``(0, 1 − p)``."""
+        p = torch.sigmoid(theta)
+        return torch.where(hard > 0, 1 - p + uniforms * p, uniforms * (1 - p))
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        return torch.sigmoid(theta)
+
     def f(self, samples: Tensor) -> Tensor:
         return ((samples - self.t) ** 2).mean(dim=-1)
 
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         return samples - torch.sigmoid(theta)
+
+    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
+        return (samples * theta - torch.nn.functional.softplus(theta)).sum(-1)
+
+    def support(self) -> Tensor:
+        if self.dim > MAX_SUPPORT_BITS:
+            raise NotImplementedError(f"{self.name}: 2^{self.dim} outcomes are too many to list")
+        bits = (torch.arange(2**self.dim)[:, None] >> torch.arange(self.dim)) & 1
+        return bits.to(DTYPE)[None]
 
     def value(self, theta: Tensor) -> Tensor:
         p = torch.sigmoid(theta)
