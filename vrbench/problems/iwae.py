@@ -22,8 +22,7 @@ MAX_TUPLES = 2**18
 @register("iwae_digits")
 @dataclass(frozen=True)
 class IWAEDigits(Problem):
-    """The K-sample importance-weighted bound of a binary-latent VAE on digits, w.r.t. the
-    encoder.
+    """The K-sample importance-weighted bound of a binary-latent VAE on digits (θ: encoder).
 
     Encoder ``q(z|x) = Π_l Bernoulli(z_l; sigmoid(W x + c)_l)`` with ``L = latents`` bits,
     ``θ = (W ∈ R^{L×64}, c ∈ R^L)``; fixed decoder ``Bernoulli(sigmoid(V z + d))`` (V drawn
