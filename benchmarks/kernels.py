@@ -135,6 +135,115 @@ def floor_vae(estimator: str, replicates: int, n: int, rng: np.random.Generator,
     return np.concatenate([grad_weights, weighted.sum(1)], axis=1)
 
 
+def floor_arms(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+               theta: np.ndarray | None = None, t: float = 0.499) -> np.ndarray:
+    """ARMS with the Dirichlet copula on ``bernoulli_vector`` (D = 20, f = mean (b − t)²)."""
+    assert estimator == "arms"
+    p = 1 / (1 + np.exp(-(theta if theta is not None else np.zeros(20))))
+    q = np.minimum(p, 1 - p)
+    exponentials = -np.log1p(-rng.random((replicates, n, p.size)))
+    u = (1 - exponentials / exponentials.sum(axis=1, keepdims=True)) ** (n - 1)
+    bits = np.where(p < 0.5, u < p, 1 - u < p).astype(np.float64)
+    both = np.maximum(2 * q ** (1 / (n - 1)) - 1, 0.0) ** (n - 1)
+    f = ((bits - t) ** 2).mean(-1)
+    centred = (f - f.mean(axis=1, keepdims=True)) * n / (n - 1)
+    return (centred[..., None] * (bits - p)).mean(axis=1) * p * (1 - p) / (q - both)
+
+
+class PottsModel(NamedTuple):
+    """``categorical_potts`` at its initial θ: fields ``(D, K)``, couplings ``(D, D)`` (upper
+    triangle) and logits ``(D, K)``, drawn like vrbench's."""
+
+    fields: np.ndarray
+    couplings: np.ndarray
+    logits: np.ndarray
+
+
+def potts_model(variables: int = 5, categories: int = 4, seed: int = 0) -> PottsModel:
+    g = torch.Generator().manual_seed(seed)
+    fields = torch.randn(variables, categories, generator=g, dtype=torch.float64).numpy()
+    couplings = torch.randn(variables, variables, generator=g, dtype=torch.float64).numpy()
+    logits = 0.5 * torch.randn(variables * categories,
+                               generator=torch.Generator().manual_seed(seed + 1),
+                               dtype=torch.float64).numpy()
+    return PottsModel(fields, np.triu(couplings, 1), logits.reshape(variables, categories))
+
+
+def floor_indecater(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+                    model: PottsModel | None = None) -> np.ndarray:
+    """IndeCateR on ``categorical_potts``: f evaluated at all D·K one-variable changes of each
+    draw, as the estimator does for a black-box f."""
+    assert estimator == "indecater"
+    fields, couplings, logits = model if model is not None else potts_model()
+    variables, categories = logits.shape
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    u = rng.random((replicates, n, variables, 1))
+    codes = np.minimum((u > probs.cumsum(-1)).sum(-1), categories - 1)
+    x = np.eye(categories)[codes]  # (R, n, D, K)
+    same = np.eye(variables, dtype=bool)[:, None, :, None]
+    variants = np.where(same, np.eye(categories)[None, :, None, :], x[..., None, None, :, :])
+    overlaps = variants @ variants.swapaxes(-1, -2)
+    values = (variants * fields).sum((-2, -1)) + (overlaps * couplings).sum((-2, -1))
+    centred = values - (values * probs).sum(-1, keepdims=True)
+    return (probs * centred).mean(axis=1).reshape(replicates, -1)
+
+
+class IWAEModel(NamedTuple):
+    """``iwae_digits`` at its initial θ: images ``(B, 64)``, decoder ``(64, L)`` and offset,
+    encoder ``W (L, 64)`` and ``c``, and the number of codes K."""
+
+    images: np.ndarray
+    decoder: np.ndarray
+    offset: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+    codes: int
+
+
+def iwae_model(batch: int = 4, latents: int = 4, codes: int = 4, seed: int = 0) -> IWAEModel:
+    base = vae_model(batch, seed, latents)
+    weights = 0.3 * torch.randn(latents * 64, generator=torch.Generator().manual_seed(seed + 1),
+                                dtype=torch.float64).numpy()
+    return IWAEModel(base.images, base.decoder, base.offset, weights.reshape(latents, 64),
+                     np.zeros(latents), codes)
+
+
+def floor_vimco(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+                model: IWAEModel | None = None) -> np.ndarray:
+    """VIMCO (or, for ``multi_sample_score_function``, the shared signal L) on ``iwae_digits``."""
+    images, decoder, offset, weights, bias, count = model if model is not None else iwae_model()
+    batch, latents = images.shape[0], weights.shape[0]
+    logits = images @ weights.T + bias  # (B, L)
+    probs = 1 / (1 + np.exp(-logits))
+    codes = (rng.random((replicates, n, batch, count, latents)) < probs[:, None]).astype(
+        np.float64)
+    matched = (codes * (images @ decoder)[:, None]).sum(-1) + (images @ offset)[:, None]
+    log_joint = matched - _softplus(codes @ decoder.T + offset).sum(-1) - latents * np.log(2)
+    log_w = log_joint - _log_bernoulli(codes, logits[:, None])  # (R, n, B, K)
+    top = log_w.max(-1, keepdims=True)
+    bound = top + np.log(np.exp(log_w - top).mean(-1, keepdims=True))
+    normalized = np.exp(log_w - top) / np.exp(log_w - top).sum(-1, keepdims=True)
+    signal = bound
+    if estimator == "vimco":
+        others = (log_w.sum(-1, keepdims=True) - log_w) / (count - 1)
+        replaced = np.where(np.eye(count, dtype=bool), others[..., None], log_w[..., None, :])
+        peak = replaced.max(-1)
+        loo = peak + np.log(np.exp(replaced - peak[..., None]).sum(-1)) - np.log(count)
+        signal = bound - loo
+    per_image = np.einsum("rnbk,rnbkl->rbl", (signal - normalized) / batch,
+                          codes - probs[:, None]) / n
+    grad_weights = np.einsum("rbl,bp->rlp", per_image, images).reshape(replicates, -1)
+    return np.concatenate([grad_weights, per_image.sum(1)], axis=1)
+
+
+ESTIMATOR_FLOOR = {("arms", "bernoulli_vector"): floor_arms,
+                   ("indecater", "categorical_potts"): floor_indecater,
+                   ("vimco", "iwae_digits"): floor_vimco,
+                   ("multi_sample_score_function", "iwae_digits"): floor_vimco}
+"""Floors of estimators beyond the score function, each on one problem it applies to."""
+
+
 def streamed(kernel, estimator: str, replicates: int, n: int, rng: np.random.Generator,
              chunk: int = 100_000, **kwargs) -> np.ndarray:
     """The mean of ``replicates`` estimates of ``kernel``, computed ``chunk`` at a time and not

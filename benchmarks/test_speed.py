@@ -31,6 +31,10 @@ NAIVE_REPLICATES = {"bernoulli_toy": 200, "bandit_gaussian_10": 200, "frozenlake
 FLOOR_CHUNK = {"bernoulli_toy": 1_000_000, "bandit_gaussian_10": 250_000, "frozenlake": 25_000,
                "sigmoid_belief_vae_digits": 2_500}
 """Replicates per numpy call, so that the floor's arrays stay within a few hundred MB."""
+ESTIMATOR_FLOOR_CHUNK = {"arms": 100_000, "indecater": 10_000, "vimco": 5_000}
+ESTIMATOR_CASES = [case for case in kernels.ESTIMATOR_FLOOR if case[0] in ESTIMATOR_FLOOR_CHUNK]
+"""Estimators beyond the score function, each on a problem with a numpy floor (no naive loop:
+the tutorial form of these estimators is no shorter than the vectorized one)."""
 
 
 def _run_vrbench(estimator, problem, theta, replicates):
@@ -40,7 +44,7 @@ def _run_vrbench(estimator, problem, theta, replicates):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize(("estimator_name", "problem_name"), CASES)
+@pytest.mark.parametrize(("estimator_name", "problem_name"), CASES + ESTIMATOR_CASES)
 def test_vrbench(benchmark, estimator_name, problem_name, size):
     estimator, problem = estimators.make(estimator_name), problems.make(problem_name)
     replicates = SIZES[size]
@@ -65,6 +69,19 @@ def test_numpy_floor(benchmark, estimator_name, problem_name, size):
                        args=(kernels.FLOOR[problem_name], estimator_name, replicates, N_SAMPLES,
                              rng),
                        kwargs={"chunk": FLOOR_CHUNK[problem_name], **extra},
+                       rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("estimator_name", "problem_name"), ESTIMATOR_CASES)
+def test_estimator_numpy_floor(benchmark, estimator_name, problem_name, size):
+    replicates = SIZES[size]
+    benchmark.group = f"{problem_name} {estimator_name}"
+    benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
+    benchmark.pedantic(kernels.streamed,
+                       args=(kernels.ESTIMATOR_FLOOR[estimator_name, problem_name],
+                             estimator_name, replicates, N_SAMPLES, np.random.default_rng(0)),
+                       kwargs={"chunk": ESTIMATOR_FLOOR_CHUNK[estimator_name]},
                        rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
 
 

@@ -22,11 +22,17 @@ def make(name: str, params: Mapping[str, Any] | None = None) -> Estimator:
 # Importing the built-in modules registers them.
 from vrbench.estimators import (  # noqa: E402, F401
     arm,
+    arms,
     baseline,
     delta_method,
     ema_baseline,
+    exact,
+    gumbel_rao,
+    indecater,
     measure_valued,
+    muprop,
     noise_schemes,
+    nvil,
     optimal_baseline,
     rebar,
     relaxed,
@@ -34,6 +40,8 @@ from vrbench.estimators import (  # noqa: E402, F401
     reward_to_go,
     rloo,
     score_function,
+    vimco,
+    without_replacement,
 )
 
 __all__ = ["Estimator", "make", "register", "registry", "weighted_score"]

@@ -46,7 +46,10 @@ class DisARM(Estimator):
     ``ĝ_i = ½ (f(b) − f(b̃)) (−1)^{b̃_i} 1[b_i ≠ b̃_i] σ(|θ_i|)``, averaged over n pairs.
     Unbiased, never of higher variance than ARM; two evaluations of f per draw. Dong, Mnih &
     Tucker, "DisARM: An antithetic gradient estimator for binary latent variables",
-    NeurIPS 2020, equation 5.
+    NeurIPS 2020, equation 5. Derived independently as U2G, written
+    ``½ (f(b̃) − f(b)) (b̃ − b) max(p, 1 − p)``, by Yin, Ho, Yan, Qian & Zhou, "Probabilistic
+    best subset selection via gradient-based optimization", arXiv:2006.06448, 2020: the same
+    estimator, so vrbench lists it once.
     """
 
     family = "discrete"

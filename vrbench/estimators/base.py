@@ -39,6 +39,10 @@ class Estimator(Component, abc.ABC):
         missing = sorted(self.requires - problem.capabilities)
         if missing:
             return f"{self.name} requires a problem that is {', '.join(missing)}"
+        if (Capability.MULTI_SAMPLE in problem.capabilities
+                and Capability.MULTI_SAMPLE not in self.requires):
+            return (f"{self.name} assumes ∇J = E[f ∇θ log p], which does not hold for the "
+                    "multi-sample objective of a multi_sample problem")
         if n_samples < self.min_samples:
             return f"{self.name} needs n_samples >= {self.min_samples}, got {n_samples}"
         return None
@@ -106,3 +110,36 @@ def pathwise_from_uniforms(problem: Problem, theta: Tensor, uniforms: Tensor) ->
     return per_replicate_gradient(
         theta, uniforms.shape[0],
         lambda copies: problem.f(problem.from_uniforms(copies, uniforms)).mean(dim=1))
+
+
+MAX_SUPPORT = 2**16
+"""Largest support that estimators enumerating it (exactly or without replacement) accept."""
+
+
+def enumerable_support(problem: Problem) -> Any:
+    """``problem.support()`` if it lists at most :data:`MAX_SUPPORT` outcomes with an exact
+    ``log_prob``, else ``None``."""
+    if type(problem).log_prob is Problem.log_prob:
+        return None
+    try:
+        support = problem.support()
+    except NotImplementedError:
+        return None
+    return support if support_size(support) <= MAX_SUPPORT else None
+
+
+def support_size(samples: Any) -> int:
+    """The number of samples in a batch of shape ``(1, N)`` (any structure of tensors)."""
+    leaf = samples
+    while not isinstance(leaf, Tensor):
+        leaf = leaf[0]
+    return leaf.shape[1]
+
+
+def take(samples: Any, index: Tensor) -> Any:
+    """The samples at positions ``index`` (shape ``(R, n)``) of a batch of shape ``(1, N)``,
+    for samples that are tensors or (named) tuples of them."""
+    if isinstance(samples, Tensor):
+        return samples[0][index]
+    parts = [take(part, index) for part in samples]
+    return type(samples)(*parts) if hasattr(samples, "_fields") else type(samples)(parts)

@@ -24,8 +24,12 @@ from vrbench.problems import (  # noqa: E402, F401
     bandits,
     bernoulli,
     categorical,
+    categorical_vae,
     gaussian,
+    ising,
+    iwae,
     mdp,
+    potts,
     vae,
 )
 

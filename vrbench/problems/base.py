@@ -76,6 +76,18 @@ class Capability(StrEnum):
     """x ~ N(μ, σ²) with θ = (μ, σ): measure-valued gradients apply."""
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
+    CATEGORICAL_LOGITS = "categorical_logits"
+    """x is D independent categoricals of K categories whose logits are θ (row-major D×K),
+    samples are one-hot ``(R, n, D, K)`` and f accepts any one-hot tensor: IndeCateR
+    applies."""
+    AMORTIZED = "amortized"
+    """A sample holds one latent per data item, drawn independently from q(z_b | x_b; θ), and
+    f = (1/B) Σ_b f_b(z_b) (see :meth:`Problem.item_f`): input-dependent baselines (NVIL)
+    apply."""
+    MULTI_SAMPLE = "multi_sample"
+    """f is a multi-sample bound (1/B) Σ_b log (1/K) Σ_k w(x_b, z_bk) whose importance weights
+    depend on θ (see :meth:`Problem.log_weights`): ∇J is not E[f ∇θ log p], so only
+    estimators that require this capability run on it."""
 
     @property
     def description(self) -> str:
@@ -107,6 +119,13 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
     Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
                           "f_relaxed accepts and harden() rounds to an exact sample: "
                           "Gumbel-softmax, straight-through, REBAR and RELAX apply",
+    Capability.CATEGORICAL_LOGITS: "x is D independent categoricals of K categories with "
+                                   "logits θ, one-hot samples (R, n, D, K), and f accepts any "
+                                   "one-hot tensor: IndeCateR applies",
+    Capability.AMORTIZED: "a sample holds one latent per data item and f is the mean of "
+                          "per-item terms: input-dependent baselines (NVIL) apply",
+    Capability.MULTI_SAMPLE: "f is a multi-sample bound whose importance weights depend on θ: "
+                             "only VIMCO and the multi-sample score function apply",
 })
 """One line per capability, shown by ``vrbench list capabilities``."""
 
@@ -116,6 +135,9 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
     Capability.SEQUENTIAL: ("policy", "step_score", "reward_to_go", "step_values",
                             "exact_values", "gamma", "horizon"),
+    Capability.CATEGORICAL_LOGITS: ("support", "log_prob"),
+    Capability.AMORTIZED: ("item_inputs", "item_f", "item_weighted_score"),
+    Capability.MULTI_SAMPLE: ("log_weights", "code_weighted_score"),
 })
 """The members beyond the required ones that each capability needs (see the problem docs);
 ``f_relaxed`` (RELAXABLE) and ``sample_mean`` (for the delta method) have defaults or are
@@ -205,9 +227,37 @@ class Problem(Component, abc.ABC):
 
         With :meth:`log_prob`, ``vrbench check`` sums over the support instead of sampling:
         the probabilities must add to one, ``Σ p f`` must equal :meth:`value` and its autograd
-        gradient :meth:`exact_grad`, exactly.
+        gradient :meth:`exact_grad`, exactly. Estimators use it to enumerate or to sample without
+        replacement. A problem whose support is too large to list raises
+        ``NotImplementedError``.
         """
         raise NotImplementedError(f"{self.name} does not enumerate its support")
+
+    # AMORTIZED problems implement the three methods below.
+    def item_inputs(self) -> Tensor:
+        """The inputs ``x_b`` of the B data items, shape ``(B, P)`` (for input-dependent
+        baselines)."""
+        raise NotImplementedError(f"{self.name} has no per-item inputs")
+
+    def item_f(self, samples: Any) -> Tensor:
+        """Each item's term ``f_b`` of ``f = (1/B) Σ_b f_b``, shape ``(R, n, B)``."""
+        raise NotImplementedError(f"{self.name} has no per-item objective")
+
+    def item_weighted_score(self, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
+        """``(1/n) Σ_j Σ_b w_jb ∇θ log q(z_jb | x_b; θ)``, shape ``(R, dim)``, for weights
+        ``(R, n, B)``."""
+        raise NotImplementedError(f"{self.name} has no per-item scores")
+
+    # MULTI_SAMPLE problems implement the two methods below.
+    def log_weights(self, samples: Any) -> Tensor:
+        """``log w(x_b, z_bk)`` of each of the K codes of each item, shape ``(R, n, B, K)``,
+        where ``w = p(x, z) / q(z | x; θ)`` with q at the θ of the draw."""
+        raise NotImplementedError(f"{self.name} is not a multi-sample objective")
+
+    def code_weighted_score(self, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
+        """``(1/n) Σ_j Σ_b Σ_k w_jbk ∇θ log q(z_jbk | x_b; θ)``, shape ``(R, dim)``, for
+        weights ``(R, n, B, K)``."""
+        raise NotImplementedError(f"{self.name} is not a multi-sample objective")
 
     # Reparameterizable problems implement the two methods below.
     def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
@@ -233,7 +283,8 @@ class Problem(Component, abc.ABC):
         """
         raise NotImplementedError(f"{self.name} does not sample from uniforms")
 
-    # Problems with RELAXABLE implement the three members below.
+    # Problems with RELAXABLE implement the three members below (and optionally the three
+    # after them).
     def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
         """A continuous relaxation of a sample, differentiable in θ (Gumbel-softmax/Concrete);
         ``uniforms`` has shape ``(R, n, noise_dim)``."""
@@ -247,9 +298,21 @@ class Problem(Component, abc.ABC):
         """f extended to relaxed samples (equal to f on discrete ones)."""
         return self.f(relaxed)
 
+    def embed(self, samples: Any) -> Tensor:
+        """Discrete samples in the encoding of relaxed ones, so that ``f_relaxed(embed(x)) =
+        f(x)``; the default returns the samples, for problems whose samples already are."""
+        return samples
+
+    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
+        """Uniforms ``u`` distributed as ``U(0, 1)^noise_dim`` given ``harden(relax(θ, u, τ)) =
+        hard``, made from fresh uniforms of the same shape (for Rao-Blackwellized relaxations).
+        """
+        raise NotImplementedError(f"{self.name} cannot draw noise given a discrete sample")
+
     def sample_mean(self, theta: Tensor) -> Tensor:
-        """``E[x]`` as a differentiable function of θ; continuous reparameterizable problems
-        implement it for the delta method."""
+        """``E[x]`` as a differentiable function of θ: continuous reparameterizable problems
+        implement it for the delta method, relaxable discrete ones (in the encoding of relaxed
+        samples) for MuProp."""
         raise NotImplementedError(f"{self.name} does not know the mean of its samples")
 
     def project(self, theta: Tensor) -> Tensor:

@@ -16,6 +16,9 @@ from vrbench.problems.base import DTYPE, Capability, Problem, asymmetric_theta, 
 MAX_SUPPORT_BITS = 12
 """Up to this many bits the support (2^D vectors) is enumerated for the checks."""
 
+MAX_SUPPORT_BITS = 12
+"""Up to this many bits the support (2^D vectors) is enumerated."""
+
 
 @register("bernoulli_toy")
 @dataclass(frozen=True)
@@ -70,6 +73,14 @@ class BernoulliToy(Problem):
 
     def harden(self, relaxed: Tensor) -> Tensor:
         return (relaxed > 0.5).to(DTYPE)
+
+    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
+        """``u`` given ``b = 1[u > 1 − p]``: uniform on ``(1 − p, 1)`` or ``(0, 1 − p)``."""
+        p = torch.sigmoid(theta)
+        return torch.where(hard > 0, 1 - p + uniforms * p, uniforms * (1 - p))
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        return torch.sigmoid(theta)
 
     def f(self, samples: Tensor) -> Tensor:
         return ((samples - self.t) ** 2).mean(dim=-1)

@@ -74,6 +74,20 @@ class CategoricalTarget(Problem):
     def f_relaxed(self, relaxed: Tensor) -> Tensor:
         return relaxed @ self.rewards
 
+    def embed(self, samples: Tensor) -> Tensor:
+        return torch.nn.functional.one_hot(samples, self.K).to(DTYPE)
+
+    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
+        """Gumbels given their argmax k, as uniforms: ``u_k = v_k^{π_k}``, ``u_i = v_i
+        v_k^{π_i}`` (the top perturbed logit is Gumbel(log Σ e^θ), the others are truncated
+        below it; Maddison, Tarlow & Minka, "A* sampling", NeurIPS 2014)."""
+        probs = torch.softmax(theta, dim=-1)
+        v_top = (uniforms * hard).sum(-1, keepdim=True)
+        return torch.where(hard > 0, v_top**probs, uniforms * v_top**probs)
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        return torch.softmax(theta, dim=-1)
+
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         onehot = torch.nn.functional.one_hot(samples, self.K).to(DTYPE)
         return onehot - torch.softmax(theta, dim=0)

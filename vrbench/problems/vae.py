@@ -20,7 +20,7 @@ LATENTS = 10
 
 
 class Latents(NamedTuple):
-    """Samples of the encoder: binary codes ``(R, n, B, L)`` and their log q (``(R, n)``)."""
+    """Samples of an encoder: codes ``(R, n, B, …)`` and each image's log q (``(R, n, B)``)."""
 
     codes: Tensor
     log_q: Tensor
@@ -37,6 +37,24 @@ def binarized_digits() -> Tensor:
 def _log_bernoulli(bits: Tensor, logits: Tensor) -> Tensor:
     """Σ over the last axis of log Bernoulli(bits; sigmoid(logits))."""
     return (bits * logits - torch.nn.functional.softplus(logits)).sum(-1)
+
+
+def log_likelihood(images: Tensor, codes: Tensor, decoder: Tensor, offset: Tensor) -> Tensor:
+    """``log p(x_b | z_b)`` of the decoder ``Bernoulli(sigmoid(V z + d))`` for codes
+    ``(..., B, L)`` (or broadcasting to it), with images ``(B, 64)`` and ``V (64, L)``.
+
+    ``Σ_j x_bj · logit_j`` is taken as ``z · (Vᵀ x_b) + d · x_b``, so only the softplus term
+    touches all 64 pixels of every sample.
+    """
+    logits = torch.nn.functional.linear(codes, decoder, offset)  # (..., B, 64)
+    matched = (codes * (images @ decoder)).sum(-1) + images @ offset
+    return matched - torch.nn.functional.softplus(logits).sum(-1)
+
+
+def decoder_offset(digits: Tensor) -> Tensor:
+    """The decoder's bias ``d``: the log-odds of the pixel means of the data."""
+    mean = digits.mean(0).clamp(1e-3, 1 - 1e-3)
+    return torch.log(mean) - torch.log1p(-mean)
 
 
 @register("sigmoid_belief_vae_digits")
@@ -60,7 +78,7 @@ class SigmoidBeliefVAEDigits(Problem):
     seed: int = 0
     init_scale: float = 0.1
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE})
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED})
     maximize: ClassVar = True
     reference: ClassVar = "Tucker et al., 2017; Grathwohl et al., 2018; Dong et al., 2020"
     # f is a sum over the batch's images, whose noise adds up: two images are cheaper to check.
@@ -77,22 +95,15 @@ class SigmoidBeliefVAEDigits(Problem):
         images = digits[: self.batch]
         g = torch.Generator().manual_seed(self.seed)
         decoder = torch.randn(64, LATENTS, generator=g, dtype=DTYPE)
-        mean = digits.mean(0).clamp(1e-3, 1 - 1e-3)
-        offset = torch.log(mean) - torch.log1p(-mean)
+        offset = decoder_offset(digits)
         codes = ((torch.arange(2**LATENTS)[:, None] >> torch.arange(LATENTS)) & 1).to(DTYPE)
         log_joint = self._log_joint(images, codes[:, None, :], decoder, offset).T
         return images, decoder, offset, codes, log_joint
 
     @staticmethod
     def _log_joint(images: Tensor, codes: Tensor, decoder: Tensor, offset: Tensor) -> Tensor:
-        """``log p(x_b | z_b) + log p(z_b)`` for codes ``(..., B, L)`` (or broadcasting to it).
-
-        ``Σ_j x_bj · logit_j`` is taken as ``z · (Vᵀ x_b) + d · x_b``, so only the softplus
-        term touches all 64 pixels of every sample.
-        """
-        logits = torch.nn.functional.linear(codes, decoder, offset)  # (..., B, 64)
-        matched = (codes * (images @ decoder)).sum(-1) + images @ offset
-        return matched - torch.nn.functional.softplus(logits).sum(-1) - LATENTS * math.log(2)
+        """``log p(x_b | z_b) + log p(z_b)`` for codes ``(..., B, L)`` (or broadcasting to it)."""
+        return log_likelihood(images, codes, decoder, offset) - LATENTS * math.log(2)
 
     @property
     def dim(self) -> int:
@@ -113,12 +124,17 @@ class SigmoidBeliefVAEDigits(Problem):
         logits = self._encoder_logits(theta)
         uniforms = torch.rand((*shape, *logits.shape), generator=generator, dtype=DTYPE)
         codes = (uniforms < torch.sigmoid(logits)).to(DTYPE)
-        return Latents(codes, _log_bernoulli(codes, logits).sum(-1))
+        return Latents(codes, _log_bernoulli(codes, logits))
 
     def f(self, samples: Latents) -> Tensor:
+        return self.item_f(samples).mean(-1)
+
+    def item_inputs(self) -> Tensor:
+        return self._model[0]
+
+    def item_f(self, samples: Latents) -> Tensor:
         images, decoder, offset, _, _ = self._model
-        log_joint = self._log_joint(images, samples.codes, decoder, offset).sum(-1)
-        return (log_joint - samples.log_q) / self.batch
+        return self._log_joint(images, samples.codes, decoder, offset) - samples.log_q
 
     def log_prob(self, theta: Tensor, samples: Latents) -> Tensor:
         return _log_bernoulli(samples.codes, self._encoder_logits(theta)).sum(-1)
@@ -131,10 +147,19 @@ class SigmoidBeliefVAEDigits(Problem):
 
     def weighted_score(self, theta: Tensor, samples: Latents, weights: Tensor) -> Tensor:
         # Σ_j w_j (z_j − σ) ⊗ x = (Σ_j w_j (z_j − σ)) ⊗ x: contract the draws before the pixels.
-        images = self._model[0]
         centered = samples.codes - torch.sigmoid(self._encoder_logits(theta))
-        per_image = torch.einsum("rn,rnbl->rbl", weights, centered) / weights.shape[1]
-        grad_weights = torch.einsum("rbl,bp->rlp", per_image, images).flatten(-2)
+        return self._per_image_to_theta(
+            torch.einsum("rn,rnbl->rbl", weights, centered) / weights.shape[1])
+
+    def item_weighted_score(self, theta: Tensor, samples: Latents, weights: Tensor) -> Tensor:
+        centered = samples.codes - torch.sigmoid(self._encoder_logits(theta))
+        return self._per_image_to_theta(
+            torch.einsum("rnb,rnbl->rbl", weights, centered) / weights.shape[1])
+
+    def _per_image_to_theta(self, per_image: Tensor) -> Tensor:
+        """``Σ_b g_b ⊗ (x_b, 1)`` for per-image logit gradients ``g (R, B, L)``: the chain
+        rule through the encoder's logits ``W x_b + c``."""
+        grad_weights = torch.einsum("rbl,bp->rlp", per_image, self._model[0]).flatten(-2)
         return torch.cat([grad_weights, per_image.sum(-2)], dim=-1)
 
     def _enumerate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
