@@ -138,7 +138,8 @@ class TabularMDP(Problem):
     horizon: int = 100
     theta: float = 0.0
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENTIAL})
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENTIAL,
+                                        Capability.TABULAR})
     maximize: ClassVar = True
 
     def __post_init__(self) -> None:
@@ -230,6 +231,10 @@ class TabularMDP(Problem):
 
     def score(self, theta: Tensor, samples: Trajectories) -> Tensor:
         return self.step_score(theta, samples, torch.ones_like(samples.rewards))
+
+    def step_rewards(self, samples: Trajectories) -> Tensor:
+        """The reward ``r_t`` of each step, shape ``(R, n, T)`` (0 after the end)."""
+        return samples.rewards
 
     def reward_to_go(self, samples: Trajectories) -> Tensor:
         """``Σ_{k ≥ t} γ^k r_k`` for each step ``t``, shape ``(R, n, T)``."""
