@@ -25,6 +25,7 @@ from vrbench.problems import (  # noqa: E402, F401
     bernoulli,
     categorical,
     gaussian,
+    lqr,
     mdp,
     vae,
 )
