@@ -416,3 +416,24 @@ class _WrongWeightedScore(BernoulliVector):
 def test_conformance_catches_a_weighted_score_shortcut_that_disagrees_with_score():
     failures = check_problem(_WrongWeightedScore()).failures
     assert len(failures) == 1 and failures[0].startswith("weighted score equals"), failures
+
+
+def test_multivariate_gaussian_cosine_against_tensor_product_quadrature():
+    """E cos(ω Σ_d x_d/√D) by Gauss–Hermite quadrature over every coordinate (D = 3), and its
+    central differences, against the closed form."""
+    problem = problems.make("gaussian_cosine_10d", {"D": 3, "omega": 2.0})
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    weights = weights / weights.sum()
+    grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
+    mass = np.einsum("i,j,k->ijk", weights, weights, weights)
+
+    def objective(th):
+        x = th[:3] + th[3:] * grid
+        return float((mass * np.cos(2.0 * x.sum(-1) / math.sqrt(3))).sum())
+
+    theta = np.array([0.3, -0.2, 0.9, 0.4, 0.7, 0.5])
+    t = torch.tensor(theta, dtype=DTYPE)
+    assert problem.value(t).item() == pytest.approx(objective(theta), abs=1e-12)
+    h = 1e-5
+    fd = [(objective(theta + h * e) - objective(theta - h * e)) / (2 * h) for e in np.eye(6)]
+    np.testing.assert_allclose(problem.exact_grad(t).numpy(), fd, atol=1e-8)
