@@ -26,6 +26,7 @@ from vrbench.estimators import (  # noqa: E402, F401
     delta_method,
     delta_method_second_order,
     ema_baseline,
+    lax,
     measure_valued,
     noise_schemes,
     optimal_baseline,
