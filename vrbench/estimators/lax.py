@@ -85,15 +85,18 @@ def lax_regression(problem: Problem, theta: Tensor, surrogate: Surrogate,
     return design, problem.f(samples)[0, :, None] * scores
 
 
-def _least_squares(design: Tensor, target: Tensor, ridge: float) -> Tensor:
-    """The φ minimizing ``Σ_n ‖target_n − design_n φ‖² + ridge ‖Dφ‖²``, with ``D²`` the
-    diagonal of the normal equations (a ridge on the standardized features)."""
-    normal = torch.einsum("ndk,ndl->kl", design, design)
+def _normal_equations(design: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """``(GᵀG, Gᵀg₀)`` summed over draws."""
+    return (torch.einsum("ndk,ndl->kl", design, design),
+            torch.einsum("ndk,nd->k", design, target))
+
+
+def _least_squares(normal: Tensor, rhs: Tensor, ridge: float) -> Tensor:
+    """The φ minimizing ``Σ_n ‖g₀_n − G_n φ‖² + ridge ‖Dφ‖²`` from the normal equations, with
+    ``D²`` their diagonal (a ridge on the standardized features)."""
     scale = normal.diagonal().sqrt().clamp(min=torch.finfo(DTYPE).tiny)
-    standardized = normal / scale[:, None] / scale
-    rhs = torch.einsum("ndk,nd->k", design, target) / scale
     eye = torch.eye(normal.shape[0], dtype=DTYPE)
-    return torch.linalg.solve(standardized + ridge * eye, rhs) / scale
+    return torch.linalg.solve(normal / scale[:, None] / scale + ridge * eye, rhs / scale) / scale
 
 
 @register("lax")
@@ -148,13 +151,18 @@ class LAX(Estimator):
         design, target = lax_regression(problem, theta, surrogate, noise)
         # The random features can be nearly collinear: the ridge is chosen on held-out draws.
         split = 3 * self.fit_samples // 4
+        train = _normal_equations(design[:split], target[:split])
+        held_out = _normal_equations(design[split:], target[split:])
+        squared_target = float((target[split:] ** 2).sum())
 
         def held_out_error(ridge: float) -> float:
-            weights = _least_squares(design[:split], target[:split], ridge)
-            return float(((target[split:] - design[split:] @ weights) ** 2).sum())
+            weights = _least_squares(*train, ridge)
+            return squared_target - 2 * float(held_out[1] @ weights) + float(
+                weights @ held_out[0] @ weights)
 
         ridge = min(RIDGES, key=held_out_error)
-        return surrogate._replace(weights=_least_squares(design, target, ridge))
+        normal, rhs = (a + b for a, b in zip(train, held_out, strict=True))
+        return surrogate._replace(weights=_least_squares(normal, rhs, ridge))
 
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Surrogate | None = None) -> Tensor:
