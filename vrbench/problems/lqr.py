@@ -87,7 +87,7 @@ class LinearQuadraticRegulator(Problem):
     below ``1e8`` (see :data:`~vrbench.problems.base.MAX_MAGNITUDE`).
     """
 
-    horizon: int = 50
+    horizon: int = 20
     gamma: float = 0.99
     sigma: float = 0.5
     gain: float = 0.0
@@ -302,7 +302,7 @@ class StableLQR(LinearQuadraticRegulator):
     ``A = [[1, 0.1], [−0.1, 0.9]]`` (spectral radius 0.954), ``B = [[0], [0.1]]``;
     ``Q = I``, ``R = 0.1``, process noise ``W = 0.01² I``, ``x_0 ~ N((1, 0), 0.1² I)``.
     θ = (K ∈ R^{1×2}, log σ); the defaults start from the open loop (gain 0) with σ = 0.5,
-    H = 50, γ = 0.99. See :class:`LinearQuadraticRegulator` for the exact J and gradient.
+    H = 20, γ = 0.99. See :class:`LinearQuadraticRegulator` for the exact J and gradient.
     """
 
     reference: ClassVar = "Fazel et al., 2018 (ICML)"
@@ -331,7 +331,7 @@ class UnstableLQR(LinearQuadraticRegulator):
     the cost weights here are the identity. θ = (K ∈ R^{3×3}, log σ); by default
     the closed loop is the open loop (gain 0, so the pathwise gradient through the dynamics
     grows with the horizon, as in Parmas, Rasmussen, Peters & Doya, "PIPPS", ICML 2018);
-    ``gain > 0.024`` stabilizes it (K = gain·I). σ = 0.5, H = 50, γ = 0.99.
+    ``gain > 0.024`` stabilizes it (K = gain·I). σ = 0.5, H = 20, γ = 0.99.
     """
 
     reference: ClassVar = "Dean et al., 2020; Fazel et al., 2018 (ICML)"
