@@ -43,6 +43,19 @@ def _features(surrogate: Surrogate, flat: Tensor) -> Tensor:
     return torch.cat([torch.ones_like(z[..., :1]), z, z**2, hidden], dim=-1)
 
 
+def _value_and_slope(surrogate: Surrogate, flat: Tensor) -> tuple[Tensor, Tensor]:
+    """``c(x)`` ``(...)`` and ``∂c/∂x`` ``(..., P)`` of flattened samples ``(..., P)``."""
+    inputs = flat.shape[-1]
+    weights = surrogate.weights
+    linear, square = weights[1 : 1 + inputs], weights[1 + inputs : 1 + 2 * inputs]
+    through = weights[1 + 2 * inputs :]
+    z = (flat - surrogate.centre) / surrogate.scale
+    hidden = torch.tanh(z @ surrogate.projection + surrogate.offset)
+    value = weights[0] + z @ linear + z**2 @ square + hidden @ through
+    slope = linear + 2 * square * z + ((1 - hidden**2) * through) @ surrogate.projection.T
+    return value, slope / surrogate.scale
+
+
 def _sample_jacobian(problem: Problem, theta: Tensor, noise: Tensor) -> Tensor:
     """``∂x/∂θ`` of the flattened samples ``transform(θ, noise)``: ``(N, P, dim)``.
 
@@ -169,10 +182,13 @@ class LAX(Estimator):
         if state is None:
             raise ValueError(f"{self.name} needs its fitted surrogate: call fit() first")
         noise = problem.sample_noise((replicates, n_samples), generator)
-        with torch.enable_grad():  # one rollout serves both terms, as in per_replicate_gradient
+        with torch.enable_grad():  # one rollout per replicate's copy of θ, as in
             copies = theta.detach().expand(replicates, -1).clone().requires_grad_(True)
-            samples = problem.transform(copies[:, None, :], noise)
-            control = _features(state, samples.reshape(replicates, n_samples, -1)) @ state.weights
-            (pathwise,) = torch.autograd.grad(control.mean(dim=1).sum(), copies)
-        samples, control = samples.detach(), control.detach()
+            samples = problem.transform(copies[:, None, :], noise)  # per_replicate_gradient
+        control, slope = _value_and_slope(state, samples.detach().reshape(replicates,
+                                                                          n_samples, -1))
+        # ∇θ c(T(θ, ε)) = (∂x/∂θ)ᵀ ∂c/∂x: one vector-Jacobian product through the transform.
+        (pathwise,) = torch.autograd.grad(samples, copies,
+                                          slope.reshape(samples.shape) / n_samples)
+        samples = samples.detach()
         return weighted_score(problem, theta, samples, problem.f(samples) - control) + pathwise
