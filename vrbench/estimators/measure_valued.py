@@ -92,7 +92,7 @@ class MVDGaussian(Estimator):
 @register("mvd_gaussian_coupled")
 @dataclass(frozen=True)
 class MVDGaussianCoupled(MVDGaussian):
-    """``mvd_gaussian`` with the two draws of each σ-derivative coupled: ε = U·M.
+    """Measure-valued derivative of a diagonal Gaussian with each σ pair coupled: ε = U·M.
 
     If M is double-sided Maxwell and U uniform on (0, 1), ``U·M`` is standard normal, so the
     negative part of ``∂E f/∂σ_d`` can use ``x_d = μ_d + σ_d U M`` instead of an independent
