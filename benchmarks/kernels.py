@@ -364,3 +364,133 @@ FLOOR = {"bernoulli_toy": floor_bernoulli, "bandit_gaussian_10": floor_bandit,
 
 def naive(problem: str, estimator: str, replicates: int, n: int) -> np.ndarray:
     return _naive_loop(replicates, n, NAIVE[problem](estimator))
+
+
+# Continuous estimators: one kernel per (estimator, problem), each returning (R, dim)
+# estimates at the problem's default parameters.
+
+def _maxwell(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    chi = np.sqrt((rng.standard_normal((*shape, 3)) ** 2).sum(-1))
+    return np.where(rng.random(shape) < 0.5, -chi, chi)
+
+
+def floor_mvd_diagonal(replicates: int, n: int, rng: np.random.Generator, size: int = 10,
+                       mu: float = 1.0, sigma: float = 1.0, k: float = 0.5) -> np.ndarray:
+    """mvd_gaussian on gaussian_quadratic_10d: each coordinate replaced in turn by
+    μ ± σW, μ + σM and μ + σε, the others taken from one common draw."""
+    shape = (replicates, n, size)
+    weibull = np.sqrt(2) * np.sqrt(-np.log1p(-rng.random(shape)))
+    maxwell = _maxwell(shape, rng)
+    normal = rng.standard_normal(shape)
+    common = mu + sigma * rng.standard_normal(shape)
+    replacements = mu + sigma * np.stack([weibull, -weibull, maxwell, normal], axis=2)
+    eye = np.eye(size, dtype=bool)
+    perturbed = np.where(eye, replacements[..., None], common[:, :, None, None, :])
+    values = ((perturbed - k) ** 2).sum(-1)  # (R, n, 4, D)
+    d_mu = (values[:, :, 0] - values[:, :, 1]) / (sigma * np.sqrt(2 * np.pi))
+    d_sigma = (values[:, :, 2] - values[:, :, 3]) / sigma
+    return np.concatenate([d_mu, d_sigma], axis=-1).mean(axis=1)
+
+
+def floor_delta_second_order(replicates: int, n: int, rng: np.random.Generator,
+                             omega: float = 3.0, mu: float = 0.5, sigma: float = 0.5
+                             ) -> np.ndarray:
+    """delta_method_second_order on gaussian_cosine: f = cos(ωx) less its expansion at μ,
+    h = f(μ) + f'(μ)(x − μ) + f''(μ)(x − μ)²/2, plus ∇θ E[h] = (f'(μ), σ f''(μ))."""
+    eps = rng.standard_normal((replicates, n))
+    value, slope = np.cos(omega * mu), -omega * np.sin(omega * mu)
+    curvature = -(omega**2) * np.cos(omega * mu)
+    shift = sigma * eps
+    weights = np.cos(omega * (mu + shift)) - (value + slope * shift + 0.5 * curvature * shift**2)
+    score = np.stack([eps / sigma, (eps**2 - 1) / sigma], axis=-1)
+    return (weights[..., None] * score).mean(axis=1) + np.array([slope, sigma * curvature])
+
+
+def floor_lax_step(replicates: int, n: int, rng: np.random.Generator, surrogate,
+                   mu: float = 0.5, sigma: float = 1.0) -> np.ndarray:
+    """lax on gaussian_step with a fitted surrogate c(x) = φ·(1, z, z², tanh(zV + b)),
+    z = (x − centre)/scale: (f − c) s + c'(x) (1, ε)."""
+    centre, scale, projection, offset, weights = (np.asarray(a) for a in surrogate)
+    eps = rng.standard_normal((replicates, n))
+    x = mu + sigma * eps
+    z = (x - centre[0]) / scale[0]
+    hidden = np.tanh(z[..., None] * projection[0] + offset)
+    control = weights[0] + weights[1] * z + weights[2] * z**2 + hidden @ weights[3:]
+    slope = (weights[1] + 2 * weights[2] * z
+             + ((1 - hidden**2) * projection[0]) @ weights[3:]) / scale[0]
+    score = np.stack([eps / sigma, (eps**2 - 1) / sigma], axis=-1)
+    pathwise = np.stack([slope, slope * eps], axis=-1)
+    return (((x > 0) - control)[..., None] * score + pathwise).mean(axis=1)
+
+
+class LQRSystem(NamedTuple):
+    """lqr_unstable at its defaults (Dean et al.'s dynamics, Q = R = I, gain 0)."""
+
+    A: np.ndarray
+    noise: float
+    sigma: float
+    gamma: float
+    horizon: int
+
+
+def lqr_system() -> LQRSystem:
+    return LQRSystem(np.array([[1.01, 0.01, 0.0], [0.01, 1.01, 0.01], [0.0, 0.01, 1.01]]),
+                     0.1, 0.5, 0.99, 20)
+
+
+def _lqr_rollout(system: LQRSystem, replicates: int, n: int, rng: np.random.Generator):
+    """States, actions and policy noise (R, n, H, 3) under K = 0 (B = I, x₀ ~ N(0, I))."""
+    shape = (replicates, n, system.horizon, 3)
+    drive, eps = rng.standard_normal(shape), rng.standard_normal(shape)
+    actions = system.sigma * eps
+    states = np.empty(shape)
+    states[:, :, 0] = drive[:, :, 0]
+    for t in range(1, system.horizon):
+        states[:, :, t] = (states[:, :, t - 1] @ system.A.T + actions[:, :, t - 1]
+                           + system.noise * drive[:, :, t])
+    return states, actions, eps
+
+
+def floor_lqr_score(replicates: int, n: int, rng: np.random.Generator,
+                    system: LQRSystem | None = None) -> np.ndarray:
+    """score_function on lqr_unstable: f Σ_t ∇log π(u_t|x_t), ∇_K = −ε xᵀ/σ, ∇_logσ = |ε|² − 3."""
+    system = system or lqr_system()
+    states, actions, eps = _lqr_rollout(system, replicates, n, rng)
+    discounts = system.gamma ** np.arange(system.horizon)
+    f = ((states**2).sum(-1) + (actions**2).sum(-1)) @ discounts
+    d_gain = -np.einsum("rnti,rntj->rnij", eps, states).reshape(replicates, n, 9) / system.sigma
+    d_scale = (eps**2).sum((-1, -2)) - 3 * system.horizon
+    score = np.concatenate([d_gain, d_scale[..., None]], axis=-1)
+    return (f[..., None] * score).mean(axis=1)
+
+
+def floor_lqr_pathwise(replicates: int, n: int, rng: np.random.Generator,
+                       system: LQRSystem | None = None) -> np.ndarray:
+    """reparameterization on lqr_unstable by backpropagation through time (the adjoint
+    recursion): with λ_t = dF/dx_t and μ_t = dF/du_t, μ_t = 2γ^t u_t + λ_{t+1},
+    λ_t = 2γ^t x_t − Kᵀμ_t + Aᵀλ_{t+1} (K = 0 here); dF/dK = −Σ_t μ_t x_tᵀ and
+    dF/dlog σ = Σ_t μ_t·σε_t."""
+    system = system or lqr_system()
+    states, actions, eps = _lqr_rollout(system, replicates, n, rng)
+    adjoint = np.zeros((*states.shape[:2], 3))
+    d_gain = np.zeros((*states.shape[:2], 3, 3))
+    d_scale = np.zeros(states.shape[:2])
+    for t in range(system.horizon - 1, -1, -1):
+        discount = system.gamma**t
+        action_adjoint = 2 * discount * actions[:, :, t] + adjoint
+        d_gain -= action_adjoint[..., :, None] * states[:, :, t, None, :]
+        d_scale += (action_adjoint * system.sigma * eps[:, :, t]).sum(-1)
+        adjoint = 2 * discount * states[:, :, t] + adjoint @ system.A
+    grads = np.concatenate([d_gain.reshape(*d_gain.shape[:2], 9), d_scale[..., None]], -1)
+    return grads.mean(axis=1)
+
+
+CONTINUOUS_FLOOR = {
+    ("mvd_gaussian", "gaussian_quadratic_10d"): floor_mvd_diagonal,
+    ("delta_method_second_order", "gaussian_cosine"): floor_delta_second_order,
+    ("lax", "gaussian_step"): floor_lax_step,
+    ("score_function", "lqr_unstable"): floor_lqr_score,
+    ("reparameterization", "lqr_unstable"): floor_lqr_pathwise,
+}
+"""Numpy floors of estimators that need no RLOO variant: ``kernel(R, n, rng, **extra)``; lax's
+takes its fitted ``surrogate`` (fitted by vrbench, outside the timing)."""

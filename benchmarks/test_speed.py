@@ -136,3 +136,50 @@ def test_peak_memory_of_a_ten_million_replicate_cell(benchmark, problem_name):
                                 rounds=1)
     benchmark.extra_info.update(kind="peak memory", problem=problem_name,
                                 replicates=10_000_000, **json.loads(result.stdout))
+
+
+CONTINUOUS_CASES = sorted(kernels.CONTINUOUS_FLOOR)
+CONTINUOUS_CHUNK = 100_000
+"""Replicates per numpy call of the continuous floors (mvd on 10 dimensions holds 4·D² numbers
+per draw, the LQR rollouts 2·H·6)."""
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("estimator_name", "problem_name"), CONTINUOUS_CASES)
+def test_vrbench_continuous(benchmark, estimator_name, problem_name, size):
+    estimator, problem = estimators.make(estimator_name), problems.make(problem_name)
+    theta = problem.initial_theta()
+    state = estimator.fit(problem, theta, torch.Generator().manual_seed(1))
+    replicates = SIZES[size]
+
+    def run():
+        generator = torch.Generator().manual_seed(0)
+        for _ in estimate_in_chunks(problem, estimator, theta, N_SAMPLES, replicates, generator,
+                                    state):
+            pass
+
+    benchmark.group = f"{problem_name} {estimator_name}"
+    benchmark.extra_info.update(replicates=replicates, kind="vrbench")
+    benchmark.pedantic(run, rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("estimator_name", "problem_name"), CONTINUOUS_CASES)
+def test_numpy_floor_continuous(benchmark, estimator_name, problem_name, size):
+    replicates = SIZES[size]
+    extra = {}
+    if estimator_name == "lax":  # the floor evaluates the surrogate vrbench fitted
+        problem = problems.make(problem_name)
+        fitted = estimators.make("lax").fit(problem, problem.initial_theta(),
+                                            torch.Generator().manual_seed(1))
+        extra = {"surrogate": [t.numpy() for t in fitted]}
+    kernel = kernels.CONTINUOUS_FLOOR[(estimator_name, problem_name)]
+
+    def run():
+        rng = np.random.default_rng(0)
+        for done in range(0, replicates, CONTINUOUS_CHUNK):
+            kernel(min(CONTINUOUS_CHUNK, replicates - done), N_SAMPLES, rng, **extra)
+
+    benchmark.group = f"{problem_name} {estimator_name}"
+    benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
+    benchmark.pedantic(run, rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])

@@ -78,3 +78,32 @@ def test_estimator_floor_is_the_same_estimator(estimator, problem_name):
                                                torch.Generator().manual_seed(9))
     (theirs, se_theirs), (mine, se_mine) = _trace_variance(floor), _trace_variance(ours.numpy())
     assert abs(theirs - mine) <= 5.0 * np.hypot(se_theirs, se_mine), (theirs, mine)
+
+
+CONTINUOUS_REPLICATES = 20_000
+
+
+def continuous_floor_extra(estimator_name: str, problem_name: str) -> dict:
+    """What a continuous floor needs besides (R, n, rng): lax's surrogate, fitted by vrbench."""
+    if estimator_name != "lax":
+        return {}
+    problem = problems.make(problem_name)
+    fitted = estimators.make("lax").fit(problem, problem.initial_theta(),
+                                        torch.Generator().manual_seed(1))
+    return {"surrogate": [t.numpy() for t in fitted]}
+
+
+@pytest.mark.parametrize(("estimator", "problem_name"), sorted(kernels.CONTINUOUS_FLOOR))
+def test_continuous_floor_is_the_same_estimator(estimator, problem_name):
+    extra = continuous_floor_extra(estimator, problem_name)
+    floor = kernels.CONTINUOUS_FLOOR[(estimator, problem_name)](
+        CONTINUOUS_REPLICATES, N, np.random.default_rng(7), **extra)
+    assert _z(problem_name, floor) <= 5.0
+    problem = problems.make(problem_name)
+    vrbench_estimator = estimators.make(estimator)
+    theta = problem.initial_theta()
+    state = vrbench_estimator.fit(problem, theta, torch.Generator().manual_seed(1))
+    ours = vrbench_estimator.estimate(problem, theta, N, CONTINUOUS_REPLICATES,
+                                      torch.Generator().manual_seed(7), state)
+    (theirs, se_theirs), (mine, se_mine) = _trace_variance(floor), _trace_variance(ours.numpy())
+    assert abs(theirs - mine) <= 5.0 * np.hypot(se_theirs, se_mine), (theirs, mine)

@@ -443,3 +443,25 @@ def test_gaussian_log_prob_against_torch_distributions(generator):
     x = problem.sample(theta, (2, 5), generator)
     reference = torch.distributions.Normal(theta[:3], theta[3:]).log_prob(x).sum(-1)
     torch.testing.assert_close(problem.log_prob(theta, x), reference)
+
+
+
+def test_multivariate_gaussian_cosine_against_tensor_product_quadrature():
+    """E cos(ω Σ_d x_d/√D) by Gauss–Hermite quadrature over every coordinate (D = 3), and its
+    central differences, against the closed form."""
+    problem = problems.make("gaussian_cosine_10d", {"D": 3, "omega": 2.0})
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    weights = weights / weights.sum()
+    grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1)
+    mass = np.einsum("i,j,k->ijk", weights, weights, weights)
+
+    def objective(th):
+        x = th[:3] + th[3:] * grid
+        return float((mass * np.cos(2.0 * x.sum(-1) / math.sqrt(3))).sum())
+
+    theta = np.array([0.3, -0.2, 0.9, 0.4, 0.7, 0.5])
+    t = torch.tensor(theta, dtype=DTYPE)
+    assert problem.value(t).item() == pytest.approx(objective(theta), abs=1e-12)
+    h = 1e-5
+    fd = [(objective(theta + h * e) - objective(theta - h * e)) / (2 * h) for e in np.eye(6)]
+    np.testing.assert_allclose(problem.exact_grad(t).numpy(), fd, atol=1e-8)

@@ -108,6 +108,7 @@ class ValueBaselineFitted(_ValueBaseline):
 
     fit_episodes: int = 2000
 
+    requires = frozenset({Capability.SEQUENTIAL, Capability.TABULAR})
     reference = "Greensmith et al., 2004"
 
     def __post_init__(self) -> None:
@@ -133,7 +134,7 @@ class _GAE(Estimator):
         samples = problem.sample(theta, (replicates, n_samples), generator)
         values = problem.step_values(theta, samples, state)
         following = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], dim=-1)
-        deltas = samples.rewards + problem.gamma * following - values
+        deltas = problem.step_rewards(samples) + problem.gamma * following - values
         advantages = torch.zeros_like(deltas)
         running = torch.zeros_like(deltas[..., 0])
         for t in range(deltas.shape[-1] - 1, -1, -1):  # the horizon loop
@@ -171,6 +172,7 @@ class GAEFitted(_GAE):
 
     fit_episodes: int = 2000
 
+    requires = frozenset({Capability.SEQUENTIAL, Capability.TABULAR})
     unbiased = False
 
     def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Tensor:

@@ -65,7 +65,14 @@ class Capability(StrEnum):
     REPARAMETERIZABLE = "reparameterizable"
     """x = transform(θ, noise) with noise independent of θ (see :meth:`Problem.transform`)."""
     SEQUENTIAL = "sequential"
-    """Samples are trajectories of an MDP; f is the (discounted) return."""
+    """Samples are trajectories of an MDP; f is the (discounted) return ``Σ_t γ^t r_t``. The
+    problem has ``gamma`` and implements ``step_score`` (per-step scores weighted per step),
+    ``step_rewards`` and ``reward_to_go`` (the ``r_t`` and ``Σ_{k≥t} γ^k r_k``),
+    ``exact_values`` and ``step_values`` (the exact ``V_t`` at the visited states):
+    reward-to-go, state-value baselines and GAE apply."""
+    TABULAR = "tabular"
+    """A sequential problem with finitely many states (``TabularMDP``): state values can be
+    fitted as a table from Monte Carlo returns."""
     INVERSE_TRANSFORM = "inverse_transform"
     """x = from_uniforms(θ, u) with u uniform on (0, 1)^noise_dim (see
     :meth:`Problem.from_uniforms`): antithetic, stratified and quasi-Monte Carlo apply."""
@@ -73,7 +80,10 @@ class Capability(StrEnum):
     """x is a vector of independent Bernoullis whose logits are θ, and f accepts any 0/1
     vector: ARM, DisARM and measure-valued gradients apply."""
     GAUSSIAN = "gaussian"
-    """x ~ N(μ, σ²) with θ = (μ, σ): measure-valued gradients apply."""
+    """x ~ N(μ, diag σ²) in D ≥ 1 dimensions with θ = (μ_1..μ_D, σ_1..σ_D): measure-valued
+    gradients apply. Samples have shape ``(R, n)`` plus the shape of
+    :meth:`Problem.sample_mean` (``()`` when univariate, ``(D,)`` otherwise; a problem that
+    does not implement it is univariate)."""
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
     CATEGORICAL_LOGITS = "categorical_logits"
@@ -314,6 +324,11 @@ class Problem(Component, abc.ABC):
         implement it for the delta method, relaxable discrete ones (in the encoding of relaxed
         samples) for MuProp."""
         raise NotImplementedError(f"{self.name} does not know the mean of its samples")
+
+    def sample_covariance(self, theta: Tensor) -> Tensor:
+        """``Cov[x]`` as a differentiable function of θ, ``(P, P)`` with ``P`` the number of
+        entries of :meth:`sample_mean` (x flattened in the same order)."""
+        raise NotImplementedError(f"{self.name} does not know the covariance of its samples")
 
     def project(self, theta: Tensor) -> Tensor:
         """The nearest valid θ (e.g. σ > 0), applied after each optimization step."""

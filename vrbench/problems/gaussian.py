@@ -1,4 +1,4 @@
-"""Univariate Gaussian problems with θ = (μ, σ)."""
+"""Gaussian problems: univariate with θ = (μ, σ), and diagonal in D dimensions."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ class _Gaussian(Problem):
 
     def sample_mean(self, theta: Tensor) -> Tensor:
         return theta[..., 0]
+
+    def sample_covariance(self, theta: Tensor) -> Tensor:
+        return (theta[1] ** 2).reshape(1, 1)
 
     def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
         return theta[..., 0] + theta[..., 1] * noise
@@ -217,33 +220,29 @@ class GaussianCosine(_Gaussian):
         ])
 
 
-@register("gaussian_quadratic_10d")
 @dataclass(frozen=True)
-class GaussianQuadraticND(Problem):
-    """Diagonal Gaussian in D = 10 dimensions with f(x) = Σ_d (x_d − k)².
+class _DiagonalGaussian(Problem):
+    """Shared sampling and score of ``x ~ N(μ, diag σ²)`` in D dimensions.
 
-    ``x ~ N(μ, diag σ²)``, ``θ = (μ_1..μ_D, σ_1..σ_D)``, ``J = Σ_d (μ_d − k)² + σ_d²``,
-    ``∇J = (2(μ − k), 2σ)``. The score is ``(ε/σ, (ε² − 1)/σ)`` coordinate-wise with
-    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it. The multivariate quadratic of
-    Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3.
+    ``θ = (μ_1..μ_D, σ_1..σ_D)``; the score is ``(ε/σ, (ε² − 1)/σ)`` coordinate-wise with
+    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it. The defaults set every ``μ_d`` to
+    ``mu`` and every ``σ_d`` to ``sigma``.
     """
 
     D: int = 10
-    k: float = 0.5
     mu: float = 1.0
     sigma: float = 1.0
 
     capabilities: ClassVar = frozenset({
         Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
-        Capability.INVERSE_TRANSFORM})
+        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def __post_init__(self) -> None:
         check_size(self.name, "D", self.D)
         check_scale(self.name, "sigma", self.sigma)
-        for key in ("mu", "k"):
-            check_magnitude(self.name, key, getattr(self, key))
-        check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
+        check_magnitude(self.name, "mu", self.mu)
+        check_magnitude(self.name, "mu/sigma", self.mu / self.sigma)
 
     @property
     def dim(self) -> int:
@@ -269,14 +268,14 @@ class GaussianQuadraticND(Problem):
     def sample_mean(self, theta: Tensor) -> Tensor:
         return theta[..., : self.D]
 
+    def sample_covariance(self, theta: Tensor) -> Tensor:
+        return torch.diag(theta[self.D :] ** 2)
+
     def transform(self, theta: Tensor, noise: Tensor) -> Tensor:
         return theta[..., : self.D] + theta[..., self.D :] * noise
 
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         return self.transform(theta, self.sample_noise(shape, generator))
-
-    def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.k) ** 2).sum(dim=-1)
 
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         mu, sigma = theta[: self.D], theta[self.D :]
@@ -295,11 +294,75 @@ class GaussianQuadraticND(Problem):
         return torch.cat([center[: self.D] + offsets[: self.D],
                           center[self.D :] * torch.exp(offsets[self.D :])])
 
+    def sample_width(self) -> int:
+        return self.D
+
+
+@register("gaussian_quadratic_10d")
+@dataclass(frozen=True)
+class GaussianQuadraticND(_DiagonalGaussian):
+    """Diagonal Gaussian in D = 10 dimensions with f(x) = Σ_d (x_d − k)².
+
+    ``x ~ N(μ, diag σ²)``, ``θ = (μ_1..μ_D, σ_1..σ_D)``, ``J = Σ_d (μ_d − k)² + σ_d²``,
+    ``∇J = (2(μ − k), 2σ)``. The score is ``(ε/σ, (ε² − 1)/σ)`` coordinate-wise with
+    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it. The multivariate quadratic of
+    Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3.
+    """
+
+    k: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_magnitude(self.name, "k", self.k)
+        check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
+
+    def f(self, samples: Tensor) -> Tensor:
+        return ((samples - self.k) ** 2).sum(dim=-1)
+
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()
 
     def exact_grad(self, theta: Tensor) -> Tensor:
         return torch.cat([2 * (theta[: self.D] - self.k), 2 * theta[self.D :]])
 
-    def sample_width(self) -> int:
-        return self.D
+
+@register("gaussian_cosine_10d")
+@dataclass(frozen=True)
+class GaussianCosineND(_DiagonalGaussian):
+    """Diagonal Gaussian in D = 10 dimensions with the non-separable f(x) = cos(ω Σ_d x_d/√D).
+
+    With ``s = Σ_d μ_d/√D`` and ``v = Σ_d σ_d²/D`` (the mean and variance of ``Σ_d x_d/√D``):
+    ``J = cos(ωs) e^{−ω²v/2}``, ``∂J/∂μ_d = −(ω/√D) sin(ωs) e^{−ω²v/2}`` and
+    ``∂J/∂σ_d = −(ω² σ_d/D) cos(ωs) e^{−ω²v/2}``. Every coordinate moves the same phase, so
+    no estimator can treat the coordinates separately: the D-dimensional counterpart of
+    ``gaussian_cosine`` (Mohamed et al., JMLR 2020, section 3), with the same defaults
+    ω = 3, μ_d = 0.5, σ_d = 0.5.
+    """
+
+    omega: float = 3.0
+    mu: float = 0.5
+    sigma: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # As for gaussian_cosine: float64 keeps ~1e-10 of the phase up to |phase| ~ 1e6.
+        check_magnitude(self.name, "omega·√D·(|mu| + sigma)",
+                        self.omega * math.sqrt(self.D) * (abs(self.mu) + self.sigma), limit=1e6)
+
+    def f(self, samples: Tensor) -> Tensor:
+        return torch.cos(self.omega * samples.sum(dim=-1) / math.sqrt(self.D))
+
+    def _phase_and_damping(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        phase = self.omega * theta[: self.D].sum() / math.sqrt(self.D)
+        damping = torch.exp(-0.5 * self.omega**2 * (theta[self.D :] ** 2).sum() / self.D)
+        return phase, damping
+
+    def value(self, theta: Tensor) -> Tensor:
+        phase, damping = self._phase_and_damping(theta)
+        return torch.cos(phase) * damping
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        phase, damping = self._phase_and_damping(theta)
+        d_mu = -self.omega / math.sqrt(self.D) * torch.sin(phase) * damping
+        d_sigma = -(self.omega**2) * theta[self.D :] / self.D * torch.cos(phase) * damping
+        return torch.cat([d_mu.expand(self.D), d_sigma])

@@ -140,7 +140,8 @@ class TabularMDP(Problem):
     horizon: int = 100
     theta: float = 0.0
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENTIAL})
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENTIAL,
+                                        Capability.TABULAR})
     maximize: ClassVar = True
 
     def __post_init__(self) -> None:
@@ -257,6 +258,10 @@ class TabularMDP(Problem):
         """:func:`asymmetric_theta` plus ``strength`` on the greedy action of every state."""
         greedy = torch.nn.functional.one_hot(self.greedy_actions(), self._table.n_actions)
         return asymmetric_theta(self.initial_theta()) + strength * greedy.to(DTYPE).reshape(-1)
+
+    def step_rewards(self, samples: Trajectories) -> Tensor:
+        """The reward ``r_t`` of each step, shape ``(R, n, T)`` (0 after the end)."""
+        return samples.rewards
 
     def reward_to_go(self, samples: Trajectories) -> Tensor:
         """``Σ_{k ≥ t} γ^k r_k`` for each step ``t``, shape ``(R, n, T)``."""
