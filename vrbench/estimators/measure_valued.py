@@ -11,16 +11,7 @@ from torch import Tensor
 
 from vrbench.estimators import register
 from vrbench.estimators.base import Estimator
-from vrbench.problems.base import DTYPE, Capability, Problem
-
-
-def _event_shape(problem: Problem, theta: Tensor) -> tuple[int, ...]:
-    """The shape of one sample: ``sample_mean``'s, or ``()`` for a univariate problem without
-    it (see :attr:`Capability.GAUSSIAN`)."""
-    try:
-        return tuple(problem.sample_mean(theta).shape)
-    except NotImplementedError:
-        return ()
+from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
 
 
 @register("mvd_gaussian")
@@ -76,7 +67,7 @@ class MVDGaussian(Estimator):
                 generator: torch.Generator) -> Tensor:
         """f at a draw with coordinate d replaced, for every replacement, ``(R, n, 4, D)``."""
         replicates, n_samples, count, size = replacements.shape
-        event = _event_shape(problem, theta)
+        event = gaussian_event_shape(problem, theta)
         if size == 1:  # nothing else to hold in common
             values = problem.f(replacements.reshape(replicates, -1, *event))
             return values.reshape(replacements.shape)

@@ -117,15 +117,19 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
                                "pathwise gradients apply",
     Capability.REPARAMETERIZABLE: "x = transform(θ, ε) with ε = sample_noise() independent of "
                                   "θ: pathwise gradients and the delta method apply",
-    Capability.SEQUENTIAL: "samples are episodes of a tabular MDP (a TabularMDP): "
-                           "reward-to-go, value baselines and GAE apply",
+    Capability.SEQUENTIAL: "samples are episodes and f their discounted return, with per-step "
+                           "scores, rewards and exact state values: reward-to-go, the exact "
+                           "value baseline and GAE apply",
+    Capability.TABULAR: "a sequential problem with finitely many states (a TabularMDP): "
+                        "state values fitted as tables from Monte Carlo returns apply",
     Capability.INVERSE_TRANSFORM: "x = from_uniforms(θ, u) with u uniform on (0, 1)^noise_dim: "
                                   "antithetic, stratified and quasi-Monte Carlo draws apply",
     Capability.BERNOULLI_LOGITS: "x is a 0/1 vector of independent Bernoullis with logits θ, "
                                  "and f accepts any 0/1 vector: ARM, DisARM, REBAR, RELAX and "
                                  "measure-valued gradients apply",
-    Capability.GAUSSIAN: "x ~ N(μ, σ²) with θ = (μ, σ), samples of shape (R, n), and f accepts "
-                         "any real tensor: measure-valued gradients apply",
+    Capability.GAUSSIAN: "x ~ N(μ, diag σ²) in D dimensions with θ = (μ_1..μ_D, σ_1..σ_D), "
+                         "samples (R, n) when D = 1 and (R, n, D) otherwise, and f accepts any "
+                         "real tensor: measure-valued gradients apply",
     Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
                           "f_relaxed accepts and harden() rounds to an exact sample: "
                           "Gumbel-softmax, straight-through, REBAR and RELAX apply",
@@ -143,8 +147,9 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
     Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
-    Capability.SEQUENTIAL: ("policy", "step_score", "reward_to_go", "step_values",
-                            "exact_values", "gamma", "horizon"),
+    Capability.SEQUENTIAL: ("gamma", "horizon", "step_score", "step_rewards", "reward_to_go",
+                            "exact_values", "step_values"),
+    Capability.TABULAR: ("policy",),
     Capability.CATEGORICAL_LOGITS: ("support", "log_prob"),
     Capability.AMORTIZED: ("item_inputs", "item_f", "item_weighted_score"),
     Capability.MULTI_SAMPLE: ("log_weights", "code_weighted_score"),
@@ -337,6 +342,15 @@ class Problem(Component, abc.ABC):
     def sample_width(self) -> int:
         """Numbers stored per sample besides the score; sizes the harness's memory chunks."""
         return 1
+
+
+def gaussian_event_shape(problem: Problem, theta: Tensor) -> tuple[int, ...]:
+    """The shape of one sample of a :attr:`Capability.GAUSSIAN` problem: that of
+    :meth:`Problem.sample_mean`, or ``()`` (univariate) for a problem without it."""
+    try:
+        return tuple(problem.sample_mean(theta).shape)
+    except NotImplementedError:
+        return ()
 
 
 def asymmetric_theta(center: Tensor, scale: float = 0.5) -> Tensor:
