@@ -15,7 +15,7 @@ from vrbench import devices
 from vrbench.bench.metrics import bias_directions
 from vrbench.devices import built_on_cpu, on_device, resolve_device
 from vrbench.estimators.base import per_replicate_gradient
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
 from vrbench.testing.common import (
     BIAS_TOLERANCE,
     check_instance,
@@ -159,8 +159,10 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     caps = set(problem.capabilities)
     unknown = caps - set(Capability)
     both = {Capability.DISCRETE, Capability.CONTINUOUS} <= caps
+    orphan = Capability.TABULAR in caps and Capability.SEQUENTIAL not in caps
     report.record("capabilities", f"unknown {sorted(unknown)}" if unknown else
-                  "both discrete and continuous" if both else None)
+                  "both discrete and continuous" if both else
+                  "tabular without sequential" if orphan else None)
     for capability in sorted(caps - unknown):
         members = Capability(capability).members
         missing = [m for m in members if not _implements(problem, m)]
@@ -292,14 +294,7 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
                            scores: Tensor, seed: int, device: torch.device) -> None:
     caps = problem.capabilities
     if Capability.GAUSSIAN in caps:
-        ok_shape = problem.dim == 2 and isinstance(samples, Tensor) and samples.shape == SHAPE
-        report.record("Gaussian samples and θ = (μ, σ)", None if ok_shape else
-                      f"expected dim 2 and samples of shape {SHAPE}")
-        if ok_shape:
-            eps = (samples - theta[0]) / theta[1]
-            gaussian = torch.stack([eps / theta[1], (eps**2 - 1) / theta[1]], dim=-1)
-            report.record("score is the Gaussian score", _mismatch(scores, gaussian,
-                          "score against (ε/σ, (ε² − 1)/σ)"))
+        _gaussian_identities(report, problem, theta, samples, scores)
     if Capability.BERNOULLI_LOGITS in caps:
         ok_bits = (isinstance(samples, Tensor) and samples.shape == (*SHAPE, problem.dim)
                    and bool(((samples == 0) | (samples == 1)).all()))
@@ -314,12 +309,16 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
                           None if stacked.shape == (2, 3, problem.dim)
                           else f"f of bits (2, 3, {problem.dim}, {problem.dim}) has shape "
                                f"{tuple(stacked.shape)}, expected (2, 3, {problem.dim})")
+    if Capability.CATEGORICAL_LOGITS in caps:
+        _categorical_identities(report, problem, theta, samples, scores)
     if Capability.SEQUENTIAL in caps:
-        ones = torch.ones_like(samples.rewards)
-        report.record("step scores with unit weights equal the score", _mismatch(
-            problem.step_score(theta, samples, ones), scores, "step_score(θ, x, 1)"))
-        report.record("reward-to-go at the first step equals f", _mismatch(
-            problem.reward_to_go(samples)[..., 0], problem.f(samples), "reward_to_go[..., 0]"))
+        _sequential_identities(report, problem, theta, samples, scores)
+    if Capability.TABULAR in caps:
+        _tabular_identities(report, problem, theta, samples)
+    if Capability.AMORTIZED in caps:
+        _amortized_identities(report, problem, theta, samples, seed, device)
+    if Capability.MULTI_SAMPLE in caps:
+        _multi_sample_identities(report, problem, theta, samples, seed, device)
     if Capability.RELAXABLE in caps:
         uniforms = torch.rand((2, 3, problem.noise_dim), generator=devices.generator(
             device, seed + 3), dtype=DTYPE).clamp(UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
@@ -330,6 +329,148 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
                       and relaxed.shape == (2, 3) else
                       f"f_relaxed(relax(θ, u, τ)) has shape {tuple(relaxed.shape)} and "
                       f"requires_grad={relaxed.requires_grad}")
+        hard = problem.harden(problem.relax(theta, uniforms, RELAX_TEMPERATURE))
+        embedded = problem.embed(problem.sample(theta, (2, 3), devices.generator(device, seed)))
+        report.record("embed(x) is in the encoding of harden(relax(θ, u, τ))", None
+                      if isinstance(embedded, Tensor) and embedded.shape == hard.shape else
+                      f"embed(sample) has shape {_shape_text(embedded)}, harden(relax(θ, u, τ)) "
+                      f"{tuple(hard.shape)}")
+
+
+def _shape_text(value: Any) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
+
+
+def _gaussian_layout(problem: Problem, theta: Tensor) -> tuple[int, tuple[int, ...]] | None:
+    """``(D, event shape)`` of a GAUSSIAN problem, or None if θ and ``sample_mean`` do not fit
+    θ = (μ_1..μ_D, σ_1..σ_D) with samples ``()`` when D = 1 and ``(D,)`` otherwise."""
+    size, event = problem.dim // 2, gaussian_event_shape(problem, theta)
+    fits = problem.dim % 2 == 0 and (event == (size,) or (event == () and size == 1))
+    return (size, event) if fits else None
+
+
+def _gaussian_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
+                         scores: Tensor) -> None:
+    layout = _gaussian_layout(problem, theta)
+    ok_shape = (layout is not None and isinstance(samples, Tensor)
+                and samples.shape == (*SHAPE, *layout[1]))
+    report.record("Gaussian samples and θ = (μ, σ)", None if ok_shape else
+                  f"expected dim 2D, and samples of shape {SHAPE} (D = 1) or {(*SHAPE, 'D')} "
+                  f"matching sample_mean(θ); got dim {problem.dim} and samples of shape "
+                  f"{_shape_text(samples)}")
+    if layout is None or not ok_shape:
+        return
+    size = layout[0]
+    mu, sigma = theta[:size], theta[size:]
+    eps = (samples.reshape(*SHAPE, size) - mu) / sigma
+    gaussian = torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
+    report.record("score is the Gaussian score", _mismatch(scores, gaussian,
+                  "score against (ε/σ, (ε² − 1)/σ)"))
+
+
+def _categorical_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
+                            scores: Tensor) -> None:
+    ok = (isinstance(samples, Tensor) and samples.dim() == 4 and samples.shape[:2] == SHAPE
+          and samples.shape[2] * samples.shape[3] == problem.dim
+          and bool(((samples == 0) | (samples == 1)).all())
+          and bool((samples.sum(-1) == 1).all()))
+    report.record("categorical samples are one-hot (R, n, D, K) with D·K = dim", None if ok
+                  else f"got {_shape_text(samples)} for dim {problem.dim}")
+    if not ok:
+        return
+    variables, categories = samples.shape[2:]
+    probs = torch.softmax(theta.reshape(variables, categories), dim=-1)
+    report.record("score is onehot(x) − softmax(θ)", _mismatch(
+        scores, (samples - probs).flatten(-2), "score against onehot(x) − softmax(θ)"))
+    same_variable = torch.eye(variables, dtype=torch.bool)[:, None, :, None]
+    category = torch.eye(categories, dtype=samples.dtype)[None, :, None, :]
+    variants = torch.where(same_variable, category, samples[:2, :3, None, None])
+    stacked = problem.f(variants)
+    report.record("f accepts extra batch dimensions of one-hot samples",
+                  None if stacked.shape == (2, 3, variables, categories) else
+                  f"f of one-hot samples {tuple(variants.shape)} has shape "
+                  f"{tuple(stacked.shape)}, expected {(2, 3, variables, categories)}")
+
+
+def _sequential_identities(report: CheckReport, problem: Any, theta: Tensor, samples: Any,
+                           scores: Tensor) -> None:
+    rewards = problem.step_rewards(samples)
+    steps = rewards.shape[-1]
+    report.record("step rewards have shape (R, n, T)", None if rewards.shape == (*SHAPE, steps)
+                  and 1 <= steps <= problem.horizon else
+                  f"got {tuple(rewards.shape)} with horizon {problem.horizon}")
+    report.record("step scores with unit weights equal the score", _mismatch(
+        problem.step_score(theta, samples, torch.ones_like(rewards)), scores,
+        "step_score(θ, x, 1)"))
+    discounted = rewards * problem.gamma ** torch.arange(steps, dtype=DTYPE)
+    report.record("reward-to-go sums the discounted step rewards", _mismatch(
+        problem.reward_to_go(samples), discounted.flip(-1).cumsum(-1).flip(-1),
+        "reward_to_go against Σ_{k≥t} γ^k r_k"))
+    report.record("reward-to-go at the first step equals f", _mismatch(
+        problem.reward_to_go(samples)[..., 0], problem.f(samples), "reward_to_go[..., 0]"))
+    values = problem.step_values(theta, samples, problem.exact_values(theta))
+    report.record("exact step values have the steps' shape", None
+                  if values.shape == rewards.shape else
+                  f"step_values(θ, x, exact_values(θ)) has shape {tuple(values.shape)}, the "
+                  f"step rewards {tuple(rewards.shape)}")
+
+
+def _tabular_identities(report: CheckReport, problem: Any, theta: Tensor,
+                        samples: Any) -> None:
+    policy = problem.policy(theta)
+    ok_policy = (policy.dim() == 2 and bool((policy >= 0).all())
+                 and _mismatch(policy.sum(-1), torch.ones_like(policy[:, 0]), "") is None)
+    report.record("policy(θ) is a distribution over actions in each state", None if ok_policy
+                  else f"policy(θ) of shape {tuple(policy.shape)} has rows that are not "
+                       "distributions")
+    pairs = getattr(samples, "pairs", None)
+    ok_pairs = (isinstance(pairs, Tensor) and pairs.shape[:2] == SHAPE
+                and bool(((pairs >= -1) & (pairs < policy.numel())).all()))
+    report.record("samples hold the visited state-action pairs", None if ok_pairs else
+                  "expected samples.pairs of shape (R, n, T) holding s·A + a, −1 after the end")
+
+
+def _amortized_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
+                          seed: int, device: torch.device) -> None:
+    inputs = problem.item_inputs()
+    items = problem.item_f(samples)
+    count = inputs.shape[0]
+    report.record("item_f has one term per item", None if inputs.dim() == 2
+                  and items.shape == (*SHAPE, count) else
+                  f"item_inputs() has shape {tuple(inputs.shape)} and item_f "
+                  f"{tuple(items.shape)}, expected (B, P) and {(*SHAPE, 'B')}")
+    if items.shape != (*SHAPE, count):
+        return
+    report.record("f is the mean of the item terms", _mismatch(
+        items.mean(-1), problem.f(samples), "mean_b item_f against f"))
+    weights = torch.randn(SHAPE, generator=devices.generator(device, seed + 4), dtype=DTYPE)
+    report.record("item_weighted_score with equal item weights is weighted_score", _mismatch(
+        problem.item_weighted_score(theta, samples, weights[..., None].expand(*SHAPE, count)),
+        problem.weighted_score(theta, samples, weights),
+        "item_weighted_score(θ, x, w·1_B) against weighted_score(θ, x, w)"))
+
+
+def _multi_sample_identities(report: CheckReport, problem: Problem, theta: Tensor,
+                             samples: Any, seed: int, device: torch.device) -> None:
+    log_weights = problem.log_weights(samples)
+    ok = log_weights.dim() == 4 and log_weights.shape[:2] == SHAPE
+    report.record("log_weights has shape (R, n, B, K)", None if ok
+                  else f"got {tuple(log_weights.shape)}")
+    if not ok:
+        return
+    report.record("f is the multi-sample bound of the weights", _mismatch(
+        _multi_sample_bound(log_weights), problem.f(samples),
+        "(1/B) Σ_b log (1/K) Σ_k w_bk against f"))
+    weights = torch.randn(SHAPE, generator=devices.generator(device, seed + 4), dtype=DTYPE)
+    report.record("code_weighted_score with equal code weights is weighted_score", _mismatch(
+        problem.code_weighted_score(theta, samples, weights[..., None, None].expand_as(
+            log_weights)), problem.weighted_score(theta, samples, weights),
+        "code_weighted_score(θ, x, w·1_BK) against weighted_score(θ, x, w)"))
+
+
+def _multi_sample_bound(log_weights: Tensor) -> Tensor:
+    """``(1/B) Σ_b log (1/K) Σ_k w_bk`` from ``log w`` of shape ``(..., B, K)``."""
+    return (torch.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1])).mean(-1)
 
 
 def _sampled_checks(report: CheckReport, problem: Problem, theta: Tensor, value: Tensor,
@@ -390,6 +531,23 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
         return torch.rand((size, 1, problem.noise_dim), generator=g, dtype=DTYPE).clamp(
             UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
 
+    def multi_sample_gradient(size: int, g: torch.Generator) -> Tensor:
+        # ∇J = E[(1/B) Σ_b Σ_k (L_b − w̃_bk) ∇θ log q(z_bk|x_b)] (see Capability.MULTI_SAMPLE);
+        # J, a constant, is subtracted from L_b as a baseline.
+        samples = sample(size, g)
+        log_weights = problem.log_weights(samples)
+        bounds = torch.logsumexp(log_weights, dim=-1, keepdim=True) - math.log(
+            log_weights.shape[-1])
+        signal = bounds - value.to(theta.device) - torch.softmax(log_weights, dim=-1)
+        return problem.code_weighted_score(theta, samples, signal / log_weights.shape[2]
+                                           ) @ to_device.T
+
+    def per_item_gradient(size: int, g: torch.Generator) -> Tensor:
+        samples = sample(size, g)
+        items = problem.item_f(samples)
+        weights = (items - value.to(theta.device)) / items.shape[-1]
+        return problem.item_weighted_score(theta, samples, weights) @ to_device.T
+
     expected_grad = directions @ true_grad
     zeros = torch.zeros(directions.shape[0], dtype=DTYPE)
     grad_test = "E[(f − J)·score] equals ∇J"
@@ -398,8 +556,24 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
         _Sampled("score has mean zero", stream(
             lambda size, g: problem.score(theta, sample(size, g))[:, 0] @ to_device.T),
             zeros, None, "the score's standard deviation", true_grad),
-        _Sampled(grad_test, centered_score(sample), expected_grad, norm, "‖∇J‖", true_grad),
     ]
+    if Capability.MULTI_SAMPLE in caps:
+        # f depends on θ through the weights, so E[(f − J)·score] is not ∇J here.
+        tests.append(_Sampled("E[(1/B) Σ_bk ((L_b − J) − w̃_bk) ∇θ log q(z_bk)] equals ∇J",
+                              stream(multi_sample_gradient), expected_grad, norm, "‖∇J‖",
+                              true_grad))
+    else:
+        tests.append(_Sampled(grad_test, centered_score(sample), expected_grad, norm, "‖∇J‖",
+                              true_grad))
+    if Capability.AMORTIZED in caps:
+        tests.append(_Sampled("E[(1/B) Σ_b (f_b − J) ∇θ log q(z_b|x_b)] equals ∇J",
+                              stream(per_item_gradient), expected_grad, norm, "‖∇J‖", true_grad))
+    if Capability.SEQUENTIAL in caps:
+        exact_values = problem.exact_values(theta)  # type: ignore[attr-defined]
+        tests.append(_Sampled("mean of the exact value of the first state equals J", stream(
+            lambda size, g: problem.step_values(  # type: ignore[attr-defined]
+                theta, sample(size, g), exact_values)[..., :1].reshape(size, 1)),
+            value, j_units, "|J|"))
     pathwise = {Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= caps
     if Capability.REPARAMETERIZABLE in caps:
         def transformed(size: int, g: torch.Generator) -> Any:
@@ -439,9 +613,12 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
 
         tests.append(_Sampled("mean of f_relaxed(harden(relax(θ, u, τ))) equals J",
                               f_mean(hardened, problem.f_relaxed), value, j_units, "|J|"))
-    if Capability.GAUSSIAN in caps:
+    layout = _gaussian_layout(problem, theta) if Capability.GAUSSIAN in caps else None
+    if layout is not None:
         def gaussian(size: int, g: torch.Generator) -> Tensor:
-            return theta[0] + theta[1] * torch.randn((size, 1), generator=g, dtype=DTYPE)
+            count, event = layout
+            eps = torch.randn((size, 1, count), generator=g, dtype=DTYPE)
+            return (theta[:count] + theta[count:] * eps).reshape(size, 1, *event)
 
         tests.append(_Sampled("mean of f(μ + σε) equals J", f_mean(gaussian), value, j_units,
                               "|J|"))
@@ -455,8 +632,10 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
     if _implements(problem, "sample_mean"):
         with on_device(device):
             mean_x = float64_cpu(problem.sample_mean(theta)).reshape(-1)
+        # Relaxable problems state the mean in the encoding of relaxed samples.
+        encode = problem.embed if Capability.RELAXABLE in caps else (lambda x: x)
         tests.append(_Sampled("sampled mean of x equals sample_mean(θ)", stream(
-            lambda size, g: sample(size, g).reshape(size, -1)), mean_x, None,
+            lambda size, g: encode(sample(size, g)).reshape(size, -1)), mean_x, None,
             "the standard deviation of x"))
     return tests
 

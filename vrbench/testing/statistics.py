@@ -144,11 +144,14 @@ class MeanTest:
         return diff / unit if unit > 0 else math.inf
 
 
-def _moments(chunks: Iterator[Tensor]) -> tuple[Moments, float]:
-    """Moments of the draws and the seconds they took."""
+def _moments(chunks: Iterator[Tensor], width: int) -> tuple[Moments, float]:
+    """Moments of the draws, each ``width`` numbers, and the seconds they took."""
     moments: Moments | None = None
     start = time.perf_counter()
     for chunk in chunks:
+        if chunk.dim() != 2 or chunk.shape[1] != width:
+            raise ValueError(f"draws of shape {tuple(chunk.shape)}, expected (count, {width}): "
+                             f"one number per expected value")
         batch = Moments.of(chunk.to(torch.float64))
         moments = batch if moments is None else moments.merge(batch)
     if moments is None:
@@ -175,7 +178,7 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
     started = time.perf_counter()
     pilot: Moments | None = None
     for size in PILOT_CHUNKS:
-        chunk_moments, _ = _moments(draw(size, generators[0]))
+        chunk_moments, _ = _moments(draw(size, generators[0]), k)
         pilot = chunk_moments if pilot is None else pilot.merge(chunk_moments)
         if (pilot.count >= max(MIN_PILOT, max_count // 4) if time_budget is None
                 else time.perf_counter() - started > PILOT_SHARE * time_budget):
@@ -200,7 +203,7 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
                 break
             size = max(1, min(size, int(left / seconds_per_draw)))
         size = min(size, count - (main.count if main is not None else 0))
-        chunk_moments, seconds = _moments(draw(size, generators[1]))
+        chunk_moments, seconds = _moments(draw(size, generators[1]), k)
         main = chunk_moments if main is None else main.merge(chunk_moments)
         seconds_per_draw = seconds / size
         size *= 2
