@@ -26,7 +26,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
-from vrbench import estimators
+from vrbench import estimators, problems
 from vrbench.bench.config import SweepConfig
 from vrbench.bench.results import RESULTS_FILE, to_frame, write_results
 from vrbench.bench.sweep import run_sweep
@@ -101,22 +101,14 @@ def report(results, tmp_path_factory) -> Path:
     return out
 
 
-PROBLEMS = {  # problem → (families that apply, ‖∇J‖, variance of score_function at n = 1)
-    "bandit_gaussian_10": ({"score function"}, 0.29, 1.6),
-    "bernoulli_toy": ({"score function", "discrete", "measure-valued", "relaxation",
-                       "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
-                      5e-4, 1.6e-2),
-    "bernoulli_vector": ({"score function", "discrete", "measure-valued", "relaxation",
-                          "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
-                         1.1e-4, 0.3),
-    "chain_mdp": ({"score function", "policy gradient"}, 18.0, 3.6e5),
-    "random_mdp": ({"score function", "policy gradient"}, 1.9, 8e4),
-    "gaussian_quadratic": ({"score function", "pathwise", "control variate", "measure-valued",
-                            "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
-                           3.6, 200.0),
-    "gaussian_abs": ({"score function", "pathwise", "control variate", "measure-valued",
-                      "antithetic sampling", "quasi-Monte Carlo", "stratified sampling"},
-                     0.8, 14.0),
+PROBLEMS = {  # problem → (‖∇J‖, variance of score_function at n = 1)
+    "bandit_gaussian_10": (0.29, 1.6),
+    "bernoulli_toy": (5e-4, 1.6e-2),
+    "bernoulli_vector": (1.1e-4, 0.3),
+    "chain_mdp": (18.0, 3.6e5),
+    "random_mdp": (1.9, 8e4),
+    "gaussian_quadratic": (3.6, 200.0),
+    "gaussian_abs": (0.8, 14.0),
 }
 EXACT = {("bernoulli_toy", "disarm"): 0.0, ("bernoulli_toy", "mvd_bernoulli"): 0.0,
          ("bernoulli_toy", "antithetic_score_function"): 3e-36,
@@ -128,32 +120,30 @@ FAILED = ("bernoulli_vector", "relax", 4)
 
 
 def synthetic_frame() -> pd.DataFrame:
-    """Every registered built-in estimator on the problems of :data:`PROBLEMS`, n = 1, 4, 16."""
+    """Every registered built-in estimator on the problems of :data:`PROBLEMS`, n = 1, 4, 16,
+    skipped where the sweep would skip it; the exact enumeration has zero variance."""
     entries = [e for e in estimators.registry.entries() if e.origin == "builtin"]
     rng = np.random.default_rng(0)
     rows = []
-    for problem, (families, grad, sf_variance) in PROBLEMS.items():
+    for problem, (grad, sf_variance) in PROBLEMS.items():
+        instance = problems.make(problem)
         for index, entry in enumerate(entries):
             cls = entry.cls
-            applies = cls.family in families and not (
-                problem.startswith("gaussian") and entry.name in ("mvd_bernoulli",)) and not (
-                problem.startswith("bernoulli") and entry.name in (
-                    "mvd_gaussian", "antithetic_reparameterization",
-                    "qmc_reparameterization", "stratified_reparameterization"))
             for n in (1, 4, 16):
                 base = {"problem": problem, "estimator": entry.name, "n_samples": n,
                         "replicates": 10_000, "seed": 0, "family": cls.family,
                         "unbiased_claim": cls.unbiased, "estimator_params": "{}",
                         "problem_params": "{}", "dim": 4, "true_grad_norm": grad}
-                if not applies:
-                    rows.append({**base, "status": "skipped",
-                                 "error": f"{entry.name} requires a problem that is X"})
+                reason = cls.from_params().incompatibility(instance, n)
+                if reason is not None:
+                    rows.append({**base, "status": "skipped", "error": reason})
                     continue
                 if (problem, entry.name, n) == FAILED:
                     rows.append({**base, "status": "error", "error": "RuntimeError: boom"})
                     continue
                 factor = 1.0 if entry.name == "score_function" else 10 ** -rng.uniform(0, 3)
-                variance = EXACT.get((problem, entry.name), sf_variance * factor / n)
+                variance = 0.0 if cls.family == "exact" else EXACT.get(
+                    (problem, entry.name), sf_variance * factor / n)
                 half = 0.02 * variance
                 bias = math.sqrt(variance / 10_000) * rng.uniform(0.2, 1.5) or 7e-18
                 if not cls.unbiased:
@@ -332,7 +322,8 @@ def test_heatmap_marks_the_rejected_claim_and_the_best(prepared):
     texts = [t for _, fig in heatmap for ax in fig.axes for t in ax.texts]
     assert sum("†" in t.get_text() for t in texts) == 1
     bold = [t.get_text() for t in texts if t.get_fontweight() == "bold"]
-    assert bold.count("exact") == 4  # tied at zero: three on bernoulli_toy, one on _vector
+    # Tied at zero: four on bernoulli_toy (one the exact enumeration), one on _vector.
+    assert bold.count("exact") == 5
     plt.close("all")
 
 
@@ -343,7 +334,8 @@ def test_selection_filters_what_is_drawn(synthetic, tmp_path):
         spec, figures=("variance_vs_samples", "tables")))
     frame = prepare(pd.read_parquet(synthetic / RESULTS_FILE), spec)
     frame = frame[frame.status != "skipped"]
-    assert set(frame.estimator) == {"rloo", "arm", "disarm", "rebar", "relax", "mvd_bernoulli"}
+    assert set(frame.estimator) == {"rloo", "arm", "arms", "disarm", "rebar", "relax",
+                                    "mvd_bernoulli"}
     assert set(frame.problem) == {"bernoulli_toy", "bernoulli_vector"}
     fig_style = apply_style("paper")
     styles = estimator_styles(frame.estimator)
@@ -395,7 +387,7 @@ def test_selection_by_name_glob_family_and_exclusion(prepared):
         "score_function_optimal_baseline"}
     assert chosen(estimators="policy gradient") == chosen(estimators="family:policy_gradient")
     assert chosen(estimators="family:score function,!rloo") == chosen(
-        estimators="score_function*")
+        estimators="score_function*,nvil")
     assert set(Selection.parse(n="largest,1").apply(prepared).n_samples) == {1, 16}
     with pytest.raises(VrbenchError, match="neither a positive integer nor one of"):
         Selection.parse(n="max")
@@ -476,7 +468,7 @@ def test_the_pivot_table_has_captions_labels_intervals_and_marks(prepared):
     assert r"\label{tab:vrbench-relative-variance-1}" in latex
     assert "half-width of the 95\\% interval" in latex
     assert latex.count(r"$^\dagger$") == 2  # the rejected cell, and the caption's legend
-    assert latex.count(r"\textbf{exact}") == 4
+    assert latex.count(r"\textbf{exact}") == 5
     assert not re.search(r"\de-\d", latex)  # numbers as ×10^k, never 1.2e-3
     assert r"\textit{gumbel\_softmax}" in latex
     assert not re.search(r"\$10\.\d*\(", latex)  # mantissas below 10
@@ -536,7 +528,7 @@ def test_when_nothing_ran_the_summary_says_why(synthetic):
     frame = pd.read_parquet(synthetic / RESULTS_FILE)
     skipped = frame[frame.status == "skipped"]
     text = "\n".join(_render(summary_table(skipped), 100))
-    assert "Nothing ran" in text and "requires a problem that is X" in text
+    assert "Nothing ran" in text and "mvd_gaussian requires a problem that is gaussian" in text
 
 
 def test_the_eta_extrapolates_the_whole_run_and_excludes_reused_cells():

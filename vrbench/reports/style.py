@@ -106,14 +106,25 @@ FAMILY_COLORS: dict[str, str] = {
     "quasi-Monte Carlo": "#999933",
     "stratified sampling": "#882255",
     "policy gradient": "#332288",
+    # The exact reference in neutral grey; multi-sample estimators run on their own problems.
+    "exact": "#777777",
+    "without replacement": "#AA4499",
+    "multi-sample": "#661100",
 }
-OTHER_COLORS = ("#777777", "#117733", "#AA4499", "#661100", "#6699CC", "#DDAA33")
+OTHER_COLORS = ("#117733", "#6699CC", "#DDAA33", "#44AA99", "#88CCEE", "#DDCC77")
 """Colours of families vrbench does not ship (plugins), chosen by a hash of the name."""
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "*", "<", "d", "h", ">")
-"""Shapes that stay distinct at 3 pt; after these, the same shapes hollow and dashed. The
-order gives the members of each built-in family shapes of different kinds (no pentagon next
-to a hexagon): slots 0-4 score function, 7-10 discrete, 21-25 (8-12) policy gradient."""
+"""Shapes that stay distinct at 3 pt, in an order that puts shapes of different kinds next to
+each other (no pentagon next to a hexagon), since a family's members take consecutive ones."""
+
+LOOKS = (("-", True), ("--", False), (":", True), ("-.", False),
+         ("--", True), ("-", False), ("-.", True), (":", False))
+"""(line style, filled) of each round of :data:`MARKERS`: the first 13 estimators are filled
+and solid, the next 13 hollow and dashed, and so on; 104 estimators look different from each
+other without colour before a look repeats."""
+
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 @dataclass(frozen=True)
@@ -179,8 +190,8 @@ def estimator_styles(names: Iterable[str], families: dict[str, str] | None = Non
 
     Every registered estimator gets a slot: built-ins first, by family (in the order of
     :data:`FAMILY_COLORS`) and name, then plugins by name. Slot ``i`` has marker
-    ``MARKERS[i % 13]``, filled and solid for ``i < 13`` and hollow and dashed after, so no
-    two estimators share shape, fill and line even in greyscale. Estimators the registry
+    ``MARKERS[i % 13]`` and the line and fill ``LOOKS[i // 13]``, so no two of the first 104
+    estimators share shape, fill and line even in greyscale. Estimators the registry
     does not know (results from another installation) come after, by name. ``families``
     (name → family, e.g. from a results table) completes what the registry does not say.
     Variants of one estimator (``gumbel_softmax:temperature=0.5``) share its colour and
@@ -204,9 +215,9 @@ def estimator_styles(names: Iterable[str], families: dict[str, str] | None = Non
         slot = slot_of[base]
         family = family_of.get(base, "other")
         cycle, marker = divmod(slot, len(MARKERS))
-        solid = cycle % 2 == 0
+        line, filled = LOOKS[cycle % len(LOOKS)]
         variant = variants[base].index(name)
-        linestyle = ("-", "--", ":", "-.")[(variant + (0 if solid else 1)) % 4]
+        linestyle = LINESTYLES[(LINESTYLES.index(line) + variant) % len(LINESTYLES)]
         styles[name] = EstimatorStyle(family_color(family), MARKERS[marker], linestyle,
-                                      filled=solid, family=family)
+                                      filled=filled, family=family)
     return styles
