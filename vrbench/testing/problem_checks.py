@@ -139,7 +139,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     central finite differences of ``value``, the score against the autograd gradient of
     ``log_prob`` where implemented, and, for problems that enumerate their ``support``, the
     probabilities, ``value``, ``exact_grad`` and the score's mean by exact sums; plus the
-    capabilities' own identities (a Gaussian's score, Bernoulli bits, an MDP's step scores).
+    capabilities' own identities (a Gaussian's layout and score, Bernoulli bits, one-hot
+    categoricals, an episode's step scores, rewards and values, per-item and per-code terms).
 
     Sampled checks, each sized to detect a relative error of ``tolerance`` with probability
     95% and reporting what it could detect (see :func:`~vrbench.testing.statistics.mean_test`):
@@ -148,7 +149,9 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     which a wrong score or a sampler drawing from another distribution breaks; and the same
     for every other way the capabilities let estimators draw (``transform``,
     ``from_uniforms``, ``relax``/``harden``, the Gaussian and Bernoulli forms), including the
-    pathwise mean where f is differentiable. They share ``time_budget`` seconds
+    pathwise mean where f is differentiable; the per-item form of ∇J (``AMORTIZED``), its
+    multi-sample form in place of ``E[(f − J) score]`` (``MULTI_SAMPLE``), and the mean of the
+    exact value of the first state (``SEQUENTIAL``). They share ``time_budget`` seconds
     (``None``: no limit); each draws at most ``max_draws``.
     """
     device = resolve_device(device)
@@ -569,7 +572,8 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
         tests.append(_Sampled("E[(1/B) Σ_b (f_b − J) ∇θ log q(z_b|x_b)] equals ∇J",
                               stream(per_item_gradient), expected_grad, norm, "‖∇J‖", true_grad))
     if Capability.SEQUENTIAL in caps:
-        exact_values = problem.exact_values(theta)  # type: ignore[attr-defined]
+        with on_device(device):
+            exact_values = problem.exact_values(theta)  # type: ignore[attr-defined]
         tests.append(_Sampled("mean of the exact value of the first state equals J", stream(
             lambda size, g: problem.step_values(  # type: ignore[attr-defined]
                 theta, sample(size, g), exact_values)[..., :1].reshape(size, 1)),
