@@ -218,12 +218,8 @@ def floor_vimco(estimator: str, replicates: int, n: int, rng: np.random.Generato
     probs = 1 / (1 + np.exp(-logits))
     codes = (rng.random((replicates, n, batch, count, latents)) < probs[:, None]).astype(
         np.float64)
-    # log p(x_b, z) of every image and code, looked up by the code's index Σ_l z_l 2^l.
-    every = ((np.arange(2**latents)[:, None] >> np.arange(latents)) & 1).astype(np.float64)
-    table = (images @ decoder @ every.T + (images @ offset)[:, None]
-             - _softplus(every @ decoder.T + offset).sum(-1) - latents * np.log(2))
-    index = (codes @ 2.0 ** np.arange(latents)).astype(np.int64)
-    log_joint = table[np.arange(batch)[:, None], index]
+    matched = (codes * (images @ decoder)[:, None]).sum(-1) + (images @ offset)[:, None]
+    log_joint = matched - _softplus(codes @ decoder.T + offset).sum(-1) - latents * np.log(2)
     log_w = log_joint - _log_bernoulli(codes, logits[:, None])  # (R, n, B, K)
     top = log_w.max(-1, keepdims=True)
     bound = top + np.log(np.exp(log_w - top).mean(-1, keepdims=True))
