@@ -330,6 +330,11 @@ class Problem(Component, abc.ABC):
         entries of :meth:`sample_mean` (x flattened in the same order)."""
         raise NotImplementedError(f"{self.name} does not know the covariance of its samples")
 
+    def nonsmooth_points(self, theta: Tensor) -> list[float]:
+        """Values of a scalar sample x where f is not smooth (a step, a kink), so that
+        quadrature over x splits there; smooth f: none."""
+        return []
+
     def project(self, theta: Tensor) -> Tensor:
         """The nearest valid θ (e.g. σ > 0), applied after each optimization step."""
         return theta

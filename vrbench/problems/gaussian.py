@@ -128,6 +128,9 @@ class GaussianStep(_Gaussian):
     def f(self, samples: Tensor) -> Tensor:
         return (samples > 0).to(DTYPE)
 
+    def nonsmooth_points(self, theta: Tensor) -> list[float]:
+        return [0.0]
+
     def value(self, theta: Tensor) -> Tensor:
         return torch.special.ndtr(theta[0] / theta[1])
 
@@ -167,6 +170,9 @@ class GaussianAbs(_Gaussian):
 
     def f(self, samples: Tensor) -> Tensor:
         return (samples - self.c).abs()
+
+    def nonsmooth_points(self, theta: Tensor) -> list[float]:
+        return [self.c]
 
     def value(self, theta: Tensor) -> Tensor:
         shift, sigma = theta[0] - self.c, theta[1]
