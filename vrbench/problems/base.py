@@ -84,6 +84,10 @@ class Capability(StrEnum):
     gradients apply. Samples have shape ``(R, n)`` plus the shape of
     :meth:`Problem.sample_mean` (``()`` when univariate, ``(D,)`` otherwise; a problem that
     does not implement it is univariate)."""
+    BERNOULLI_LATENTS = "bernoulli_latents"
+    """x is made of independent Bernoulli latents whose logits are a differentiable function
+    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 latents: ARM and DisARM
+    apply through the chain rule (an amortized encoder, say)."""
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
     CATEGORICAL_LOGITS = "categorical_logits"
@@ -126,6 +130,9 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
                                  "measure-valued gradients apply",
     Capability.GAUSSIAN: "x ~ N(μ, σ²) with θ = (μ, σ), samples of shape (R, n), and f accepts "
                          "any real tensor: measure-valued gradients apply",
+    Capability.BERNOULLI_LATENTS: "x is made of independent Bernoulli latents whose logits are "
+                                  "latent_logits(θ), and f accepts any 0/1 latents: ARM and "
+                                  "DisARM apply through the chain rule",
     Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
                           "f_relaxed accepts and harden() rounds to an exact sample: "
                           "Gumbel-softmax, straight-through, REBAR and RELAX apply",
@@ -143,6 +150,7 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
     Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
+    Capability.BERNOULLI_LATENTS: ("latent_logits", "latents", "latent_pullback"),
     Capability.SEQUENTIAL: ("policy", "step_score", "reward_to_go", "step_values",
                             "exact_values", "gamma", "horizon"),
     Capability.CATEGORICAL_LOGITS: ("support", "log_prob"),
@@ -329,6 +337,25 @@ class Problem(Component, abc.ABC):
         """``Cov[x]`` as a differentiable function of θ, ``(P, P)`` with ``P`` the number of
         entries of :meth:`sample_mean` (x flattened in the same order)."""
         raise NotImplementedError(f"{self.name} does not know the covariance of its samples")
+
+    # Problems with BERNOULLI_LATENTS implement the three methods below; the defaults are
+    # those of BERNOULLI_LOGITS problems, whose latents are the sample and logits θ itself.
+    def latent_logits(self, theta: Tensor) -> Tensor:
+        """The logits of the independent Bernoulli latents, of any shape (the latent shape)."""
+        return theta
+
+    def latents(self, theta: Tensor, bits: Tensor) -> Any:
+        """Samples made of 0/1 latents ``bits`` of shape ``(R, n, *latent shape)``."""
+        return bits
+
+    def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
+        """``(R, dim)`` gradients in θ from gradients in the logits ``(R, *latent shape)``:
+        the chain rule through :meth:`latent_logits`."""
+        return grad_logits
+
+    def coordinate_names(self) -> list[str]:
+        """A short name for each coordinate of θ, for figures that show them separately."""
+        return [f"θ{i}" for i in range(self.dim)]
 
     def nonsmooth_points(self, theta: Tensor) -> list[float]:
         """Values of a scalar sample x where f is not smooth (a step, a kink), so that

@@ -54,6 +54,9 @@ class _Gaussian(Problem):
     def project(self, theta: Tensor) -> Tensor:
         return torch.cat([theta[:1], theta[1:].clamp(min=1e-3)])
 
+    def coordinate_names(self) -> list[str]:
+        return ["μ", "σ"]
+
     noise_dim = 1
 
     def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
