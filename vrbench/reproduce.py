@@ -15,7 +15,9 @@ A recipe's keys::
                  # eval_replicates, seeds
     [figures]    # a figure spec (see vrbench.reports.selection.load_spec)
     [quick]      # quick.sweep and quick.train override the above for --quick
-    [[claims]]   # each: text, kind, and the kind's keys (see CLAIM_KINDS)
+    [[claims]]   # each: text, kind, the kind's keys (see CLAIM_KINDS), and optionally
+                 # explain: why the claim may not hold in vrbench's setting, printed when
+                 # the measurements do not bear it out
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ class Verdict:
     text: str
     outcome: str  # "reproduced", "not reproduced" or "inconclusive"
     lines: list[str]
+    explanation: str = ""
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -467,7 +470,9 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
     if config is not None:
         frame, _ = read_results(output)
         frame = annotate(frame)
-    verdicts = [CLAIM_KINDS[c["kind"]](c, frame, traces) for c in recipe.claims]
+    verdicts = [dataclasses.replace(CLAIM_KINDS[c["kind"]](c, frame, traces),
+                                    explanation=" ".join(c.get("explain", "").split()))
+                for c in recipe.claims]
     note = output / NOTE_FILE
     images = sorted(p.relative_to(output) for p in written if p.suffix == ".png")
     note.write_text(_note(recipe, verdicts, images, quick))
@@ -504,6 +509,8 @@ def _note(recipe: Recipe, verdicts: list[Verdict], images: list[Path], quick: bo
     for verdict in verdicts:
         parts.append(f"- **{verdict.text}**: {verdict.outcome}.")
         parts += [f"  - {line}" for line in verdict.lines]
+        if verdict.outcome != "reproduced" and verdict.explanation:
+            parts.append(f"  - Why: {verdict.explanation}")
     parts += ["", "## Figures", ""]
     parts += [f"![{image.stem}]({image.as_posix()})" for image in images] or ["(none)"]
     size = " with --quick (fewer replicates and steps: a smoke test, not a reproduction)" \
