@@ -210,6 +210,10 @@ def _quadrature(fun, mu, sigma):
         ("gaussian_abs", {"c": -0.2, "mu": 0.3, "sigma": 0.7}, lambda x: abs(x + 0.2)),
         ("gaussian_cosine", {"omega": 3.0, "mu": 0.5, "sigma": 0.5}, lambda x: np.cos(3 * x)),
         ("gaussian_cosine", {"omega": 1.5, "mu": -0.4, "sigma": 1.2}, lambda x: np.cos(1.5 * x)),
+        ("gaussian_quadratic", {"k": -1.5, "mu": 1.0, "sigma": 1.0}, lambda x: (x + 1.5) ** 2),
+        ("gaussian_bump", {"k": 0.5, "mu": 0.7, "sigma": 1.3}, lambda x: np.exp(-0.5 * x * x)),
+        ("gaussian_bump", {"k": 3.0, "mu": -1.0, "sigma": 1.0}, lambda x: np.exp(-3 * x * x)),
+        ("gaussian_bump", {"k": 0.0, "mu": 1.0, "sigma": 1.0}, lambda x: 1.0),
     ],
 )
 def test_univariate_gaussian_objectives_against_quadrature(name, params, fun):

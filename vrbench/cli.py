@@ -28,6 +28,7 @@ from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Capability, Problem
 from vrbench.reports import summary_table
 from vrbench.reports.console import StableETA
+from vrbench.reports.selection import FIGURE_NAMES
 from vrbench.testing import BIAS_TOLERANCE, check_estimator, check_instance, check_problem
 from vrbench.testing.estimator_checks import TIME_BUDGET as ESTIMATOR_TIME_BUDGET
 from vrbench.testing.problem_checks import TIME_BUDGET as PROBLEM_TIME_BUDGET
@@ -194,6 +195,28 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--layout", choices=["pages", "per-problem"],
                         help="split figures with many problems into numbered pages, or draw "
                              "one figure per problem (default: pages)")
+    report.add_argument("--figures", metavar="NAMES",
+                        help="comma-separated figures (and 'tables') to write, of: "
+                             + ", ".join(FIGURE_NAMES) + " (default: every one that applies)")
+
+    reproduce = commands.add_parser(
+        "reproduce", help="re-run a published comparison: its figure and a note on its claims",
+        description="Run a shipped recipe (configs/papers/NAME.toml: a sweep and/or training "
+                    "runs, a figure spec and the paper's claims) and write the figures and "
+                    "NOTE.md, which sets vrbench's measured numbers beside each published "
+                    "claim. The sweep's cells resume like any sweep's.")
+    reproduce.add_argument("recipe", nargs="?", metavar="NAME",
+                           help="a recipe name (see --list) or a recipe file")
+    reproduce.add_argument("--list", action="store_true", help="list the shipped recipes")
+    reproduce.add_argument("--quick", action="store_true",
+                           help="a small version (fewer replicates, grid points and steps) "
+                                "that runs in well under a minute: a smoke test, not a "
+                                "reproduction (default: the full recipe)")
+    reproduce.add_argument("-o", "--output", metavar="DIR",
+                           help="output directory (default: results/papers/NAME, or "
+                                "results/papers/NAME-quick with --quick)")
+    reproduce.add_argument("-j", "--jobs", type=_positive_int,
+                           help="worker processes of the sweep (default: one per core)")
 
     train = commands.add_parser(
         "train", help="optimize with each estimator and record the exact objective",
@@ -426,12 +449,39 @@ def _report(console: Console, args: argparse.Namespace) -> int:
     spec = load_spec(args.spec) if args.spec else ReportSpec()
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format \
         else None
+    figures = None
+    if args.figures:
+        figures = tuple(f.strip() for f in args.figures.split(",") if f.strip())
+        unknown = [f for f in figures if f not in FIGURE_NAMES]
+        if unknown:
+            raise VrbenchError(f"unknown figure {unknown[0]!r}; valid figures: "
+                               f"{', '.join(FIGURE_NAMES)}")
     spec = spec.override(estimators=args.estimators, problems=args.problems, n=args.n,
                          reference=args.reference, formats=formats, style=args.style,
-                         layout=args.layout)
+                         layout=args.layout, figures=figures)
     output = args.output or str(Path(args.results[0]) / "report")
     written = build_report(args.results, output, spec=spec)
     console.print(f"{len(written)} files written to {output}; open {Path(output) / 'index.html'}")
+    return 0
+
+
+def _reproduce(console: Console, args: argparse.Namespace) -> int:
+    from vrbench.reproduce import available, load_recipe, reproduce
+
+    if args.list or not args.recipe:
+        table = Table(title="recipes (vrbench reproduce NAME)", header_style="bold")
+        for column in ("name", "title", "paper"):
+            table.add_column(column)
+        for recipe in available():
+            table.add_row(recipe.name, escape(recipe.title), escape(recipe.paper))
+        console.print(table)
+        return 0 if args.list else 2
+    recipe = load_recipe(args.recipe)
+    output = args.output or f"results/papers/{recipe.name}{'-quick' if args.quick else ''}"
+    with console.status("") as status:
+        note = reproduce(recipe, output, quick=args.quick, jobs=args.jobs,
+                         on_status=lambda message: status.update(escape(message)))
+    console.print(f"{recipe.title}: figures and note in {output}; read {note}")
     return 0
 
 
@@ -496,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(console, args)
         if args.command == "train":
             return _train(console, args)
+        if args.command == "reproduce":
+            return _reproduce(console, args)
         return _run(console, args)
     except VrbenchError as exc:
         errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)

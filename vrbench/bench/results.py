@@ -59,6 +59,9 @@ COLUMNS: dict[str, str] = {
     "coordinate_variance": "object",
     "coordinate_variance_ci_low": "object",
     "coordinate_variance_ci_high": "object",
+    # The variance computed without sampling, where it can be (else empty):
+    "exact_variance": "float64",
+    "exact_coordinate_variance": "object",
 }
 """Every column of a results table and its pandas dtype, in order."""
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, Skipped
+from vrbench.bench.exact import exact_variance
 from vrbench.bench.metrics import EstimateAccumulator, numerical_failure
 from vrbench.devices import on_device, synchronize
 from vrbench.estimators.base import Estimator
@@ -118,7 +119,9 @@ def measure(
     so that the measurement at the initial θ with no suffix is exactly the cell's. Estimation
     runs on the cell's device; the statistics are accumulated on the CPU. Raises when the
     exact gradient or the metrics are not finite, or the estimates are numerically
-    meaningless (see :func:`vrbench.bench.metrics.numerical_failure`).
+    meaningless (see :func:`vrbench.bench.metrics.numerical_failure`). Where the estimator's
+    variance can be computed without sampling (:mod:`vrbench.bench.exact`), the metrics
+    include it as ``exact_variance``.
     """
     with on_device(cell.device) as device:
         theta = problem.initial_theta() if theta is None else theta
@@ -151,6 +154,9 @@ def measure(
     failure = numerical_failure(metrics, accumulator, estimator.unbiased)
     if failure is not None:
         raise FloatingPointError(failure)
+    exact = exact_variance(problem, estimator, theta, cell.n_samples, state)
+    metrics["exact_variance"] = math.nan if exact is None else exact.trace
+    metrics["exact_coordinate_variance"] = None if exact is None else exact.per_coordinate
     return metrics, elapsed / cell.replicates, fit_seconds
 
 

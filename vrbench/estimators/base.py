@@ -24,7 +24,10 @@ class Estimator(Component, abc.ABC):
     * ``requires``: capabilities the problem must have;
     * ``unbiased``: whether ``E[ĝ] = ∇J(θ)`` is claimed (the test suite checks the claim);
     * ``min_samples``: the smallest ``n_samples`` it is defined for;
-    * ``evals_per_sample``: evaluations of f per draw, so ``f_evals = evals_per_sample · n``.
+    * ``evals_per_sample``: evaluations of f per draw, so ``f_evals = evals_per_sample · n``;
+    * ``sample_average``: whether an estimate from n draws is the mean of n independent
+      single-draw terms (given the fitted state), so its variance is the one-draw variance
+      over n (lets :mod:`vrbench.bench.exact` compute it for any n).
     """
 
     family: ClassVar[str] = "other"
@@ -32,6 +35,7 @@ class Estimator(Component, abc.ABC):
     unbiased: ClassVar[bool] = True
     min_samples: ClassVar[int] = 1
     evals_per_sample: ClassVar[int] = 1
+    sample_average: ClassVar[bool] = False
     reference: ClassVar[str] = ""
 
     def incompatibility(self, problem: Problem, n_samples: int) -> str | None:

@@ -29,6 +29,7 @@ class ScoreFunctionBaseline(Estimator):
     fit_samples: int = 1000
 
     family = "score function"
+    sample_average = True
     reference = "Williams, 1992; Greensmith et al., 2004"
 
     def __post_init__(self) -> None:

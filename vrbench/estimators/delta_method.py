@@ -27,6 +27,7 @@ class DeltaMethod(Estimator):
     """
 
     family = "control variate"
+    sample_average = True
     requires = frozenset({Capability.CONTINUOUS, Capability.DIFFERENTIABLE,
                           Capability.REPARAMETERIZABLE})
     reference = "Mohamed et al., 2020, section 7.2"

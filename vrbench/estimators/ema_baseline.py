@@ -30,6 +30,7 @@ class ScoreFunctionEMABaseline(Estimator):
     batch_size: int = 16
 
     family = "score function"
+    sample_average = True
     reference = "Williams, 1992"
 
     def __post_init__(self) -> None:

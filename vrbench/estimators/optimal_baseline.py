@@ -28,6 +28,7 @@ class ScoreFunctionOptimalBaseline(Estimator):
     fit_samples: int = 2000
 
     family = "score function"
+    sample_average = True
     reference = "Greensmith et al., 2004"
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ class Reparameterization(Estimator):
     """
 
     family = "pathwise"
+    sample_average = True
     requires = frozenset({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE})
     reference = "Kingma & Welling, 2014; Rezende et al., 2014"
 

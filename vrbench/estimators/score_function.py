@@ -26,6 +26,7 @@ class ScoreFunction(Estimator):
     """
 
     family = "score function"
+    sample_average = True
     reference = "Williams, 1992"
 
     def estimate(

@@ -84,6 +84,10 @@ class Capability(StrEnum):
     gradients apply. Samples have shape ``(R, n)`` plus the shape of
     :meth:`Problem.sample_mean` (``()`` when univariate, ``(D,)`` otherwise; a problem that
     does not implement it is univariate)."""
+    BERNOULLI_LATENTS = "bernoulli_latents"
+    """x is made of independent Bernoulli latents whose logits are a differentiable function
+    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 latents: ARM and DisARM
+    apply through the chain rule (an amortized encoder, say)."""
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
     CATEGORICAL_LOGITS = "categorical_logits"
@@ -130,6 +134,9 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
     Capability.GAUSSIAN: "x ~ N(μ, diag σ²) in D dimensions with θ = (μ_1..μ_D, σ_1..σ_D), "
                          "samples (R, n) when D = 1 and (R, n, D) otherwise, and f accepts any "
                          "real tensor: measure-valued gradients apply",
+    Capability.BERNOULLI_LATENTS: "x is made of independent Bernoulli latents whose logits are "
+                                  "latent_logits(θ), and f accepts any 0/1 latents: ARM and "
+                                  "DisARM apply through the chain rule",
     Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
                           "f_relaxed accepts and harden() rounds to an exact sample: "
                           "Gumbel-softmax, straight-through, REBAR and RELAX apply",
@@ -147,6 +154,7 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
     Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
+    Capability.BERNOULLI_LATENTS: ("latent_logits", "latents", "latent_pullback"),
     Capability.SEQUENTIAL: ("gamma", "horizon", "step_score", "step_rewards", "reward_to_go",
                             "exact_values", "step_values"),
     Capability.TABULAR: ("policy",),
@@ -334,6 +342,30 @@ class Problem(Component, abc.ABC):
         """``Cov[x]`` as a differentiable function of θ, ``(P, P)`` with ``P`` the number of
         entries of :meth:`sample_mean` (x flattened in the same order)."""
         raise NotImplementedError(f"{self.name} does not know the covariance of its samples")
+
+    # Problems with BERNOULLI_LATENTS implement the three methods below; the defaults are
+    # those of BERNOULLI_LOGITS problems, whose latents are the sample and logits θ itself.
+    def latent_logits(self, theta: Tensor) -> Tensor:
+        """The logits of the independent Bernoulli latents, of any shape (the latent shape)."""
+        return theta
+
+    def latents(self, theta: Tensor, bits: Tensor) -> Any:
+        """Samples made of 0/1 latents ``bits`` of shape ``(R, n, *latent shape)``."""
+        return bits
+
+    def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
+        """``(R, dim)`` gradients in θ from gradients in the logits ``(R, *latent shape)``:
+        the chain rule through :meth:`latent_logits`."""
+        return grad_logits
+
+    def coordinate_names(self) -> list[str]:
+        """A short name for each coordinate of θ, for figures that show them separately."""
+        return [f"θ{i}" for i in range(self.dim)]
+
+    def nonsmooth_points(self, theta: Tensor) -> list[float]:
+        """Values of a scalar sample x where f is not smooth (a step, a kink), so that
+        quadrature over x splits there; smooth f: none."""
+        return []
 
     def project(self, theta: Tensor) -> Tensor:
         """The nearest valid θ (e.g. σ > 0), applied after each optimization step."""

@@ -10,9 +10,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from vrbench.components import check
 from vrbench.problems import register
 from vrbench.problems.base import (
     DTYPE,
+    MAX_MAGNITUDE,
     Capability,
     Problem,
     asymmetric_theta,
@@ -53,6 +55,9 @@ class _Gaussian(Problem):
     def project(self, theta: Tensor) -> Tensor:
         return torch.cat([theta[:1], theta[1:].clamp(min=1e-3)])
 
+    def coordinate_names(self) -> list[str]:
+        return ["μ", "σ"]
+
     noise_dim = 1
 
     def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
@@ -83,29 +88,77 @@ class _Gaussian(Problem):
 @register("gaussian_quadratic")
 @dataclass(frozen=True)
 class GaussianQuadratic(_Gaussian):
-    """Gaussian with f(x) = x²: the textbook case where the pathwise estimator shines.
+    """Gaussian with f(x) = (x − k)², k = 0 by default: the textbook case where the pathwise
+    estimator shines.
 
-    ``x ~ N(μ, σ²)``, ``J = μ² + σ²``, ``∇J = (2μ, 2σ)``. Used throughout Mohamed et al.,
-    "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3, to compare the
-    score-function and pathwise estimators' variances, which are known in closed form here.
+    ``x ~ N(μ, σ²)``, ``J = (μ − k)² + σ²``, ``∇J = (2(μ − k), 2σ)``. Used throughout Mohamed
+    et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3, to
+    compare the score-function and pathwise estimators' variances (their figure 2 varies k),
+    which are known in closed form here.
     """
 
     mu: float = 1.0
     sigma: float = 1.5
+    k: float = 0.0
 
     capabilities: ClassVar = frozenset({
         Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
         Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_magnitude(self.name, "k", self.k)
+
     def f(self, samples: Tensor) -> Tensor:
-        return samples**2
+        return (samples - self.k) ** 2
 
     def value(self, theta: Tensor) -> Tensor:
-        return theta[0] ** 2 + theta[1] ** 2
+        return (theta[0] - self.k) ** 2 + theta[1] ** 2
 
     def exact_grad(self, theta: Tensor) -> Tensor:
-        return 2 * theta.clone()
+        return torch.stack([2 * (theta[0] - self.k), 2 * theta[1]])
+
+
+@register("gaussian_bump")
+@dataclass(frozen=True)
+class GaussianBump(_Gaussian):
+    """Gaussian with the bump f(x) = exp(−k x²), k ≥ 0: smooth, bounded, and flat away from 0.
+
+    With ``a = 1 + 2kσ²``: ``J = a^{−1/2} exp(−kμ²/a)`` (a Gaussian integral),
+    ``∂J/∂μ = −(2kμ/a) J`` and ``∂J/∂σ = 4kσ (kμ²/a² − 1/(2a)) J``. The second test function
+    of Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020,
+    section 3 (figure 2), whose variance comparison across k this problem reproduces.
+    """
+
+    mu: float = 1.0
+    sigma: float = 1.0
+    k: float = 1.0
+
+    capabilities: ClassVar = frozenset({
+        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
+        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
+    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0.0 <= self.k <= MAX_MAGNITUDE, self.name,
+              f"k={self.k} must lie in [0, {MAX_MAGNITUDE:g}]")
+
+    def f(self, samples: Tensor) -> Tensor:
+        return torch.exp(-self.k * samples**2)
+
+    def value(self, theta: Tensor) -> Tensor:
+        mu, sigma = theta[0], theta[1]
+        a = 1 + 2 * self.k * sigma**2
+        return torch.exp(-self.k * mu**2 / a) / torch.sqrt(a)
+
+    def exact_grad(self, theta: Tensor) -> Tensor:
+        mu, sigma = theta[0], theta[1]
+        a = 1 + 2 * self.k * sigma**2
+        value = self.value(theta)
+        return torch.stack([-2 * self.k * mu / a * value,
+                            4 * self.k * sigma * (self.k * mu**2 / a**2 - 0.5 / a) * value])
 
 
 @register("gaussian_step")
@@ -128,6 +181,9 @@ class GaussianStep(_Gaussian):
 
     def f(self, samples: Tensor) -> Tensor:
         return (samples > 0).to(DTYPE)
+
+    def nonsmooth_points(self, theta: Tensor) -> list[float]:
+        return [0.0]
 
     def value(self, theta: Tensor) -> Tensor:
         return torch.special.ndtr(theta[0] / theta[1])
@@ -168,6 +224,9 @@ class GaussianAbs(_Gaussian):
 
     def f(self, samples: Tensor) -> Tensor:
         return (samples - self.c).abs()
+
+    def nonsmooth_points(self, theta: Tensor) -> list[float]:
+        return [self.c]
 
     def value(self, theta: Tensor) -> Tensor:
         shift, sigma = theta[0] - self.c, theta[1]

@@ -78,7 +78,8 @@ class SigmoidBeliefVAEDigits(Problem):
     seed: int = 0
     init_scale: float = 0.1
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED})
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED,
+                                        Capability.BERNOULLI_LATENTS})
     maximize: ClassVar = True
     reference: ClassVar = "Tucker et al., 2017; Grathwohl et al., 2018; Dong et al., 2020"
     # f is a sum over the batch's images, whose noise adds up: two images are cheaper to check.
@@ -128,6 +129,15 @@ class SigmoidBeliefVAEDigits(Problem):
 
     def f(self, samples: Latents) -> Tensor:
         return self.item_f(samples).mean(-1)
+
+    def latent_logits(self, theta: Tensor) -> Tensor:
+        return self._encoder_logits(theta)
+
+    def latents(self, theta: Tensor, bits: Tensor) -> Latents:
+        return Latents(bits, _log_bernoulli(bits, self._encoder_logits(theta)))
+
+    def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
+        return self._per_image_to_theta(grad_logits)
 
     def item_inputs(self) -> Tensor:
         return self._model[0]

@@ -215,6 +215,11 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
             ("bias_vs_temperature",
              lambda: figures.bias_vs_temperature(frame, styles, fig_style, n, layout),
              f"Bias of the relaxed (biased) estimators against their temperature at n = {n}."),
+            ("variance_vs_parameter",
+             lambda: figures.variance_vs_parameter(frame, styles, fig_style, n, layout),
+             f"Variance of one estimate against a swept problem parameter at n = {n}, with "
+             "95% intervals, per coordinate of θ where θ has few; thin lines: the variance "
+             "computed exactly (without sampling) where it can be."),
         ]
     if traces is not None:
         plans += [
@@ -224,6 +229,10 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
             ("training_by_time",
              lambda: figures.training_traces(traces, styles, fig_style, "wall_s", layout),
              "The same against wall-clock time."),
+            ("training_variance",
+             lambda: figures.training_variance(traces, styles, fig_style, layout),
+             "Variance of one estimate at θ_t along optimization (geometric mean over seeds, "
+             "min–max band), and the exact ‖∇J(θ_t)‖² (dashed)."),
         ]
     return plans
 

@@ -672,3 +672,204 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         _shared_labels(fig, f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)")
         pages.append((suffix, fig))
     return pages
+
+
+# ----------------------------------------------------------------------------- landscapes
+
+MAX_COORDINATE_PANELS = 3
+"""Up to this many coordinates of θ, a swept problem gets a panel per coordinate."""
+
+
+def _base_name(problem: str) -> str:
+    return problem.split(":")[0]
+
+
+def _defaults(name: str) -> dict:
+    from vrbench import problems  # only to name defaults and coordinates
+
+    return problems.registry.get(name).parameters() if name in problems.registry else {}
+
+
+def _coordinate_names(name: str, dim: int) -> list[str]:
+    from vrbench import problems
+
+    if name in problems.registry:
+        names = problems.make(name).coordinate_names()
+        if len(names) == dim:
+            return names
+    return [f"θ{i}" for i in range(dim)]
+
+
+def swept_parameters(frame: pd.DataFrame) -> dict[str, str]:
+    """Problems measured at several values of exactly one of their parameters: name →
+    parameter (a sweep's grid, see :mod:`vrbench.components`)."""
+    ok = ok_cells(frame)
+    swept = {}
+    for name, rows in ok.groupby(ok["problem"].map(_base_name), sort=False):
+        params = rows["problem_params"].fillna("{}").map(json.loads)
+        defaults = _defaults(name)
+        keys = sorted(set().union(*params))
+        varying = [key for key in keys
+                   if len({json.dumps(p.get(key, defaults.get(key))) for p in params}) > 1]
+        if len(varying) == 1:
+            swept[name] = varying[0]
+    return swept
+
+
+def _landscape_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """One row per panel point: the swept problems' ok cells at ``n``, with ``x`` (the
+    parameter's value) and ``panel`` (problem and coordinate, or the trace)."""
+    ok = ok_cells(frame)
+    ok = ok[ok["n_samples"] == n]
+    pieces = []
+    for name, key in swept_parameters(frame).items():
+        rows = ok[ok["problem"].map(_base_name) == name]
+        if rows.empty:
+            continue
+        default = _defaults(name).get(key)
+        x = rows["problem_params"].fillna("{}").map(lambda p, k=key, d=default:
+                                                    json.loads(p).get(k, d))
+        rows = rows.assign(x=pd.to_numeric(x, errors="coerce"), parameter=key)
+        rows = rows[rows["x"].notna()]
+        dim = int(rows["dim"].iloc[0])
+        if dim <= MAX_COORDINATE_PANELS:
+            names = _coordinate_names(name, dim)
+            for k, coordinate in enumerate(names):
+                pieces.append(rows.assign(problem=f"{name}: ∂J/∂{coordinate}", coordinate=k))
+        else:
+            pieces.append(rows.assign(problem=f"{name}: trace", coordinate=-1))
+    return pd.concat(pieces) if pieces else pd.DataFrame()
+
+
+def _coordinate(rows: pd.DataFrame, column: str, k: int) -> np.ndarray:
+    """``column`` (a trace) or its per-coordinate list's entry ``k`` (k ≥ 0)."""
+    if k < 0:
+        return rows[column].astype(float).to_numpy()
+    lists = {"variance": "coordinate_variance", "variance_ci_low": "coordinate_variance_ci_low",
+             "variance_ci_high": "coordinate_variance_ci_high",
+             "exact_variance": "exact_coordinate_variance"}[column]
+    return np.array([v[k] if isinstance(v, list | np.ndarray) and len(v) > k else math.nan
+                     for v in rows[lists]], dtype=float)
+
+
+def variance_vs_parameter(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                          fig_style: FigureStyle, n: int, layout: str = "pages") -> Pages:
+    """Variance of one estimate against a swept problem parameter at one ``n``, one line per
+    estimator, with 95% intervals: the variance landscapes of Mohamed et al. (JMLR 2020,
+    figure 2). Problems whose θ has at most :data:`MAX_COORDINATE_PANELS` coordinates get a
+    panel per coordinate (the variance of ∂J/∂μ and of ∂J/∂σ apart, as the paper draws them);
+    others, the trace. Where the variance was computed without sampling
+    (``exact_variance``), a thin line of the estimator's colour traces it under the points.
+    """
+    rows = _landscape_rows(frame, n)
+    if rows.empty:
+        return []
+    biased = _biased(rows)
+    has_exact = rows["exact_variance"].notna().any()
+    extras = ([Line2D([], [], color="0.3", linewidth=0.8, label="computed exactly")]
+              if has_exact else [])
+
+    def names(page: list[str]) -> list[str]:
+        return estimator_order(rows.loc[rows["problem"].isin(page), "estimator"])
+
+    def labels(page: list[str]) -> list[str]:
+        return [_label(e, biased) for e in names(page)] + [h.get_label() for h in extras]
+
+    pages: Pages = []
+    for suffix, fig, panels, columns in _problem_grid_pages(rows, fig_style, layout, labels):
+        for ax, panel in panels:
+            _parameter_panel(ax, rows[rows["problem"] == panel], styles, fig_style)
+        handles = [_handle(styles[e], _label(e, biased))
+                   for e in names([p for _, p in panels])] + extras
+        _add_legend(fig, handles, columns, fig_style.small)
+        _shared_labels(fig, f"the swept problem parameter (n = {n})",
+                       "variance of one estimate (log scale)")
+        pages.append((suffix, fig))
+    return pages
+
+
+def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                     fig_style: FigureStyle) -> None:
+    k = int(rows["coordinate"].iloc[0])
+    variance = _coordinate(rows, "variance", k)
+    exact_values = _coordinate(rows, "exact_variance", k)
+    scale = np.nanmax(np.concatenate([variance, [0.0]]))
+    zero = variance <= 1e-12 * max(float(rows["true_grad_norm"].max()) ** 2, scale)
+    rows = rows.assign(_variance=variance, _low=_coordinate(rows, "variance_ci_low", k),
+                       _high=_coordinate(rows, "variance_ci_high", k), _exact=exact_values,
+                       _zero=zero)
+    slots = {name: i for i, name in enumerate(estimator_order(rows.loc[rows["_zero"],
+                                                                       "estimator"]))}
+    span = np.concatenate([variance[~zero], exact_values[np.isfinite(exact_values)
+                                                         & (exact_values > 0)]])
+    strip = exact_axis(ax, "y", span, len(slots))
+    for estimator in estimator_order(rows["estimator"]):
+        group = rows[rows["estimator"] == estimator].sort_values("x")
+        style = styles[estimator]
+        is_zero = group["_zero"].to_numpy(dtype=bool)
+        y = np.array([_at(strip, slots, estimator, v, z)
+                      for v, z in zip(group["_variance"], is_zero, strict=True)])
+        low = np.where(is_zero, 0.0, (group["_variance"] - group["_low"]).clip(lower=0))
+        high = np.where(is_zero, 0.0, group["_high"] - group["_variance"])
+        ax.errorbar(group["x"], y, yerr=[np.nan_to_num(low), np.nan_to_num(high)], capsize=0,
+                    elinewidth=0.7, markersize=fig_style.marker,
+                    **{**style.line_kwargs(), "linestyle": "none"})
+        known = group["_exact"].notna() & (group["_exact"] > 0)
+        if known.any():
+            ax.plot(group.loc[known, "x"], group.loc[known, "_exact"], color=style.color,
+                    linewidth=0.9, zorder=0.8)
+        if not known.all():  # no exact curve: join the measured points instead
+            ax.plot(group["x"], y, color=style.color, linewidth=0.6, alpha=0.6,
+                    linestyle=style.line_kwargs().get("linestyle", "-"), zorder=0.7)
+    x = rows["x"].astype(float)
+    if (x > 0).all() and x.max() / x.min() >= 20:
+        log_axis(ax, "x", most=4, plain=True)
+    ax.set_xlabel(str(rows["parameter"].iloc[0]), labelpad=1)
+
+
+def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                      fig_style: FigureStyle, layout: str = "pages") -> Pages:
+    """Variance of the estimator at θ_t against the optimization step (log scale), mean over
+    seeds with a min–max band, beside the exact ‖∇J(θ_t)‖² (dashed): the variance figures of
+    REBAR (Tucker et al. 2017), RELAX (Grathwohl et al. 2018) and DisARM (Dong et al. 2020),
+    with the gradient's own size exact. A variance below the dashed line is an SNR above 1.
+    """
+    if traces is None or "variance" not in traces or traces["variance"].notna().sum() == 0:
+        return []
+    traces = traces[traces["variance"].notna()]
+    extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
+                     label="‖∇J(θ_t)‖² (exact)")]
+
+    def labels(page: list[str]) -> list[str]:
+        return estimator_order(traces.loc[traces["problem"].isin(page), "estimator"])
+
+    pages: Pages = []
+    for suffix, fig, panels, columns in _problem_grid_pages(
+            traces, fig_style, layout, lambda page: [*labels(page), "‖∇J(θ_t)‖² (exact)"],
+            columns=min(3, fig_style.columns)):
+        for ax, problem in panels:
+            rows = traces[traces["problem"] == problem]
+            positive = rows.loc[rows["variance"] > 0, "variance"]
+            for estimator in estimator_order(rows["estimator"]):
+                group = rows[rows["estimator"] == estimator]
+                by_step = group.groupby("step").agg(
+                    mean=("variance", lambda v: float(np.exp(np.log(v.clip(lower=1e-300))
+                                                             .mean()))),
+                    low=("variance", "min"), high=("variance", "max"),
+                    grad=("true_grad_norm", lambda g: float((g**2).mean())))
+                style = styles[estimator]
+                ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
+                        markersize=fig_style.marker, **style.line_kwargs())
+                ax.fill_between(by_step.index, by_step["low"], by_step["high"],
+                                color=style.color, alpha=0.15, linewidth=0)
+            grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
+            ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
+            span = np.concatenate([positive.to_numpy(), grad.to_numpy()[grad.to_numpy() > 0]])
+            if span.size:
+                log_axis(ax, "y")
+        handles = [_handle(styles[e], e) for e in labels([p for _, p in panels])] + extras
+        _add_legend(fig, handles, columns, fig_style.small)
+        _shared_labels(fig, "optimization step" + _train_settings(traces),
+                       "variance of one estimate (log scale)")
+        pages.append((suffix, fig))
+    return pages

@@ -1,0 +1,522 @@
+"""``vrbench reproduce``: the field's classic comparisons, re-run with exact references.
+
+A recipe (a TOML file under ``configs/papers/``) holds a sweep configuration and/or training
+runs, a figure spec, and the paper's published claims, each stated as a check on the
+measurements. Reproducing it runs the sweep (resumable, like any sweep) and the training
+runs, writes the figures, and writes ``NOTE.md``: the paper, what it reports, where
+vrbench's setting differs, and beside each claim the numbers vrbench measured and whether
+they bear it out, fail it, or cannot tell (intervals that straddle the claim).
+
+A recipe's keys::
+
+    title, paper, published, setting   # text for the note
+    [sweep]      # a sweep configuration (see vrbench.bench.config), without output
+    [train]      # estimators, problems, steps, n_samples, lr, optimizer, eval_every,
+                 # eval_replicates, seeds
+    [figures]    # a figure spec (see vrbench.reports.selection.load_spec)
+    [quick]      # quick.sweep and quick.train override the above for --quick
+    [[claims]]   # each: text, kind, the kind's keys (see CLAIM_KINDS), and optionally
+                 # explain: why the claim may not hold in vrbench's setting, printed when
+                 # the measurements do not bear it out
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import vrbench
+from vrbench.bench.config import SweepConfig, parse_config
+from vrbench.bench.provenance import git_revision
+from vrbench.bench.store import read_results
+from vrbench.bench.sweep import run_sweep
+from vrbench.bench.train import TrainSettings, train
+from vrbench.components import parse_specs
+from vrbench.errors import VrbenchError
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs" / "papers"
+"""Where the shipped recipes live (in a source checkout)."""
+
+TRAIN_FILE = "train.parquet"
+NOTE_FILE = "NOTE.md"
+RECIPE_KEYS = ("title", "paper", "published", "setting", "sweep", "train", "figures", "quick",
+               "claims")
+TRAIN_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "optimizer", "eval_every",
+              "eval_replicates", "seeds")
+
+
+class RecipeError(VrbenchError):
+    """A recipe that cannot be read or run."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A reproduction: what to run, what to draw, and the claims to check."""
+
+    name: str
+    path: Path
+    title: str
+    paper: str
+    published: str
+    setting: str
+    sweep: Mapping[str, Any] | None
+    train: Mapping[str, Any] | None
+    figures: Mapping[str, Any]
+    quick: Mapping[str, Any]
+    claims: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def sweep_config(self, output: Path, quick: bool, jobs: int | None) -> SweepConfig | None:
+        if self.sweep is None:
+            return None
+        data = {**self.sweep, **(self.quick.get("sweep", {}) if quick else {})}
+        config = parse_config(data, f"{self.path} [sweep]")
+        return dataclasses.replace(config, output=str(output), jobs=jobs or config.jobs)
+
+    def train_settings(self, quick: bool) -> dict[str, Any] | None:
+        if self.train is None:
+            return None
+        data = {**self.train, **(self.quick.get("train", {}) if quick else {})}
+        unknown = sorted(set(data) - set(TRAIN_KEYS))
+        if unknown:
+            raise RecipeError(f"{self.path} [train]: unknown key {unknown[0]!r}; valid keys: "
+                              f"{', '.join(TRAIN_KEYS)}")
+        return data
+
+
+def _text(data: Mapping[str, Any], key: str, path: Path) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise RecipeError(f"{path}: key {key!r} must be text")
+    return value.strip()
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A shipped recipe by name, or a recipe file by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = RECIPES_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            names = ", ".join(r.name for r in available()) or "(none)"
+            raise RecipeError(f"unknown recipe {name_or_path!r}; valid recipes: {names}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"no recipe at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(RECIPE_KEYS))
+    if unknown:
+        raise RecipeError(f"{path}: unknown key {unknown[0]!r}; valid keys: "
+                          f"{', '.join(RECIPE_KEYS)}")
+    claims = data.get("claims", [])
+    for index, claim in enumerate(claims, 1):
+        kind = claim.get("kind")
+        if kind not in CLAIM_KINDS:
+            raise RecipeError(f"{path}: claim {index} has kind {kind!r}; valid kinds: "
+                              f"{', '.join(CLAIM_KINDS)}")
+    return Recipe(name=path.stem, path=path, title=_text(data, "title", path),
+                  paper=_text(data, "paper", path), published=_text(data, "published", path),
+                  setting=_text(data, "setting", path), sweep=data.get("sweep"),
+                  train=data.get("train"), figures=data.get("figures", {}),
+                  quick=data.get("quick", {}), claims=claims)
+
+
+def available() -> list[Recipe]:
+    """Every shipped recipe."""
+    return [load_recipe(str(path)) for path in sorted(RECIPES_DIR.glob("*.toml"))]
+
+
+# --- Claims -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim, whether the measurements bear it out, and the numbers that say so."""
+
+    text: str
+    outcome: str  # "reproduced", "not reproduced" or "inconclusive"
+    lines: list[str]
+    explanation: str = ""
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    return f"{value:.3g} [{low:.3g}, {high:.3g}]"
+
+
+def _outcome(low: float, high: float, expect: str, threshold: float = 1.0) -> str:
+    """For a ratio with interval [low, high] expected ``below`` or ``above`` ``threshold``."""
+    inside, outside = ((high < threshold, low > threshold) if expect == "below"
+                       else (low > threshold, high < threshold))
+    return "reproduced" if inside else "not reproduced" if outside else "inconclusive"
+
+
+def _variance(row: pd.Series, k: int | None) -> tuple[float, float, float]:
+    """Variance and its 95% interval: the trace, or coordinate ``k``."""
+    if k is None:
+        return (float(row["variance"]), float(row["variance_ci_low"]),
+                float(row["variance_ci_high"]))
+    return (float(row["coordinate_variance"][k]), float(row["coordinate_variance_ci_low"][k]),
+            float(row["coordinate_variance_ci_high"][k]))
+
+
+def _ratio(a: pd.Series, b: pd.Series, k: int | None) -> tuple[float, float, float]:
+    from vrbench.reports.values import ratio_interval
+
+    return ratio_interval(*_variance(a, k), *_variance(b, k))
+
+
+def _base(problem: str) -> str:
+    return problem.split(":")[0]
+
+
+def _swept_value(frame: pd.DataFrame, problem: str) -> tuple[str | None, pd.Series]:
+    """The swept parameter of ``problem`` and each row's value of it (NaN if not swept)."""
+    from vrbench.reports.figures import _defaults, swept_parameters
+
+    key = swept_parameters(frame).get(problem)
+    if key is None:
+        return None, pd.Series(math.nan, index=frame.index)
+    default = _defaults(problem).get(key)
+    values = frame["problem_params"].fillna("{}").map(
+        lambda p: json.loads(p).get(key, default))
+    return key, pd.to_numeric(values, errors="coerce")
+
+
+def _of_problem(frame: pd.DataFrame, problem: str) -> pd.Series:
+    """Rows of ``problem``: a name (every parameter value) or a full spec."""
+    return frame["problem"] == problem if ":" in problem else \
+        frame["problem"].map(_base) == problem
+
+
+def _pick(frame: pd.DataFrame, claim: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:
+    """The ok cells of the claim's problem at its n and swept-parameter value."""
+    rows = frame[(frame["status"] == "ok") & _of_problem(frame, claim["problem"])]
+    where = [claim["problem"]]
+    key, values = _swept_value(frame, _base(claim["problem"]))
+    at = claim.get("at")
+    if key is not None and at is not None:
+        chosen = values[rows.index]
+        target = chosen.max() if at == "largest" else chosen.min() if at == "smallest" else at
+        rows = rows[np.isclose(chosen, float(target))]
+        where.append(f"{key} = {float(target):g}")
+    n = claim.get("n", "largest")
+    if not rows.empty:
+        target_n = rows["n_samples"].max() if n == "largest" else int(n)
+        rows = rows[rows["n_samples"] == target_n]
+        where.append(f"n = {target_n}")
+    return rows, ", ".join(where)
+
+
+def _coordinates(claim: Mapping[str, Any], dim: int) -> list[int | None]:
+    coordinates = claim.get("coordinates", "trace")
+    if coordinates == "each":
+        return list(range(dim))
+    if coordinates == "trace":
+        return [None]
+    return [int(coordinates)]
+
+
+def _names(problem: str) -> list[str]:
+    from vrbench import problems
+
+    return problems.make(problem).coordinate_names()
+
+
+def _claim_ratio(claim: Mapping[str, Any], frame: pd.DataFrame,
+                 traces: pd.DataFrame | None) -> Verdict:
+    """``numerator``'s variance over ``denominator``'s, expected ``below`` or ``above``
+    ``threshold`` (default 1), at ``problem`` (a name or a full spec; ``at`` the swept
+    parameter's largest/smallest/value; ``n``, default the largest), for the trace or
+    ``coordinates = "each"``."""
+    rows, where = _pick(frame, claim)
+    lines, outcomes = [], []
+    by_name = {row["estimator"]: row for _, row in rows.iterrows()}
+    a, b = by_name.get(claim["numerator"]), by_name.get(claim["denominator"])
+    if a is None or b is None:
+        return Verdict(claim["text"], "inconclusive",
+                       [f"no measurement of {claim['numerator']} and {claim['denominator']} "
+                        f"at {where}"])
+    threshold = float(claim.get("threshold", 1.0))
+    for k in _coordinates(claim, int(a["dim"])):
+        ratio = _ratio(a, b, k)
+        outcome = _outcome(ratio[1], ratio[2], claim["expect"], threshold)
+        outcomes.append(outcome)
+        label = "trace" if k is None else f"∂J/∂{_names(_base(claim['problem']))[k]}"
+        lines.append(f"{where}, {label}: variance of {claim['numerator']} ÷ "
+                     f"{claim['denominator']} = {_interval(*ratio)} (expected {claim['expect']}"
+                     f" {threshold:g}): {outcome}")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
+def _combine(outcomes: list[str]) -> str:
+    if all(o == "reproduced" for o in outcomes):
+        return "reproduced"
+    if any(o == "not reproduced" for o in outcomes):
+        return "not reproduced"
+    return "inconclusive"
+
+
+def _claim_ratio_by_n(claim: Mapping[str, Any], frame: pd.DataFrame,
+                      traces: pd.DataFrame | None) -> Verdict:
+    """As ``ratio``, at every n of the sweep from ``min_n`` (default 1) on."""
+    ok = frame[(frame["status"] == "ok") & _of_problem(frame, claim["problem"])]
+    outcomes, lines = [], []
+    for n in sorted(n for n in ok["n_samples"].unique() if n >= claim.get("min_n", 1)):
+        verdict = _claim_ratio({**claim, "n": int(n)}, frame, traces)
+        outcomes.append(verdict.outcome)
+        lines += verdict.lines
+    return Verdict(claim["text"], _combine(outcomes) if outcomes else "inconclusive", lines)
+
+
+def _claim_no_single_winner(claim: Mapping[str, Any], frame: pd.DataFrame,
+                            traces: pd.DataFrame | None) -> Verdict:
+    """Across ``problems`` (each swept), per coordinate and parameter value, the estimator of
+    lowest variance is not always the same one."""
+    lines, winners = [], set()
+    for problem in claim["problems"]:
+        key, values = _swept_value(frame, problem)
+        ok = frame[(frame["status"] == "ok") & (frame["problem"].map(_base) == problem)]
+        if ok.empty or key is None:
+            lines.append(f"{problem}: not measured over a swept parameter")
+            continue
+        ok = ok[ok["n_samples"] == ok["n_samples"].max()]
+        for k in range(int(ok["dim"].iloc[0])):
+            best_by_x = []
+            for x, cells in ok.groupby(values[ok.index]):
+                variances = cells["coordinate_variance"].map(lambda v, k=k: v[k])
+                best_by_x.append((x, cells.loc[variances.idxmin(), "estimator"]))
+            runs = _runs(best_by_x)
+            winners.update(name for name, _, _ in runs)
+            text = "; ".join(f"{name} ({key} {lo:g}–{hi:g})" if lo != hi else
+                             f"{name} ({key} = {lo:g})" for name, lo, hi in runs)
+            lines.append(f"{problem}, ∂J/∂{_names(problem)[k]}: lowest variance: {text}")
+    outcome = "reproduced" if len(winners) > 1 else "not reproduced"
+    lines.append(f"{len(winners)} different estimators have the lowest variance somewhere: "
+                 f"{', '.join(sorted(winners))}")
+    return Verdict(claim["text"], outcome, lines)
+
+
+def _runs(pairs: list[tuple[float, str]]) -> list[tuple[str, float, float]]:
+    """Consecutive parameter values with the same winner, as (winner, first, last)."""
+    runs: list[tuple[str, float, float]] = []
+    for x, name in pairs:
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1], x)
+        else:
+            runs.append((name, x, x))
+    return runs
+
+
+def _step_ratios(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Per step: ``a``'s variance over ``b``'s, the geometric mean over seeds, with a 95%
+    interval from each seed's ratio interval (log half-widths combined in quadrature and
+    divided by the number of seeds, as for a mean of independent estimates)."""
+    from vrbench.reports.values import ratio_interval
+
+    out = []
+    for step, at_step in rows.groupby("step"):
+        logs, errors = [], []
+        for _, seeded in at_step.groupby("seed"):
+            pair = seeded.set_index("estimator")
+            if a not in pair.index or b not in pair.index:
+                continue
+            ratio, low, high = ratio_interval(
+                *(float(pair.loc[a, c]) for c in ("variance", "variance_ci_low",
+                                                  "variance_ci_high")),
+                *(float(pair.loc[b, c]) for c in ("variance", "variance_ci_low",
+                                                  "variance_ci_high")))
+            if ratio > 0 and low > 0 and math.isfinite(high):
+                logs.append(math.log(ratio))
+                errors.append((math.log(high) - math.log(low)) / (2 * 1.96))
+        if logs:
+            center = float(np.mean(logs))
+            error = math.sqrt(sum(e**2 for e in errors)) / len(errors)
+            out.append((step, math.exp(center), center, error))
+    return pd.DataFrame(out, columns=["step", "ratio", "log_ratio", "log_error"])
+
+
+def _claim_along_training(claim: Mapping[str, Any], frame: pd.DataFrame,
+                          traces: pd.DataFrame | None) -> Verdict:
+    """``lower``'s variance below ``higher``'s along the run on ``problem``: never
+    significantly above it at any measured step (95% family-wise over the steps), and
+    significantly below at a fraction ``at_least`` (default 0.5) of them. Ratios are
+    geometric means over seeds."""
+    from scipy import stats
+
+    if traces is None:
+        return Verdict(claim["text"], "inconclusive", ["no training traces"])
+    rows = traces[_of_problem(traces, claim["problem"]) & traces["variance"].notna()]
+    low, high = claim["lower"], claim["higher"]
+    ratios = _step_ratios(rows, low, high)
+    if ratios.empty:
+        return Verdict(claim["text"], "inconclusive", [f"no traces of {low} and {high}"])
+    z = stats.norm.ppf(1 - 0.025 / len(ratios))  # Bonferroni over the steps
+    below = int((ratios["log_ratio"] + z * ratios["log_error"] < 0).sum())
+    above = int((ratios["log_ratio"] - z * ratios["log_error"] > 0).sum())
+    needed = float(claim.get("at_least", 0.5))
+    if above:
+        outcome = "not reproduced"
+    elif below >= needed * len(ratios):
+        outcome = "reproduced"
+    else:
+        outcome = "inconclusive"
+    lines = [f"{claim['problem']}: variance of {low} ÷ {high} over {len(ratios)} measured "
+             f"steps (geometric mean over seeds): median {ratios['ratio'].median():.3g}, range "
+             f"{ratios['ratio'].min():.3g}–{ratios['ratio'].max():.3g}; significantly below 1 "
+             f"at {below}, above 1 at {above}, undecided at {len(ratios) - below - above} "
+             f"(95% family-wise; claimed: never above, below at ≥ {needed:.0%})"]
+    return Verdict(claim["text"], outcome, lines)
+
+
+def _claim_final_value(claim: Mapping[str, Any], frame: pd.DataFrame,
+                       traces: pd.DataFrame | None) -> Verdict:
+    """Each of ``better`` ends with an exact J ``direction`` ("lower" or "higher") than
+    ``worse``'s, on ``problem`` (mean over seeds of the last measured step)."""
+    if traces is None:
+        return Verdict(claim["text"], "inconclusive", ["no training traces"])
+    rows = traces[_of_problem(traces, claim["problem"])]
+    last = rows[rows["step"] == rows["step"].max()]
+    final = last.groupby("estimator")["value"].agg(["mean", "min", "max"])
+    lines = [f"{claim['problem']}, final exact J at step {int(rows['step'].max())} (mean over "
+             f"seeds, min–max): " + "; ".join(
+                 f"{e} {r['mean']:.5g} ({r['min']:.5g}–{r['max']:.5g})"
+                 for e, r in final.iterrows())]
+    worse = final["mean"].get(claim["worse"], math.nan)
+    lower = claim.get("direction", "lower") == "lower"
+    outcomes = []
+    for name in claim["better"]:
+        value = final["mean"].get(name, math.nan)
+        if math.isnan(value) or math.isnan(worse):
+            outcomes.append("inconclusive")
+        else:
+            outcomes.append("reproduced" if (value < worse if lower else value > worse)
+                            else "not reproduced")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
+CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
+    "ratio": _claim_ratio,
+    "ratio_by_n": _claim_ratio_by_n,
+    "no_single_winner": _claim_no_single_winner,
+    "along_training": _claim_along_training,
+    "final_value": _claim_final_value,
+}
+"""How each kind of claim is checked against the measurements (see each function)."""
+
+
+# --- Running a recipe -------------------------------------------------------------------------
+
+def _train_all(settings: dict[str, Any], output: Path,
+               on_status: Callable[[str], None]) -> pd.DataFrame:
+    """Every (problem, estimator, seed) training run; ``n_samples`` is one number, or a table
+    of numbers by estimator (with ``default``) so estimators can be compared at equal
+    evaluations of f."""
+    samples = settings.get("n_samples", 4)
+    rows: list[dict[str, Any]] = []
+    problem_specs = [s for text in settings["problems"] for s in parse_specs(text)]
+    estimator_specs = [s for text in settings["estimators"] for s in parse_specs(text)]
+    for problem in problem_specs:
+        for estimator in estimator_specs:
+            n = (samples.get(str(estimator), samples.get("default", 4))
+                 if isinstance(samples, Mapping) else samples)
+            train_settings = TrainSettings(
+                steps=settings.get("steps", 200), n_samples=n, lr=settings.get("lr", 0.05),
+                optimizer=settings.get("optimizer", "adam"),
+                eval_every=settings.get("eval_every", 10),
+                variance_replicates=settings.get("eval_replicates", 1000))
+            for seed in settings.get("seeds", [0, 1, 2]):
+                on_status(f"training {estimator} on {problem}, seed {seed}")
+                rows.extend(train(problem, estimator, seed, train_settings))
+    frame = pd.DataFrame(rows)
+    output.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(output / TRAIN_FILE, index=False)
+    return frame
+
+
+def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
+              jobs: int | None = None,
+              on_status: Callable[[str], None] = lambda message: None) -> Path:
+    """Run ``recipe`` into ``output`` (its cells resume like any sweep's) and write the
+    figures and the note; returns the note's path."""
+    from vrbench.reports.build import build_report
+    from vrbench.reports.selection import ReportSpec, load_spec
+    from vrbench.reports.values import annotate
+
+    output = Path(output)
+    config = recipe.sweep_config(output, quick, jobs)
+    train_settings = recipe.train_settings(quick)
+    frame = pd.DataFrame()
+    if config is not None:
+        on_status("running the sweep")
+        frame = run_sweep(config).frame
+    traces = _train_all(train_settings, output, on_status) if train_settings else None
+    if train_settings is None and (output / TRAIN_FILE).exists():
+        (output / TRAIN_FILE).unlink()  # traces of an earlier version of the recipe
+    spec_path = output / "figures.toml"
+    spec_path.write_text(_toml(recipe.figures))
+    on_status("drawing the figures")
+    figures_dir = output / "figures"
+    written = build_report([output], figures_dir, spec=load_spec(spec_path)
+                           if recipe.figures else ReportSpec())
+    if config is not None:
+        frame, _ = read_results(output)
+        frame = annotate(frame)
+    verdicts = [dataclasses.replace(CLAIM_KINDS[c["kind"]](c, frame, traces),
+                                    explanation=" ".join(c.get("explain", "").split()))
+                for c in recipe.claims]
+    note = output / NOTE_FILE
+    images = sorted(p.relative_to(output) for p in written if p.suffix == ".png")
+    note.write_text(_note(recipe, verdicts, images, quick))
+    return note
+
+
+def _toml(values: Mapping[str, Any]) -> str:
+    """A flat mapping of strings, numbers and lists as TOML (figure specs are flat)."""
+    def literal(value: Any) -> str:
+        if isinstance(value, str):
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(literal(v) for v in value) + "]"
+        return str(value)
+
+    return "".join(f"{key} = {literal(value)}\n" for key, value in values.items())
+
+
+def _note(recipe: Recipe, verdicts: list[Verdict], images: list[Path], quick: bool) -> str:
+    today = datetime.date.today().isoformat()
+    revision = git_revision() or "unknown"
+    parts = [f"# {recipe.title}", "", f"**Paper.** {recipe.paper}", "",
+             f"**Published.** {recipe.published}", "",
+             f"**vrbench's setting.** {recipe.setting}", "", "## Claims against the measurements",
+             ""]
+    counts = {o: sum(v.outcome == o for v in verdicts)
+              for o in ("reproduced", "not reproduced", "inconclusive")}
+    parts.append(f"{counts['reproduced']} reproduced, {counts['not reproduced']} not "
+                 f"reproduced, {counts['inconclusive']} inconclusive (an interval that "
+                 "straddles the claim). Intervals are 95%, from the variances' batch means.")
+    parts.append("")
+    for verdict in verdicts:
+        parts.append(f"- **{verdict.text}**: {verdict.outcome}.")
+        parts += [f"  - {line}" for line in verdict.lines]
+        if verdict.outcome != "reproduced" and verdict.explanation:
+            parts.append(f"  - Why: {verdict.explanation}")
+    parts += ["", "## Figures", ""]
+    parts += [f"![{image.stem}]({image.as_posix()})" for image in images] or ["(none)"]
+    size = " with --quick (fewer replicates and steps: a smoke test, not a reproduction)" \
+        if quick else ""
+    parts += ["", "## Provenance", "",
+              f"Written by `vrbench reproduce {recipe.name}`{size} on {today}: vrbench "
+              f"{vrbench.__version__}, revision {revision}; the recipe is {recipe.path.name}. "
+              "Running the same command again reuses every stored cell.", ""]
+    return "\n".join(parts)
