@@ -170,6 +170,36 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     return out
 
 
+def _estimator_legend(rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                      biased: set[str] | None = None, extras: list[Line2D] | None = None,
+                      column: str = "estimator") -> Callable[[list[str]], list[Line2D]]:
+    """The legend of a page of problems: one handle per estimator drawn on it, in the shared
+    order, then the figure's extra entries (reference lines, notes)."""
+    def legend(page: list[str]) -> list[Line2D]:
+        names = estimator_order(rows.loc[rows["problem"].isin(page), column])
+        return [_handle(styles[e], _label(e, biased or set())) for e in names] + (extras or [])
+    return legend
+
+
+def _problem_figures(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
+                     legend: Callable[[list[str]], list[Line2D]],
+                     draw: Callable[[plt.Axes, str], None], xlabel: str, ylabel: str,
+                     columns: int | None = None) -> Pages:
+    """Pages of one panel per problem, each drawn by ``draw(axes, problem)``, with the page's
+    legend above and the axis labels shared."""
+    pages: Pages = []
+    for suffix, fig, panels, legend_layout in _problem_grid_pages(
+            rows, fig_style, layout, lambda page: [h.get_label() for h in legend(page)],
+            columns):
+        for ax, problem in panels:
+            draw(ax, problem)
+        _add_legend(fig, legend([problem for _, problem in panels]), legend_layout,
+                    fig_style.small)
+        _shared_labels(fig, xlabel, ylabel)
+        pages.append((suffix, fig))
+    return pages
+
+
 def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
     """Axis labels shared by all panels, broken into lines that fit the figure."""
     width, height = fig.get_size_inches()
@@ -225,23 +255,10 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if ok["bias_rejected"].any():
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
-    def names(page: list[str]) -> list[str]:
-        return estimator_order(ok.loc[ok["problem"].isin(page), "estimator"])
-
-    def labels(page: list[str]) -> list[str]:
-        return [_label(n, biased) for n in names(page)] + [h.get_label() for h in extras]
-
-    pages: Pages = []
-    for suffix, fig, panels, columns in _problem_grid_pages(ok, fig_style, layout, labels):
-        for ax, problem in panels:
-            _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style)
-        handles = [_handle(styles[e], _label(e, biased))
-                   for e in names([p for _, p in panels])] + extras
-        _add_legend(fig, handles, columns, fig_style.small)
-        _shared_labels(fig, "samples per estimate n (log scale)",
-                       "variance of one estimate (log scale)")
-        pages.append((suffix, fig))
-    return pages
+    return _problem_figures(
+        ok, fig_style, layout, _estimator_legend(ok, styles, biased, extras),
+        lambda ax, problem: _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
+        "samples per estimate n (log scale)", "variance of one estimate (log scale)")
 
 
 def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
@@ -299,23 +316,10 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if ok["bias_rejected"].any():
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
-    def names(page: list[str]) -> list[str]:
-        return estimator_order(ok.loc[ok["problem"].isin(page), "estimator"])
-
-    def labels(page: list[str]) -> list[str]:
-        return [_label(n, biased) for n in names(page)] + [h.get_label() for h in extras]
-
-    pages: Pages = []
-    for suffix, fig, panels, columns in _problem_grid_pages(ok, fig_style, layout, labels):
-        for ax, problem in panels:
-            _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style)
-        handles = [_handle(styles[e], _label(e, biased))
-                   for e in names([p for _, p in panels])] + extras
-        _add_legend(fig, handles, columns, fig_style.small)
-        _shared_labels(fig, f"variance of one estimate at n = {n} (log scale)",
-                       "measured ‖bias‖ (log scale)")
-        pages.append((suffix, fig))
-    return pages
+    return _problem_figures(
+        ok, fig_style, layout, _estimator_legend(ok, styles, biased, extras),
+        lambda ax, problem: _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
+        f"variance of one estimate at n = {n} (log scale)", "measured ‖bias‖ (log scale)")
 
 
 def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
@@ -593,35 +597,26 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if traces is None or traces.empty:
         return []
 
-    def labels(page: list[str]) -> list[str]:
-        return estimator_order(traces.loc[traces["problem"].isin(page), "estimator"])
+    def draw(ax: plt.Axes, problem: str) -> None:
+        rows = traces[traces["problem"] == problem]
+        for estimator in estimator_order(rows["estimator"]):
+            group = rows[rows["estimator"] == estimator]
+            by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
+                                                low=("value", "min"), high=("value", "max"))
+            if x == "wall_s":  # log time: the start, at t = 0, is in the by-step figure
+                by_step = by_step[by_step["x"] > 0]
+            style = styles[estimator]
+            ax.plot(by_step["x"], by_step["mean"], markevery=max(1, len(by_step) // 5),
+                    markersize=fig_style.marker, **style.line_kwargs())
+            ax.fill_between(by_step["x"], by_step["low"], by_step["high"],
+                            color=style.color, alpha=0.15, linewidth=0)
+        if x == "wall_s":
+            log_axis(ax, "x", most=4)
 
-    pages: Pages = []
-    for suffix, fig, panels, columns in _problem_grid_pages(
-            traces, fig_style, layout, labels, columns=min(3, fig_style.columns)):
-        for ax, problem in panels:
-            rows = traces[traces["problem"] == problem]
-            for estimator in estimator_order(rows["estimator"]):
-                group = rows[rows["estimator"] == estimator]
-                by_step = group.groupby("step").agg(x=(x, "mean"), mean=("value", "mean"),
-                                                    low=("value", "min"),
-                                                    high=("value", "max"))
-                if x == "wall_s":  # log time: the start, at t = 0, is in the by-step figure
-                    by_step = by_step[by_step["x"] > 0]
-                style = styles[estimator]
-                ax.plot(by_step["x"], by_step["mean"], markevery=max(1, len(by_step) // 5),
-                        markersize=fig_style.marker, **style.line_kwargs())
-                ax.fill_between(by_step["x"], by_step["low"], by_step["high"],
-                                color=style.color, alpha=0.15, linewidth=0)
-            if x == "wall_s":
-                log_axis(ax, "x", most=4)
-        handles = [_handle(styles[e], e) for e in labels([p for _, p in panels])]
-        _add_legend(fig, handles, columns, fig_style.small)
-        _shared_labels(fig, {"step": "optimization step",
-                             "wall_s": "wall-clock time (s, log scale)"}[x]
-                       + _train_settings(traces), "exact objective J(θ)")
-        pages.append((suffix, fig))
-    return pages
+    xlabel = {"step": "optimization step", "wall_s": "wall-clock time (s, log scale)"}[x]
+    return _problem_figures(traces, fig_style, layout, _estimator_legend(traces, styles), draw,
+                            xlabel + _train_settings(traces), "exact objective J(θ)",
+                            columns=min(3, fig_style.columns))
 
 
 def _train_settings(traces: pd.DataFrame) -> str:
@@ -654,24 +649,18 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     base_styles = {base: styles[min(v for v in styles if v.split(":")[0] == base)]
                    for base in ok["base"].unique()}
 
-    def labels(page: list[str]) -> list[str]:
-        return estimator_order(ok.loc[ok["problem"].isin(page), "base"])
+    def draw(ax: plt.Axes, problem: str) -> None:
+        rows = ok[ok["problem"] == problem]
+        for base in estimator_order(rows["base"]):
+            group = rows[rows["base"] == base].sort_values("temperature")
+            ax.plot(group["temperature"], group["bias_norm"], markersize=fig_style.marker,
+                    **{**base_styles[base].line_kwargs(), "linestyle": "-"})
+        _log_axes(ax)
 
-    pages: Pages = []
-    for suffix, fig, panels, columns in _problem_grid_pages(
-            ok, fig_style, layout, labels, columns=min(3, fig_style.columns)):
-        for ax, problem in panels:
-            rows = ok[ok["problem"] == problem]
-            for base in estimator_order(rows["base"]):
-                group = rows[rows["base"] == base].sort_values("temperature")
-                ax.plot(group["temperature"], group["bias_norm"], markersize=fig_style.marker,
-                        **{**base_styles[base].line_kwargs(), "linestyle": "-"})
-            _log_axes(ax)
-        handles = [_handle(base_styles[b], b) for b in labels([p for _, p in panels])]
-        _add_legend(fig, handles, columns, fig_style.small)
-        _shared_labels(fig, f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)")
-        pages.append((suffix, fig))
-    return pages
+    return _problem_figures(ok, fig_style, layout,
+                            _estimator_legend(ok, base_styles, column="base"), draw,
+                            f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)",
+                            columns=min(3, fig_style.columns))
 
 
 # ----------------------------------------------------------------------------- landscapes
@@ -769,23 +758,10 @@ def variance_vs_parameter(frame: pd.DataFrame, styles: dict[str, EstimatorStyle]
     extras = ([Line2D([], [], color="0.3", linewidth=0.8, label="computed exactly")]
               if has_exact else [])
 
-    def names(page: list[str]) -> list[str]:
-        return estimator_order(rows.loc[rows["problem"].isin(page), "estimator"])
-
-    def labels(page: list[str]) -> list[str]:
-        return [_label(e, biased) for e in names(page)] + [h.get_label() for h in extras]
-
-    pages: Pages = []
-    for suffix, fig, panels, columns in _problem_grid_pages(rows, fig_style, layout, labels):
-        for ax, panel in panels:
-            _parameter_panel(ax, rows[rows["problem"] == panel], styles, fig_style)
-        handles = [_handle(styles[e], _label(e, biased))
-                   for e in names([p for _, p in panels])] + extras
-        _add_legend(fig, handles, columns, fig_style.small)
-        _shared_labels(fig, f"the swept problem parameter (n = {n})",
-                       "variance of one estimate (log scale)")
-        pages.append((suffix, fig))
-    return pages
+    return _problem_figures(
+        rows, fig_style, layout, _estimator_legend(rows, styles, biased, extras),
+        lambda ax, panel: _parameter_panel(ax, rows[rows["problem"] == panel], styles, fig_style),
+        f"the swept problem parameter (n = {n})", "variance of one estimate (log scale)")
 
 
 def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
@@ -840,36 +816,26 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
     extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
                      label="‖∇J(θ_t)‖² (exact)")]
 
-    def labels(page: list[str]) -> list[str]:
-        return estimator_order(traces.loc[traces["problem"].isin(page), "estimator"])
+    def draw(ax: plt.Axes, problem: str) -> None:
+        rows = traces[traces["problem"] == problem]
+        for estimator in estimator_order(rows["estimator"]):
+            group = rows[rows["estimator"] == estimator]
+            by_step = group.groupby("step")["variance"].agg(
+                mean=lambda v: float(np.exp(np.log(v.clip(lower=1e-300)).mean())),
+                low="min", high="max")
+            style = styles[estimator]
+            ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
+                    markersize=fig_style.marker, **style.line_kwargs())
+            ax.fill_between(by_step.index, by_step["low"], by_step["high"],
+                            color=style.color, alpha=0.15, linewidth=0)
+        grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
+        ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
+        positive = rows.loc[rows["variance"] > 0, "variance"]
+        if positive.size or (grad.to_numpy() > 0).any():
+            log_axis(ax, "y")
 
-    pages: Pages = []
-    for suffix, fig, panels, columns in _problem_grid_pages(
-            traces, fig_style, layout, lambda page: [*labels(page), "‖∇J(θ_t)‖² (exact)"],
-            columns=min(3, fig_style.columns)):
-        for ax, problem in panels:
-            rows = traces[traces["problem"] == problem]
-            positive = rows.loc[rows["variance"] > 0, "variance"]
-            for estimator in estimator_order(rows["estimator"]):
-                group = rows[rows["estimator"] == estimator]
-                by_step = group.groupby("step").agg(
-                    mean=("variance", lambda v: float(np.exp(np.log(v.clip(lower=1e-300))
-                                                             .mean()))),
-                    low=("variance", "min"), high=("variance", "max"),
-                    grad=("true_grad_norm", lambda g: float((g**2).mean())))
-                style = styles[estimator]
-                ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
-                        markersize=fig_style.marker, **style.line_kwargs())
-                ax.fill_between(by_step.index, by_step["low"], by_step["high"],
-                                color=style.color, alpha=0.15, linewidth=0)
-            grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
-            ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
-            span = np.concatenate([positive.to_numpy(), grad.to_numpy()[grad.to_numpy() > 0]])
-            if span.size:
-                log_axis(ax, "y")
-        handles = [_handle(styles[e], e) for e in labels([p for _, p in panels])] + extras
-        _add_legend(fig, handles, columns, fig_style.small)
-        _shared_labels(fig, "optimization step" + _train_settings(traces),
-                       "variance of one estimate (log scale)")
-        pages.append((suffix, fig))
-    return pages
+    return _problem_figures(traces, fig_style, layout,
+                            _estimator_legend(traces, styles, extras=extras), draw,
+                            "optimization step" + _train_settings(traces),
+                            "variance of one estimate (log scale)",
+                            columns=min(3, fig_style.columns))
