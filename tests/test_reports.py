@@ -36,7 +36,7 @@ from vrbench.components import Spec
 from vrbench.errors import VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.reports import figures
-from vrbench.reports.axes import log_ticks
+from vrbench.reports.axes import log_ticks, text_width_in, wrap_name
 from vrbench.reports.build import build_report, prepare
 from vrbench.reports.console import StableETA, format_interval, summary_table
 from vrbench.reports.selection import ReportSpec, Selection, load_spec
@@ -308,6 +308,7 @@ def test_exact_estimators_are_drawn_and_labelled(prepared):
     lowest = min(y for label, y in ticks.items() if label != "exact")
     bottom = panel.get_ylim()[0]
     strip = [line for line in panel.lines if len(line.get_ydata()) == 3
+             and line.get_marker() not in (None, "None", "")
              and bottom < min(line.get_ydata()) and max(line.get_ydata()) < lowest]
     assert len(strip) == 3  # the three exact estimators, each at its own height
     assert len({line.get_ydata()[0] for line in strip}) == 3
@@ -422,9 +423,24 @@ def test_colour_is_the_family_and_every_estimator_looks_different_in_greyscale()
         by_family.setdefault(cls.family, set()).add(style.color)
     assert all(len(colors) == 1 for colors in by_family.values())
     assert len({next(iter(c)) for c in by_family.values()}) == len(by_family)
-    shapes = [(s.marker, s.filled, s.linestyle) for s in styles.values()]
-    assert len(set(shapes)) == len(shapes)  # distinct without colour
+    shapes = [(s.marker, s.fill) for s in styles.values()]
+    assert len(set(shapes)) == len(shapes)  # distinct without colour, even without lines
     assert all(s.marker in MARKERS for s in styles.values())
+    for family in by_family:  # one colour: the first four members differ in line style too
+        members = [s for s in styles.values() if s.family == family]
+        assert len({s.linestyle for s in members}) == min(4, len(members))
+
+
+def test_a_few_estimators_get_a_colour_each_and_keep_marker_and_fill():
+    chosen = ["score_function", "rloo", "arm", "disarm", "rebar", "relax"]
+    distinct = estimator_styles(chosen, distinct=True)
+    assert len({s.color for s in distinct.values()}) == len(chosen)
+    by_family = estimator_styles(chosen)
+    assert all((distinct[e].marker, distinct[e].fill, distinct[e].linestyle)
+               == (by_family[e].marker, by_family[e].fill, by_family[e].linestyle)
+               for e in chosen)
+    with pytest.raises(ValueError, match="at most"):
+        estimator_styles([e.name for e in estimators.registry.entries()], distinct=True)
 
 
 # ----------------------------------------------------------------------------- marks
@@ -666,3 +682,10 @@ def test_metadata_of_figures_is_reproducible(results, tmp_path):
     build_report([results], tmp_path / "b", formats=["pdf"], spec=spec)
     for name in ("bias_vs_variance.pdf", "relative_variance.pdf"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_a_wrapped_name_never_ends_in_a_short_piece():
+    width = text_width_in("bandit_bernoulli_", 7.0) * 1.05  # too narrow for the whole name
+    lines = wrap_name("bandit_bernoulli_k", width, 7.0).split("\n")
+    assert len(lines) >= 1 and all(len(line) >= 3 for line in lines)
+    assert "".join(lines) == "bandit_bernoulli_k"

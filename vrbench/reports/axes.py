@@ -15,6 +15,9 @@ from matplotlib.ticker import Formatter, Locator, LogLocator, NullFormatter
 
 STRIP_COLOR = "0.92"
 
+MIN_LAST_PIECE = 3
+"""A wrapped name never ends in a line shorter than this: it joins the line before."""
+
 TIERS: tuple[tuple[float, ...], ...] = ((1.0, 3.0), (1.0, 2.0, 5.0),
                                         (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
                                         tuple(float(m) for m in range(1, 10)))
@@ -110,11 +113,14 @@ class LogLabels(Formatter):
 
     def __init__(self, floor: float | None = None, plain: bool = False) -> None:
         self.floor, self.plain = floor, plain
+        self.hidden: list[float] = []
+        """Ticks left unlabelled because their label would overprint another's (see
+        :func:`drop_colliding_labels`)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         if self.floor is not None and math.isclose(x, self.floor, rel_tol=1e-9):
             return "exact"
-        if x <= 0:
+        if x <= 0 or any(math.isclose(x, h, rel_tol=1e-9) for h in self.hidden):
             return ""
         ticks = self.axis.get_majorticklocs() if self.axis is not None else [x]
         locs = [v for v in ticks if v > 0 and v != self.floor]
@@ -211,4 +217,33 @@ def wrap_name(name: str, width_in: float, size_pt: float) -> str:
         else:
             lines[-1] += "_"
             lines.append(piece)
+    if len(lines) > 1 and len(lines[-1]) < MIN_LAST_PIECE:  # no "bandit_bernoulli_" / "k"
+        lines[-2:] = [lines[-2] + lines[-1]]
     return "\n".join(lines)
+
+
+def drop_colliding_labels(fig: plt.Figure, pad_pt: float = 1.5) -> None:
+    """Leave unlabelled the log-axis ticks whose labels would overprint a neighbour's (a
+    narrow panel beside an exact strip), keeping "exact" and then the ticks in order."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    pad = pad_pt * fig.dpi / 72
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            formatter = axis.get_major_formatter()
+            if not isinstance(formatter, LogLabels):
+                continue
+            labelled = [(tick.get_loc(), tick.label1.get_window_extent(renderer))
+                        for tick in axis.get_major_ticks()
+                        if tick.label1.get_visible() and tick.label1.get_text()]
+            floor = formatter.floor
+            labelled.sort(key=lambda item: (floor is None or
+                                            not math.isclose(item[0], floor, rel_tol=1e-9),
+                                            item[0]))
+            kept = []
+            for loc, box in labelled:
+                if any(box.x0 < k.x1 + pad and k.x0 < box.x1 + pad
+                       and box.y0 < k.y1 + pad and k.y0 < box.y1 + pad for k in kept):
+                    formatter.hidden.append(loc)
+                else:
+                    kept.append(box)

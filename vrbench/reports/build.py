@@ -20,8 +20,9 @@ from vrbench.bench.results import NoResults
 from vrbench.bench.store import read_results
 from vrbench.errors import VrbenchError
 from vrbench.reports import figures, page
+from vrbench.reports.axes import drop_colliding_labels
 from vrbench.reports.selection import LAYOUTS, ReportSpec
-from vrbench.reports.style import STYLES, apply_style, estimator_styles
+from vrbench.reports.style import DISTINCT_COLORS, STYLES, apply_style, estimator_styles
 from vrbench.reports.tables import latex_cells, latex_document, latex_relative, markdown_tables
 from vrbench.reports.values import REFERENCE, annotate, best, relative
 
@@ -137,7 +138,8 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
         else {}
     names = list(frame["estimator"].dropna()) if not frame.empty else []
     names += list(traces["estimator"]) if traces is not None else []
-    styles = estimator_styles(names, families)
+    shown = {name.split(":")[0] for name in names}
+    styles = estimator_styles(names, families, distinct=len(shown) <= len(DISTINCT_COLORS))
     n = spec.selection.one_n() or (int(frame.loc[frame["status"] == "ok", "n_samples"].max())
                                    if (not frame.empty and (frame["status"] == "ok").any())
                                    else None)
@@ -153,6 +155,7 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
             continue
         stems = []
         for suffix, fig in pages:
+            drop_colliding_labels(fig)
             stem = f"{name}{suffix}"
             for fmt in formats:
                 target = out / f"{stem}.{fmt}"

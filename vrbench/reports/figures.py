@@ -282,7 +282,13 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
         high = np.where(is_exact, 0.0, values["high"] - values["variance"])
         style = styles[estimator]
         ax.errorbar(group["n_samples"], y, yerr=[low, high], capsize=0, elinewidth=0.7,
-                    markersize=fig_style.marker, **style.line_kwargs())
+                    markersize=fig_style.marker, **{**style.line_kwargs(), "linestyle": "none"})
+        # The line joins measured points, and exact ones, but never crosses the axis break
+        # between them: a slope from a variance into the "exact" strip means nothing.
+        x = group["n_samples"].to_numpy(dtype=float)
+        breaks = np.flatnonzero(is_exact[1:] != is_exact[:-1]) + 1
+        ax.plot(np.insert(x, breaks, np.nan), np.insert(y, breaks, np.nan),
+                color=style.color, linestyle=style.linestyle)
         rejected = group["bias_rejected"].to_numpy(dtype=bool)
         for xi, yi in zip(group["n_samples"].to_numpy()[rejected], y[rejected], strict=True):
             _dagger(ax, xi, yi, style.color)
@@ -342,8 +348,8 @@ def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorSty
         style = styles[name]
         x = _at(x_strip, x_slots, name, variances[i], exact[i])
         y = _at(y_strip, y_slots, name, bias[i], bias_exact[i])
-        ax.plot([x], [y], linestyle="none", marker=style.marker, markerfacecolor=style.facecolor,
-                markeredgecolor=style.color, markersize=fig_style.marker + 0.8, clip_on=False)
+        ax.plot([x], [y], linestyle="none", markersize=fig_style.marker + 0.8, clip_on=False,
+                **style.marker_kwargs())
         if row["bias_rejected"]:
             _dagger(ax, x, y, style.color)
     if grid.size:
@@ -445,8 +451,8 @@ def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
         if value > 0 and row["estimator"] != reference and np.isfinite(high[y]):
             ax.plot([max(low[y], floor_x), high[y]], [y, y], color=style.color,
                     linewidth=1.0, solid_capstyle="butt")
-        ax.plot([x], [y], linestyle="none", marker=style.marker, markersize=fig_style.marker,
-                markerfacecolor=style.facecolor, markeredgecolor=style.color, clip_on=False)
+        ax.plot([x], [y], linestyle="none", markersize=fig_style.marker, clip_on=False,
+                **style.marker_kwargs())
     ax.set_yticks(range(len(order)), [_work_label(r, biased, reference)
                                       for _, r in order.iterrows()])
     ax.tick_params(axis="y", length=0)
@@ -541,9 +547,8 @@ def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems:
     for i, estimator in enumerate(estimators):
         if styles is not None and estimator in styles:  # the estimator's identity marker
             style = styles[estimator]
-            ax.plot([-0.28], [i + 0.5], linestyle="none", marker=style.marker,
-                    markerfacecolor=style.facecolor, markeredgecolor=style.color,
-                    markersize=fig_style.marker, clip_on=False)
+            ax.plot([-0.28], [i + 0.5], linestyle="none", markersize=fig_style.marker,
+                    clip_on=False, **style.marker_kwargs())
         for j, problem in enumerate(problems):
             _heat_cell(ax, index.get((problem, estimator)), i, j, norm, cmap, fig_style,
                        estimator == reference)

@@ -1,9 +1,12 @@
 """One look for every figure: page sizes, fonts, and one identity per estimator.
 
-An estimator's colour encodes its family and its marker (with the fill and line style)
-encodes the member, as the survey of Mohamed et al. (2020, JMLR 21(132), figs. 3-6) colours
-its comparisons by estimator family. Identities come from the registry, not from the
-results at hand, so an estimator looks the same in every figure of every report.
+An estimator's colour encodes its family and its marker, fill and line style encode the
+member, as the survey of Mohamed et al. (2020, JMLR 21(132), figs. 3-6) colours its
+comparisons by estimator family. Identities come from the registry, not from the results at
+hand, so an estimator looks the same in every figure of every report. A report of a few
+estimators (at most :data:`DISTINCT_COLORS`), as a paper's figure shows, gives each its own
+colour instead, as the figures of the REBAR, RELAX and DisARM papers do; marker, fill and
+line stay the estimator's own.
 """
 
 from __future__ import annotations
@@ -118,13 +121,19 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "*", "<", "d", "h", ">")
 """Shapes that stay distinct at 3 pt, in an order that puts shapes of different kinds next to
 each other (no pentagon next to a hexagon), since a family's members take consecutive ones."""
 
-LOOKS = (("-", True), ("--", False), (":", True), ("-.", False),
-         ("--", True), ("-", False), ("-.", True), (":", False))
-"""(line style, filled) of each round of :data:`MARKERS`: the first 13 estimators are filled
-and solid, the next 13 hollow and dashed, and so on; 104 estimators look different from each
-other without colour before a look repeats."""
+FILLS = ("full", "none", "left", "top")
+"""The marker fill of each round of :data:`MARKERS` (matplotlib's ``fillstyle``): the first
+13 estimators are filled, the next 13 hollow, then half-filled two ways; 52 estimators look
+different from each other without colour or line before a look repeats."""
 
 LINESTYLES = ("-", "--", ":", "-.")
+"""Line styles of a family's members in turn, so that members of one colour differ in their
+lines as well as their markers."""
+
+DISTINCT_COLORS = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
+                   "#56B4E9", "#882255")
+"""One colour per estimator when a report shows at most this many (Okabe & Ito's set, with
+Tol's wine for the eighth)."""
 
 
 @dataclass(frozen=True)
@@ -134,17 +143,18 @@ class EstimatorStyle:
     color: str
     marker: str
     linestyle: str
-    filled: bool
+    fill: str
+    """matplotlib's ``fillstyle`` of the marker: full, none (hollow), left or top (half)."""
     family: str
 
-    @property
-    def facecolor(self) -> str:
-        return self.color if self.filled else "white"
+    def marker_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Axes.plot`` for the marker alone."""
+        return {"marker": self.marker, "fillstyle": self.fill, "markerfacecolor": self.color,
+                "markerfacecoloralt": "white", "markeredgecolor": self.color}
 
     def line_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``Axes.plot`` for a line with markers."""
-        return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle,
-                "markerfacecolor": self.facecolor, "markeredgecolor": self.color}
+        return {"color": self.color, "linestyle": self.linestyle, **self.marker_kwargs()}
 
 
 def _stable_index(text: str, modulo: int) -> int:
@@ -184,18 +194,20 @@ def estimator_order(names: Iterable[str], families: dict[str, str] | None = None
     return sorted(names, key=lambda n: (rank[family_of.get(n.split(":")[0], "other")], n))
 
 
-def estimator_styles(names: Iterable[str], families: dict[str, str] | None = None
-                     ) -> dict[str, EstimatorStyle]:
+def estimator_styles(names: Iterable[str], families: dict[str, str] | None = None,
+                     distinct: bool = False) -> dict[str, EstimatorStyle]:
     """A fixed style for each estimator, independent of which others are drawn.
 
     Every registered estimator gets a slot: built-ins first, by family (in the order of
     :data:`FAMILY_COLORS`) and name, then plugins by name. Slot ``i`` has marker
-    ``MARKERS[i % 13]`` and the line and fill ``LOOKS[i // 13]``, so no two of the first 104
-    estimators share shape, fill and line even in greyscale. Estimators the registry
-    does not know (results from another installation) come after, by name. ``families``
-    (name → family, e.g. from a results table) completes what the registry does not say.
-    Variants of one estimator (``gumbel_softmax:temperature=0.5``) share its colour and
-    marker and differ in line style.
+    ``MARKERS[i % 13]`` and fill ``FILLS[i // 13]``, so no two of the first 52 estimators
+    share shape and fill even in greyscale; the k-th member of a family has line style
+    ``LINESTYLES[k % 4]``. Estimators the registry does not know (results from another
+    installation) come after, by name. ``families`` (name → family, e.g. from a results
+    table) completes what the registry does not say. Variants of one estimator
+    (``gumbel_softmax:temperature=0.5``) share its colour and marker and differ in line
+    style. ``distinct`` gives each base estimator of ``names`` its own colour from
+    :data:`DISTINCT_COLORS` (at most that many), in :func:`estimator_order`.
     """
     registered = _registered()
     family_of = {n: f for n, (f, _) in registered.items()}
@@ -204,8 +216,19 @@ def estimator_styles(names: Iterable[str], families: dict[str, str] | None = Non
     slots = estimator_order(builtins, family_of)
     slots += sorted(set(registered) - set(slots))
     names = sorted(set(names))
-    slots += sorted({n.split(":")[0] for n in names} - set(slots))
+    bases = estimator_order({n.split(":")[0] for n in names}, family_of)
+    slots += sorted(set(bases) - set(slots))
     slot_of = {n: i for i, n in enumerate(slots)}
+    member_of: dict[str, int] = {}  # the k-th estimator of its family
+    members: dict[str, int] = {}
+    for name in slots:
+        family = family_of.get(name, "other")
+        member_of[name] = members.get(family, 0)
+        members[family] = member_of[name] + 1
+    if distinct and len(bases) > len(DISTINCT_COLORS):
+        raise ValueError(f"{len(bases)} estimators: distinct colours serve at most "
+                         f"{len(DISTINCT_COLORS)}")
+    own_color = dict(zip(bases, DISTINCT_COLORS, strict=False)) if distinct else {}
     variants: dict[str, list[str]] = {}
     for name in names:
         variants.setdefault(name.split(":")[0], []).append(name)
@@ -215,9 +238,8 @@ def estimator_styles(names: Iterable[str], families: dict[str, str] | None = Non
         slot = slot_of[base]
         family = family_of.get(base, "other")
         cycle, marker = divmod(slot, len(MARKERS))
-        line, filled = LOOKS[cycle % len(LOOKS)]
-        variant = variants[base].index(name)
-        linestyle = LINESTYLES[(LINESTYLES.index(line) + variant) % len(LINESTYLES)]
-        styles[name] = EstimatorStyle(family_color(family), MARKERS[marker], linestyle,
-                                      filled=filled, family=family)
+        line = member_of[base] + variants[base].index(name)
+        styles[name] = EstimatorStyle(own_color.get(base) or family_color(family),
+                                      MARKERS[marker], LINESTYLES[line % len(LINESTYLES)],
+                                      fill=FILLS[cycle % len(FILLS)], family=family)
     return styles
