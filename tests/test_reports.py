@@ -223,6 +223,30 @@ def test_many_problems_are_split_into_numbered_pages_each_with_its_legend(prepar
         assert drawn == set(many.problem)
 
 
+def test_heatmap_rows_keep_their_height_and_split_into_pages_when_many(prepared):
+    """In the slides style (6.75 in pages, 12 pt text) the estimators of the fixture do not
+    fit one page: the rows are split, each row stays 1.5 times the font tall, every
+    estimator appears, and every page's colour bar has the same ticks."""
+    fig_style = apply_style("slides")
+    styles = estimator_styles(prepared.estimator,
+                              dict(zip(prepared.estimator, prepared.family, strict=True)))
+    pages = figures.relative_variance_heatmap(prepared, fig_style, 16, styles)
+    shown, ticks = set(), set()
+    for _, fig in pages:
+        assert fig.get_size_inches()[1] <= fig_style.max_height
+        fig.canvas.draw()  # the constrained layout places the axes
+        cells = next(ax for ax in fig.axes if ax.get_label() != "<colorbar>")
+        rows = [t.get_text() for t in cells.get_yticklabels()]
+        shown.update(rows)
+        height_pt = cells.get_position().height * fig.get_size_inches()[1] * 72
+        assert height_pt / len(rows) >= 1.5 * fig_style.small
+        bar = next(ax for ax in fig.axes if ax.get_label() == "<colorbar>")
+        ticks.add(tuple(bar.get_xticks()))
+        plt.close(fig)
+    ran = prepared[(prepared.n_samples == 16) & (prepared.status != "skipped")]
+    assert len(pages) >= 2 and shown == set(ran.estimator) and len(ticks) == 1
+
+
 def test_the_per_problem_layout_draws_one_column_wide_figure_per_problem(synthetic, tmp_path):
     spec = ReportSpec(figures=("variance_vs_samples", "relative_variance"),
                       layout="per-problem").override(problems="bernoulli_*")

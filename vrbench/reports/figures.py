@@ -13,6 +13,7 @@ strip at the bottom of a log axis, labelled "exact", never dropped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -491,37 +492,52 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
                      paginate(problem_groups(ran), len, float(columns)))
     row_in = size * 1.55 / 72
     logs = np.log10(ran["ratio"].astype(float).where(ran["ratio"] > 0))
-    bound = float(np.nanmax(np.abs(logs))) if logs.notna().any() else 1.0
-    bound = min(max(bound, 0.5), 6.0)
+    largest = float(np.nanmax(np.abs(logs))) if logs.notna().any() else 1.0
+    bound = min(max(largest, 0.5), 6.0)
     norm = TwoSlopeNorm(vmin=-bound, vcenter=0.0, vmax=bound)
+    step = 0.5 if bound < 2 else 1 if bound < 4 else 2
+    ticks = np.arange(-math.floor(bound / step), math.floor(bound / step) + 1) * step
+    extend = "both" if largest > bound else "neither"  # arrows: the scale clips the values
     cmap = plt.get_cmap("RdBu_r")
+    parts = ["exact: zero variance", "grey: not applicable", "err: failed",
+             "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
+             "italic: biased by design"]
+    label_parts = ["log10 variance ratio", f"to {reference}", f"at n = {n}", "(< 0: better)"]
     pages: Pages = []
-    for suffix, page in zip(_suffixes(page_problems, layout), page_problems, strict=True):
-        cells = ran[ran["problem"].isin(page)]
-        estimators = estimator_order(cells["estimator"])
-        header_in = max(text_width_in(p, size) for p in page) * 0.66 + 0.1
+    sheets = []
+    for problems in page_problems:
+        cells = ran[ran["problem"].isin(problems)]
+        header_in = max(text_width_in(p, size) for p in problems) * 0.66 + 0.1
         # At least a column wide, so that the colour bar over the cells has room.
-        width = min(fig_style.width, max(3.25, label_in + len(page) * cell_in + 0.3))
-        parts = ["exact: zero variance", "grey: not applicable", "err: failed",
-                 "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
-                 "italic: biased by design"]
+        width = min(fig_style.width, max(3.25, label_in + len(problems) * cell_in + 0.3))
         note = _lines(parts, width - 0.1, size * 0.95)
-        note_lines = note.count("\n") + 1
-        label_lines = math.ceil(text_width_in(f"log10 variance ratio to {reference} at n = "
-                                              f"{n} (< 0: better)", size)
-                                / (width - label_in - 0.2))
-        height = (len(estimators) * row_in + header_in + 0.75 + note_lines * size * 1.4 / 72
-                  + (label_lines - 1) * size * 1.4 / 72)
-        fig = plt.figure(figsize=(width, min(height, fig_style.max_height)),
-                         layout="constrained")
+        label = _lines(label_parts, width - label_in - 0.2, size, joint=" ")
+        fixed = (header_in + 0.75 + (note.count("\n") + 1) * size * 1.4 / 72
+                 + label.count("\n") * size * 1.4 / 72)
+        # Too many estimators for one page: rows split between families where possible.
+        family_of = dict(zip(cells["estimator"], cells["family"], strict=True))
+        families = [list(group) for _, group in itertools.groupby(
+            estimator_order(cells["estimator"]), key=family_of.get)]
+        for rows in paginate(families, lambda part, fixed=fixed: fixed + len(part) * row_in,
+                             fig_style.max_height):
+            sheets.append((problems, rows, width, note, label, fixed + len(rows) * row_in))
+    split_rows = len(sheets) > len(page_problems)
+    if layout == "per-problem" and not split_rows:
+        suffixes = _suffixes(page_problems, layout)
+    else:
+        suffixes = _suffixes([rows for _, rows, *_ in sheets], "pages")
+    for suffix, (problems, estimators, width, note, label, height) in zip(
+            suffixes, sheets, strict=True):
+        cells = ran[ran["problem"].isin(problems) & ran["estimator"].isin(estimators)]
+        fig = plt.figure(figsize=(width, height), layout="constrained")
         ax = fig.add_subplot()
-        _heatmap(ax, cells, estimators, page, norm, cmap, fig_style, styles, reference)
+        _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, reference)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                           location="top", fraction=0.04, pad=0.02, aspect=35)
+                           location="top", fraction=0.04, pad=0.02, aspect=35, ticks=ticks,
+                           extend=extend)
         # Over the colour bar, which is as wide as the cells, not the figure.
-        label = f"log10 variance ratio to {reference} at n = {n} (< 0: better)"
-        bar.set_label(_lines(label.split(" "), width - label_in - 0.2, size, joint=" "),
-                      fontsize=size)
+        bar.set_label(label, fontsize=size)
+        bar.ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}".replace("-", "−")))
         bar.ax.tick_params(labelsize=size)
         bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
         fig.supxlabel(note, fontsize=size * 0.95)
