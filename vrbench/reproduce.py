@@ -26,7 +26,6 @@ import dataclasses
 import datetime
 import json
 import math
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from vrbench.bench.sweep import run_sweep
 from vrbench.bench.train import TrainSettings, train
 from vrbench.components import parse_specs
 from vrbench.errors import VrbenchError
+from vrbench.tomlfiles import read_toml, refuse_unknown_keys
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs" / "papers"
 """Where the shipped recipes live (in a source checkout)."""
@@ -108,16 +108,8 @@ def load_recipe(name_or_path: str) -> Recipe:
         if not path.exists():
             names = ", ".join(r.name for r in available()) or "(none)"
             raise RecipeError(f"unknown recipe {name_or_path!r}; valid recipes: {names}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecipeError(f"no recipe at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - set(RECIPE_KEYS))
-    if unknown:
-        raise RecipeError(f"{path}: unknown key {unknown[0]!r}; valid keys: "
-                          f"{', '.join(RECIPE_KEYS)}")
+    data = read_toml(path, "recipe", RecipeError)
+    refuse_unknown_keys(data, RECIPE_KEYS, path, RecipeError)
     claims = data.get("claims", [])
     for index, claim in enumerate(claims, 1):
         kind = claim.get("kind")

@@ -39,15 +39,22 @@ CHUNK = 2048
 numbers)."""
 
 
-def _incompatibility(estimator: Estimator, problem: Problem, n_samples: int) -> str | None:
-    support = enumerable_support(problem)
-    if support is None:
-        return (f"{estimator.name} needs a problem that lists its support (at most "
-                f"{MAX_SUPPORT} outcomes) with an exact log_prob")
-    if n_samples > support_size(support):
-        return (f"{estimator.name} draws without replacement, so n_samples={n_samples} must "
-                f"not exceed the {support_size(support)} outcomes of {problem.name}")
-    return None
+@dataclass(frozen=True)
+class _WithoutReplacement(Estimator):
+    """What both estimators need: a listed support with exact probabilities, and no more
+    samples than it has outcomes, since none is drawn twice."""
+
+    family = "without replacement"
+
+    def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
+        support = enumerable_support(problem)
+        if support is None:
+            return (f"{self.name} needs a problem that lists its support (at most "
+                    f"{MAX_SUPPORT} outcomes) with an exact log_prob")
+        if n_samples > support_size(support):
+            return (f"{self.name} draws without replacement, so n_samples={n_samples} must "
+                    f"not exceed the {support_size(support)} outcomes of {problem.name}")
+        return super().incompatibility(problem, n_samples)
 
 
 def _support_probabilities(problem: Problem, theta: Tensor) -> tuple[Any, Tensor]:
@@ -57,7 +64,7 @@ def _support_probabilities(problem: Problem, theta: Tensor) -> tuple[Any, Tensor
 
 @register("sum_and_sample")
 @dataclass(frozen=True)
-class SumAndSample(Estimator):
+class SumAndSample(_WithoutReplacement):
     """Sum-and-sample: the n − 1 likeliest outcomes summed exactly, one drawn from the rest.
 
     With ``C`` the ``n − 1`` outcomes of highest probability and ``z ~ p(·| z ∉ C)``:
@@ -70,12 +77,7 @@ class SumAndSample(Estimator):
     as the base estimator).
     """
 
-    family = "without replacement"
     reference = "Liu et al., 2019"
-
-    def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
-        return _incompatibility(self, problem, n_samples) or super().incompatibility(
-            problem, n_samples)
 
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> Tensor:
@@ -138,7 +140,7 @@ def leave_out_ratios(probs: Tensor, complement: Tensor) -> tuple[Tensor, Tensor]
 
 @register("unordered_set")
 @dataclass(frozen=True)
-class UnorderedSet(Estimator):
+class UnorderedSet(_WithoutReplacement):
     """The unordered set estimator with its built-in baseline: n outcomes without replacement.
 
     Draw a set S of n distinct outcomes by Gumbel-top-n, then
@@ -155,13 +157,8 @@ class UnorderedSet(Estimator):
     with built-in baseline).
     """
 
-    family = "without replacement"
     min_samples = 2
     reference = "Kool et al., 2020"
-
-    def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
-        return _incompatibility(self, problem, n_samples) or super().incompatibility(
-            problem, n_samples)
 
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> Tensor:

@@ -14,47 +14,21 @@ from vrbench.problems import register
 from vrbench.problems.base import DTYPE, Capability, Problem, asymmetric_theta, check_size
 
 MAX_SUPPORT_BITS = 12
-"""Up to this many bits the support (2^D vectors) is enumerated for the checks."""
-
-MAX_SUPPORT_BITS = 12
 """Up to this many bits the support (2^D vectors) is enumerated."""
 
 
-@register("bernoulli_toy")
 @dataclass(frozen=True)
-class BernoulliToy(Problem):
-    """One Bernoulli with logit θ and f(b) = (b − t)²: a tiny signal buried in noise.
+class IndependentBernoullis(Problem):
+    """Shared sampling, score and relaxation of ``dim`` independent bits ``b_i ~
+    Bernoulli(sigmoid(θ_i))``, for problems whose sample is the bits themselves.
 
-    ``b ~ Bernoulli(p)``, ``p = sigmoid(θ)``, ``f(b) = (b − t)²``, so
-    ``J(θ) = p (1 − t)² + (1 − p) t²`` and ``∇J = p (1 − p) (1 − 2t)``. The score is
-    ``∂θ log p(b; θ) = b − p``. With ``t = 0.499`` the gradient is 500 times smaller than f
-    itself, which makes the score-function estimator's signal-to-noise ratio tiny; the papers
-    also use ``t ∈ {0.49, 0.4}``. Introduced by Tucker et al., "REBAR: Low-variance, unbiased
-    gradient estimates for discrete latent variable models", NeurIPS 2017, section 5.1.
+    ``b = 1[u < sigmoid(θ)]`` inverts uniforms; the score is ``b − sigmoid(θ)`` and
+    ``log p(b; θ) = Σ_i b_i θ_i − softplus(θ_i)``. Subclasses supply θ, f, J and ∇J.
     """
-
-    t: float = 0.499
-    theta: float = 0.0
 
     capabilities: ClassVar = frozenset({
         Capability.DISCRETE, Capability.INVERSE_TRANSFORM, Capability.BERNOULLI_LOGITS,
         Capability.RELAXABLE})
-    reference: ClassVar = "Tucker et al., 2017 (REBAR), section 5.1"
-    # At t = 0.499 the gradient is 1/250 of the estimates' spread, so a 1% bias would take
-    # 10^10 estimates to see; at t = 0.3 it is 1/2, and p = sigmoid(0.6) ≠ 1/2 keeps p and
-    # 1 − p apart.
-    check_params: ClassVar = MappingProxyType({"t": 0.3, "theta": 0.6})
-
-    def __post_init__(self) -> None:
-        check(0.0 <= self.t <= 1.0, self.name, f"t={self.t} must lie in [0, 1]")
-        check(abs(self.theta) < 30.0, self.name, f"theta={self.theta} must lie in (-30, 30)")
-
-    @property
-    def dim(self) -> int:
-        return 1
-
-    def initial_theta(self) -> Tensor:
-        return torch.full((self.dim,), self.theta, dtype=DTYPE)
 
     @property
     def noise_dim(self) -> int:  # type: ignore[override]
@@ -82,9 +56,6 @@ class BernoulliToy(Problem):
     def sample_mean(self, theta: Tensor) -> Tensor:
         return torch.sigmoid(theta)
 
-    def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.t) ** 2).mean(dim=-1)
-
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         return samples - torch.sigmoid(theta)
 
@@ -97,6 +68,46 @@ class BernoulliToy(Problem):
         bits = (torch.arange(2**self.dim)[:, None] >> torch.arange(self.dim)) & 1
         return bits.to(DTYPE)[None]
 
+    def sample_width(self) -> int:
+        return self.dim
+
+
+@register("bernoulli_toy")
+@dataclass(frozen=True)
+class BernoulliToy(IndependentBernoullis):
+    """One Bernoulli with logit θ and f(b) = (b − t)²: a tiny signal buried in noise.
+
+    ``b ~ Bernoulli(p)``, ``p = sigmoid(θ)``, ``f(b) = (b − t)²``, so
+    ``J(θ) = p (1 − t)² + (1 − p) t²`` and ``∇J = p (1 − p) (1 − 2t)``. The score is
+    ``∂θ log p(b; θ) = b − p``. With ``t = 0.499`` the gradient is 500 times smaller than f
+    itself, which makes the score-function estimator's signal-to-noise ratio tiny; the papers
+    also use ``t ∈ {0.49, 0.4}``. Introduced by Tucker et al., "REBAR: Low-variance, unbiased
+    gradient estimates for discrete latent variable models", NeurIPS 2017, section 5.1.
+    """
+
+    t: float = 0.499
+    theta: float = 0.0
+
+    reference: ClassVar = "Tucker et al., 2017 (REBAR), section 5.1"
+    # At t = 0.499 the gradient is 1/250 of the estimates' spread, so a 1% bias would take
+    # 10^10 estimates to see; at t = 0.3 it is 1/2, and p = sigmoid(0.6) ≠ 1/2 keeps p and
+    # 1 − p apart.
+    check_params: ClassVar = MappingProxyType({"t": 0.3, "theta": 0.6})
+
+    def __post_init__(self) -> None:
+        check(0.0 <= self.t <= 1.0, self.name, f"t={self.t} must lie in [0, 1]")
+        check(abs(self.theta) < 30.0, self.name, f"theta={self.theta} must lie in (-30, 30)")
+
+    @property
+    def dim(self) -> int:
+        return 1
+
+    def initial_theta(self) -> Tensor:
+        return torch.full((self.dim,), self.theta, dtype=DTYPE)
+
+    def f(self, samples: Tensor) -> Tensor:
+        return ((samples - self.t) ** 2).mean(dim=-1)
+
     def value(self, theta: Tensor) -> Tensor:
         p = torch.sigmoid(theta)
         return (p * (1 - self.t) ** 2 + (1 - p) * self.t**2).mean()
@@ -104,9 +115,6 @@ class BernoulliToy(Problem):
     def exact_grad(self, theta: Tensor) -> Tensor:
         p = torch.sigmoid(theta)
         return p * (1 - p) * (1 - 2 * self.t) / self.dim
-
-    def sample_width(self) -> int:
-        return self.dim
 
 
 @register("bernoulli_vector")

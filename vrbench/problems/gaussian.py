@@ -23,6 +23,23 @@ from vrbench.problems.base import (
     check_size,
 )
 
+_SMOOTH_GAUSSIAN_CAPABILITIES = frozenset({
+    Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
+    Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
+"""What a Gaussian with a differentiable f offers: every estimator family applies."""
+
+_TEST_FUNCTION_REFERENCE = "Mohamed et al., 2020 (JMLR), section 3"
+"""The test functions of Mohamed, Rosca, Figurnov & Mnih, "Monte Carlo Gradient Estimation in
+Machine Learning", JMLR 2020, section 3, where the score-function and pathwise estimators'
+variances are compared in closed form."""
+
+
+def _check_mean_and_scale(owner: str, mu: float, sigma: float) -> None:
+    """Refuse a mean and spread whose samples ``μ + σε`` float64 cannot resolve."""
+    check_scale(owner, "sigma", sigma)
+    check_magnitude(owner, "mu", mu)
+    check_magnitude(owner, "mu/sigma", mu / sigma)
+
 
 @dataclass(frozen=True)
 class _Gaussian(Problem):
@@ -37,10 +54,11 @@ class _Gaussian(Problem):
     mu: float = 0.0
     sigma: float = 1.0
 
+    capabilities: ClassVar = _SMOOTH_GAUSSIAN_CAPABILITIES
+    reference: ClassVar = _TEST_FUNCTION_REFERENCE
+
     def __post_init__(self) -> None:
-        check_scale(self.name, "sigma", self.sigma)
-        check_magnitude(self.name, "mu", self.mu)
-        check_magnitude(self.name, "mu/sigma", self.mu / self.sigma)
+        _check_mean_and_scale(self.name, self.mu, self.sigma)
 
     @property
     def dim(self) -> int:
@@ -101,11 +119,6 @@ class GaussianQuadratic(_Gaussian):
     sigma: float = 1.5
     k: float = 0.0
 
-    capabilities: ClassVar = frozenset({
-        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
-        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
-    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
-
     def __post_init__(self) -> None:
         super().__post_init__()
         check_magnitude(self.name, "k", self.k)
@@ -134,11 +147,6 @@ class GaussianBump(_Gaussian):
     mu: float = 1.0
     sigma: float = 1.0
     k: float = 1.0
-
-    capabilities: ClassVar = frozenset({
-        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
-        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
-    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -213,11 +221,6 @@ class GaussianAbs(_Gaussian):
     mu: float = 1.0
     sigma: float = 1.0
 
-    capabilities: ClassVar = frozenset({
-        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
-        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
-    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
-
     def __post_init__(self) -> None:
         super().__post_init__()
         check_magnitude(self.name, "c", self.c)
@@ -252,11 +255,6 @@ class GaussianCosine(_Gaussian):
     omega: float = 3.0
     mu: float = 0.5
     sigma: float = 0.5
-
-    capabilities: ClassVar = frozenset({
-        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
-        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
-    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -293,16 +291,12 @@ class _DiagonalGaussian(Problem):
     mu: float = 1.0
     sigma: float = 1.0
 
-    capabilities: ClassVar = frozenset({
-        Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
-        Capability.INVERSE_TRANSFORM, Capability.GAUSSIAN})
-    reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 3"
+    capabilities: ClassVar = _SMOOTH_GAUSSIAN_CAPABILITIES
+    reference: ClassVar = _TEST_FUNCTION_REFERENCE
 
     def __post_init__(self) -> None:
         check_size(self.name, "D", self.D)
-        check_scale(self.name, "sigma", self.sigma)
-        check_magnitude(self.name, "mu", self.mu)
-        check_magnitude(self.name, "mu/sigma", self.mu / self.sigma)
+        _check_mean_and_scale(self.name, self.mu, self.sigma)
 
     @property
     def dim(self) -> int:

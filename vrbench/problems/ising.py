@@ -10,13 +10,13 @@ from torch import Tensor
 
 from vrbench.devices import built_on_cpu, device_cached
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, check_magnitude, check_size
-from vrbench.problems.bernoulli import MAX_SUPPORT_BITS
+from vrbench.problems.base import DTYPE, check_magnitude, check_size
+from vrbench.problems.bernoulli import IndependentBernoullis
 
 
 @register("bernoulli_ising")
 @dataclass(frozen=True)
-class BernoulliIsing(Problem):
+class BernoulliIsing(IndependentBernoullis):
     """D independent Bernoullis with logits θ, scored by an Ising energy of their spins.
 
     ``b_i ~ Bernoulli(σ(θ_i))``, spins ``s = 2b − 1``, ``f(b) = Σ_i h_i s_i + Σ_{i<j} J_ij s_i s_j``
@@ -35,9 +35,6 @@ class BernoulliIsing(Problem):
     seed: int = 0
     init_scale: float = 0.5
 
-    capabilities: ClassVar = frozenset({
-        Capability.DISCRETE, Capability.INVERSE_TRANSFORM, Capability.BERNOULLI_LOGITS,
-        Capability.RELAXABLE})
     reference: ClassVar = "Ising, 1925; Dimitriev & Zhou, 2021"
 
     def __post_init__(self) -> None:
@@ -62,33 +59,10 @@ class BernoulliIsing(Problem):
         g = torch.Generator().manual_seed(self.seed + 1)
         return self.init_scale * torch.randn(self.D, generator=g, dtype=DTYPE)
 
-    @property
-    def noise_dim(self) -> int:  # type: ignore[override]
-        return self.D
-
-    def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
-        return (uniforms < torch.sigmoid(theta)).to(DTYPE)
-
-    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
-        uniforms = torch.rand((*shape, self.D), generator=generator, dtype=DTYPE)
-        return self.from_uniforms(theta, uniforms)
-
     def f(self, samples: Tensor) -> Tensor:
         fields, couplings = self._energy
         spins = 2 * samples - 1
         return spins @ fields + ((spins @ couplings) * spins).sum(-1)
-
-    def score(self, theta: Tensor, samples: Tensor) -> Tensor:
-        return samples - torch.sigmoid(theta)
-
-    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
-        return (samples * theta - torch.nn.functional.softplus(theta)).sum(-1)
-
-    def support(self) -> Tensor:
-        if self.D > MAX_SUPPORT_BITS:
-            raise NotImplementedError(f"{self.name}: 2^{self.D} outcomes are too many to list")
-        bits = (torch.arange(2**self.D)[:, None] >> torch.arange(self.D)) & 1
-        return bits.to(DTYPE)[None]
 
     def value(self, theta: Tensor) -> Tensor:
         return self.f(torch.sigmoid(theta))  # multilinear: f(E[b]) = E[f(b)]
@@ -98,21 +72,3 @@ class BernoulliIsing(Problem):
             point = theta.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.value(point), point)
         return grad
-
-    def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
-        """Binary Concrete: sigmoid((θ + log u − log(1 − u)) / τ) (Maddison et al., 2017)."""
-        return torch.sigmoid((theta + torch.log(uniforms) - torch.log1p(-uniforms)) / temperature)
-
-    def harden(self, relaxed: Tensor) -> Tensor:
-        return (relaxed > 0.5).to(DTYPE)
-
-    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
-        """``u`` given ``b = 1[u > 1 − p]``: uniform on ``(1 − p, 1)`` or ``(0, 1 − p)``."""
-        p = torch.sigmoid(theta)
-        return torch.where(hard > 0, 1 - p + uniforms * p, uniforms * (1 - p))
-
-    def sample_mean(self, theta: Tensor) -> Tensor:
-        return torch.sigmoid(theta)
-
-    def sample_width(self) -> int:
-        return self.D

@@ -19,7 +19,6 @@ import dataclasses
 import difflib
 import fnmatch
 import os
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from vrbench.errors import VrbenchError
+from vrbench.tomlfiles import read_toml, refuse_unknown_keys
 
 N_WORDS = ("all", "largest", "smallest")
 
@@ -191,16 +191,8 @@ SPEC_KEYS = ("estimators", "problems", "n", "style", "formats", "figures", "refe
 def load_spec(path: str | os.PathLike[str]) -> ReportSpec:
     """Read a TOML figure spec (keys: :data:`SPEC_KEYS`, all optional)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise VrbenchError(f"no figure spec at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise VrbenchError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - set(SPEC_KEYS))
-    if unknown:
-        raise VrbenchError(f"{path}: unknown key {unknown[0]!r}; valid keys: "
-                           f"{', '.join(SPEC_KEYS)}")
+    data = read_toml(path, "figure spec", VrbenchError)
+    refuse_unknown_keys(data, SPEC_KEYS, path, VrbenchError)
     figures = tuple(_tokens(data.get("figures"))) or None
     for name in figures or ():
         if name not in FIGURE_NAMES:

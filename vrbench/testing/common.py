@@ -16,6 +16,8 @@ from vrbench.bench.runner import WORKING_COPIES
 from vrbench.components import Component
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
+from vrbench.testing.report import percent, tolerance_text
+from vrbench.testing.statistics import MeanTest
 
 BIAS_TOLERANCE = 0.01
 """The relative bias the statistical checks aim to detect: 1% of ‖∇J‖ (or of |J|)."""
@@ -94,6 +96,21 @@ def directions_text(true_grad: Tensor) -> str:
     others = (f"each of the {dim} coordinates" if dim <= MAX_AXIS_TESTS
               else f"{RANDOM_DIRECTIONS} random directions")
     return f"along ∇J and {others}" if bool(true_grad.norm() > 0) else f"along {others}"
+
+
+def detectable_text(result: MeanTest, quantity: str, unit: str, grad: Tensor | None,
+                    draws: str) -> str:
+    """What a passing mean test could have detected: the smallest ``quantity`` (a bias, a
+    deviation) it would have seen, relative to ``unit``, along the directions of ``grad`` when
+    the test has them, and how many ``draws`` (estimates, samples) that took."""
+    along = f" {directions_text(grad)}" if grad is not None else ""
+    text = (f"{quantity} < {percent(result.detectable_relative)} of {unit}{along} "
+            f"(max |z| = {result.max_z:.1f} ≤ {result.threshold:.1f}; {result.count:,} {draws}, "
+            f"{result.seconds:.1f} s)")
+    if not result.reached:
+        text += (f"; the tolerance of {tolerance_text(result.tolerance)} was not reached "
+                 "within the budget")
+    return text
 
 
 def float64_cpu(tensor: Tensor) -> Tensor:

@@ -21,8 +21,8 @@ from vrbench.testing.common import (
     BIAS_TOLERANCE,
     check_instance,
     describe,
+    detectable_text,
     direction_names,
-    directions_text,
     estimator_instance,
     metadata_failure,
     subject,
@@ -292,13 +292,7 @@ def _bias(report: CheckReport, pair: _Pair, n: int, seed: int, where: str, toler
 
 def bias_detail(test: MeanTest, true_grad: Tensor, unit: str = "‖∇J‖") -> str:
     """What a passing bias test could have detected."""
-    text = (f"bias < {percent(test.detectable_relative)} of {unit} {directions_text(true_grad)} "
-            f"(max |z| = {test.max_z:.1f} ≤ {test.threshold:.1f}; {test.count:,} estimates, "
-            f"{test.seconds:.1f} s)")
-    if not test.reached:
-        text += (f"; the tolerance of {tolerance_text(test.tolerance)} was not reached within the "
-                 "budget")
-    return text
+    return detectable_text(test, "bias", unit, true_grad, "estimates")
 
 
 def bias_failure(test: MeanTest, true_grad: Tensor) -> str:

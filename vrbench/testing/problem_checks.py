@@ -21,8 +21,8 @@ from vrbench.testing.common import (
     check_instance,
     chunks,
     describe,
+    detectable_text,
     direction_names,
-    directions_text,
     float64_cpu,
     metadata_failure,
 )
@@ -497,7 +497,8 @@ def _sampled_checks(report: CheckReport, problem: Problem, theta: Tensor, value:
         report.power.append(PowerRecord(test.name, where, None, result.detectable_relative,
                                         tolerance))
         report.record(test.name, None if result.passed else _failure(result, test),
-                      "" if not result.passed else _detail(result, test))
+                      "" if not result.passed else detectable_text(
+                          result, "deviation", test.unit, test.grad, "draws"))
 
 
 def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Tensor,
@@ -527,8 +528,21 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
             return problem.weighted_score(theta, samples, weights) @ to_device.T
         return stream(compute)
 
+    def pathwise_mean(draw_noise: Callable[[int, torch.Generator], Tensor],
+                      to_samples: Callable[[Tensor, Tensor], Any]) -> Callable:
+        # The gradient of f's sample mean through to_samples(θ, noise), with the noise held
+        # fixed while each replicate's copy of θ is differentiated.
+        def compute(size: int, g: torch.Generator) -> Tensor:
+            noise = draw_noise(size, g)
+            return per_replicate_gradient(theta, size, lambda copies: problem.f(
+                to_samples(copies, noise)).mean(1)) @ to_device.T
+        return stream(compute)
+
     def sample(size: int, g: torch.Generator) -> Any:
         return problem.sample(theta, (size, 1), g)
+
+    def standard_noise(size: int, g: torch.Generator) -> Tensor:
+        return problem.sample_noise((size, 1), g)
 
     def uniforms(size: int, g: torch.Generator) -> Tensor:
         return torch.rand((size, 1, problem.noise_dim), generator=g, dtype=DTYPE).clamp(
@@ -581,19 +595,14 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
     pathwise = {Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= caps
     if Capability.REPARAMETERIZABLE in caps:
         def transformed(size: int, g: torch.Generator) -> Any:
-            return problem.transform(theta, problem.sample_noise((size, 1), g))
+            return problem.transform(theta, standard_noise(size, g))
 
         tests.append(_Sampled("mean of f(transform(θ, ε)) equals J", f_mean(transformed),
                               value, j_units, "|J|"))
         if pathwise:
-            def through_transform(size: int, g: torch.Generator) -> Tensor:
-                noise = problem.sample_noise((size, 1), g)
-                return per_replicate_gradient(theta, size, lambda copies: problem.f(
-                    problem.transform(copies, noise)).mean(1)) @ to_device.T
-
             tests.append(_Sampled("pathwise mean through transform equals ∇J",
-                                  stream(through_transform), expected_grad, norm, "‖∇J‖",
-                                  true_grad))
+                                  pathwise_mean(standard_noise, problem.transform),
+                                  expected_grad, norm, "‖∇J‖", true_grad))
     if Capability.INVERSE_TRANSFORM in caps:
         def inverted(size: int, g: torch.Generator) -> Any:
             return problem.from_uniforms(theta, uniforms(size, g))
@@ -603,14 +612,9 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
         tests.append(_Sampled(f"{grad_test} for from_uniforms samples", centered_score(inverted),
                               expected_grad, norm, "‖∇J‖", true_grad))
         if pathwise:
-            def through_uniforms(size: int, g: torch.Generator) -> Tensor:
-                u = uniforms(size, g)
-                return per_replicate_gradient(theta, size, lambda copies: problem.f(
-                    problem.from_uniforms(copies, u)).mean(1)) @ to_device.T
-
             tests.append(_Sampled("pathwise mean through from_uniforms equals ∇J",
-                                  stream(through_uniforms), expected_grad, norm, "‖∇J‖",
-                                  true_grad))
+                                  pathwise_mean(uniforms, problem.from_uniforms),
+                                  expected_grad, norm, "‖∇J‖", true_grad))
     if Capability.RELAXABLE in caps:
         def hardened(size: int, g: torch.Generator) -> Any:
             return problem.harden(problem.relax(theta, uniforms(size, g), RELAX_TEMPERATURE))
@@ -642,17 +646,6 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
             lambda size, g: encode(sample(size, g)).reshape(size, -1)), mean_x, None,
             "the standard deviation of x"))
     return tests
-
-
-def _detail(result: MeanTest, test: _Sampled) -> str:
-    along = f" {directions_text(test.grad)}" if test.grad is not None else ""
-    text = (f"deviation < {percent(result.detectable_relative)} of {test.unit}{along} "
-            f"(max |z| = {result.max_z:.1f} ≤ {result.threshold:.1f}; {result.count:,} draws, "
-            f"{result.seconds:.1f} s)")
-    if not result.reached:
-        text += (f"; the tolerance of {tolerance_text(result.tolerance)} was not reached "
-                 "within the budget")
-    return text
 
 
 def _failure(result: MeanTest, test: _Sampled) -> str:
