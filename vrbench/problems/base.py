@@ -376,6 +376,15 @@ class Problem(Component, abc.ABC):
         return 1
 
 
+def gradient_of_value(problem: Problem, theta: Tensor) -> Tensor:
+    """∇J by automatic differentiation of ``problem.value``: exact up to rounding where
+    ``value`` is an exact sum (enumeration) written in torch."""
+    with torch.enable_grad():
+        point = theta.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(problem.value(point), point)
+    return grad
+
+
 def gaussian_event_shape(problem: Problem, theta: Tensor) -> tuple[int, ...]:
     """The shape of one sample of a :attr:`Capability.GAUSSIAN` problem: that of
     :meth:`Problem.sample_mean`, or ``()`` (univariate) for a problem without it."""

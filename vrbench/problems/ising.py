@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vrbench.devices import built_on_cpu, device_cached
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, check_magnitude, check_size
+from vrbench.problems.base import DTYPE, check_magnitude, check_size, gradient_of_value
 from vrbench.problems.bernoulli import IndependentBernoullis
 
 
@@ -68,7 +68,4 @@ class BernoulliIsing(IndependentBernoullis):
         return self.f(torch.sigmoid(theta))  # multilinear: f(E[b]) = E[f(b)]
 
     def exact_grad(self, theta: Tensor) -> Tensor:
-        with torch.enable_grad():
-            point = theta.detach().clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.value(point), point)
-        return grad
+        return gradient_of_value(self, theta)

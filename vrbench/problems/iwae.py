@@ -13,7 +13,7 @@ from torch import Tensor
 from vrbench.components import check
 from vrbench.devices import built_on_cpu, device_cached
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, check_size
+from vrbench.problems.base import DTYPE, Capability, Problem, check_size, gradient_of_value
 from vrbench.problems.vae import Latents, binarized_digits, decoder_offset, log_likelihood
 
 MAX_TUPLES = 2**18
@@ -154,10 +154,7 @@ class IWAEDigits(Problem):
         return (tuple_log_q.exp() * bounds).sum() / self.batch
 
     def exact_grad(self, theta: Tensor) -> Tensor:
-        with torch.enable_grad():
-            point = theta.detach().clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.value(point), point)
-        return grad
+        return gradient_of_value(self, theta)
 
     def sample_width(self) -> int:
         return self.batch * self.K * (self.latents + 64)

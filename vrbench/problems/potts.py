@@ -11,7 +11,14 @@ from torch import Tensor
 
 from vrbench.devices import built_on_cpu, device_cached
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, check_magnitude, check_size
+from vrbench.problems.base import (
+    DTYPE,
+    Capability,
+    Problem,
+    check_magnitude,
+    check_size,
+    gradient_of_value,
+)
 
 MAX_SUPPORT = 2**16
 """Largest K^D whose outcomes :meth:`CategoricalPotts.support` lists."""
@@ -114,10 +121,7 @@ class CategoricalPotts(Problem):
         return self.f(self._probs(theta))
 
     def exact_grad(self, theta: Tensor) -> Tensor:
-        with torch.enable_grad():
-            point = theta.detach().clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.value(point), point)
-        return grad
+        return gradient_of_value(self, theta)
 
     @property
     def noise_dim(self) -> int:  # type: ignore[override]
