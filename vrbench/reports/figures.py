@@ -30,7 +30,15 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from vrbench.reports.axes import Strip, exact_axis, log_axis, text_width_in, wrap_name
 from vrbench.reports.paging import paginate
 from vrbench.reports.style import EstimatorStyle, FigureStyle, estimator_order
-from vrbench.reports.values import REFERENCE, ok_cells, problem_groups, shown_variance
+from vrbench.reports.values import (
+    NO_REFERENCE,
+    REFERENCE,
+    describe_reference,
+    ok_cells,
+    problem_groups,
+    problem_references,
+    shown_variance,
+)
 
 Pages = list[tuple[str, Figure]]
 
@@ -380,8 +388,9 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if ran.empty or column not in ran or ran[column].notna().sum() == 0:
         return []
     biased = _biased(ran)
-    label_in = max(text_width_in(_work_label(r, biased, reference), fig_style.small)
-                   for _, r in ran.iterrows()) + 0.12
+    refs = problem_references(ran, reference)  # each problem's own
+    label_in = max(text_width_in(_work_label(r, biased, refs.get(r["problem"])),
+                                 fig_style.small) for _, r in ran.iterrows()) + 0.12
     width = fig_style.width if layout != "per-problem" else min(fig_style.width, 3.25)
     per_row = max(1, int(width // (label_in + WORK_PLOT_IN)))
     row_in = fig_style.small * 1.45 / 72
@@ -403,14 +412,15 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         for r, row_problems in enumerate(rows_of):
             for c, problem in enumerate(row_problems):
                 _work_panel(fig.add_subplot(grid[r, c]), ran[ran["problem"] == problem],
-                            problem, column, styles, fig_style, biased, reference)
-        _shared_labels(fig, f"{WORK_LABELS[cost]} per estimate relative to {reference}, at "
+                            problem, column, styles, fig_style, biased, refs.get(problem))
+        _shared_labels(fig, f"{WORK_LABELS[cost]} per estimate relative to "
+                            f"{describe_reference(refs, reference, page)}, at "
                             f"n = {n} (log scale; < 1 is better)")
         pages.append((suffix, fig))
     return pages
 
 
-def _work_label(row: pd.Series, biased: set[str], reference: str) -> str:
+def _work_label(row: pd.Series, biased: set[str], reference: str | None) -> str:
     label = _label(row["estimator"], biased)
     if row.get("bias_rejected", False):
         label += f" {DAGGER}"
@@ -423,7 +433,7 @@ def _work_label(row: pd.Series, biased: set[str], reference: str) -> str:
 
 def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
                 styles: dict[str, EstimatorStyle], fig_style: FigureStyle, biased: set[str],
-                reference: str) -> None:
+                reference: str | None) -> None:
     order = rows.assign(_key=rows[column].astype(float).fillna(np.inf)).sort_values(
         ["_key", "estimator"], ascending=[False, True])
     values = order[column].astype(float).to_numpy()
@@ -459,6 +469,9 @@ def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
     if strip is None:  # 1 in view, with room on both sides
         low_, high_ = ax.get_xlim()
         ax.set_xlim(min(low_, 0.5), max(high_, 2.0))
+    if reference is None:  # no ratios: say why the panel is empty
+        ax.text(0.5, 0.5, f"{NO_REFERENCE}: no reference ran", transform=ax.transAxes,
+                ha="center", va="center", fontsize=fig_style.small, color=REFERENCE_COLOR)
 
 
 def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: int,
@@ -475,6 +488,7 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
     ran = frame[(frame["n_samples"] == n) & (frame["status"] != "skipped")]
     if ran.empty or ran["ratio"].notna().sum() == 0:
         return []
+    refs = problem_references(ran, reference)
     size = fig_style.small
     label_in = max(text_width_in(e, size) for e in ran["estimator"]) + 0.25
     cell_in = text_width_in("exact†", size * 0.92) + 0.1
@@ -498,22 +512,23 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         width = min(fig_style.width, max(3.25, label_in + len(page) * cell_in + 0.3))
         parts = ["exact: zero variance", "grey: not applicable", "err: failed",
                  "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
-                 "italic: biased by design"]
+                 "italic: biased by design", "ref: the problem's reference"]
+        if cells.loc[cells["status"] == "ok", "ratio"].isna().any():
+            parts.append(f"{NO_REFERENCE}: no reference ran")
         note = _lines(parts, width - 0.1, size * 0.95)
         note_lines = note.count("\n") + 1
-        label_lines = math.ceil(text_width_in(f"log10 variance ratio to {reference} at n = "
-                                              f"{n} (< 0: better)", size)
-                                / (width - label_in - 0.2))
+        label = (f"log10 variance ratio to {describe_reference(refs, reference, page)} at "
+                 f"n = {n} (< 0: better)")
+        label_lines = math.ceil(text_width_in(label, size) / (width - label_in - 0.2))
         height = (len(estimators) * row_in + header_in + 0.75 + note_lines * size * 1.4 / 72
                   + (label_lines - 1) * size * 1.4 / 72)
         fig = plt.figure(figsize=(width, min(height, fig_style.max_height)),
                          layout="constrained")
         ax = fig.add_subplot()
-        _heatmap(ax, cells, estimators, page, norm, cmap, fig_style, styles, reference)
+        _heatmap(ax, cells, estimators, page, norm, cmap, fig_style, styles, refs)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
                            location="top", fraction=0.04, pad=0.02, aspect=35)
         # Over the colour bar, which is as wide as the cells, not the figure.
-        label = f"log10 variance ratio to {reference} at n = {n} (< 0: better)"
         bar.set_label(_lines(label.split(" "), width - label_in - 0.2, size, joint=" "),
                       fontsize=size)
         bar.ax.tick_params(labelsize=size)
@@ -536,7 +551,7 @@ def _lines(parts: list[str], width_in: float, size: float, joint: str = " · ") 
 
 def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems: list[str],
              norm: TwoSlopeNorm, cmap, fig_style: FigureStyle,  # type: ignore[no-untyped-def]
-             styles: dict[str, EstimatorStyle] | None, reference: str) -> None:
+             styles: dict[str, EstimatorStyle] | None, refs: dict[str, str | None]) -> None:
     index = {(r["problem"], r["estimator"]): r for _, r in cells.iterrows()}
     for i, estimator in enumerate(estimators):
         if styles is not None and estimator in styles:  # the estimator's identity marker
@@ -546,7 +561,7 @@ def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems:
                     markersize=fig_style.marker, clip_on=False)
         for j, problem in enumerate(problems):
             _heat_cell(ax, index.get((problem, estimator)), i, j, norm, cmap, fig_style,
-                       estimator == reference)
+                       estimator == refs.get(problem))
     ax.set_xlim(-0.5, len(problems))
     ax.set_ylim(len(estimators), 0)
     ax.set_xticks(np.arange(len(problems)) + 0.5, problems, rotation=40, ha="right",
@@ -576,7 +591,7 @@ def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlo
         text = "ref" if is_reference else f"{rounded + 0.0:.1f}".replace("-", "−")
         color = "white" if abs(value) > 0.55 * norm.vmax else "black"
     elif row is not None:
-        face, text = "white", "?"
+        face, text = "white", NO_REFERENCE
     best = row is not None and bool(row.get("best", False))
     if row is not None and row.get("bias_rejected", False):
         text += DAGGER
