@@ -41,8 +41,16 @@ from vrbench.reports.build import build_report, prepare
 from vrbench.reports.console import StableETA, format_interval, summary_table
 from vrbench.reports.selection import ReportSpec, Selection, load_spec
 from vrbench.reports.style import MARKERS, STYLES, apply_style, estimator_styles
-from vrbench.reports.tables import latex_cells, latex_document, latex_relative, markdown_tables
-from vrbench.reports.values import EXACT_RTOL, annotate, best
+from vrbench.reports.tables import (
+    COLUMNWIDTH_PT,
+    MIN_PIECE,
+    _header_lines,
+    latex_cells,
+    latex_document,
+    latex_relative,
+    markdown_tables,
+)
+from vrbench.reports.values import EXACT_RTOL, annotate, best, problem_references
 
 FIGURES = ["variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
            "work_normalized_time", "relative_variance", "bias_vs_temperature",
@@ -177,6 +185,37 @@ def styled(request, synthetic, tmp_path_factory) -> tuple[str, Path]:
 def prepared(synthetic) -> pd.DataFrame:
     frame = pd.read_parquet(synthetic / RESULTS_FILE)
     return prepare(frame, ReportSpec())
+
+
+FALLBACK = "gaussian_abs"
+"""A problem of :func:`fallback_frame` where only the fallback reference ran, as on
+iwae_digits: ``multi_sample_score_function`` in place of ``score_function``."""
+UNREFERENCED = "random_mdp"
+"""One where no reference ran at all."""
+
+
+def fallback_frame() -> pd.DataFrame:
+    """The synthetic table, with the score function's cells on :data:`FALLBACK` moved to
+    ``multi_sample_score_function`` and those on :data:`UNREFERENCED` skipped."""
+    frame = synthetic_frame()
+    sf = frame.estimator == "score_function"
+    msf = frame.estimator == "multi_sample_score_function"
+    frame = frame[~(msf & (frame.problem == FALLBACK))].copy()
+    moved = sf & (frame.problem == FALLBACK)
+    frame.loc[moved, "estimator"] = "multi_sample_score_function"
+    gone = sf & (frame.problem == UNREFERENCED)
+    frame.loc[gone, "status"] = "skipped"
+    frame.loc[gone, ["variance", "variance_ci_low", "variance_ci_high"]] = math.nan
+    return frame.reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def fallback(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    out = tmp_path_factory.mktemp("fallback")
+    frame = fallback_frame()
+    write_results(frame, out, {"vrbench_version": "test", "config": {
+        "n_samples": [1, 4, 16], "replicates": 10_000, "seeds": [0]}})
+    return prepare(frame, ReportSpec()), out
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -540,6 +579,208 @@ def test_the_latex_tables_compile_and_fit_a_two_column_article(prepared, tmp_pat
     assert run.returncode == 0, log[-2000:]
     assert "Overfull \\hbox" not in log and "Float too large" not in log
     assert re.search(r"Output written on doc.pdf \((\d+) pages", log)
+
+
+def _floats(latex: str) -> list[tuple[str, dict[str, dict[str, str]]]]:
+    """Each float of a pivot: its caption, and its entries by estimator and problem."""
+    out = []
+    for body in latex.split(r"\begin{table")[1:]:
+        caption = re.search(r"\\caption\{(.*)\}\n\\label", body, re.S).group(1)
+        lines = body.splitlines()
+        header = next(line for line in lines if line.startswith("estimator & "))
+        problems_ = [re.sub(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}|\\end\{tabular\}|\\\\"
+                            r"|\\\\$", "", h).replace(r"\_", "_").strip(" \\")
+                     for h in header.split(" & ")[1:]]
+        rows = {}
+        for line in lines[lines.index(header) + 2:]:
+            if " & " not in line:
+                continue
+            name, *values = line.removesuffix(r" \\").split(" & ")
+            name = re.sub(r"\\textit\{(.*)\}", r"\1", name).replace(r"\_", "_")
+            rows[name] = dict(zip(problems_, values, strict=True))
+        out.append((caption, rows))
+    return out
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_a_problem_without_the_reference_is_relative_to_its_fallback(fallback):
+    prepared, _ = fallback
+    refs = problem_references(prepared)
+    assert refs[FALLBACK] == "multi_sample_score_function" and refs[UNREFERENCED] is None
+    assert refs["chain_mdp"] == "score_function"
+    ok = prepared[(prepared.status == "ok") & (prepared.n_samples == 16)]
+    on = ok[ok.problem == FALLBACK].set_index("estimator")
+    assert on.loc["multi_sample_score_function", "ratio"] == 1.0
+    others = on[~on.exact].drop(index="multi_sample_score_function")
+    ref_variance = on.loc["multi_sample_score_function", "variance"]
+    assert np.allclose(others.ratio, others.variance / ref_variance)
+    assert ok.loc[(ok.problem == UNREFERENCED) & ~ok.exact, "ratio"].isna().all()
+
+
+def test_the_pivot_names_the_fallback_and_marks_what_has_no_reference(fallback):
+    prepared, _ = fallback
+    latex = latex_relative(prepared, 16)
+    assert "?" not in latex
+    floats = _floats(latex)
+    assert "n/r: no reference variance to compare with" in floats[0][0]  # defined once
+    seen = set()
+    for caption, rows in floats:
+        problems_ = set(next(iter(rows.values())))
+        if FALLBACK in problems_:
+            assert r"relative to \texttt{score\_function} (" in caption
+            assert (r"\texttt{multi\_sample\_score\_function} on \texttt{gaussian\_abs}"
+                    in caption.split(" at $n")[0])
+            assert rows["multi_sample_score_function"][FALLBACK] == "$1$"
+            assert rows["score_function"][FALLBACK] == "---"
+            seen.add(FALLBACK)
+        if UNREFERENCED in problems_:
+            assert r"no reference ran on \texttt{random\_mdp}: n/r" in caption
+            column = {e: v[UNREFERENCED] for e, v in rows.items() if e != "reference variance"}
+            marks = {v for v in column.values() if v not in ("---", r"\textbf{exact}", "exact")}
+            assert marks and all("n/r" in v for v in marks), marks
+            assert rows["reference variance"][UNREFERENCED] == "---"
+            seen.add(UNREFERENCED)
+        if not problems_ & {FALLBACK, UNREFERENCED}:
+            assert "(" not in caption.split(" at $n")[0]  # no exceptions to name here
+    assert seen == {FALLBACK, UNREFERENCED}
+    # Bold only where the variance is best, whatever the ratio.
+    at = prepared[(prepared.n_samples == 16) & (prepared.problem == UNREFERENCED)]
+    best_names = set(at.loc[at.best.astype(bool), "estimator"])
+    for _, rows in floats:
+        for estimator, values in rows.items():
+            if "n/r" in values.get(UNREFERENCED, ""):
+                assert ("textbf" in values[UNREFERENCED]) == (estimator in best_names)
+    cells = latex_cells(prepared)
+    assert r"\texttt{multi\_sample\_score\_function} on \texttt{gaussian\_abs}" in cells
+    assert "?" not in cells and "n/r" in cells
+    markdown = markdown_tables(prepared, 16)
+    assert "multi_sample_score_function on gaussian_abs" in markdown.splitlines()[0]
+    assert "no reference ran on random_mdp: n/r" in markdown.splitlines()[0]
+    assert "n/r" in markdown and "?" not in markdown
+
+
+def test_the_figures_mark_each_problems_reference(fallback):
+    prepared, _ = fallback
+    pages = _pages(prepared)
+    found = set()
+    for _, fig in pages["relative_variance"]:
+        ax = fig.axes[0]
+        problems_ = [t.get_text() for t in ax.get_xticklabels()]
+        estimators_ = [t.get_text() for t in ax.get_yticklabels()]
+        at = {(round(t.get_position()[0] - 0.5), round(t.get_position()[1] - 0.53)):
+              t.get_text() for t in ax.texts}
+        texts = [_flat(t.get_text()) for t in fig.findobj(plt.Text)]
+        assert "?" not in at.values()
+        for j, problem in enumerate(problems_):
+            ref = problem_references(prepared)[problem]
+            for i, estimator in enumerate(estimators_):
+                if estimator == ref:
+                    assert at[(j, i)].startswith("ref"), (problem, estimator, at[(j, i)])
+            if problem == FALLBACK:
+                assert any("multi_sample_score_function on gaussian_abs" in t for t in texts)
+                found.add(problem)
+            if problem == UNREFERENCED:
+                assert any("n/r: no reference ran" in t for t in texts)
+                assert any(at.get((j, i), "").startswith("n/r")
+                           for i in range(len(estimators_)))
+                found.add(problem)
+    assert found == {FALLBACK, UNREFERENCED}
+    for name in ("work_normalized_fevals", "work_normalized_time"):
+        panels = {ax.get_title(): ax for _, fig in pages[name] for ax in fig.axes}
+        labels = [t.get_text() for t in panels[FALLBACK].get_yticklabels()]
+        assert "multi_sample_score_function (ref.)" in labels
+        assert [t.get_text() for t in panels[UNREFERENCED].texts] == ["n/r: no reference ran"]
+        label = next(_flat(fig._supxlabel.get_text()) for _, fig in pages[name]
+                     if FALLBACK in [ax.get_title() for ax in fig.axes])
+        assert "relative to score_function (" in label
+        assert "multi_sample_score_function on gaussian_abs" in label
+    plt.close("all")
+
+
+def test_the_summary_and_the_page_use_the_same_references(fallback):
+    prepared, results = fallback
+    text = _flat("\n".join(_render(summary_table(pd.read_parquet(results / RESULTS_FILE)),
+                                   100)))
+    for part in ("÷ that of score_function (", "multi_sample_score_function on gaussian_abs",
+                 "no reference ran on random_mdp: n/r"):
+        assert part in text
+    from vrbench.reports.page import index_html
+    page = _flat(index_html(prepared, [], [], ["png"], [], [], reference="score_function",
+                            n=16))
+    assert "Ratios are to the reference score_function (" in page
+    assert "no reference ran on random_mdp: n/r" in page
+    assert "multi_sample_score_function on gaussian_abs" in page
+    row = re.search(r"<tr><td class='l' data-sort='gaussian_abs'>.*?</tr>", page).group(0)
+    assert "(multi_sample_score_function)" in row  # the reference variance names it
+    assert ">?<" not in page
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_column_style_tables_are_one_column_floats_that_fit(prepared, styled, tmp_path):
+    style, out = styled
+    written = (out / "table_relative_variance.tex").read_text()
+    assert (r"\begin{table*}" in written) == (style == "paper")
+    assert (r"\begin{table}[tbp]" in written) == (style == "column")
+    latex = latex_relative(prepared, 16, width_pt=COLUMNWIDTH_PT, env="table")
+    assert r"\begin{table*}" not in latex and r"\end{table}" in latex
+    assert latex.count(r"\begin{table}") > latex_relative(prepared, 16).count(r"\begin{table*}")
+    for header in re.findall(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}(.*?)\\end\{tabular\}",
+                             latex):
+        assert all(len(piece.replace(r"\_", "")) >= MIN_PIECE for piece in header.split("\\\\"))
+    (tmp_path / "relative.tex").write_text(latex)
+    (tmp_path / "doc.tex").write_text(latex_document(["relative"]))
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-2000:]
+    assert "Overfull \\hbox" not in log and "Float too large" not in log
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("pdftotext") is None,
+                    reason="pdflatex or pdftotext is not installed")
+def test_a_page_that_continues_a_problem_starts_with_its_name(prepared, tmp_path):
+    (tmp_path / "cells.tex").write_text(latex_cells(prepared))
+    (tmp_path / "doc.tex").write_text(latex_document(["cells"]))
+    for _ in range(2):  # longtable settles its column widths on the second run
+        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                              "doc.tex"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stdout[-2000:]
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "doc.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    names = {p.replace("_", " "): p for p in prepared.problem.unique()}
+    current, continued = None, 0
+    for page in text.split("\f"):
+        lines = [line.strip() for line in page.splitlines() if line.strip()]
+        header = next((i for i, line in enumerate(lines) if line.startswith("estimator ")),
+                      None)
+        if header is None:
+            continue
+        first = lines[header + 1]
+        if current is not None and first not in names:
+            assert first == f"{current.replace('_', ' ')} (continued)", first
+            continued += 1
+            # An estimator's rows stay together: the page starts with a name.
+            assert not lines[header + 2][0].isdigit(), lines[header + 2]
+        for line in lines[header + 1:]:
+            current = names.get(line, current)
+    assert continued >= 2
+
+
+@pytest.mark.parametrize("room", [0.0, 40.0, 80.0])
+def test_headers_break_where_needed_and_leave_no_short_piece(room):
+    names = [e.name for e in problems.registry.entries()]
+    for name in [*names, "x_verylongname_more", "a_b_c_d", "ab_cd_ef_gh_ij_kl_mn"]:
+        lines = _header_lines(name, room)
+        assert "".join(lines) == name
+        assert len(lines) == 1 or all(len(line.rstrip("_")) >= MIN_PIECE for line in lines), \
+            lines
+    assert _header_lines("bandit_bernoulli_k") == ["bandit_", "bernoulli_k"]
+    assert _header_lines("iwae_digits") == ["iwae_digits"]  # short enough: not broken
+    assert _header_lines("gaussian_quadratic_10d", 200.0) == ["gaussian_quadratic_10d"]
 
 
 # ----------------------------------------------------------------------------- console, HTML

@@ -24,7 +24,15 @@ from vrbench.reports.axes import drop_colliding_labels
 from vrbench.reports.selection import LAYOUTS, ReportSpec
 from vrbench.reports.style import DISTINCT_COLORS, STYLES, apply_style, estimator_styles
 from vrbench.reports.tables import latex_cells, latex_document, latex_relative, markdown_tables
-from vrbench.reports.values import REFERENCE, annotate, best, relative
+from vrbench.reports.values import (
+    REFERENCE,
+    annotate,
+    best,
+    describe_reference,
+    problem_references,
+    relative,
+    with_references,
+)
 
 FORMATS = ("pdf", "png", "svg")
 TRAIN_FILE = "train.parquet"
@@ -58,17 +66,18 @@ def load(paths: Iterable[str | os.PathLike[str]]
 
 def prepare(frame: pd.DataFrame, spec: ReportSpec, reference: str = REFERENCE) -> pd.DataFrame:
     """The cells a report shows, with every mark: annotated on the whole table (so the bias
-    test's family and the reference are the sweep's), then selected, then best-marked among
-    the selected estimators. Without the reference in the results the ratios are missing,
-    and the figures that need them are left out (a reference asked for by name must be
-    there)."""
+    test's family and each problem's reference are the sweep's: the ``reference`` column,
+    see :func:`~vrbench.reports.values.problem_references`), then selected, then
+    best-marked among the selected estimators. A problem on which neither the reference
+    nor any of its fallbacks ran has no ratios (a reference asked for by name must be in
+    the results)."""
     if frame.empty:
         return frame
     known = set(frame["estimator"].dropna())
     if spec.reference is not None and reference not in known:
         raise VrbenchError(f"reference estimator {reference!r} is not in the results; "
                            f"valid: {', '.join(sorted(known))}")
-    marked = annotate(frame)
+    marked = with_references(annotate(frame), reference)
     marked = marked.join(relative(marked, reference))
     for cost in COSTS:
         ratios = relative(marked, reference, cost=cost).add_prefix(f"{cost}_")
@@ -168,7 +177,9 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     if not frame.empty and n is not None and spec.wanted("tables") and \
             (frame["status"] != "skipped").any():
         for filename, text in (
-                ("table_relative_variance.tex", latex_relative(frame, n, reference)),
+                ("table_relative_variance.tex",
+                 latex_relative(frame, n, reference, STYLES[style].table_width_pt,
+                                env=STYLES[style].table_env)),
                 ("table_cells.tex", latex_cells(frame, reference)),
                 ("tables_preview.tex", latex_document(["table_relative_variance",
                                                        "table_cells"])),
@@ -189,6 +200,8 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
     """(name, how to draw it, caption) of every figure, in the order of the page."""
     plans: list[tuple[str, Any, str]] = []
     if not frame.empty and n is not None:
+        ran = frame[frame["status"] != "skipped"]
+        ref = describe_reference(problem_references(ran, reference), reference)
         plans += [
             ("variance_vs_samples",
              lambda: figures.variance_vs_samples(frame, styles, fig_style, layout),
@@ -203,18 +216,19 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
             ("work_normalized_fevals",
              lambda: figures.work_normalized(frame, styles, fig_style, "f_evals", n,
                                              reference, layout),
-             f"Variance × f-evaluations per estimate relative to {reference} at n = {n}, "
+             f"Variance × f-evaluations per estimate relative to {ref} at n = {n}, "
              "with 95% intervals (from both variances); below 1 is better."),
             ("work_normalized_time",
              lambda: figures.work_normalized(frame, styles, fig_style, "time_per_estimate_s",
                                              n, reference, layout),
-             f"Variance × seconds per estimate relative to {reference} at n = {n}. Intervals "
+             f"Variance × seconds per estimate relative to {ref} at n = {n}. Intervals "
              "carry the variances' uncertainty only: each time is a single measurement of its "
              "cell."),
             ("relative_variance",
              lambda: figures.relative_variance_heatmap(frame, fig_style, n, styles, reference,
                                                        layout),
-             f"log10 of each estimator's variance relative to {reference} at n = {n}."),
+             f"log10 of each estimator's variance relative to {ref} at n = {n}; “ref”: "
+             "the reference of the problem."),
             ("bias_vs_temperature",
              lambda: figures.bias_vs_temperature(frame, styles, fig_style, n, layout),
              f"Bias of the relaxed (biased) estimators against their temperature at n = {n}."),

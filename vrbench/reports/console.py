@@ -12,7 +12,18 @@ from rich.progress import ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
-from vrbench.reports.values import FAMILY_ALPHA, REFERENCE, annotate, best, format_sci, relative
+from vrbench.reports.values import (
+    FAMILY_ALPHA,
+    NO_REFERENCE,
+    REFERENCE,
+    annotate,
+    best,
+    describe_reference,
+    format_sci,
+    problem_references,
+    relative,
+    with_references,
+)
 
 __all__ = ["FAMILY_ALPHA", "StableETA", "format_interval", "summary_table"]
 
@@ -64,13 +75,14 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
 
     For each problem: how many estimators ran, the best unbiased estimators at its largest n
     (the lowest variance and every one whose 95% interval overlaps it), their variance
-    relative to ``reference``, and the failed cells and rejected claims of unbiasedness
-    (family-wise level :data:`FAMILY_ALPHA`). Failures and rejections are listed below it;
-    when nothing ran, the reasons the pairs were skipped.
+    relative to the problem's reference (``reference``, or a fallback where it did not run:
+    see :func:`~vrbench.reports.values.problem_references`), and the failed cells and
+    rejected claims of unbiasedness (family-wise level :data:`FAMILY_ALPHA`). Failures and
+    rejections are listed below it; when nothing ran, the reasons the pairs were skipped.
     """
     if frame.empty:
         return Text("No cells in the results.")
-    marked = annotate(frame)
+    marked = with_references(annotate(frame), reference)
     ratios = relative(marked, reference)
     marked = marked.join(ratios)
     ran = marked[marked["status"] != "skipped"]
@@ -84,9 +96,10 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     if ran.empty:
         parts.append(_skip_reasons(marked))
         return Group(*parts)
+    ref = describe_reference(problem_references(ran, reference), reference)
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False,
                   padding=(0, 1), expand=False,
-                  caption=f"var/ref: the best's variance ÷ {reference}'s at the same n; "
+                  caption=f"var/ref: the best's variance ÷ that of {ref} at the same n; "
                           "†: unbiasedness rejected", caption_justify="left")
     table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
     table.add_column("ran", justify="right", width=3)
@@ -109,7 +122,8 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         else:
             names = ", ".join(sorted(winners["estimator"], key=lambda e: e != leader["estimator"]))
             ratio = ("exact" if leader["exact"] else
-                     format_sci(leader["ratio"], 2) if pd.notna(leader["ratio"]) else "—")
+                     format_sci(leader["ratio"], 2) if pd.notna(leader["ratio"])
+                     else NO_REFERENCE)
         failed = int(rows["status"].isin(["error", "missing"]).sum())
         flagged = int(rows["bias_rejected"].sum())
         table.add_row(escape(problem), str(rows["estimator"].nunique()), str(n),

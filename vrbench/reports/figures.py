@@ -31,7 +31,15 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from vrbench.reports.axes import Strip, exact_axis, log_axis, text_width_in, wrap_name
 from vrbench.reports.paging import paginate
 from vrbench.reports.style import EstimatorStyle, FigureStyle, estimator_order
-from vrbench.reports.values import REFERENCE, ok_cells, problem_groups, shown_variance
+from vrbench.reports.values import (
+    NO_REFERENCE,
+    REFERENCE,
+    describe_reference,
+    ok_cells,
+    problem_groups,
+    problem_references,
+    shown_variance,
+)
 
 Pages = list[tuple[str, Figure]]
 
@@ -387,8 +395,9 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if ran.empty or column not in ran or ran[column].notna().sum() == 0:
         return []
     biased = _biased(ran)
-    label_in = max(text_width_in(_work_label(r, biased, reference), fig_style.small)
-                   for _, r in ran.iterrows()) + 0.12
+    refs = problem_references(ran, reference)  # each problem's own
+    label_in = max(text_width_in(_work_label(r, biased, refs.get(r["problem"])),
+                                 fig_style.small) for _, r in ran.iterrows()) + 0.12
     width = fig_style.width if layout != "per-problem" else min(fig_style.width, 3.25)
     per_row = max(1, int(width // (label_in + WORK_PLOT_IN)))
     row_in = fig_style.small * 1.45 / 72
@@ -410,14 +419,15 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         for r, row_problems in enumerate(rows_of):
             for c, problem in enumerate(row_problems):
                 _work_panel(fig.add_subplot(grid[r, c]), ran[ran["problem"] == problem],
-                            problem, column, styles, fig_style, biased, reference)
-        _shared_labels(fig, f"{WORK_LABELS[cost]} per estimate relative to {reference}, at "
+                            problem, column, styles, fig_style, biased, refs.get(problem))
+        _shared_labels(fig, f"{WORK_LABELS[cost]} per estimate relative to "
+                            f"{describe_reference(refs, reference, page)}, at "
                             f"n = {n} (log scale; < 1 is better)")
         pages.append((suffix, fig))
     return pages
 
 
-def _work_label(row: pd.Series, biased: set[str], reference: str) -> str:
+def _work_label(row: pd.Series, biased: set[str], reference: str | None) -> str:
     label = _label(row["estimator"], biased)
     if row.get("bias_rejected", False):
         label += f" {DAGGER}"
@@ -430,7 +440,7 @@ def _work_label(row: pd.Series, biased: set[str], reference: str) -> str:
 
 def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
                 styles: dict[str, EstimatorStyle], fig_style: FigureStyle, biased: set[str],
-                reference: str) -> None:
+                reference: str | None) -> None:
     order = rows.assign(_key=rows[column].astype(float).fillna(np.inf)).sort_values(
         ["_key", "estimator"], ascending=[False, True])
     values = order[column].astype(float).to_numpy()
@@ -466,6 +476,9 @@ def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
     if strip is None:  # 1 in view, with room on both sides
         low_, high_ = ax.get_xlim()
         ax.set_xlim(min(low_, 0.5), max(high_, 2.0))
+    if reference is None:  # no ratios: say why the panel is empty
+        ax.text(0.5, 0.5, f"{NO_REFERENCE}: no reference ran", transform=ax.transAxes,
+                ha="center", va="center", fontsize=fig_style.small, color=REFERENCE_COLOR)
 
 
 def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: int,
@@ -482,6 +495,7 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
     ran = frame[(frame["n_samples"] == n) & (frame["status"] != "skipped")]
     if ran.empty or ran["ratio"].notna().sum() == 0:
         return []
+    refs = problem_references(ran, reference)
     size = fig_style.small
     label_in = max(text_width_in(e, size) for e in ran["estimator"]) + 0.25
     cell_in = text_width_in("exact†", size * 0.92) + 0.1
@@ -501,8 +515,7 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
     cmap = plt.get_cmap("RdBu_r")
     parts = ["exact: zero variance", "grey: not applicable", "err: failed",
              "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
-             "italic: biased by design"]
-    label_parts = ["log10 variance ratio", f"to {reference}", f"at n = {n}", "(< 0: better)"]
+             "italic: biased by design", "ref: the problem's reference"]
     pages: Pages = []
     sheets = []
     for problems in page_problems:
@@ -510,7 +523,12 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         header_in = max(text_width_in(p, size) for p in problems) * 0.66 + 0.1
         # At least a column wide, so that the colour bar over the cells has room.
         width = min(fig_style.width, max(3.25, label_in + len(problems) * cell_in + 0.3))
-        note = _lines(parts, width - 0.1, size * 0.95)
+        notes = parts + ([f"{NO_REFERENCE}: no reference ran"]
+                         if cells.loc[cells["status"] == "ok", "ratio"].isna().any() else [])
+        note = _lines(notes, width - 0.1, size * 0.95)
+        label_parts = ["log10 variance ratio",
+                       f"to {describe_reference(refs, reference, problems)}",
+                       f"at n = {n}", "(< 0: better)"]
         label = _lines(label_parts, width - label_in - 0.2, size, joint=" ")
         fixed = (header_in + 0.75 + (note.count("\n") + 1) * size * 1.4 / 72
                  + label.count("\n") * size * 1.4 / 72)
@@ -531,7 +549,7 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         cells = ran[ran["problem"].isin(problems) & ran["estimator"].isin(estimators)]
         fig = plt.figure(figsize=(width, height), layout="constrained")
         ax = fig.add_subplot()
-        _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, reference)
+        _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, refs)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
                            location="top", fraction=0.04, pad=0.02, aspect=35, ticks=ticks,
                            extend=extend)
@@ -558,7 +576,7 @@ def _lines(parts: list[str], width_in: float, size: float, joint: str = " · ") 
 
 def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems: list[str],
              norm: TwoSlopeNorm, cmap, fig_style: FigureStyle,  # type: ignore[no-untyped-def]
-             styles: dict[str, EstimatorStyle] | None, reference: str) -> None:
+             styles: dict[str, EstimatorStyle] | None, refs: dict[str, str | None]) -> None:
     index = {(r["problem"], r["estimator"]): r for _, r in cells.iterrows()}
     for i, estimator in enumerate(estimators):
         if styles is not None and estimator in styles:  # the estimator's identity marker
@@ -567,7 +585,7 @@ def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems:
                     clip_on=False, **style.marker_kwargs())
         for j, problem in enumerate(problems):
             _heat_cell(ax, index.get((problem, estimator)), i, j, norm, cmap, fig_style,
-                       estimator == reference)
+                       estimator == refs.get(problem))
     ax.set_xlim(-0.5, len(problems))
     ax.set_ylim(len(estimators), 0)
     ax.set_xticks(np.arange(len(problems)) + 0.5, problems, rotation=40, ha="right",
@@ -597,7 +615,7 @@ def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlo
         text = "ref" if is_reference else f"{rounded + 0.0:.1f}".replace("-", "−")
         color = "white" if abs(value) > 0.55 * norm.vmax else "black"
     elif row is not None:
-        face, text = "white", "?"
+        face, text = "white", NO_REFERENCE
     best = row is not None and bool(row.get("best", False))
     if row is not None and row.get("bias_rejected", False):
         text += DAGGER

@@ -14,7 +14,15 @@ import pandas as pd
 from vrbench.reports.console import format_interval
 from vrbench.reports.style import estimator_order
 from vrbench.reports.tables import pivot
-from vrbench.reports.values import FAMILY_ALPHA, format_sci, problem_order, shown_variance
+from vrbench.reports.values import (
+    FAMILY_ALPHA,
+    NO_REFERENCE,
+    describe_reference,
+    format_sci,
+    problem_order,
+    problem_references,
+    shown_variance,
+)
 
 if TYPE_CHECKING:
     from vrbench.reports.build import Figure
@@ -116,8 +124,15 @@ def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str
     return parts
 
 
+def _describe(frame: pd.DataFrame, reference: str) -> str:
+    """The reference and its exceptions, as every ratio of the page uses them."""
+    return describe_reference(problem_references(frame[frame["status"] != "skipped"],
+                                                 reference), reference)
+
+
 def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
     ran = frame[frame["status"] != "skipped"]
+    references = problem_references(ran, reference)
     counts = frame["status"].value_counts()
     parts = ["<h2 id='summary'>Summary</h2>",
              f"<p>{counts.get('ok', 0)} cells ok, {counts.get('error', 0)} failed, "
@@ -125,7 +140,8 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
              f"{counts.get('skipped', 0)} incompatible pairs skipped. Best: the unbiased "
              "estimator of lowest variance at the problem's largest n, and every unbiased one "
              "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
-             f"(family-wise level {FAMILY_ALPHA:g}).</p>"]
+             f"(family-wise level {FAMILY_ALPHA:g}). Ratios are to the reference "
+             f"{html.escape(_describe(frame, reference))}.</p>"]
     rows = []
     ok = ran[ran["status"] == "ok"]
     for problem in problem_order(ran):
@@ -140,12 +156,14 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
             winners = at_n[at_n["best"]]
         names = ", ".join(html.escape(e) for e in estimator_order(winners["estimator"]))
         lead = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
-        ref = good[(good["estimator"] == reference) & (good["n_samples"] == n)]
+        ref = good[(good["estimator"] == references.get(problem)) & (good["n_samples"] == n)]
         ref_var = shown_variance(ref)["variance"].iloc[0] if not ref.empty else math.nan
         if lead is None:
             ratio_cell = _cell("—", math.inf, "na")
         elif lead["exact"]:
             ratio_cell = _cell("exact", 0.0, "exact")
+        elif pd.isna(lead["ratio"]):
+            ratio_cell = _cell(NO_REFERENCE, math.inf, "na")
         else:
             ratio_cell = _cell(format_sci(lead["ratio"], 2), lead["ratio"])
         failed = int(cells["status"].isin(["error", "missing"]).sum())
@@ -154,14 +172,20 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
                                    problem, "l")
                     + _cell(str(cells["estimator"].nunique()), cells["estimator"].nunique())
                     + _cell(str(n), n) + _cell(names or "—", names, "l") + ratio_cell
-                    + _cell(format_sci(ref_var, 3), ref_var)
+                    + _cell(format_sci(ref_var, 3) + _named(references.get(problem),
+                                                             reference), ref_var)
                     + _cell(str(failed) if failed else "·", failed, "bad" if failed else "")
                     + _cell(str(flagged) if flagged else "·", flagged,
                             "bad" if flagged else "") + "</tr>")
     parts.append(_table(["problem", "ran", "n", "best unbiased (ties)",
-                         f"variance ÷ {reference}", f"{reference} variance", "failed", "†"],
+                         "variance ÷ reference's", "reference's variance", "failed", "†"],
                         rows))
     return parts
+
+
+def _named(used: str | None, reference: str) -> str:
+    """After a reference variance: the estimator, where it is not ``reference``."""
+    return "" if used == reference else f" ({html.escape(used or NO_REFERENCE)})"
 
 
 def _pivot_html(frame: pd.DataFrame, n: int, reference: str) -> str:
@@ -206,7 +230,8 @@ def _cells_html(frame: pd.DataFrame) -> str:
                 else:
                     variance = _cell(format_interval(v["variance"], v["low"], v["high"]),
                                      v["variance"], "best" if row["best"] else "")
-                    rel = _cell(format_sci(row["ratio"], 2), row["ratio"])
+                    rel = (_cell(format_sci(row["ratio"], 2), row["ratio"])
+                           if pd.notna(row["ratio"]) else _cell(NO_REFERENCE, math.inf, "na"))
                 bias = (_cell("exact", 0.0, "exact") if row["bias_exact"] else
                         _cell(format_sci(row["bias_norm"], 2)
                               + (" †" if row["bias_rejected"] else ""), row["bias_norm"],
@@ -244,7 +269,8 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              "<title>vrbench report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>vrbench report</h1>", "<nav>" + " ".join(nav) + "</nav>"]
-    parts += _provenance(metas, spec, style, reference, n)
+    described = _describe(frame, reference) if not frame.empty else reference
+    parts += _provenance(metas, spec, style, described, n)
     if not frame.empty:
         parts += _summary(frame, reference)
     for figure in figures:
@@ -257,14 +283,14 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     if missing:
         parts.append("<p class='note'>Not drawn, for want of data in this selection: "
                      + html.escape(", ".join(missing)) + " (variance against samples needs "
-                     "two or more n; the ratio figures need the reference estimator; "
+                     "two or more n; the ratio figures need a reference estimator; "
                      "temperatures need one estimator at several temperatures; training "
                      "figures need <code>vrbench train</code> traces).</p>")
     if tables:
         links = " · ".join(f"<a href='{t}'>{t}</a>" for t in tables)
         parts.append(f"<h2 id='tables'>Tables</h2><p>{links}</p>")
         if n is not None:
-            parts.append(f"<p class='note'>Variance relative to {html.escape(reference)} at "
+            parts.append(f"<p class='note'>Variance relative to {html.escape(described)} at "
                          f"n = {n}; 9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹ (95% interval); bold: best "
                          "unbiased and ties; †: unbiasedness rejected; italic: biased by "
                          "design; exact: zero variance; —: not applicable.</p>")

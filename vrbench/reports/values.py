@@ -33,6 +33,18 @@ n, the size of the terms an estimator there cancels.
 REFERENCE = "score_function"
 """The estimator others are compared with, unless a report chooses another."""
 
+REFERENCE_FALLBACKS = ("score_function", "multi_sample_score_function")
+"""Where the requested reference has no ok cell on a problem, that problem's ratios are
+relative to the first of these that has: the plain score function, then the plain score
+function of multi-sample bounds (the score function does not apply to ``iwae_digits``,
+whose objective is a bound over K samples, and ``multi_sample_score_function`` is its
+counterpart there). Every view names these exceptions where it shows ratios; a problem on
+which none of them ran has no ratios (:data:`NO_REFERENCE`)."""
+
+NO_REFERENCE = "n/r"
+"""What a view shows for a ratio of a cell whose problem (at that n) has no reference
+variance to compare with: no reference ran, or its variance is zero."""
+
 MARKS = ("exact", "bias_exact", "bias_rejected", "applicable")
 
 
@@ -131,17 +143,79 @@ def ratio_interval(value: float, low: float, high: float, ref: float, ref_low: f
     return ratio, lower, upper
 
 
+def problem_references(frame: pd.DataFrame, reference: str = REFERENCE
+                       ) -> dict[str, str | None]:
+    """The estimator each problem's ratios are relative to: ``reference`` where it has an
+    ok cell on the problem, else the first of :data:`REFERENCE_FALLBACKS` that has, else
+    None (no ratios on that problem).
+
+    A table with a ``reference`` column (see :func:`with_references`) keeps the references
+    written there: a report chooses them on the whole sweep, before selecting what it shows,
+    so that a selection without the reference estimator still names it.
+    """
+    problems = list(dict.fromkeys(frame["problem"])) if "problem" in frame else []
+    if "reference" in frame:
+        named = frame.drop_duplicates("problem").set_index("problem")["reference"]
+        return {p: (named[p] if isinstance(named[p], str) else None) for p in problems}
+    ran = ok_cells(frame) if "status" in frame else frame
+    candidates = [reference, *(e for e in REFERENCE_FALLBACKS if e != reference)]
+    out: dict[str, str | None] = {}
+    for problem in problems:
+        present = set(ran.loc[ran["problem"] == problem, "estimator"])
+        out[problem] = next((e for e in candidates if e in present), None)
+    return out
+
+
+def with_references(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """``frame`` with a ``reference`` column: its problem's reference estimator (None
+    where none ran), as :func:`problem_references` chooses it."""
+    refs = problem_references(frame.drop(columns="reference", errors="ignore"), reference)
+    return frame.assign(reference=frame["problem"].map(refs).astype(object))
+
+
+def is_reference(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.Series:
+    """Whether each row is a cell of its problem's reference estimator."""
+    refs = problem_references(frame, reference)
+    return frame["estimator"] == frame["problem"].map(refs)
+
+
+def reference_exceptions(references: dict[str, str | None], reference: str,
+                         problems: list[str] | None = None) -> dict[str | None, list[str]]:
+    """The problems (of ``problems``, default all) whose reference is not ``reference``, by
+    the estimator they use instead (None: no reference ran there)."""
+    out: dict[str | None, list[str]] = {}
+    for problem in references if problems is None else problems:
+        used = references.get(problem)
+        if used != reference:
+            out.setdefault(used, []).append(problem)
+    return out
+
+
+def describe_reference(references: dict[str, str | None], reference: str,
+                       problems: list[str] | None = None, code=str) -> str:
+    """The reference as a caption names it, with its exceptions: ``score_function
+    (multi_sample_score_function on iwae_digits; no reference ran on p: n/r)``. ``code``
+    formats estimator and problem names (LaTeX's ``\\texttt``, say)."""
+    exceptions = reference_exceptions(references, reference, problems)
+    if not exceptions:
+        return code(reference)
+    parts = [f"{code(used)} on " + ", ".join(code(p) for p in shown) if used is not None
+             else "no reference ran on " + ", ".join(code(p) for p in shown)
+             + f": {NO_REFERENCE}" for used, shown in exceptions.items()]
+    return f"{code(reference)} ({'; '.join(parts)})"
+
+
 def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None = None
              ) -> pd.DataFrame:
     """Each ok cell's variance (times ``cost`` per estimate, if given: ``"f_evals"`` or
-    ``"time_per_estimate_s"``) relative to ``reference`` on the same problem and n, with
-    its 95% interval: columns ``ratio``, ``ratio_low``, ``ratio_high``. Cells without a
-    reference (or with an exact one) get NaN. Costs are single measurements: their
-    uncertainty is not in the interval."""
+    ``"time_per_estimate_s"``) relative to its problem's reference (see
+    :func:`problem_references`) at the same n, with its 95% interval: columns ``ratio``,
+    ``ratio_low``, ``ratio_high``. Cells without a reference (or with an exact one) get
+    NaN. Costs are single measurements: their uncertainty is not in the interval."""
     ok = ok_cells(frame)
     shown = shown_variance(ok)
     weight = ok[cost].astype(float) if cost else pd.Series(1.0, index=ok.index)
-    ref_rows = ok[ok["estimator"] == reference]
+    ref_rows = ok[is_reference(ok, reference)] if not ok.empty else ok
     refs = {(p, n): (s["variance"] * w, s["low"] * w, s["high"] * w)
             for p, n, (_, s), w in zip(ref_rows["problem"], ref_rows["n_samples"],
                                        shown.loc[ref_rows.index].iterrows(),
