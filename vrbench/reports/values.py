@@ -6,6 +6,7 @@ the console, the figures, the tables and the HTML page so they never disagree.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -192,7 +193,8 @@ def reference_exceptions(references: dict[str, str | None], reference: str,
 
 
 def describe_reference(references: dict[str, str | None], reference: str,
-                       problems: list[str] | None = None, code=str) -> str:
+                       problems: list[str] | None = None,
+                       code: Callable[[str], str] = str) -> str:
     """The reference as a caption names it, with its exceptions: ``score_function
     (multi_sample_score_function on iwae_digits; no reference ran on p: n/r)``. ``code``
     formats estimator and problem names (LaTeX's ``\\texttt``, say)."""
