@@ -36,14 +36,12 @@ from vrbench.components import Spec
 from vrbench.errors import VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.reports import figures
-from vrbench.reports.axes import log_ticks, text_width_in, wrap_name
+from vrbench.reports.axes import MIN_PIECE, log_ticks, text_width_in, wrap_name
 from vrbench.reports.build import build_report, prepare
 from vrbench.reports.console import StableETA, format_interval, summary_table
 from vrbench.reports.selection import ReportSpec, Selection, load_spec
-from vrbench.reports.style import MARKERS, STYLES, apply_style, estimator_styles
+from vrbench.reports.style import COLUMNWIDTH_PT, MARKERS, STYLES, apply_style, estimator_styles
 from vrbench.reports.tables import (
-    COLUMNWIDTH_PT,
-    MIN_PIECE,
     _header_lines,
     latex_cells,
     latex_document,
@@ -683,7 +681,7 @@ def test_the_figures_mark_each_problems_reference(fallback):
                 assert any("multi_sample_score_function on gaussian_abs" in t for t in texts)
                 found.add(problem)
             if problem == UNREFERENCED:
-                assert any("n/r: no reference ran" in t for t in texts)
+                assert any("n/r: no reference variance to compare with" in t for t in texts)
                 assert any(at.get((j, i), "").startswith("n/r")
                            for i in range(len(estimators_)))
                 found.add(problem)

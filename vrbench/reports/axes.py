@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,8 +15,8 @@ from matplotlib.ticker import Formatter, Locator, LogLocator, NullFormatter
 
 STRIP_COLOR = "0.92"
 
-MIN_LAST_PIECE = 3
-"""A wrapped name never ends in a line shorter than this: it joins the line before."""
+MIN_PIECE = 3
+"""No line of a name broken at underscores is shorter than this many characters."""
 
 TIERS: tuple[tuple[float, ...], ...] = ((1.0, 3.0), (1.0, 2.0, 5.0),
                                         (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
@@ -204,27 +204,45 @@ def exact_axis(ax: plt.Axes, which: str, values: np.ndarray, exact_count: int,
     return strip
 
 
-def wrap_name(name: str, width_in: float, size_pt: float) -> str:
-    """``name`` broken after underscores into lines that fit ``width_in``."""
-    if text_width_in(name, size_pt) <= width_in or "_" not in name:
-        return name
+def break_at_underscores(name: str, fits: Callable[[str], bool]) -> list[str]:
+    """``name`` broken after underscores into as few lines as keep ``fits(line)``; a line
+    shorter than :data:`MIN_PIECE` characters joins its neighbour (``bandit_`` /
+    ``bernoulli_k``, never ``bandit_bernoulli_`` / ``k``)."""
     pieces = name.split("_")
     lines = [pieces[0]]
     for piece in pieces[1:]:
-        candidate = f"{lines[-1]}_{piece}"
-        if text_width_in(candidate, size_pt) <= width_in:
-            lines[-1] = candidate
+        if fits(f"{lines[-1]}_{piece}"):
+            lines[-1] += "_" + piece
         else:
             lines[-1] += "_"
             lines.append(piece)
-    if len(lines) > 1 and len(lines[-1]) < MIN_LAST_PIECE:  # no "bandit_bernoulli_" / "k"
-        lines[-2:] = [lines[-2] + lines[-1]]
-    return "\n".join(lines)
+    merged: list[str] = []
+    for line in lines:  # a short line joins the next one; a short last line, the previous
+        if merged and len(merged[-1].rstrip("_")) < MIN_PIECE:
+            merged[-1] += line
+        else:
+            merged.append(line)
+    if len(merged) > 1 and len(merged[-1]) < MIN_PIECE:
+        last = merged.pop()
+        merged[-1] += last
+    return merged
+
+
+def wrap_name(name: str, width_in: float, size_pt: float) -> str:
+    """``name`` broken after underscores into lines that fit ``width_in`` (see
+    :func:`break_at_underscores`)."""
+    if text_width_in(name, size_pt) <= width_in:
+        return name
+    return "\n".join(break_at_underscores(
+        name, lambda line: text_width_in(line, size_pt) <= width_in))
 
 
 def drop_colliding_labels(fig: plt.Figure, pad_pt: float = 1.5) -> None:
     """Leave unlabelled the log-axis ticks whose labels would overprint a neighbour's (a
     narrow panel beside an exact strip), keeping "exact" and then the ticks in order."""
+    if not any(isinstance(axis.get_major_formatter(), LogLabels)
+               for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)):
+        return  # nothing to measure: spare the extra rendering
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     pad = pad_pt * fig.dpi / 72

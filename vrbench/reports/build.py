@@ -28,8 +28,7 @@ from vrbench.reports.values import (
     REFERENCE,
     annotate,
     best,
-    describe_reference,
-    problem_references,
+    describe_sweep_reference,
     relative,
     with_references,
 )
@@ -200,8 +199,7 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
     """(name, how to draw it, caption) of every figure, in the order of the page."""
     plans: list[tuple[str, Any, str]] = []
     if not frame.empty and n is not None:
-        ran = frame[frame["status"] != "skipped"]
-        ref = describe_reference(problem_references(ran, reference), reference)
+        ref = describe_sweep_reference(frame, reference)
         plans += [
             ("variance_vs_samples",
              lambda: figures.variance_vs_samples(frame, styles, fig_style, layout),

@@ -18,9 +18,8 @@ from vrbench.reports.values import (
     REFERENCE,
     annotate,
     best,
-    describe_reference,
+    describe_sweep_reference,
     format_sci,
-    problem_references,
     relative,
     with_references,
 )
@@ -96,7 +95,7 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     if ran.empty:
         parts.append(_skip_reasons(marked))
         return Group(*parts)
-    ref = describe_reference(problem_references(ran, reference), reference)
+    ref = describe_sweep_reference(ran, reference)
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False,
                   padding=(0, 1), expand=False,
                   caption=f"var/ref: the best's variance ÷ that of {ref} at the same n; "

@@ -16,7 +16,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -59,7 +60,7 @@ def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
 # ----------------------------------------------------------------------------- legends
 
 
-def _label(name: str, biased: set[str]) -> str:
+def _label(name: str, biased: AbstractSet[str]) -> str:
     return f"{name} (biased)" if name in biased else name
 
 
@@ -179,30 +180,41 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     return out
 
 
-def _estimator_legend(rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                      biased: set[str] | None = None, extras: list[Line2D] | None = None,
-                      column: str = "estimator") -> Callable[[list[str]], list[Line2D]]:
-    """The legend of a page of problems: one handle per estimator drawn on it, in the shared
+@dataclass(frozen=True)
+class _EstimatorLegend:
+    """The legend of a page of problems: one entry per estimator drawn on it, in the shared
     order, then the figure's extra entries (reference lines, notes)."""
-    def legend(page: list[str]) -> list[Line2D]:
-        names = estimator_order(rows.loc[rows["problem"].isin(page), column])
-        return [_handle(styles[e], _label(e, biased or set())) for e in names] + (extras or [])
-    return legend
+
+    rows: pd.DataFrame
+    styles: dict[str, EstimatorStyle]
+    biased: AbstractSet[str] = frozenset()
+    extras: Sequence[Line2D] = ()
+    column: str = "estimator"
+
+    def _names(self, page: list[str]) -> list[str]:
+        return estimator_order(self.rows.loc[self.rows["problem"].isin(page), self.column])
+
+    def labels(self, page: list[str]) -> list[str]:
+        """The entries' texts, which size the legend while pages are laid out."""
+        return ([_label(e, self.biased) for e in self._names(page)]
+                + [h.get_label() for h in self.extras])
+
+    def handles(self, page: list[str]) -> list[Line2D]:
+        return ([_handle(self.styles[e], _label(e, self.biased))
+                 for e in self._names(page)] + list(self.extras))
 
 
 def _problem_figures(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
-                     legend: Callable[[list[str]], list[Line2D]],
-                     draw: Callable[[plt.Axes, str], None], xlabel: str, ylabel: str,
-                     columns: int | None = None) -> Pages:
+                     legend: _EstimatorLegend, draw: Callable[[plt.Axes, str], None],
+                     xlabel: str, ylabel: str, columns: int | None = None) -> Pages:
     """Pages of one panel per problem, each drawn by ``draw(axes, problem)``, with the page's
     legend above and the axis labels shared."""
     pages: Pages = []
     for suffix, fig, panels, legend_layout in _problem_grid_pages(
-            rows, fig_style, layout, lambda page: [h.get_label() for h in legend(page)],
-            columns):
+            rows, fig_style, layout, legend.labels, columns):
         for ax, problem in panels:
             draw(ax, problem)
-        _add_legend(fig, legend([problem for _, problem in panels]), legend_layout,
+        _add_legend(fig, legend.handles([problem for _, problem in panels]), legend_layout,
                     fig_style.small)
         _shared_labels(fig, xlabel, ylabel)
         pages.append((suffix, fig))
@@ -265,7 +277,7 @@ def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
     return _problem_figures(
-        ok, fig_style, layout, _estimator_legend(ok, styles, biased, extras),
+        ok, fig_style, layout, _EstimatorLegend(ok, styles, biased, extras),
         lambda ax, problem: _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
         "samples per estimate n (log scale)", "variance of one estimate (log scale)")
 
@@ -332,7 +344,7 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
     return _problem_figures(
-        ok, fig_style, layout, _estimator_legend(ok, styles, biased, extras),
+        ok, fig_style, layout, _EstimatorLegend(ok, styles, biased, extras),
         lambda ax, problem: _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
         f"variance of one estimate at n = {n} (log scale)", "measured ‖bias‖ (log scale)")
 
@@ -523,7 +535,7 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         header_in = max(text_width_in(p, size) for p in problems) * 0.66 + 0.1
         # At least a column wide, so that the colour bar over the cells has room.
         width = min(fig_style.width, max(3.25, label_in + len(problems) * cell_in + 0.3))
-        notes = parts + ([f"{NO_REFERENCE}: no reference ran"]
+        notes = parts + ([f"{NO_REFERENCE}: no reference variance to compare with"]
                          if cells.loc[cells["status"] == "ok", "ratio"].isna().any() else [])
         note = _lines(notes, width - 0.1, size * 0.95)
         label_parts = ["log10 variance ratio",
@@ -653,7 +665,7 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
             log_axis(ax, "x", most=4)
 
     xlabel = {"step": "optimization step", "wall_s": "wall-clock time (s, log scale)"}[x]
-    return _problem_figures(traces, fig_style, layout, _estimator_legend(traces, styles), draw,
+    return _problem_figures(traces, fig_style, layout, _EstimatorLegend(traces, styles), draw,
                             xlabel + _train_settings(traces), "exact objective J(θ)",
                             columns=min(3, fig_style.columns))
 
@@ -697,7 +709,7 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         _log_axes(ax)
 
     return _problem_figures(ok, fig_style, layout,
-                            _estimator_legend(ok, base_styles, column="base"), draw,
+                            _EstimatorLegend(ok, base_styles, column="base"), draw,
                             f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)",
                             columns=min(3, fig_style.columns))
 
@@ -798,7 +810,7 @@ def variance_vs_parameter(frame: pd.DataFrame, styles: dict[str, EstimatorStyle]
               if has_exact else [])
 
     return _problem_figures(
-        rows, fig_style, layout, _estimator_legend(rows, styles, biased, extras),
+        rows, fig_style, layout, _EstimatorLegend(rows, styles, biased, extras),
         lambda ax, panel: _parameter_panel(ax, rows[rows["problem"] == panel], styles, fig_style),
         f"the swept problem parameter (n = {n})", "variance of one estimate (log scale)")
 
@@ -874,7 +886,7 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
             log_axis(ax, "y")
 
     return _problem_figures(traces, fig_style, layout,
-                            _estimator_legend(traces, styles, extras=extras), draw,
+                            _EstimatorLegend(traces, styles, extras=extras), draw,
                             "optimization step" + _train_settings(traces),
                             "variance of one estimate (log scale)",
                             columns=min(3, fig_style.columns))

@@ -18,6 +18,7 @@ from vrbench.reports.values import (
     FAMILY_ALPHA,
     NO_REFERENCE,
     describe_reference,
+    describe_sweep_reference,
     format_sci,
     problem_order,
     problem_references,
@@ -124,12 +125,6 @@ def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str
     return parts
 
 
-def _describe(frame: pd.DataFrame, reference: str) -> str:
-    """The reference and its exceptions, as every ratio of the page uses them."""
-    return describe_reference(problem_references(frame[frame["status"] != "skipped"],
-                                                 reference), reference)
-
-
 def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
     ran = frame[frame["status"] != "skipped"]
     references = problem_references(ran, reference)
@@ -141,7 +136,7 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
              "estimator of lowest variance at the problem's largest n, and every unbiased one "
              "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
              f"(family-wise level {FAMILY_ALPHA:g}). Ratios are to the reference "
-             f"{html.escape(_describe(frame, reference))}.</p>"]
+             f"{html.escape(describe_reference(references, reference))}.</p>"]
     rows = []
     ok = ran[ran["status"] == "ok"]
     for problem in problem_order(ran):
@@ -269,7 +264,7 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              "<title>vrbench report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>vrbench report</h1>", "<nav>" + " ".join(nav) + "</nav>"]
-    described = _describe(frame, reference) if not frame.empty else reference
+    described = describe_sweep_reference(frame, reference) if not frame.empty else reference
     parts += _provenance(metas, spec, style, described, n)
     if not frame.empty:
         parts += _summary(frame, reference)

@@ -22,6 +22,12 @@ import seaborn as sns
 PAGE_HEIGHT_IN = 9.0
 """No figure is taller than this: a page of a paper less its margins and caption."""
 
+TEXTWIDTH_PT = 469.0
+"""``\\textwidth`` of the standard two-column article (10 pt, letter paper)."""
+COLUMNWIDTH_PT = 229.5
+"""Its ``\\columnwidth``: a table that fits it fits the wider columns of most journals'
+two-column classes too (IEEE 252 pt, ACM 241 pt)."""
+
 
 @dataclass(frozen=True)
 class FigureStyle:
@@ -52,13 +58,13 @@ class FigureStyle:
 
 STYLES: dict[str, FigureStyle] = {
     "paper": FigureStyle("paper", width=6.75, max_height=PAGE_HEIGHT_IN, panel=1.5, columns=4,
-                         font=8.0, small=7.0, marker=3.5, table_width_pt=469.0,
+                         font=8.0, small=7.0, marker=3.5, table_width_pt=TEXTWIDTH_PT,
                          table_env="table*"),
     "column": FigureStyle("column", width=3.25, max_height=PAGE_HEIGHT_IN, panel=1.45,
-                          columns=2, font=7.5, small=6.5, marker=3.2, table_width_pt=229.5,
-                          table_env="table"),
+                          columns=2, font=7.5, small=6.5, marker=3.2,
+                          table_width_pt=COLUMNWIDTH_PT, table_env="table"),
     "slides": FigureStyle("slides", width=12.0, max_height=6.75, panel=2.6, columns=4,
-                          font=14.0, small=12.0, marker=6.0, table_width_pt=469.0,
+                          font=14.0, small=12.0, marker=6.0, table_width_pt=TEXTWIDTH_PT,
                           table_env="table*"),
 }
 

@@ -14,19 +14,22 @@ the appendix table).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 
+from vrbench.reports.axes import break_at_underscores
 from vrbench.reports.console import format_interval
 from vrbench.reports.paging import paginate
-from vrbench.reports.style import estimator_order
+from vrbench.reports.style import TEXTWIDTH_PT, estimator_order
 from vrbench.reports.values import (
     EXACT_RTOL,
     FAMILY_ALPHA,
     NO_REFERENCE,
     REFERENCE,
     describe_reference,
+    describe_sweep_reference,
     format_sci,
     problem_groups,
     problem_order,
@@ -34,17 +37,10 @@ from vrbench.reports.values import (
     shown_variance,
 )
 
-TEXTWIDTH_PT = 469.0
-"""``\\textwidth`` of the standard two-column article (10 pt, letter paper)."""
-COLUMNWIDTH_PT = 229.5
-"""Its ``\\columnwidth``: a table that fits it fits the wider columns of most journals'
-two-column classes too (IEEE 252 pt, ACM 241 pt)."""
 TABCOLSEP_PT = 4.0
 HEADER_CHARS = 10
 """A header is broken only where it is wider than its column's entries and than this many
 characters."""
-MIN_PIECE = 3
-"""No line of a broken header is shorter than this (without its underscore)."""
 MARGIN_PT = 12.0
 """Room left when splitting a table, for what the width estimates below miss."""
 
@@ -135,28 +131,10 @@ def _escape(text: str) -> str:
 
 def _header_lines(problem: str, room_pt: float = 0.0) -> list[str]:
     """A problem name broken after underscores where it is wider than ``room_pt`` and than
-    :data:`HEADER_CHARS` characters, into as few lines as that allows; a line shorter than
-    :data:`MIN_PIECE` characters joins its neighbour (``bandit_``/``bernoulli_k``, never
-    ``bandit_``/``bernoulli_``/``k``)."""
+    :data:`HEADER_CHARS` characters, into as few lines as that allows (see
+    :func:`~vrbench.reports.axes.break_at_underscores`)."""
     room = max(room_pt, _DEFAULT_PT * HEADER_CHARS)
-    pieces = problem.split("_")
-    lines = [pieces[0]]
-    for piece in pieces[1:]:
-        if text_pt(f"{lines[-1]}_{piece}") <= room:
-            lines[-1] += "_" + piece
-        else:
-            lines[-1] += "_"
-            lines.append(piece)
-    merged: list[str] = []
-    for line in lines:  # a short line joins the next one; a short last line, the previous
-        if merged and len(merged[-1].rstrip("_")) < MIN_PIECE:
-            merged[-1] += line
-        else:
-            merged.append(line)
-    if len(merged) > 1 and len(merged[-1]) < MIN_PIECE:
-        last = merged.pop()
-        merged[-1] += last
-    return merged
+    return break_at_underscores(problem, lambda line: text_pt(line) <= room)
 
 
 def _latex_header(problem: str, room_pt: float = 0.0) -> str:
@@ -181,7 +159,8 @@ class Pivot:
     references: dict[str, str | None]
     """Each problem's reference (see :func:`~vrbench.reports.values.problem_references`)."""
 
-    def describe(self, reference: str, problems: list[str] | None = None, code=str) -> str:
+    def describe(self, reference: str, problems: list[str] | None = None,
+                 code: Callable[[str], str] = str) -> str:
         """``reference`` with the exceptions among ``problems`` (default: all)."""
         return describe_reference(self.references, reference,
                                   self.problems if problems is None else problems, code)
@@ -407,9 +386,7 @@ def latex_cells(frame: pd.DataFrame, reference: str = REFERENCE,
     columns = len(keys) + 1
     header = " & ".join(["estimator", *(r"\begin{tabular}[b]{@{}r@{}}" + LATEX_CELL_HEADERS[k]
                                         + r"\end{tabular}" for k in keys)]) + r" \\"
-    ref = describe_reference(problem_references(frame, reference), reference,
-                             list(dict.fromkeys(frame.loc[frame["status"] != "skipped",
-                                                          "problem"])), _texttt)
+    ref = describe_sweep_reference(frame, reference, _texttt)
     caption = (r"Every cell of the benchmark. Variance: of one estimate, with the half-width "
                r"of its 95\% interval in parentheses; rel.\ variance: relative to "
                rf"{ref} at the same $n$; $p$(bias): the bias test's $p$-value. Marks as in "

@@ -207,6 +207,14 @@ def describe_reference(references: dict[str, str | None], reference: str,
     return f"{code(reference)} ({'; '.join(parts)})"
 
 
+def describe_sweep_reference(frame: pd.DataFrame, reference: str = REFERENCE,
+                             code: Callable[[str], str] = str) -> str:
+    """:func:`describe_reference` for the problems of ``frame`` that ran, each with the
+    reference :func:`problem_references` chooses: how every view's caption names it."""
+    ran = frame[frame["status"] != "skipped"]
+    return describe_reference(problem_references(ran, reference), reference, code=code)
+
+
 def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None = None
              ) -> pd.DataFrame:
     """Each ok cell's variance (times ``cost`` per estimate, if given: ``"f_evals"`` or
