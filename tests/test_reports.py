@@ -384,8 +384,9 @@ def test_heatmap_marks_the_rejected_claim_and_the_best(prepared):
     texts = [t for _, fig in heatmap for ax in fig.axes for t in ax.texts]
     assert sum("†" in t.get_text() for t in texts) == 1
     bold = [t.get_text() for t in texts if t.get_fontweight() == "bold"]
-    # Tied at zero: four on bernoulli_toy (one the exact enumeration), one on _vector.
-    assert bold.count("exact") == 5
+    # Tied at zero: three on bernoulli_toy, one on _vector; the exact enumeration on
+    # bernoulli_toy is exact too but, the reference of the others, never bold.
+    assert bold.count("exact") == 4
     plt.close("all")
 
 
@@ -535,6 +536,23 @@ def test_best_is_unbiased_with_its_ties_and_biased_estimators_never_are():
     assert set(marked.estimator[marks]) == {"leader", "tied"}
 
 
+def test_exact_enumeration_is_the_reference_and_never_best():
+    """Its cost is the support's size, not n: an exact estimator of another family at the
+    sampling estimators' cost is still best."""
+    def row(name, family, variance):
+        return {"problem": "p", "estimator": name, "family": family, "n_samples": 4,
+                "status": "ok", "error": "", "replicates": 10_000, "seed": 0,
+                "true_grad_norm": 1.0, "variance": variance, "variance_ci_low": variance,
+                "variance_ci_high": variance * 1.01, "bias_norm": 0.01, "bias_pvalue": 0.5,
+                "unbiased_claim": True}
+
+    frame = to_frame([row("exact_enumeration", "exact", 0.0), row("rloo", "score function", 1.0)])
+    assert list(frame.estimator[best(annotate(frame))]) == ["rloo"]
+    frame = to_frame([row("exact_enumeration", "exact", 0.0), row("disarm", "discrete", 0.0),
+                      row("rloo", "score function", 1.0)])
+    assert list(frame.estimator[best(annotate(frame))]) == ["disarm"]
+
+
 # ----------------------------------------------------------------------------- tables
 
 
@@ -545,7 +563,10 @@ def test_the_pivot_table_has_captions_labels_intervals_and_marks(prepared):
     assert r"\label{tab:vrbench-relative-variance-1}" in latex
     assert "half-width of the 95\\% interval" in latex
     assert latex.count(r"$^\dagger$") == 2  # the rejected cell, and the caption's legend
-    assert latex.count(r"\textbf{exact}") == 5
+    assert latex.count(r"\textbf{exact}") == 4  # exact_enumeration: exact, never bold
+    enumeration = [line for line in latex.splitlines() if line.startswith(r"exact\_enumeration")]
+    assert enumeration and all(" exact " in line.replace("&", " ").replace(r"\\", " ")
+                               and r"\textbf" not in line for line in enumeration)
     assert not re.search(r"\de-\d", latex)  # numbers as ×10^k, never 1.2e-3
     assert r"\textit{gumbel\_softmax}" in latex
     assert not re.search(r"\$10\.\d*\(", latex)  # mantissas below 10
