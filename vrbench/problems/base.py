@@ -86,8 +86,13 @@ class Capability(StrEnum):
     does not implement it is univariate)."""
     BERNOULLI_LATENTS = "bernoulli_latents"
     """x is made of independent Bernoulli latents whose logits are a differentiable function
-    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 latents: ARM and DisARM
-    apply through the chain rule (an amortized encoder, say)."""
+    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 (and relaxed) latents:
+    every estimator for Bernoulli logits applies through the chain rule (an amortized
+    encoder, say; see :mod:`vrbench.problems.latents`)."""
+    CATEGORICAL_LATENTS = "categorical_latents"
+    """x is made of independent categorical latents whose logits are a differentiable function
+    of θ, and f accepts any one-hot (and relaxed) latents: every estimator for categorical
+    logits applies through the chain rule (see :mod:`vrbench.problems.latents`)."""
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
     CATEGORICAL_LOGITS = "categorical_logits"
@@ -135,8 +140,13 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
                          "samples (R, n) when D = 1 and (R, n, D) otherwise, and f accepts any "
                          "real tensor: measure-valued gradients apply",
     Capability.BERNOULLI_LATENTS: "x is made of independent Bernoulli latents whose logits are "
-                                  "latent_logits(θ), and f accepts any 0/1 latents: ARM and "
-                                  "DisARM apply through the chain rule",
+                                  "latent_logits(θ), and f accepts any 0/1 or relaxed latents: "
+                                  "every estimator for Bernoulli logits applies through the "
+                                  "chain rule",
+    Capability.CATEGORICAL_LATENTS: "x is made of independent categorical latents whose logits "
+                                    "are latent_logits(θ), and f accepts any one-hot or "
+                                    "relaxed latents: every estimator for categorical logits "
+                                    "applies through the chain rule",
     Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
                           "f_relaxed accepts and harden() rounds to an exact sample: "
                           "Gumbel-softmax, straight-through, REBAR and RELAX apply",
@@ -155,6 +165,7 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
     Capability.BERNOULLI_LATENTS: ("latent_logits", "latents", "latent_pullback"),
+    Capability.CATEGORICAL_LATENTS: ("latent_logits", "latents", "latent_pullback"),
     Capability.SEQUENTIAL: ("gamma", "horizon", "step_score", "step_rewards", "reward_to_go",
                             "exact_values", "step_values"),
     Capability.TABULAR: ("policy",),
@@ -343,20 +354,23 @@ class Problem(Component, abc.ABC):
         entries of :meth:`sample_mean` (x flattened in the same order)."""
         raise NotImplementedError(f"{self.name} does not know the covariance of its samples")
 
-    # Problems with BERNOULLI_LATENTS implement the three methods below; the defaults are
-    # those of BERNOULLI_LOGITS problems, whose latents are the sample and logits θ itself.
+    # Problems with BERNOULLI_LATENTS or CATEGORICAL_LATENTS implement the three methods below
+    # (see vrbench.problems.latents): estimators for logits then run on them.
     def latent_logits(self, theta: Tensor) -> Tensor:
-        """The logits of the independent Bernoulli latents, of any shape (the latent shape)."""
-        return theta
+        """The logits of the independent latents: ``(B, L)`` Bernoulli logits, one row per
+        data item, or ``(B, D, K)`` categorical logits."""
+        raise NotImplementedError(f"{self.name} has no latents with logits")
 
-    def latents(self, theta: Tensor, bits: Tensor) -> Any:
-        """Samples made of 0/1 latents ``bits`` of shape ``(R, n, *latent shape)``."""
-        return bits
+    def latents(self, theta: Tensor, codes: Tensor) -> Any:
+        """Samples made of the latents ``codes`` (0/1 or one-hot, of any leading batch shape
+        followed by the shape of :meth:`latent_logits`; relaxed codes where f extends to
+        them), with θ the parameters they were drawn under."""
+        raise NotImplementedError(f"{self.name} has no latents with logits")
 
     def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
-        """``(R, dim)`` gradients in θ from gradients in the logits ``(R, *latent shape)``:
+        """``(R, dim)`` gradients in θ from gradients in the logits ``(R, *logit shape)``:
         the chain rule through :meth:`latent_logits`."""
-        return grad_logits
+        raise NotImplementedError(f"{self.name} has no latents with logits")
 
     def coordinate_names(self) -> list[str]:
         """A short name for each coordinate of θ, for figures that show them separately."""

@@ -67,7 +67,9 @@ class SigmoidBeliefVAEDigits(Problem):
     L = 10; fixed decoder ``p(x|z) = Π_j Bernoulli(x_j; sigmoid(V z + d)_j)`` with ``V`` drawn
     from ``seed`` (N(0, 1)) and ``d`` the log-odds of the data's pixel means; uniform prior.
     A sample draws one code per image; ``f = (1/B) Σ_b [log p(x_b|z_b) + log p(z_b) −
-    log q(z_b|x_b)]``, so ``J(θ) = E_q[f]`` is the batch-mean ELBO. Because ``E_q[∇θ log q] =
+    log q(z_b|x_b)]`` (log q at the θ of the draw; both log-likelihoods are linear in the code,
+    which extends f to relaxed codes in ``[0, 1]^L``), so ``J(θ) = E_q[f]`` is the batch-mean
+    ELBO. Because ``E_q[∇θ log q] =
     0``, ``∇J = E_q[f ∇θ log q]``: score-function estimators with this f are unbiased. The
     exact J and ∇J enumerate all 2^L codes per image. The discrete-latent benchmark of
     REBAR (Tucker et al., NeurIPS 2017), RELAX (Grathwohl et al., ICLR 2018) and DisARM
@@ -133,8 +135,8 @@ class SigmoidBeliefVAEDigits(Problem):
     def latent_logits(self, theta: Tensor) -> Tensor:
         return self._encoder_logits(theta)
 
-    def latents(self, theta: Tensor, bits: Tensor) -> Latents:
-        return Latents(bits, _log_bernoulli(bits, self._encoder_logits(theta)))
+    def latents(self, theta: Tensor, codes: Tensor) -> Latents:
+        return Latents(codes, _log_bernoulli(codes, self._encoder_logits(theta)))
 
     def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
         return self._per_image_to_theta(grad_logits)
