@@ -53,6 +53,8 @@ RUN_FLAGS = {
     "cell_timeout": ("cell_timeout", "--cell-timeout"),
     "max_memory_mb": ("max_memory_mb", "--max-memory"), "threads": ("threads", "--threads"),
     "device": ("device", "--device"),
+    "reference_precision": ("reference_precision", "--reference-precision"),
+    "reference_estimates": ("reference_estimates", "--reference-estimates"),
 }
 """``vrbench run`` options that override the configuration file: option → (config key, the
 option as the user writes it)."""
@@ -115,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int,
                      help="torch threads per worker (default: cores / jobs)")
     run.add_argument("--device", help=DEVICE_HELP + "; part of a cell's definition")
+    run.add_argument("--reference-precision", type=_positive_float, metavar="FRACTION",
+                     help="for problems without an exact gradient: the standard error of the "
+                          "reference gradient the cells are measured against, relative to "
+                          "‖∇J‖ (default 0.01)")
+    run.add_argument("--reference-estimates", type=_positive_int, metavar="N",
+                     help="the most estimates such a reference averages (default 1000000)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--force", action="store_true",

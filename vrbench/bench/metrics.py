@@ -91,15 +91,21 @@ def _varies(projected: Moments) -> Tensor:
     return projected.variance() > (1e-14 * (1.0 + scale)) ** 2
 
 
-def bias_test(projected: Moments, expected: Tensor) -> tuple[float, float]:
+def bias_test(projected: Moments, expected: Tensor,
+              expected_se: Tensor | None = None) -> tuple[float, float]:
     """``(max |t|, p-value)`` of H0: the projected means equal ``expected``.
 
     One t-test per direction, Bonferroni-corrected. If no projection varies the estimator is
     deterministic and is compared exactly: equal to rounding passes (p = 1), else p = 0.
+    ``expected_se``, the standard errors of a reference's projections (see
+    :mod:`vrbench.bench.reference`), adds in quadrature to those of the means.
     """
     diff = (projected.mean - expected).abs()
     var = projected.variance()
     varies = _varies(projected)
+    if expected_se is not None and bool((expected_se > 0).any()):
+        var = var + projected.count * expected_se**2
+        varies = varies | (expected_se > 0)
     if not bool(varies.any()):
         exact = bool((diff <= 1e-10 * (1.0 + expected.abs())).all())
         return (0.0, 1.0) if exact else (math.inf, 0.0)
@@ -113,13 +119,16 @@ def bias_test(projected: Moments, expected: Tensor) -> tuple[float, float]:
 class EstimateAccumulator:
     """Accumulates ``R`` estimates, chunk by chunk, against the exact gradient."""
 
-    def __init__(self, true_grad: Tensor, replicates: int) -> None:
+    def __init__(self, true_grad: Tensor, replicates: int, directions: Tensor | None = None,
+                 expected_se: Tensor | None = None) -> None:
         self.true_grad = true_grad.to(torch.float64)
         self.replicates = replicates
         self.groups = min(MAX_GROUPS, replicates // 2)
         dim = true_grad.numel()
         self.group_moments = [Moments.empty(dim) for _ in range(max(self.groups, 1))]
-        self.directions = bias_directions(self.true_grad)
+        # A reference gradient brings its own test directions and their standard errors.
+        self.directions = bias_directions(self.true_grad) if directions is None else directions
+        self.expected_se = expected_se
         self.projected = Moments.empty(self.directions.shape[0])
         self.cosine_sum = 0.0
         self.seen = 0
@@ -148,7 +157,7 @@ class EstimateAccumulator:
 
     def bias_test(self) -> tuple[float, float]:
         """``(max |t|, p-value)`` of the bias test over :func:`bias_directions`."""
-        return bias_test(self.projected, self.directions @ self.true_grad)
+        return bias_test(self.projected, self.directions @ self.true_grad, self.expected_se)
 
     def constant(self) -> bool:
         """Whether every estimate so far is the same vector, to float64 resolution."""

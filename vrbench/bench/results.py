@@ -18,9 +18,10 @@ from vrbench.errors import VrbenchError
 
 RESULTS_FILE = "results.parquet"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the table's layout, stored in its metadata. 1: vrbench 0.1; 2: adds the
-``missing`` status and the per-coordinate columns. Older tables are read as they are (their
+``missing`` status and the per-coordinate columns; 3: adds the reference and
+parameter-group columns. Older tables are read as they are (their
 columns are a subset); newer ones are refused."""
 
 COLUMNS: dict[str, str] = {
@@ -62,6 +63,21 @@ COLUMNS: dict[str, str] = {
     # The variance computed without sampling, where it can be (else empty):
     "exact_variance": "float64",
     "exact_coordinate_variance": "object",
+    # The ground truth the cell was measured against (see vrbench.bench.reference): "exact",
+    # or a reference with the standard error of its gradient (‖se‖₂) and of J:
+    "reference": "string",
+    "reference_se": "float64",
+    "reference_estimates": "Int64",
+    "reference_seconds": "float64",
+    "value_se": "float64",
+    # Per parameter group of θ (lists, one entry per group, in the order of parameter_groups);
+    # the only per-coordinate summaries of a θ with more than 10,000 entries, whose
+    # per-coordinate columns above are then empty:
+    "parameter_groups": "object",
+    "group_true_grad_norm": "object",
+    "group_bias_norm": "object",
+    "group_variance": "object",
+    "group_reference_se": "object",
 }
 """Every column of a results table and its pandas dtype, in order."""
 

@@ -19,6 +19,7 @@ from torch import Tensor
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, Skipped
 from vrbench.bench.exact import exact_variance
 from vrbench.bench.metrics import EstimateAccumulator, numerical_failure
+from vrbench.bench.reference import Reference, compute_reference, reference_columns
 from vrbench.devices import on_device, synchronize
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
@@ -108,9 +109,20 @@ class Deadline:
             raise CellTimeout(f"cell exceeded the time limit of {self.seconds:g} s")
 
 
+def cell_reference(problem: Problem, estimator: Estimator, cell: Cell,
+                   theta: Tensor | None = None) -> Reference:
+    """The cell's ground truth at θ (default: the initial θ): the exact gradient, or a
+    reference of the cell's settings from an estimator other than the measured one (see
+    :mod:`vrbench.bench.reference`)."""
+    with on_device(cell.device):
+        theta = problem.initial_theta() if theta is None else theta
+    return compute_reference(problem, theta, cell.reference, estimator.name, cell.seed,
+                             cell.device)
+
+
 def measure(
     problem: Problem, estimator: Estimator, cell: Cell, deadline: Deadline | None = None,
-    theta: Tensor | None = None, stream: str = "",
+    theta: Tensor | None = None, stream: str = "", reference: Reference | None = None,
 ) -> tuple[dict[str, Any], float, float]:
     """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``.
 
@@ -121,12 +133,16 @@ def measure(
     exact gradient or the metrics are not finite, or the estimates are numerically
     meaningless (see :func:`vrbench.bench.metrics.numerical_failure`). Where the estimator's
     variance can be computed without sampling (:mod:`vrbench.bench.exact`), the metrics
-    include it as ``exact_variance``.
+    include it as ``exact_variance``. ``reference`` is the ground truth at θ (computed by
+    :func:`cell_reference` when not given); the metrics say what it is and summarize each
+    parameter group (:func:`~vrbench.bench.reference.reference_columns`).
     """
     with on_device(cell.device) as device:
         theta = problem.initial_theta() if theta is None else theta
         theta_before = theta.clone()
-        true_grad = problem.exact_grad(theta).cpu()
+        if reference is None:
+            reference = cell_reference(problem, estimator, cell, theta)
+        true_grad = reference.grad.cpu()
         if not bool(torch.isfinite(true_grad).all()):
             raise FloatingPointError(f"{problem.name}'s exact gradient is not finite at these "
                                      f"parameters: {true_grad.tolist()[:8]}")
@@ -140,7 +156,8 @@ def measure(
         estimator.estimate(problem, theta, cell.n_samples, warmup,
                            cell.generator("warmup" + stream), state)
 
-    accumulator = EstimateAccumulator(true_grad, cell.replicates)
+    accumulator = EstimateAccumulator(true_grad, cell.replicates, reference.directions,
+                                      None if reference.exact else reference.direction_se)
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
                                                  cell.replicates,
@@ -157,6 +174,7 @@ def measure(
     exact = exact_variance(problem, estimator, theta, cell.n_samples, state)
     metrics["exact_variance"] = math.nan if exact is None else exact.trace
     metrics["exact_coordinate_variance"] = None if exact is None else exact.per_coordinate
+    metrics.update(reference_columns(reference, problem, metrics))
     return metrics, elapsed / cell.replicates, fit_seconds
 
 
@@ -191,12 +209,14 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
+def run_cell(cell: Cell, timeout: float | None = None,
+             reference: Reference | None = None) -> dict[str, Any]:
     """Run one cell; any failure becomes a row with status ``error`` instead of an exception.
 
     ``timeout`` (seconds) limits the whole cell: building the components, the exact value
-    and gradient, fitting and every estimate. Where the process allows it the cell is
-    interrupted at the limit (see :func:`_time_limit`), elsewhere at its next step.
+    and gradient (or the reference, when not given), fitting and every estimate. Where the
+    process allows it the cell is interrupted at the limit (see :func:`_time_limit`),
+    elsewhere at its next step.
     """
     row = cell_row(cell)
     deadline = None if timeout is None else Deadline.after(timeout)
@@ -205,12 +225,14 @@ def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
             problem, estimator = cell.build()
             row.update(family=estimator.family, unbiased_claim=estimator.unbiased,
                        f_evals=estimator.f_evals(problem, cell.n_samples))
-            with on_device(cell.device):
-                row["value"] = float(problem.value(problem.initial_theta()))
+            if reference is None:
+                reference = cell_reference(problem, estimator, cell)
+            row["value"] = reference.value
             if not math.isfinite(row["value"]):
                 raise FloatingPointError(f"{problem.name}'s exact value J = {row['value']} is "
                                          "not finite at these parameters")
-            metrics, seconds, fit_seconds = measure(problem, estimator, cell, deadline)
+            metrics, seconds, fit_seconds = measure(problem, estimator, cell, deadline,
+                                                    reference=reference)
         if deadline is not None:
             deadline.check()
         row.update(metrics, time_per_estimate_s=seconds, fit_time_s=fit_seconds, status="ok")

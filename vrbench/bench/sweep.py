@@ -40,6 +40,7 @@ from vrbench import estimators, problems
 from vrbench.bench.cells import Cell, plan
 from vrbench.bench.config import SweepConfig
 from vrbench.bench.provenance import provenance
+from vrbench.bench.reference import Reference, sweep_references
 from vrbench.bench.runner import cell_row, lost_row, run_cell, skipped_row
 from vrbench.bench.store import (
     PARTS_DIR,
@@ -133,21 +134,24 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_local(cells: list[Cell], jobs: int, timeout: float | None,
-              threads: int | None = None, attempts: int = MAX_ATTEMPTS
+              threads: int | None = None, attempts: int = MAX_ATTEMPTS,
+              references: dict[str, Reference] | None = None
               ) -> Iterator[tuple[Cell, dict[str, Any]]]:
     """Run cells in ``jobs`` worker processes (in this process when ``jobs == 1``), each with
-    ``threads`` torch threads (default: the cores shared out among the workers).
+    ``threads`` torch threads (default: the cores shared out among the workers) and its
+    reference from ``references`` (by cell id) where one was computed beforehand.
 
     Yields each cell with its row. A cell whose worker died is started again in a fresh pool,
     up to ``attempts`` times in all, then yielded as ``missing``.
     """
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    references = references or {}
     if jobs == 1 or len(cells) <= 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
             for cell in cells:
-                yield cell, run_cell(cell, timeout)
+                yield cell, run_cell(cell, timeout, references.get(cell.key()))
         finally:
             torch.set_num_threads(previous)
         return
@@ -156,7 +160,8 @@ def run_local(cells: list[Cell], jobs: int, timeout: float | None,
     while pending:
         retry: list[Cell] = []
         with _worker_pool(min(jobs, len(pending)), threads) as pool:
-            futures = {pool.submit(run_cell, cell, timeout): cell for cell in pending}
+            futures = {pool.submit(run_cell, cell, timeout, references.get(cell.key())): cell
+                       for cell in pending}
             for future in as_completed(futures):
                 cell = futures.pop(future)
                 started[cell.key()] = started.get(cell.key(), 0) + 1
@@ -187,7 +192,8 @@ def connect(scheduler: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
                              f"{timeout:g} s: {_describe(exc)}") from None
 
 
-def run_dask(cells: list[Cell], client: Any, timeout: float | None
+def run_dask(cells: list[Cell], client: Any, timeout: float | None,
+             references: dict[str, Reference] | None = None
              ) -> Iterator[tuple[Cell, dict[str, Any]]]:
     """Run cells on the Dask cluster of ``client``, releasing each future once it is yielded
     so the cluster forgets a stored cell (and never recomputes it when a worker is lost).
@@ -197,8 +203,9 @@ def run_dask(cells: list[Cell], client: Any, timeout: float | None
     """
     from dask.distributed import as_completed as dask_completed
 
-    futures = {client.submit(run_cell, cell, timeout, pure=False, key=f"cell-{cell.key()}"):
-               cell for cell in cells}
+    references = references or {}
+    futures = {client.submit(run_cell, cell, timeout, references.get(cell.key()), pure=False,
+                             key=f"cell-{cell.key()}"): cell for cell in cells}
     try:
         for future in dask_completed(list(futures), loop=client.loop):
             cell = futures.pop(future)
@@ -301,7 +308,8 @@ def plan_sweep(config: SweepConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
     skipped_rows: list[dict[str, Any]] = []
     for seed in config.seeds:
         seed_cells, skipped = plan(problem_specs, estimator_specs, config.n_samples,
-                                   config.replicates, seed, config.max_memory_mb, config.device)
+                                   config.replicates, seed, config.max_memory_mb, config.device,
+                                   config.reference)
         cells.extend(seed_cells)
         skipped_rows.extend(skipped_row(s, config.replicates, seed) for s in skipped)
     return cells, skipped_rows
@@ -386,10 +394,18 @@ class _Tally:
 def _run_pending(pending: list[Cell], store: CellStore, stored: dict[str, dict[str, Any]],
                  config: SweepConfig, client: Any, jobs: int,
                  on_row: Callable[[dict[str, Any]], None] | None) -> _Tally:
-    """Run and store the pending cells; ``stored`` gains every stored row."""
+    """Run and store the pending cells; ``stored`` gains every stored row. The reference
+    gradients of problems without an exact one are computed (or read) first, once each."""
     tally = _Tally()
-    results = (run_dask(pending, client, config.cell_timeout) if client is not None
-               else run_local(pending, jobs, config.cell_timeout, config.threads))
+    try:
+        with _stop_on_signals():
+            references = sweep_references(pending, config.output)
+    except KeyboardInterrupt as exc:
+        tally.interrupted = exc.signum if isinstance(exc, _Terminated) else signal.SIGINT
+        return tally
+    results = (run_dask(pending, client, config.cell_timeout, references) if client is not None
+               else run_local(pending, jobs, config.cell_timeout, config.threads,
+                              references=references))
     try:
         with _stop_on_signals():
             for cell, row in results:

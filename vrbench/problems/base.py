@@ -6,7 +6,7 @@ import abc
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -164,8 +164,8 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
     Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
-    Capability.BERNOULLI_LATENTS: ("latent_logits", "latents", "latent_pullback"),
-    Capability.CATEGORICAL_LATENTS: ("latent_logits", "latents", "latent_pullback"),
+    Capability.BERNOULLI_LATENTS: ("latent_logits", "latent_samples", "latent_pullback"),
+    Capability.CATEGORICAL_LATENTS: ("latent_logits", "latent_samples", "latent_pullback"),
     Capability.SEQUENTIAL: ("gamma", "horizon", "step_score", "step_rewards", "reward_to_go",
                             "exact_values", "step_values"),
     Capability.TABULAR: ("policy",),
@@ -176,6 +176,16 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
 """The members beyond the required ones that each capability needs (see the problem docs);
 ``f_relaxed`` (RELAXABLE) and ``sample_mean`` (for the delta method) have defaults or are
 optional."""
+
+
+class NumericalReference(NamedTuple):
+    """J and ∇J from a deterministic numerical method (quadrature, a sum over part of the
+    model), each with an estimate of its error: ``grad_error`` per coordinate of θ."""
+
+    value: Tensor
+    grad: Tensor
+    value_error: Tensor
+    grad_error: Tensor
 
 
 class Problem(Component, abc.ABC):
@@ -198,6 +208,33 @@ class Problem(Component, abc.ABC):
     (explicit parameters still win). Choose them so that ‖∇J‖ is not tiny against the spread
     of a score-function estimate, so that a 1% bias is detectable in seconds; see
     :meth:`check_theta`."""
+
+    reference_estimators: ClassVar[tuple[str, ...]] = ()
+    """For a problem without an exact gradient: unbiased estimators (names, or
+    ``name:key=value`` specs) whose mean over many estimates is its reference gradient, in
+    order of preference (see :mod:`vrbench.bench.reference`). An estimator is never its own
+    reference: the next one serves when the first is the one measured."""
+
+    @property
+    def has_exact_gradient(self) -> bool:
+        """Whether :meth:`value` and :meth:`exact_grad` are exact. A problem where they are not
+        (no closed form, no enumeration) returns False, raises ``NotImplementedError`` from
+        both (unless a numerical value is known) and offers :meth:`numerical_reference` or
+        :attr:`reference_estimators`: vrbench then measures against a reference of stated
+        precision (:mod:`vrbench.bench.reference`)."""
+        return True
+
+    def numerical_reference(self, theta: Tensor) -> NumericalReference:
+        """J and ∇J at θ by a deterministic numerical method with an error estimate, for a
+        problem without an exact gradient (quadrature of a low-dimensional integral, an exact
+        sum over part of the model); preferred to :attr:`reference_estimators` when offered."""
+        raise NotImplementedError(f"{self.name} offers no numerical reference")
+
+    def parameter_groups(self) -> dict[str, slice]:
+        """Named, contiguous groups of θ's coordinates (the layers of a network: encoder,
+        decoder; the means and scales of a Gaussian), over which results summarize the
+        per-coordinate statistics; default: one group, θ."""
+        return {"θ": slice(0, self.dim)}
 
     @property
     @abc.abstractmethod
@@ -361,7 +398,7 @@ class Problem(Component, abc.ABC):
         data item, or ``(B, D, K)`` categorical logits."""
         raise NotImplementedError(f"{self.name} has no latents with logits")
 
-    def latents(self, theta: Tensor, codes: Tensor) -> Any:
+    def latent_samples(self, theta: Tensor, codes: Tensor) -> Any:
         """Samples made of the latents ``codes`` (0/1 or one-hot, of any leading batch shape
         followed by the shape of :meth:`latent_logits`; relaxed codes where f extends to
         them), with θ the parameters they were drawn under."""

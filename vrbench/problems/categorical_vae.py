@@ -66,6 +66,11 @@ class CategoricalVAEDigits(Problem):
         check(0 < self.init_scale <= 10, self.name,
               f"init_scale={self.init_scale} must lie in (0, 10]")
 
+    def parameter_groups(self) -> dict[str, slice]:
+        weights = self._width * 64
+        return {"encoder weights": slice(0, weights),
+                "encoder biases": slice(weights, weights + self._width)}
+
     @property
     def _width(self) -> int:
         return self.D * self.K
@@ -113,7 +118,7 @@ class CategoricalVAEDigits(Problem):
     def latent_logits(self, theta: Tensor) -> Tensor:
         return self._encoder_logits(theta)
 
-    def latents(self, theta: Tensor, codes: Tensor) -> Latents:
+    def latent_samples(self, theta: Tensor, codes: Tensor) -> Latents:
         log_probs = torch.log_softmax(self._encoder_logits(theta), dim=-1)
         return Latents(codes, (codes * log_probs).sum(dim=(-2, -1)))
 

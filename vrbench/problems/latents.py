@@ -17,7 +17,7 @@ estimate. The view has no value or gradient of its own: estimates made on it are
 after the chain rule, with the source's ∇J.
 
 A source problem declares ``bernoulli_latents`` or ``categorical_latents`` and implements
-``latent_logits(θ)`` (logits of shape ``(B, L)``, or ``(B, D, K)``), ``latents(θ, codes)``
+``latent_logits(θ)`` (logits of shape ``(B, L)``, or ``(B, D, K)``), ``latent_samples(θ, codes)``
 (samples made of latents ``(..., B, L)`` or ``(..., B, D, K)``, any leading batch shape; codes
 may be relaxed, in ``[0, 1]`` or on the simplex, where f extends to them) and
 ``latent_pullback(θ, grad)`` (``(R, dim)`` gradients in θ from ``(R, *logit shape)``).
@@ -90,7 +90,8 @@ class BernoulliLogitView(_LogitView, IndependentBernoullis):
         return self.logits.numel()
 
     def _latents(self, flat: Tensor) -> Any:
-        return self.source.latents(self.at, flat.unflatten(-1, tuple(self.logits.shape)))
+        return self.source.latent_samples(self.at,
+                                          flat.unflatten(-1, tuple(self.logits.shape)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +115,8 @@ class CategoricalLogitView(_LogitView, IndependentCategoricals):
         return self.logits.shape[-1]
 
     def _latents(self, flat: Tensor) -> Any:
-        return self.source.latents(self.at, flat.unflatten(-2, tuple(self.logits.shape[:-1])))
+        return self.source.latent_samples(self.at,
+                                          flat.unflatten(-2, tuple(self.logits.shape[:-1])))
 
 
 VIEWS: dict[Capability, type[_LogitView]] = {
