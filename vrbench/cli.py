@@ -20,9 +20,15 @@ from rich.table import Table
 
 from vrbench import estimators, problems
 from vrbench.bench.config import SweepConfig, load_config, with_overrides
+from vrbench.bench.reference import (
+    DEFAULT_MAX_ESTIMATES,
+    DEFAULT_PRECISION,
+    ReferenceSettings,
+    ReferenceStore,
+)
 from vrbench.bench.sweep import SweepInterrupted, SweepOutcome, run_sweep
-from vrbench.bench.train import OPTIMIZERS, TrainSettings, train
-from vrbench.components import parse_specs
+from vrbench.bench.train import OPTIMIZERS, SHARED_FILE, TrainSettings, shared_run, train
+from vrbench.components import Spec, parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Capability, Problem
@@ -254,8 +260,23 @@ def _parser() -> argparse.ArgumentParser:
                        dest="max_memory_mb",
                        help="working memory of one measurement (default 256)")
     train.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    train.add_argument("--measure", metavar="NAMES",
+                       help="shared-run mode: measure these estimators (comma-separated, or "
+                            "'all': every registered one that applies) at the same θ_t along "
+                            "each run, which the estimators of -e drive; writes "
+                            "OUTPUT/shared_run.parquet instead of train.parquet")
+    train.add_argument("--reference-precision", type=_positive_float,
+                       default=DEFAULT_PRECISION, metavar="FRACTION",
+                       help="for problems without an exact gradient: the standard error of "
+                            "the reference gradient at each θ_t, relative to ‖∇J‖ "
+                            f"(default {DEFAULT_PRECISION:g})")
+    train.add_argument("--reference-estimates", type=_positive_int,
+                       default=DEFAULT_MAX_ESTIMATES, metavar="N",
+                       help="the most estimates such a reference averages (default "
+                            f"{DEFAULT_MAX_ESTIMATES})")
     train.add_argument("-o", "--output", default="results/train", metavar="DIR",
-                       help="directory of train.parquet (default results/train)")
+                       help="directory of train.parquet (default results/train); references "
+                            "go to DIR/references")
     return parser
 
 
@@ -494,11 +515,23 @@ def _reproduce(console: Console, args: argparse.Namespace) -> int:
 
 
 def _train(console: Console, args: argparse.Namespace) -> int:
+    try:
+        reference = ReferenceSettings(args.reference_precision, args.reference_estimates)
+    except VrbenchError as exc:
+        raise VrbenchError(f"option --reference-precision/--reference-estimates: {exc}"
+                           ) from None
     settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
                              optimizer=args.optimizer, eval_every=args.eval_every,
                              variance_replicates=args.eval_replicates,
-                             max_memory_mb=args.max_memory_mb, device=args.device)
+                             max_memory_mb=args.max_memory_mb, device=args.device,
+                             reference=reference)
     problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
+    measured = None
+    if args.measure is not None:
+        measured = ([Spec(name) for name in estimators.registry.names()]
+                    if args.measure.strip() == "all" else parse_specs(args.measure))
+        for spec in measured:
+            estimators.make(spec.name, spec.params)  # refuse unknown names before any work
     runs = []
     for p_spec in problem_specs:
         problem = problems.make(p_spec.name, p_spec.params)
@@ -510,14 +543,16 @@ def _train(console: Console, args: argparse.Namespace) -> int:
                 continue
             runs.extend((p_spec, e_spec, seed) for seed in args.seed)
     rows: list[dict[str, Any]] = []
+    store = ReferenceStore(args.output)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   StableETA(), console=console, transient=True) as progress:
         task = progress.add_task("training runs", total=len(runs))
         for p_spec, e_spec, seed in runs:
-            rows.extend(train(p_spec, e_spec, seed, settings))
+            rows.extend(train(p_spec, e_spec, seed, settings, store) if measured is None
+                        else shared_run(p_spec, e_spec, measured, seed, settings, store))
             progress.advance(task)
     Path(args.output).mkdir(parents=True, exist_ok=True)
-    target = Path(args.output) / "train.parquet"
+    target = Path(args.output) / ("train.parquet" if measured is None else SHARED_FILE)
     pd.DataFrame(rows).to_parquet(target, index=False)
     console.print(f"{len(runs)} runs, traces in {target}")
     return 0

@@ -138,7 +138,9 @@ class Reference:
         """How the reference was obtained, in words, for results and captions."""
         if self.exact:
             return "exact"
-        return f"{self.method} (± {self.precision:.2%} of ‖∇J‖)"
+        precision = self.precision
+        text = f"{precision:.2%}" if precision >= 1e-4 else f"{precision:.1e}"
+        return f"{self.method}, ± {text} of ‖∇J‖"
 
 
 def exact_reference(problem: Problem, theta: Tensor) -> Reference:
@@ -159,7 +161,7 @@ def numerical(problem: Problem, theta: Tensor) -> Reference:
     error = result.grad_error.detach().cpu().to(DTYPE).abs()
     directions = bias_directions(grad)
     return Reference(grad, error, float(result.value), float(result.value_error), directions,
-                     directions.abs() @ error, "numerical",
+                     directions.abs() @ error, result.method,
                      seconds=time.perf_counter() - started)
 
 

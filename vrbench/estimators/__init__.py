@@ -24,6 +24,7 @@ from vrbench.estimators import (  # noqa: E402, F401
     arm,
     arms,
     baseline,
+    delta_control_variate,
     delta_method,
     delta_method_second_order,
     ema_baseline,

@@ -186,6 +186,8 @@ class NumericalReference(NamedTuple):
     grad: Tensor
     value_error: Tensor
     grad_error: Tensor
+    method: str = "numerical"
+    """The method, in a few words, for results and captions."""
 
 
 class Problem(Component, abc.ABC):
@@ -229,6 +231,13 @@ class Problem(Component, abc.ABC):
         problem without an exact gradient (quadrature of a low-dimensional integral, an exact
         sum over part of the model); preferred to :attr:`reference_estimators` when offered."""
         raise NotImplementedError(f"{self.name} offers no numerical reference")
+
+    def regularizer(self, theta: Tensor) -> Tensor | None:
+        """An exact, differentiable term c(θ) of the objective that optimization follows, beside
+        J (the KL of an ELBO against its prior, in closed form), or None (default).
+        ``vrbench train`` steps along ĝ + ∇c(θ) and records J(θ) + c(θ); estimators estimate
+        ∇J alone, whose variance is that of ĝ + ∇c."""
+        return None
 
     def parameter_groups(self) -> dict[str, slice]:
         """Named, contiguous groups of θ's coordinates (the layers of a network: encoder,

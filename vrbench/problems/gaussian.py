@@ -278,33 +278,18 @@ class GaussianCosine(_Gaussian):
         ])
 
 
-@dataclass(frozen=True)
-class _DiagonalGaussian(Problem):
-    """Shared sampling and score of ``x ~ N(μ, diag σ²)`` in D dimensions.
+class DiagonalGaussianSampling(Problem):
+    """Shared sampling and score of ``x ~ N(μ, diag σ²)`` in D dimensions (``self.D``).
 
     ``θ = (μ_1..μ_D, σ_1..σ_D)``; the score is ``(ε/σ, (ε² − 1)/σ)`` coordinate-wise with
-    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it. The defaults set every ``μ_d`` to
-    ``mu`` and every ``σ_d`` to ``sigma``.
+    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it.
     """
 
-    D: int = 10
-    mu: float = 1.0
-    sigma: float = 1.0
-
-    capabilities: ClassVar = _SMOOTH_GAUSSIAN_CAPABILITIES
-    reference: ClassVar = _TEST_FUNCTION_REFERENCE
-
-    def __post_init__(self) -> None:
-        check_size(self.name, "D", self.D)
-        _check_mean_and_scale(self.name, self.mu, self.sigma)
+    D: int
 
     @property
     def dim(self) -> int:
         return 2 * self.D
-
-    def initial_theta(self) -> Tensor:
-        return torch.cat([torch.full((self.D,), self.mu, dtype=DTYPE),
-                          torch.full((self.D,), self.sigma, dtype=DTYPE)])
 
     def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         return torch.randn((*shape, self.D), generator=generator, dtype=DTYPE)
@@ -348,8 +333,32 @@ class _DiagonalGaussian(Problem):
         return torch.cat([center[: self.D] + offsets[: self.D],
                           center[self.D :] * torch.exp(offsets[self.D :])])
 
+    def parameter_groups(self) -> dict[str, slice]:
+        return {"means": slice(0, self.D), "scales": slice(self.D, 2 * self.D)}
+
     def sample_width(self) -> int:
         return self.D
+
+
+@dataclass(frozen=True)
+class _DiagonalGaussian(DiagonalGaussianSampling):
+    """A diagonal Gaussian in D dimensions whose defaults set every ``μ_d`` to ``mu`` and
+    every ``σ_d`` to ``sigma`` (see :class:`DiagonalGaussianSampling`)."""
+
+    D: int = 10
+    mu: float = 1.0
+    sigma: float = 1.0
+
+    capabilities: ClassVar = _SMOOTH_GAUSSIAN_CAPABILITIES
+    reference: ClassVar = _TEST_FUNCTION_REFERENCE
+
+    def __post_init__(self) -> None:
+        check_size(self.name, "D", self.D)
+        _check_mean_and_scale(self.name, self.mu, self.sigma)
+
+    def initial_theta(self) -> Tensor:
+        return torch.cat([torch.full((self.D,), self.mu, dtype=DTYPE),
+                          torch.full((self.D,), self.sigma, dtype=DTYPE)])
 
 
 @register("gaussian_quadratic_10d")

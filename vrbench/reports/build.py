@@ -35,6 +35,7 @@ from vrbench.reports.values import (
 
 FORMATS = ("pdf", "png", "svg")
 TRAIN_FILE = "train.parquet"
+SHARED_FILE = "shared_run.parquet"
 COSTS = ("f_evals", "time_per_estimate_s")
 
 
@@ -54,13 +55,24 @@ def load(paths: Iterable[str | os.PathLike[str]]
         try:
             frame, meta = read_results(path)
         except NoResults:
-            if trace_file.exists():
+            if trace_file.exists() or _shared_file(path).exists():
                 continue
             raise
         frames.append(frame)
         metas.append({"source": str(path), **meta})
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return frame, metas, (pd.concat(traces, ignore_index=True) if traces else None)
+
+
+def _shared_file(path: Path) -> Path:
+    return (path if path.is_dir() else path.parent) / SHARED_FILE
+
+
+def load_shared(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame | None:
+    """The traces of shared runs (``vrbench train --measure``) in the results sets, merged."""
+    found = [pd.read_parquet(_shared_file(Path(path))) for path in paths
+             if _shared_file(Path(path)).exists()]
+    return pd.concat(found, ignore_index=True) if found else None
 
 
 def prepare(frame: pd.DataFrame, spec: ReportSpec, reference: str = REFERENCE) -> pd.DataFrame:
@@ -134,7 +146,9 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     if layout not in LAYOUTS:
         raise VrbenchError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     raw, metas, traces = load(paths)  # before creating anything: it may refuse the input
-    if (raw.empty or not (raw["status"] != "skipped").any()) and traces is None:
+    shared = _select_traces(load_shared(paths), spec)
+    if (raw.empty or not (raw["status"] != "skipped").any()) and traces is None \
+            and shared is None:
         raise VrbenchError(f"nothing to report in {', '.join(map(str, paths))}: no cell ran "
                            "and there are no optimization traces")
     out = Path(out_dir)
@@ -146,6 +160,7 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
         else {}
     names = list(frame["estimator"].dropna()) if not frame.empty else []
     names += list(traces["estimator"]) if traces is not None else []
+    names += list(shared["estimator"]) if shared is not None else []
     shown = {name.split(":")[0] for name in names}
     styles = estimator_styles(names, families, distinct=len(shown) <= len(DISTINCT_COLORS))
     n = spec.selection.one_n() or (int(frame.loc[frame["status"] == "ok", "n_samples"].max())
@@ -154,7 +169,9 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     written: list[Path] = []
     done: list[Figure] = []
     notes: list[str] = []
-    for name, make, caption in _plans(frame, traces, styles, fig_style, n, reference, layout):
+    plans = _plans(frame, traces, styles, fig_style, n, reference, layout)
+    plans += _shared_plans(shared, styles, fig_style, layout)
+    for name, make, caption in plans:
         if not spec.wanted(name):
             continue
         pages = make()
@@ -250,6 +267,22 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
              "min–max band), and the exact ‖∇J(θ_t)‖² (dashed)."),
         ]
     return plans
+
+
+def _shared_plans(shared: pd.DataFrame | None, styles: dict, fig_style, layout: str
+                  ) -> list[tuple[str, Any, str]]:
+    """The shared-run figure, where there are shared runs."""
+    if shared is None:
+        return []
+    exact = "reference" not in shared or (shared["reference"].fillna("exact") == "exact").all()
+    truth = ("the exact ‖∇J(θ_t)‖²" if exact else
+             "‖∇J(θ_t)‖² of the reference (variances and biases vs reference, ± its "
+             "standard error)")
+    return [("shared_run_variance",
+             lambda: figures.shared_run_variance(shared, styles, fig_style, layout),
+             "Variance of one estimate of every estimator at the same θ_t along one "
+             "optimization run (geometric mean over seeds, min–max band), per parameter group "
+             f"where θ has a few; dashed: {truth}.")]
 
 
 def _metadata(fmt: str) -> dict[str, Any]:
