@@ -47,6 +47,6 @@ class IndeCateR(Estimator):
         values = torch.cat([
             problem.f(torch.where(same_variable[block], category,
                                   samples[..., None, None, :, :]))
-            for block in variant_blocks(problem, variables, categories)], dim=-3)  # (R, n, D, K)
+            for block in variant_blocks(problem, variables, categories)], dim=-2)  # (R, n, D, K)
         centred = values - (values * probs).sum(-1, keepdim=True)
         return (probs * centred).mean(dim=1).flatten(-2)
