@@ -40,6 +40,12 @@ class Estimator(Component, abc.ABC):
     problem's θ by the chain rule. Every estimator for Bernoulli or categorical logits thus
     applies to every amortized problem without a line of its own; this base class does it
     (:meth:`__init_subclass__` wraps those four methods of every subclass).
+
+    **Direct gradients.** Where f depends on θ itself (a VAE whose θ holds the decoder), the
+    wrapped ``estimate`` adds the problem's :meth:`~vrbench.problems.base.Problem.
+    direct_gradient`, ``E[∇θ f]`` from independent draws, to every estimate: estimators
+    estimate the part through the distribution only. A problem that is not available here
+    (its data is not installed) is incompatible with every estimator, with the reason.
     """
 
     family: ClassVar[str] = "other"
@@ -120,6 +126,9 @@ def runs_on_view(estimator: Estimator, problem: Problem, n_samples: int) -> bool
 def _incompatibility_through_view(method: Callable[..., str | None]) -> Callable[..., str | None]:
     @functools.wraps(method)
     def incompatibility(self: Estimator, problem: Problem, n_samples: int) -> str | None:
+        missing = problem.unavailable()
+        if missing is not None:
+            return f"{problem.name} is not available here: {missing}"
         if _DIRECT.get() or is_view(problem) or view_capabilities(problem) is None:
             return method(self, problem, n_samples)
         reason = _direct_reason(self, problem, n_samples)
@@ -142,16 +151,29 @@ def _fit_through_view(method: Callable[..., Any]) -> Callable[..., Any]:
     return fit
 
 
+_ESTIMATING = contextvars.ContextVar("vrbench_estimating", default=False)
+"""Set while an estimate is computed, so that an estimator calling another one's estimate
+(a control variate around a base estimator) adds the problem's direct gradient once."""
+
+
 def _estimate_through_view(method: Callable[..., Tensor]) -> Callable[..., Tensor]:
     @functools.wraps(method)
     def estimate(self: Estimator, problem: Problem, theta: Tensor, n_samples: int,
                  replicates: int, generator: torch.Generator, state: Any = None) -> Tensor:
-        if not runs_on_view(self, problem, n_samples):
-            return method(self, problem, theta, n_samples, replicates, generator, state)
-        view = logit_view(problem, theta)
-        estimates = method(self, view, view.initial_theta(), n_samples, replicates, generator,
-                           state)
-        return view.pullback(estimates)  # type: ignore[union-attr]
+        outermost = not _ESTIMATING.get()
+        token = _ESTIMATING.set(True)
+        try:
+            if not runs_on_view(self, problem, n_samples):
+                estimates = method(self, problem, theta, n_samples, replicates, generator,
+                                   state)
+            else:
+                view = logit_view(problem, theta)
+                estimates = view.pullback(method(  # type: ignore[union-attr]
+                    self, view, view.initial_theta(), n_samples, replicates, generator, state))
+        finally:
+            _ESTIMATING.reset(token)
+        direct = problem.direct_gradient(theta, replicates, generator) if outermost else None
+        return estimates if direct is None else estimates + direct
 
     return estimate
 

@@ -26,6 +26,7 @@ from vrbench.problems import (  # noqa: E402, F401
     categorical,
     categorical_vae,
     gaussian,
+    image_vae,
     ising,
     iwae,
     logistic,

@@ -245,6 +245,32 @@ class Problem(Component, abc.ABC):
         per-coordinate statistics; default: one group, θ."""
         return {"θ": slice(0, self.dim)}
 
+    def unavailable(self) -> str | None:
+        """Why the problem cannot run on this machine (data that is not installed), with how
+        to make it run, or None (default). Every estimator is then incompatible with it, for
+        that reason: sweeps skip its cells, ``vrbench check`` and ``train`` refuse it."""
+        return None
+
+    def direct_gradient(self, theta: Tensor, replicates: int,
+                        generator: torch.Generator) -> Tensor | None:
+        """For a problem whose f depends on θ besides through the samples (a VAE's decoder
+        and prior, which θ holds beside the encoder): ``(R, dim)`` independent unbiased
+        estimates of ``E_p[∇θ f(x; θ)]`` with x held fixed, from fresh draws. Then ``∇J =
+        E_p[f ∇θ log p] + E_p[∇θ f]``: estimators estimate the first term, the harness adds
+        this one to every estimate (the same for every estimator). None (default): f does not
+        depend on θ."""
+        return None
+
+    def training_batch(self, generator: torch.Generator) -> Problem:
+        """The problem on a fresh minibatch of its data set, for one step of ``vrbench train``
+        (a model of a data set follows the minibatch ELBO); default: itself."""
+        return self
+
+    def training_metrics(self, theta: Tensor, generator: torch.Generator) -> dict[str, float]:
+        """Numbers ``vrbench train`` records at each measurement of a run (a model's training
+        ELBO and its bound on held-out data); default: none."""
+        return {}
+
     @property
     @abc.abstractmethod
     def dim(self) -> int:

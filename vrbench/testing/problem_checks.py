@@ -521,11 +521,18 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
                f: Callable[[Any], Tensor] = problem.f) -> Callable:
         return stream(lambda size, g: f(sampler(size, g)).reshape(size, 1))
 
+    def direct(size: int, g: torch.Generator) -> Tensor | float:
+        # E[∇θ f] with x held fixed, for a problem whose f depends on θ (a VAE's decoder):
+        # ∇J = E[(f − J) score] + E[∇θ f].
+        part = problem.direct_gradient(theta, size, g)
+        return 0.0 if part is None else part @ to_device.T
+
     def centered_score(sampler: Callable[[int, torch.Generator], Any]) -> Callable:
         def compute(size: int, g: torch.Generator) -> Tensor:
             samples = sampler(size, g)
             weights = problem.f(samples) - value.to(theta.device)
-            return problem.weighted_score(theta, samples, weights) @ to_device.T
+            return problem.weighted_score(theta, samples, weights) @ to_device.T + direct(
+                size, g)
         return stream(compute)
 
     def pathwise_mean(draw_noise: Callable[[int, torch.Generator], Tensor],
@@ -557,17 +564,20 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
             log_weights.shape[-1])
         signal = bounds - value.to(theta.device) - torch.softmax(log_weights, dim=-1)
         return problem.code_weighted_score(theta, samples, signal / log_weights.shape[2]
-                                           ) @ to_device.T
+                                           ) @ to_device.T + direct(size, g)
 
     def per_item_gradient(size: int, g: torch.Generator) -> Tensor:
         samples = sample(size, g)
         items = problem.item_f(samples)
         weights = (items - value.to(theta.device)) / items.shape[-1]
-        return problem.item_weighted_score(theta, samples, weights) @ to_device.T
+        return problem.item_weighted_score(theta, samples, weights) @ to_device.T + direct(
+            size, g)
 
     expected_grad = directions @ true_grad
     zeros = torch.zeros(directions.shape[0], dtype=DTYPE)
     grad_test = "E[(f − J)·score] equals ∇J"
+    if type(problem).direct_gradient is not Problem.direct_gradient:
+        grad_test = "E[(f − J)·score] + E[∇θ f] equals ∇J"
     tests = [
         _Sampled("sampled mean of f equals J", f_mean(sample), value, j_units, "|J|"),
         _Sampled("score has mean zero", stream(
