@@ -345,6 +345,8 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
         _tabular_identities(report, problem, theta, samples)
     if Capability.AMORTIZED in caps:
         _amortized_identities(report, problem, theta, samples, seed, device)
+    if {Capability.BERNOULLI_LATENTS, Capability.CATEGORICAL_LATENTS} & caps:
+        _latent_identities(report, problem, theta, seed, device)
     if Capability.MULTI_SAMPLE in caps:
         _multi_sample_identities(report, problem, theta, samples, seed, device)
     if Capability.RELAXABLE in caps:
@@ -476,6 +478,21 @@ def _amortized_identities(report: CheckReport, problem: Problem, theta: Tensor, 
         problem.item_weighted_score(theta, samples, weights[..., None].expand(*SHAPE, count)),
         problem.weighted_score(theta, samples, weights),
         "item_weighted_score(θ, x, w·1_B) against weighted_score(θ, x, w)"))
+
+
+def _latent_identities(report: CheckReport, problem: Problem, theta: Tensor, seed: int,
+                       device: torch.device) -> None:
+    """The pullback of logit gradients is the chain rule through ``latent_logits``."""
+    with torch.enable_grad():
+        point = theta.detach().clone().requires_grad_(True)
+        logits = problem.latent_logits(point)
+        cotangents = torch.randn((2, *logits.shape), generator=devices.generator(device, seed + 5),
+                                 dtype=DTYPE)
+        expected = torch.stack([torch.autograd.grad(logits, point, c, retain_graph=True)[0]
+                                for c in cotangents])
+    report.record("latent_pullback is the chain rule through latent_logits", _mismatch(
+        problem.latent_pullback(theta, cotangents), expected,
+        "latent_pullback(θ, G) against the vector-Jacobian product of latent_logits"))
 
 
 def _multi_sample_identities(report: CheckReport, problem: Problem, theta: Tensor,
