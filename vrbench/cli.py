@@ -256,6 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-replicates", type=_positive_int, default=1000, metavar="R",
                        help="independent estimates behind each measurement of the estimator's "
                             "bias and variance along the run (default 1000)")
+    train.add_argument("--eval-samples", type=_positive_int, metavar="N",
+                       help="samples per estimate of those measurements (default: -n, the "
+                            "samples of an optimization step)")
     train.add_argument("--max-memory", type=_positive_int, default=256, metavar="MB",
                        dest="max_memory_mb",
                        help="working memory of one measurement (default 256)")
@@ -524,7 +527,7 @@ def _train(console: Console, args: argparse.Namespace) -> int:
                              optimizer=args.optimizer, eval_every=args.eval_every,
                              variance_replicates=args.eval_replicates,
                              max_memory_mb=args.max_memory_mb, device=args.device,
-                             reference=reference)
+                             reference=reference, eval_samples=args.eval_samples)
     problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
     measured = None
     if args.measure is not None:

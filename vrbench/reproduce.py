@@ -13,11 +13,14 @@ A recipe's keys::
     [sweep]      # a sweep configuration (see vrbench.bench.config), without output
     [train]      # estimators, problems, steps, n_samples, lr, optimizer, eval_every,
                  # eval_replicates, seeds
+    [shared]     # shared runs (vrbench train --measure): driver, estimators (measured),
+                 # problems, and the keys of [train] with eval_samples
     [figures]    # a figure spec (see vrbench.reports.selection.load_spec)
-    [quick]      # quick.sweep and quick.train override the above for --quick
+    [quick]      # quick.sweep, quick.train and quick.shared override the above for --quick
     [[claims]]   # each: text, kind, the kind's keys (see CLAIM_KINDS), and optionally
                  # explain: why the claim may not hold in vrbench's setting, printed when
-                 # the measurements do not bear it out
+                 # the measurements do not bear it out; traces = "shared" checks a claim on
+                 # training traces against the shared runs
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ import pandas as pd
 import vrbench
 from vrbench.bench.config import SweepConfig, parse_config
 from vrbench.bench.provenance import git_revision
+from vrbench.bench.reference import ReferenceStore
 from vrbench.bench.store import read_results
 from vrbench.bench.sweep import run_sweep
-from vrbench.bench.train import TrainSettings, train
+from vrbench.bench.train import SHARED_FILE, TrainSettings, shared_run, train
 from vrbench.components import parse_specs
 from vrbench.errors import VrbenchError
 from vrbench.tomlfiles import read_toml, refuse_unknown_keys
@@ -49,10 +53,11 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs" / "papers"
 
 TRAIN_FILE = "train.parquet"
 NOTE_FILE = "NOTE.md"
-RECIPE_KEYS = ("title", "paper", "published", "setting", "sweep", "train", "figures", "quick",
-               "claims")
+RECIPE_KEYS = ("title", "paper", "published", "setting", "sweep", "train", "shared", "figures",
+               "quick", "claims")
 TRAIN_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "optimizer", "eval_every",
               "eval_replicates", "seeds")
+SHARED_KEYS = (*TRAIN_KEYS, "driver", "eval_samples")
 
 
 class RecipeError(VrbenchError):
@@ -71,6 +76,7 @@ class Recipe:
     setting: str
     sweep: Mapping[str, Any] | None
     train: Mapping[str, Any] | None
+    shared: Mapping[str, Any] | None
     figures: Mapping[str, Any]
     quick: Mapping[str, Any]
     claims: list[Mapping[str, Any]] = field(default_factory=list)
@@ -82,14 +88,17 @@ class Recipe:
         config = parse_config(data, f"{self.path} [sweep]")
         return dataclasses.replace(config, output=str(output), jobs=jobs or config.jobs)
 
-    def train_settings(self, quick: bool) -> dict[str, Any] | None:
-        if self.train is None:
+    def train_settings(self, quick: bool, section: str = "train") -> dict[str, Any] | None:
+        """The ``[train]`` (or ``[shared]``) settings, with ``[quick.…]`` over them."""
+        base = self.train if section == "train" else self.shared
+        if base is None:
             return None
-        data = {**self.train, **(self.quick.get("train", {}) if quick else {})}
-        unknown = sorted(set(data) - set(TRAIN_KEYS))
+        data = {**base, **(self.quick.get(section, {}) if quick else {})}
+        valid = TRAIN_KEYS if section == "train" else SHARED_KEYS
+        unknown = sorted(set(data) - set(valid))
         if unknown:
-            raise RecipeError(f"{self.path} [train]: unknown key {unknown[0]!r}; valid keys: "
-                              f"{', '.join(TRAIN_KEYS)}")
+            raise RecipeError(f"{self.path} [{section}]: unknown key {unknown[0]!r}; valid "
+                              f"keys: {', '.join(valid)}")
         return data
 
 
@@ -119,7 +128,8 @@ def load_recipe(name_or_path: str) -> Recipe:
     return Recipe(name=path.stem, path=path, title=_text(data, "title", path),
                   paper=_text(data, "paper", path), published=_text(data, "published", path),
                   setting=_text(data, "setting", path), sweep=data.get("sweep"),
-                  train=data.get("train"), figures=data.get("figures", {}),
+                  train=data.get("train"), shared=data.get("shared"),
+                  figures=data.get("figures", {}),
                   quick=data.get("quick", {}), claims=claims)
 
 
@@ -427,10 +437,34 @@ def _train_all(settings: dict[str, Any], output: Path,
                 variance_replicates=settings.get("eval_replicates", 1000))
             for seed in settings.get("seeds", [0, 1, 2]):
                 on_status(f"training {estimator} on {problem}, seed {seed}")
-                rows.extend(train(problem, estimator, seed, train_settings))
+                rows.extend(train(problem, estimator, seed, train_settings,
+                                  ReferenceStore(output)))
     frame = pd.DataFrame(rows)
     output.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(output / TRAIN_FILE, index=False)
+    return frame
+
+
+def _shared_all(settings: dict[str, Any], output: Path,
+                on_status: Callable[[str], None]) -> pd.DataFrame:
+    """Every (problem, seed) shared run driven by ``driver``, measuring ``estimators``."""
+    measured = [s for text in settings["estimators"] for s in parse_specs(text)]
+    (driver,) = parse_specs(settings["driver"])
+    train_settings = TrainSettings(
+        steps=settings.get("steps", 200), n_samples=settings.get("n_samples", 4),
+        lr=settings.get("lr", 0.05), optimizer=settings.get("optimizer", "adam"),
+        eval_every=settings.get("eval_every", 10),
+        variance_replicates=settings.get("eval_replicates", 1000),
+        eval_samples=settings.get("eval_samples"))
+    store = ReferenceStore(output)
+    rows: list[dict[str, Any]] = []
+    for problem in (s for text in settings["problems"] for s in parse_specs(text)):
+        for seed in settings.get("seeds", [0, 1, 2]):
+            on_status(f"shared run driven by {driver} on {problem}, seed {seed}")
+            rows.extend(shared_run(problem, driver, measured, seed, train_settings, store))
+    frame = pd.DataFrame(rows)
+    output.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(output / SHARED_FILE, index=False)
     return frame
 
 
@@ -453,6 +487,10 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
     traces = _train_all(train_settings, output, on_status) if train_settings else None
     if train_settings is None and (output / TRAIN_FILE).exists():
         (output / TRAIN_FILE).unlink()  # traces of an earlier version of the recipe
+    shared_settings = recipe.train_settings(quick, "shared")
+    shared = _shared_all(shared_settings, output, on_status) if shared_settings else None
+    if shared_settings is None and (output / SHARED_FILE).exists():
+        (output / SHARED_FILE).unlink()
     spec_path = output / "figures.toml"
     spec_path.write_text(_toml(recipe.figures))
     on_status("drawing the figures")
@@ -462,9 +500,9 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
     if config is not None:
         frame, _ = read_results(output)
         frame = annotate(frame)
-    verdicts = [dataclasses.replace(CLAIM_KINDS[c["kind"]](c, frame, traces),
-                                    explanation=" ".join(c.get("explain", "").split()))
-                for c in recipe.claims]
+    verdicts = [dataclasses.replace(
+        CLAIM_KINDS[c["kind"]](c, frame, shared if c.get("traces") == "shared" else traces),
+        explanation=" ".join(c.get("explain", "").split())) for c in recipe.claims]
     note = output / NOTE_FILE
     images = sorted(p.relative_to(output) for p in written if p.suffix == ".png")
     note.write_text(_note(recipe, verdicts, images, quick))

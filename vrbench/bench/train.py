@@ -74,12 +74,20 @@ class TrainSettings:
     device: str = "cpu"
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
+    eval_samples: int | None = None
+    """Draws per estimate of the measurements (default: ``n_samples``, those of a step)."""
+
+    @property
+    def measured_samples(self) -> int:
+        return self.n_samples if self.eval_samples is None else self.eval_samples
 
     def __post_init__(self) -> None:
         resolve_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(f"unknown optimizer {self.optimizer!r}; valid optimizers: "
                                  f"{', '.join(OPTIMIZERS)}")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            raise ParameterError(f"eval_samples={self.eval_samples} must be at least 1")
         for key in ("steps", "n_samples", "eval_every"):
             if getattr(self, key) < 1:
                 raise ParameterError(f"{key}={getattr(self, key)} must be at least 1")
@@ -110,7 +118,7 @@ def shared_run(problem_spec: Spec, driver_spec: Spec, measured_specs: list[Spec]
                settings: TrainSettings, store: ReferenceStore | None = None
                ) -> list[dict[str, Any]]:
     """One optimization run driven by ``driver_spec``, measuring every estimator of
-    ``measured_specs`` that applies at n = ``settings.n_samples`` (the driver among them
+    ``measured_specs`` that applies at n = ``settings.measured_samples`` (the driver among them
     when listed) at the same θ_t: a row per measured estimator and measurement, whose
     ``driver`` column names the run's estimator (see the module)."""
     problem_spec, problem = resolve_spec(problems, problem_spec)
@@ -120,10 +128,10 @@ def shared_run(problem_spec: Spec, driver_spec: Spec, measured_specs: list[Spec]
         raise ParameterError(reason)
     measured = [resolve_spec(estimators, spec) for spec in measured_specs]
     measured = [(spec, estimator) for spec, estimator in measured
-                if estimator.incompatibility(problem, settings.n_samples) is None]
+                if estimator.incompatibility(problem, settings.measured_samples) is None]
     if not measured:
         raise ParameterError(f"none of {', '.join(map(str, measured_specs))} applies to "
-                             f"{problem_spec} at n = {settings.n_samples}")
+                             f"{problem_spec} at n = {settings.measured_samples}")
     with on_device(settings.device) as device:
         rows = _optimize(problem, driver, problem_spec, driver_spec, seed, settings, device,
                          measured, store)
@@ -187,7 +195,7 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
     # streams with the step appended, independent of each other and of the optimization's
     # draws.
     reference_settings = None if problem.has_exact_gradient else settings.reference
-    cells = [(spec, other, Cell(problem_spec, spec, settings.n_samples,
+    cells = [(spec, other, Cell(problem_spec, spec, settings.measured_samples,
                                 settings.variance_replicates, seed, settings.max_memory_mb,
                                 settings.device, reference_settings))
              for spec, other in measured]
@@ -207,7 +215,8 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
                 reference = references.at(current, other.name)
                 rows.append({
                     "problem": str(problem_spec), "estimator": str(spec), "seed": seed,
-                    "device": str(device), "n_samples": settings.n_samples,
+                    "device": str(device), "n_samples": settings.measured_samples,
+                    "step_samples": settings.n_samples,
                     "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
                     "lr": settings.lr, "step": step, "wall_s": wall,
                     "value": references.value(current, other.name),

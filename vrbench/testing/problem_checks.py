@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor
 
 from vrbench import devices
-from vrbench.bench.metrics import bias_directions
+from vrbench.bench.reference import Reference, ReferenceSettings, compute_reference
 from vrbench.devices import built_on_cpu, on_device, resolve_device
 from vrbench.estimators.base import per_replicate_gradient
 from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
@@ -29,6 +30,10 @@ from vrbench.testing.common import (
 from vrbench.testing.meta import meta_problem_failure
 from vrbench.testing.report import CheckReport, PowerRecord, percent, tolerance_text
 from vrbench.testing.statistics import MeanTest, mean_test
+
+CHECK_REFERENCE = ReferenceSettings(precision=0.001, max_estimates=200_000)
+"""The reference of a problem without an exact gradient, at the check θ (see
+:data:`vrbench.testing.estimator_checks.CHECK_REFERENCE`)."""
 
 TIME_BUDGET = 20.0
 """Seconds that the sampled tests of one problem may spend together, by default."""
@@ -63,6 +68,10 @@ def _difference_directions(dim: int, seed: int) -> Tensor:
     return directions / directions.norm(dim=1, keepdim=True)
 
 
+def _numerical_value(problem: Problem) -> Callable[[Tensor], Tensor]:
+    return lambda theta: problem.numerical_reference(theta).value
+
+
 def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> float:
     """Relative error of ∇J against central differences of J: ``max_v |∇J·v − fd_v| / scale``.
 
@@ -72,10 +81,14 @@ def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> f
     difference costs two evaluations of J). A gradient 3% too large reads 0.03.
     """
     directions = _difference_directions(problem.dim, seed).to(theta.device)
-    exact = directions @ problem.exact_grad(theta)
-    fd = torch.stack([(problem.value(theta + FD_STEP * v) - problem.value(theta - FD_STEP * v))
+    if problem.has_exact_gradient:
+        value, grad = problem.value, problem.exact_grad(theta)
+    else:  # a numerical reference: its gradient against differences of its value
+        value, grad = _numerical_value(problem), problem.numerical_reference(theta).grad
+    exact = directions @ grad
+    fd = torch.stack([(value(theta + FD_STEP * v) - value(theta - FD_STEP * v))
                       / (2 * FD_STEP) for v in directions])
-    scale = max(float(fd.abs().max()), FD_FLOOR * max(1.0, abs(float(problem.value(theta)))))
+    scale = max(float(fd.abs().max()), FD_FLOOR * max(1.0, abs(float(value(theta)))))
     return float((exact - fd).abs().max()) / scale
 
 
@@ -124,6 +137,8 @@ class _Sampled:
     unit: str
     grad: Tensor | None = None
     """∇J, when the draws are projections on its :func:`bias_directions`."""
+    expected_se: Tensor | None = None
+    """The standard errors of ``expected`` where it comes from a reference."""
 
 
 def check_problem(problem: Problem | type[Problem] | str, *,
@@ -176,11 +191,15 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         with on_device(device):
             theta = problem.check_theta()
             initial = problem.initial_theta()
-            value = problem.value(theta).detach()
-            true_grad = problem.exact_grad(theta).detach()
+        reference = compute_reference(problem, theta, CHECK_REFERENCE, None, seed, device)
+        value = torch.tensor(reference.value, dtype=DTYPE)
+        true_grad = reference.grad
     except Exception as exc:
         report.record("runs", f"raised {type(exc).__name__}: {exc}")
         return report
+    if not reference.exact:
+        report.notes.append(f"no exact gradient: J and ∇J are a reference, "
+                            f"{reference.describe()}")
     for label, vector in (("initial θ", initial), ("check θ", theta)):
         report.record(label, None if vector.shape == (problem.dim,) and vector.dtype == DTYPE
                       else f"got shape {tuple(vector.shape)} dtype {vector.dtype}, expected "
@@ -191,7 +210,7 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     except Exception as exc:
         report.record("runs", f"raised {type(exc).__name__}: {exc}")
         return report
-    _sampled_checks(report, problem, theta, value, true_grad, where, seed, tolerance,
+    _sampled_checks(report, problem, theta, value, reference, where, seed, tolerance,
                     time_budget, max_draws, device)
     records = report.power
     if records and not any(r.reached for r in records):
@@ -219,11 +238,17 @@ def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial:
                   _weighted_score_failure(weights.cpu(), scores, float64_cpu(weighted)))
     report.record("value is a finite scalar", None if value.numel() == 1 and bool(
         torch.isfinite(value).all()) else f"got {value}")
+    numerical = type(problem).numerical_reference is not Problem.numerical_reference
+    if not (problem.has_exact_gradient or numerical):
+        report.notes.append("no exact gradient and no numerical reference: the gradient is not "
+                            "checked against finite differences")
     with on_device(device):
         thetas = {"check θ": theta}
         if not torch.equal(initial, theta):
             thetas["initial θ"] = initial
         for label, point in thetas.items():
+            if not (problem.has_exact_gradient or numerical):
+                break
             error = finite_difference_error(problem, point)
             measured = (f"relative error {error:.3g} = max |∇J·v − fd_v| / max |fd_v| "
                         f"(threshold {FD_TOLERANCE:g}; central differences with h = {FD_STEP:g})")
@@ -320,6 +345,8 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
         _tabular_identities(report, problem, theta, samples)
     if Capability.AMORTIZED in caps:
         _amortized_identities(report, problem, theta, samples, seed, device)
+    if {Capability.BERNOULLI_LATENTS, Capability.CATEGORICAL_LATENTS} & caps:
+        _latent_identities(report, problem, theta, seed, device)
     if Capability.MULTI_SAMPLE in caps:
         _multi_sample_identities(report, problem, theta, samples, seed, device)
     if Capability.RELAXABLE in caps:
@@ -453,6 +480,21 @@ def _amortized_identities(report: CheckReport, problem: Problem, theta: Tensor, 
         "item_weighted_score(θ, x, w·1_B) against weighted_score(θ, x, w)"))
 
 
+def _latent_identities(report: CheckReport, problem: Problem, theta: Tensor, seed: int,
+                       device: torch.device) -> None:
+    """The pullback of logit gradients is the chain rule through ``latent_logits``."""
+    with torch.enable_grad():
+        point = theta.detach().clone().requires_grad_(True)
+        logits = problem.latent_logits(point)
+        cotangents = torch.randn((2, *logits.shape), generator=devices.generator(device, seed + 5),
+                                 dtype=DTYPE)
+        expected = torch.stack([torch.autograd.grad(logits, point, c, retain_graph=True)[0]
+                                for c in cotangents])
+    report.record("latent_pullback is the chain rule through latent_logits", _mismatch(
+        problem.latent_pullback(theta, cotangents), expected,
+        "latent_pullback(θ, G) against the vector-Jacobian product of latent_logits"))
+
+
 def _multi_sample_identities(report: CheckReport, problem: Problem, theta: Tensor,
                              samples: Any, seed: int, device: torch.device) -> None:
     log_weights = problem.log_weights(samples)
@@ -477,10 +519,9 @@ def _multi_sample_bound(log_weights: Tensor) -> Tensor:
 
 
 def _sampled_checks(report: CheckReport, problem: Problem, theta: Tensor, value: Tensor,
-                    true_grad: Tensor, where: str, seed: int, tolerance: float,
+                    reference: Reference, where: str, seed: int, tolerance: float,
                     time_budget: float | None, max_draws: int, device: torch.device) -> None:
-    tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1),
-                           float64_cpu(true_grad), device)
+    tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1), reference, device)
     for index, test in enumerate(tests):
         started = time.perf_counter()
         budget = None if time_budget is None else time_budget / (len(tests) - index)
@@ -488,7 +529,8 @@ def _sampled_checks(report: CheckReport, problem: Problem, theta: Tensor, value:
             result = mean_test(test.draw, test.expected, test.units, tolerance,
                                (devices.generator(device, seed + 10 + 2 * index),
                                 devices.generator(device, seed + 11 + 2 * index)),
-                               time_budget=budget, max_count=max_draws)
+                               time_budget=budget, max_count=max_draws,
+                               expected_se=test.expected_se)
         except Exception as exc:
             report.record(test.name, f"raised {type(exc).__name__}: {exc}")
             continue
@@ -501,10 +543,11 @@ def _sampled_checks(report: CheckReport, problem: Problem, theta: Tensor, value:
                           result, "deviation", test.unit, test.grad, "draws"))
 
 
-def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Tensor,
+def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Reference,
                    device: torch.device) -> list[_Sampled]:
     caps = problem.capabilities
-    directions = bias_directions(true_grad)
+    true_grad = reference.grad
+    directions = reference.directions
     to_device = directions.to(theta.device)
     norm = torch.full((directions.shape[0],), float(true_grad.norm()), dtype=DTYPE)
     j_units = value.abs()
@@ -655,7 +698,13 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
         tests.append(_Sampled("sampled mean of x equals sample_mean(θ)", stream(
             lambda size, g: encode(sample(size, g)).reshape(size, -1)), mean_x, None,
             "the standard deviation of x"))
-    return tests
+    if reference.exact:
+        return tests
+    # J and ∇J are a reference: their own standard errors count in every test against them.
+    uncertain = {id(value): torch.tensor([reference.value_se], dtype=DTYPE),
+                 id(expected_grad): reference.direction_se}
+    return [dataclasses.replace(test, expected_se=uncertain.get(id(test.expected)))
+            for test in tests]
 
 
 def _failure(result: MeanTest, test: _Sampled) -> str:

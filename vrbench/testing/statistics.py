@@ -26,6 +26,11 @@ Romano, "Testing Statistical Hypotheses", 3rd ed., 2005, section 3.4).
 measured variance depends on the memory budget. :func:`chunking_test` compares the variance
 of ``B`` estimates from one call with that of ``B`` estimates from ``C`` calls: randomness
 shared within a call (one random point set, one random baseline per call) makes them differ.
+
+**Against a reference.** Where ``e_v`` is itself an estimate with standard error ``s_v`` (a
+reference gradient, :mod:`vrbench.bench.reference`), the test compares in units of
+``√(σ̂_v²/N + s_v²)``: both uncertainties count, and the smallest detectable deviation,
+``(z_α + z_β) √(σ̂_v²/N + s_v²)``, can never fall below ``(z_α + z_β) s_v``.
 """
 
 from __future__ import annotations
@@ -95,13 +100,19 @@ class MeanTest:
     threshold: float
     z_power: float
     seconds: float
+    expected_se: Tensor | None = None
+    """Standard errors of ``expected`` where it is an estimate (a reference gradient)."""
+
+    def _standard_errors(self) -> Tensor:
+        se = self.sd / math.sqrt(self.count)
+        return se if self.expected_se is None else torch.sqrt(se**2 + self.expected_se**2)
 
     @property
     def z(self) -> Tensor:
         """``|ȳ_v − e_v|`` in standard errors; a direction without spread must match exactly."""
         diff = (self.mean - self.expected).abs()
-        se = self.sd / math.sqrt(self.count)
-        flat = _degenerate(self.sd, self.mean)
+        se = self._standard_errors()
+        flat = _degenerate(se * math.sqrt(self.count), self.mean)
         exact = diff <= 1e-9 * (self.expected.abs() + self.units.abs() + 1e-300)
         return torch.where(flat, torch.where(exact, 0.0, math.inf), diff / se.clamp_min(1e-300))
 
@@ -121,7 +132,7 @@ class MeanTest:
     @property
     def detectable(self) -> Tensor:
         """Per direction, the deviation detected with probability ``POWER`` (0 without spread)."""
-        return (self.threshold + self.z_power) * self.sd / math.sqrt(self.count)
+        return (self.threshold + self.z_power) * self._standard_errors()
 
     @property
     def detectable_relative(self) -> float:
@@ -162,7 +173,8 @@ def _moments(chunks: Iterator[Tensor], width: int) -> tuple[Moments, float]:
 def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: float,
               generators: tuple[torch.Generator, torch.Generator], *,
               time_budget: float | None, max_count: int,
-              alpha: float = ALPHA, power: float = POWER) -> MeanTest:
+              alpha: float = ALPHA, power: float = POWER,
+              expected_se: Tensor | None = None) -> MeanTest:
     """Test ``E[y] = expected`` (shape ``(k,)``) with a pilot and one fresh sample (see above).
 
     ``units`` (shape ``(k,)``) turns the relative ``tolerance`` into absolute ones; ``None``
@@ -171,7 +183,8 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
     ``None`` for none) and ``max_count`` cap the tested sample; it is drawn in growing chunks,
     each sized by the speed of the last to fit the time left, and stops when time is up (the
     clock, not the data, decides, so the single look stays valid). Without a time budget the
-    outcome depends on the seeds alone.
+    outcome depends on the seeds alone. ``expected_se`` are the standard errors of
+    ``expected`` where it is itself an estimate (see the module).
     """
     k = expected.numel()
     threshold, z_power = z_threshold(alpha, k), normal_quantile(power)
@@ -188,6 +201,11 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
     if units is None:
         units = pilot_sd
     target = tolerance * units.abs()
+    if expected_se is not None:  # what the reference's own error leaves for the mean's
+        room = (target / (threshold + z_power)) ** 2 - expected_se.to(target) ** 2
+        # Where the reference alone exceeds the tolerance, match its standard error instead.
+        target = (threshold + z_power) * torch.where(room > 0, room.clamp_min(0).sqrt(),
+                                                     expected_se.to(target))
     flat = _degenerate(pilot_sd, pilot.mean)
     ratio = torch.where(flat, 0.0, pilot_sd / target.clamp_min(1e-300))
     ratio = torch.where(~flat & (target == 0), math.inf, ratio)
@@ -211,6 +229,7 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
         count=main.count, mean=main.mean, sd=main.variance().clamp_min(0).sqrt(),
         expected=expected.to(torch.float64), units=units.to(torch.float64), tolerance=tolerance,
         threshold=threshold, z_power=z_power, seconds=time.perf_counter() - started,
+        expected_se=None if expected_se is None else expected_se.to(torch.float64),
     )
 
 
