@@ -24,10 +24,10 @@ from vrbench.bench.reference import (
     DEFAULT_MAX_ESTIMATES,
     DEFAULT_PRECISION,
     ReferenceSettings,
-    ReferenceStore,
 )
+from vrbench.bench.runs import Run, RunStore
 from vrbench.bench.sweep import SweepInterrupted, SweepOutcome, run_sweep
-from vrbench.bench.train import OPTIMIZERS, SHARED_FILE, TrainSettings, shared_run, train
+from vrbench.bench.train import OPTIMIZERS, SHARED_FILE, TrainSettings
 from vrbench.components import Spec, parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
@@ -80,6 +80,30 @@ def _positive_int(text: str) -> int:
     if len(values) != 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a single positive integer")
     return values[0]
+
+
+def _count(text: str) -> int:
+    """A non-negative integer (0: none)."""
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _group(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:optimizer=sgd,lr=0.01``: a parameter group's own optimizer settings."""
+    name, _, rest = text.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or key not in ("optimizer", "lr"):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected NAME:optimizer=NAME,lr=NUMBER (keys optimizer and lr)")
+        try:
+            options[key] = float(value) if key == "lr" else value
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: lr={value!r} is not a number") from None
+    if not name.strip() or not options:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME:optimizer=NAME,lr=NUMBER (keys optimizer and lr)")
+    return name.strip(), options
 
 
 DEVICE_HELP = ("where estimates are computed: cpu, cuda or cuda:N (default cpu; cuda needs a "
@@ -231,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "results/papers/NAME-quick with --quick)")
     reproduce.add_argument("-j", "--jobs", type=_positive_int,
                            help="worker processes of the sweep (default: one per core)")
+    reproduce.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
     train = commands.add_parser(
         "train", help="optimize with each estimator and record the exact objective",
@@ -253,9 +278,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=_positive_int, default=10, metavar="STEPS",
                        help="record J(θ) and the estimator's variance every this many steps "
                             "(default 10)")
-    train.add_argument("--eval-replicates", type=_positive_int, default=1000, metavar="R",
+    train.add_argument("--eval-replicates", type=_count, default=1000, metavar="R",
                        help="independent estimates behind each measurement of the estimator's "
-                            "bias and variance along the run (default 1000)")
+                            "bias and variance along the run (default 1000; 0: no measurement, "
+                            "only J where exact and a problem's training metrics)")
+    train.add_argument("--group", type=_group, action="append", default=[],
+                       metavar="NAME:optimizer=O,lr=X",
+                       help="a parameter group's own optimizer and/or learning rate, e.g. "
+                            "prior:optimizer=sgd,lr=0.01 (repeatable; groups as in the "
+                            "results' parameter_groups column)")
     train.add_argument("--eval-samples", type=_positive_int, metavar="N",
                        help="samples per estimate of those measurements (default: -n, the "
                             "samples of an optimization step)")
@@ -511,7 +542,7 @@ def _reproduce(console: Console, args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     output = args.output or f"results/papers/{recipe.name}{'-quick' if args.quick else ''}"
     with console.status("") as status:
-        note = reproduce(recipe, output, quick=args.quick, jobs=args.jobs,
+        note = reproduce(recipe, output, quick=args.quick, jobs=args.jobs, device=args.device,
                          on_status=lambda message: status.update(escape(message)))
     console.print(f"{recipe.title}: figures and note in {output}; read {note}")
     return 0
@@ -527,7 +558,8 @@ def _train(console: Console, args: argparse.Namespace) -> int:
                              optimizer=args.optimizer, eval_every=args.eval_every,
                              variance_replicates=args.eval_replicates,
                              max_memory_mb=args.max_memory_mb, device=args.device,
-                             reference=reference, eval_samples=args.eval_samples)
+                             reference=reference, eval_samples=args.eval_samples,
+                             groups=dict(args.group))
     problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
     measured = None
     if args.measure is not None:
@@ -544,20 +576,24 @@ def _train(console: Console, args: argparse.Namespace) -> int:
             if reason is not None:
                 console.print(f"skipping {e_spec} on {p_spec}: {escape(reason)}")
                 continue
-            runs.extend((p_spec, e_spec, seed) for seed in args.seed)
+            runs.extend(Run(p_spec, e_spec, seed, settings,
+                            None if measured is None else tuple(measured))
+                        for seed in args.seed)
     rows: list[dict[str, Any]] = []
-    store = ReferenceStore(args.output)
+    store = RunStore(args.output)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   StableETA(), console=console, transient=True) as progress:
         task = progress.add_task("training runs", total=len(runs))
-        for p_spec, e_spec, seed in runs:
-            rows.extend(train(p_spec, e_spec, seed, settings, store) if measured is None
-                        else shared_run(p_spec, e_spec, measured, seed, settings, store))
+        for run in runs:
+            progress.update(task, description=escape(run.describe()))
+            rows.extend(store.run(run))
             progress.advance(task)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     target = Path(args.output) / ("train.parquet" if measured is None else SHARED_FILE)
     pd.DataFrame(rows).to_parquet(target, index=False)
-    console.print(f"{len(runs)} runs, traces in {target}")
+    console.print(f"{len(runs)} runs, traces in {target} (each run stored in "
+                  f"{store.directory}: rerunning the command reuses them, and resumes an "
+                  "interrupted run from its last checkpoint)")
     return 0
 
 

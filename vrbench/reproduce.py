@@ -40,10 +40,10 @@ import pandas as pd
 import vrbench
 from vrbench.bench.config import SweepConfig, parse_config
 from vrbench.bench.provenance import git_revision
-from vrbench.bench.reference import ReferenceStore
+from vrbench.bench.runs import Run, run_all
 from vrbench.bench.store import read_results
 from vrbench.bench.sweep import run_sweep
-from vrbench.bench.train import SHARED_FILE, TrainSettings, shared_run, train
+from vrbench.bench.train import SHARED_FILE, TrainSettings
 from vrbench.components import parse_specs
 from vrbench.errors import VrbenchError
 from vrbench.tomlfiles import read_toml, refuse_unknown_keys
@@ -56,7 +56,7 @@ NOTE_FILE = "NOTE.md"
 RECIPE_KEYS = ("title", "paper", "published", "setting", "sweep", "train", "shared", "figures",
                "quick", "claims")
 TRAIN_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "optimizer", "eval_every",
-              "eval_replicates", "seeds")
+              "eval_replicates", "seeds", "groups")
 SHARED_KEYS = (*TRAIN_KEYS, "driver", "eval_samples")
 
 
@@ -417,52 +417,47 @@ CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
 
 # --- Running a recipe -------------------------------------------------------------------------
 
+def _settings(settings: Mapping[str, Any], n_samples: int, device: str) -> TrainSettings:
+    return TrainSettings(
+        steps=settings.get("steps", 200), n_samples=n_samples, lr=settings.get("lr", 0.05),
+        optimizer=settings.get("optimizer", "adam"), eval_every=settings.get("eval_every", 10),
+        variance_replicates=settings.get("eval_replicates", 1000),
+        eval_samples=settings.get("eval_samples"), groups=settings.get("groups", {}),
+        device=device)
+
+
 def _train_all(settings: dict[str, Any], output: Path,
-               on_status: Callable[[str], None]) -> pd.DataFrame:
+               on_status: Callable[[str], None], device: str = "cpu") -> pd.DataFrame:
     """Every (problem, estimator, seed) training run; ``n_samples`` is one number, or a table
     of numbers by estimator (with ``default``) so estimators can be compared at equal
-    evaluations of f."""
+    evaluations of f. Each run is stored in ``output`` and reused, or resumed from its last
+    checkpoint, by a rerun (:mod:`vrbench.bench.runs`)."""
     samples = settings.get("n_samples", 4)
-    rows: list[dict[str, Any]] = []
     problem_specs = [s for text in settings["problems"] for s in parse_specs(text)]
     estimator_specs = [s for text in settings["estimators"] for s in parse_specs(text)]
+    runs = []
     for problem in problem_specs:
         for estimator in estimator_specs:
             n = (samples.get(str(estimator), samples.get("default", 4))
                  if isinstance(samples, Mapping) else samples)
-            train_settings = TrainSettings(
-                steps=settings.get("steps", 200), n_samples=n, lr=settings.get("lr", 0.05),
-                optimizer=settings.get("optimizer", "adam"),
-                eval_every=settings.get("eval_every", 10),
-                variance_replicates=settings.get("eval_replicates", 1000))
-            for seed in settings.get("seeds", [0, 1, 2]):
-                on_status(f"training {estimator} on {problem}, seed {seed}")
-                rows.extend(train(problem, estimator, seed, train_settings,
-                                  ReferenceStore(output)))
-    frame = pd.DataFrame(rows)
+            runs += [Run(problem, estimator, seed, _settings(settings, n, device))
+                     for seed in settings.get("seeds", [0, 1, 2])]
+    frame = run_all(runs, output, lambda run: on_status(run.describe()))
     output.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(output / TRAIN_FILE, index=False)
     return frame
 
 
 def _shared_all(settings: dict[str, Any], output: Path,
-                on_status: Callable[[str], None]) -> pd.DataFrame:
+                on_status: Callable[[str], None], device: str = "cpu") -> pd.DataFrame:
     """Every (problem, seed) shared run driven by ``driver``, measuring ``estimators``."""
-    measured = [s for text in settings["estimators"] for s in parse_specs(text)]
+    measured = tuple(s for text in settings["estimators"] for s in parse_specs(text))
     (driver,) = parse_specs(settings["driver"])
-    train_settings = TrainSettings(
-        steps=settings.get("steps", 200), n_samples=settings.get("n_samples", 4),
-        lr=settings.get("lr", 0.05), optimizer=settings.get("optimizer", "adam"),
-        eval_every=settings.get("eval_every", 10),
-        variance_replicates=settings.get("eval_replicates", 1000),
-        eval_samples=settings.get("eval_samples"))
-    store = ReferenceStore(output)
-    rows: list[dict[str, Any]] = []
-    for problem in (s for text in settings["problems"] for s in parse_specs(text)):
-        for seed in settings.get("seeds", [0, 1, 2]):
-            on_status(f"shared run driven by {driver} on {problem}, seed {seed}")
-            rows.extend(shared_run(problem, driver, measured, seed, train_settings, store))
-    frame = pd.DataFrame(rows)
+    train_settings = _settings(settings, settings.get("n_samples", 4), device)
+    runs = [Run(problem, driver, seed, train_settings, measured)
+            for problem in (s for text in settings["problems"] for s in parse_specs(text))
+            for seed in settings.get("seeds", [0, 1, 2])]
+    frame = run_all(runs, output, lambda run: on_status(run.describe()))
     output.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(output / SHARED_FILE, index=False)
     return frame
@@ -470,7 +465,8 @@ def _shared_all(settings: dict[str, Any], output: Path,
 
 def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
               jobs: int | None = None,
-              on_status: Callable[[str], None] = lambda message: None) -> Path:
+              on_status: Callable[[str], None] = lambda message: None,
+              device: str = "cpu") -> Path:
     """Run ``recipe`` into ``output`` (its cells resume like any sweep's) and write the
     figures and the note; returns the note's path."""
     from vrbench.reports.build import build_report
@@ -479,16 +475,20 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
 
     output = Path(output)
     config = recipe.sweep_config(output, quick, jobs)
+    if config is not None and device != "cpu":
+        config = dataclasses.replace(config, device=device)
     train_settings = recipe.train_settings(quick)
     frame = pd.DataFrame()
     if config is not None:
         on_status("running the sweep")
         frame = run_sweep(config).frame
-    traces = _train_all(train_settings, output, on_status) if train_settings else None
+    traces = (_train_all(train_settings, output, on_status, device) if train_settings
+              else None)
     if train_settings is None and (output / TRAIN_FILE).exists():
         (output / TRAIN_FILE).unlink()  # traces of an earlier version of the recipe
     shared_settings = recipe.train_settings(quick, "shared")
-    shared = _shared_all(shared_settings, output, on_status) if shared_settings else None
+    shared = (_shared_all(shared_settings, output, on_status, device) if shared_settings
+              else None)
     if shared_settings is None and (output / SHARED_FILE).exists():
         (output / SHARED_FILE).unlink()
     spec_path = output / "figures.toml"

@@ -19,14 +19,25 @@ at θ_t (:mod:`vrbench.bench.reference`), stored in ``store`` when one is given 
 rerun reuses it. Where a problem has a :meth:`~vrbench.problems.base.Problem.regularizer`
 (an ELBO's KL in closed form), optimization steps along the estimate plus its exact
 gradient, and ``value`` records J(θ_t) plus it: the objective optimized.
+
+**Models of data sets.** A problem whose objective is a minibatch of a data set (the image
+VAEs) takes every step on a fresh minibatch
+(:meth:`~vrbench.problems.base.Problem.training_batch`), and each measurement row holds its
+:meth:`~vrbench.problems.base.Problem.training_metrics` (the training ELBO and the
+importance-weighted test bound) beside the wall-clock time of the steps so far. With
+``variance_replicates = 0`` a run records only those (no reference gradient is computed,
+and ``value`` is J only where it is exact or numerical). Parameter groups may have their
+own optimizer and learning rate (``groups``: the papers train a VAE's prior by SGD, the
+rest by Adam). With a :class:`Checkpoint`, a run saves its state at measurement steps and
+resumes from the last one, with the numbers of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -76,6 +87,9 @@ class TrainSettings:
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
     eval_samples: int | None = None
     """Draws per estimate of the measurements (default: ``n_samples``, those of a step)."""
+    groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Per parameter group (:meth:`~vrbench.problems.base.Problem.parameter_groups`), its own
+    ``optimizer`` and/or ``lr``; the other coordinates follow ``optimizer`` and ``lr``."""
 
     @property
     def measured_samples(self) -> int:
@@ -91,14 +105,51 @@ class TrainSettings:
         for key in ("steps", "n_samples", "eval_every"):
             if getattr(self, key) < 1:
                 raise ParameterError(f"{key}={getattr(self, key)} must be at least 1")
-        if self.variance_replicates < 2:
-            raise ParameterError(f"variance_replicates={self.variance_replicates} must be >= 2")
+        if self.variance_replicates == 1 or self.variance_replicates < 0:
+            raise ParameterError(f"variance_replicates={self.variance_replicates} must be 0 "
+                                 "(no measurement of the estimator) or at least 2")
         if not self.lr > 0:
             raise ParameterError(f"lr={self.lr} must be positive")
+        for group, options in self.groups.items():
+            unknown = sorted(set(options) - {"optimizer", "lr"})
+            if unknown:
+                raise ParameterError(f"group {group!r}: unknown key {unknown[0]!r}; valid keys: "
+                                     "optimizer, lr")
+            if options.get("optimizer", self.optimizer) not in OPTIMIZERS:
+                raise ParameterError(f"group {group!r}: unknown optimizer "
+                                     f"{options['optimizer']!r}; valid optimizers: "
+                                     f"{', '.join(OPTIMIZERS)}")
+            lr = options.get("lr", self.lr)
+            if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+                raise ParameterError(f"group {group!r}: lr={lr!r} must be a positive number")
+
+    def definition(self) -> dict[str, Any]:
+        """What a run's numbers depend on (names a stored run; see :class:`Checkpoint`)."""
+        return {"steps": self.steps, "n_samples": self.n_samples, "lr": self.lr,
+                "optimizer": self.optimizer, "eval_every": self.eval_every,
+                "variance_replicates": self.variance_replicates, "device": self.device,
+                "max_memory_mb": self.max_memory_mb, "reference": self.reference.definition(),
+                "eval_samples": self.eval_samples,
+                "groups": {k: dict(sorted(v.items())) for k, v in sorted(self.groups.items())}}
+
+
+class Checkpoint(Protocol):
+    """Where a run keeps its state between measurement steps (see
+    :class:`vrbench.bench.runs.RunStore`): ``load`` returns the last saved state or None."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def due(self) -> bool:
+        """Whether a save is due now (they are spaced in time; the numbers do not depend on
+        when they happen)."""
+        ...
 
 
 def train(problem_spec: Spec, estimator_spec: Spec, seed: int, settings: TrainSettings,
-          store: ReferenceStore | None = None) -> list[dict[str, Any]]:
+          store: ReferenceStore | None = None, checkpoint: Checkpoint | None = None
+          ) -> list[dict[str, Any]]:
     """One optimization run on ``settings.device``: a row per measurement (see the module).
 
     A measurement that fails (non-finite metrics, say) is a row with its ``error`` and no
@@ -111,12 +162,12 @@ def train(problem_spec: Spec, estimator_spec: Spec, seed: int, settings: TrainSe
         raise ParameterError(reason)
     with on_device(settings.device) as device:
         return _optimize(problem, estimator, problem_spec, estimator_spec, seed, settings,
-                         device, [(estimator_spec, estimator)], store)
+                         device, [(estimator_spec, estimator)], store, checkpoint)
 
 
 def shared_run(problem_spec: Spec, driver_spec: Spec, measured_specs: list[Spec], seed: int,
-               settings: TrainSettings, store: ReferenceStore | None = None
-               ) -> list[dict[str, Any]]:
+               settings: TrainSettings, store: ReferenceStore | None = None,
+               checkpoint: Checkpoint | None = None) -> list[dict[str, Any]]:
     """One optimization run driven by ``driver_spec``, measuring every estimator of
     ``measured_specs`` that applies at n = ``settings.measured_samples`` (the driver among them
     when listed) at the same θ_t: a row per measured estimator and measurement, whose
@@ -134,7 +185,7 @@ def shared_run(problem_spec: Spec, driver_spec: Spec, measured_specs: list[Spec]
                              f"{problem_spec} at n = {settings.measured_samples}")
     with on_device(settings.device) as device:
         rows = _optimize(problem, driver, problem_spec, driver_spec, seed, settings, device,
-                         measured, store)
+                         measured, store, checkpoint)
     return [{**row, "driver": str(driver_spec)} for row in rows]
 
 
@@ -170,8 +221,13 @@ class _References:
                 exclude, self.seed, self.settings.device)
         return self.latest[key]
 
-    def value(self, theta: torch.Tensor, exclude: str | None) -> float:
-        """J(θ), plus the problem's regularizer where it has one."""
+    def value(self, theta: torch.Tensor, exclude: str | None) -> float | None:
+        """J(θ), plus the problem's regularizer where it has one; without measurements of
+        the estimator, only where J is exact or numerical (no sampled reference is drawn)."""
+        if self.settings.variance_replicates == 0 and not (
+                self.problem.has_exact_gradient or type(self.problem).numerical_reference
+                is not Problem.numerical_reference):
+            return None
         value = self.at(theta, exclude).value
         extra = self.problem.regularizer(theta)
         return value + (0.0 if extra is None else float(extra))
@@ -187,52 +243,125 @@ def _regularizer_grad(problem: Problem, theta: torch.Tensor) -> torch.Tensor | f
     return grad
 
 
+class _Optimizers:
+    """θ as one leaf tensor per optimizer group (the coordinates of named parameter groups
+    with settings of their own, and the rest), each with its optimizer."""
+
+    def __init__(self, problem: Problem, theta: torch.Tensor, settings: TrainSettings) -> None:
+        groups = problem.parameter_groups()
+        unknown = sorted(set(settings.groups) - set(groups))
+        if unknown:
+            raise ParameterError(f"{problem.name} has no parameter group {unknown[0]!r}; its "
+                                 f"groups: {', '.join(groups)}")
+        owner = torch.full((problem.dim,), -1, dtype=torch.long)
+        for number, name in enumerate(settings.groups):
+            owner[groups[name]] = number
+        self.template = theta.detach().clone()
+        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.optim.Optimizer]] = []
+        for number, options in [(-1, {}), *enumerate(settings.groups.values())]:
+            where = torch.nonzero(owner == number).flatten().to(theta.device)
+            if where.numel() == 0:
+                continue
+            leaf = theta.detach()[where].clone().requires_grad_(True)
+            make = OPTIMIZERS[options.get("optimizer", settings.optimizer)]
+            self.parts.append((where, leaf, make([leaf], lr=options.get("lr", settings.lr))))
+
+    def theta(self) -> torch.Tensor:
+        current = self.template.clone()
+        for where, leaf, _ in self.parts:
+            current[where] = leaf.detach()
+        return current
+
+    def step(self, grad: torch.Tensor, project: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        for where, leaf, optimizer in self.parts:
+            optimizer.zero_grad()
+            leaf.grad = grad[where]
+            optimizer.step()
+        if project is not _identity:
+            projected = project(self.theta())
+            with torch.no_grad():
+                for where, leaf, _ in self.parts:
+                    leaf.copy_(projected[where])
+
+    def state(self) -> list[dict[str, Any]]:
+        return [{"leaf": leaf.detach().clone(), "optimizer": optimizer.state_dict()}
+                for _, leaf, optimizer in self.parts]
+
+    def restore(self, state: list[dict[str, Any]]) -> None:
+        with torch.no_grad():
+            for (_, leaf, optimizer), saved in zip(self.parts, state, strict=True):
+                leaf.copy_(saved["leaf"])
+                optimizer.load_state_dict(saved["optimizer"])
+
+
+def _identity(theta: torch.Tensor) -> torch.Tensor:
+    return theta
+
+
+def _metrics_generator(device: torch.device, seed: int, step: int) -> torch.Generator:
+    """The draws of a measurement's training metrics: their own, per seed and step."""
+    return devices.generator(device, 7_919 * seed + 104_729 * step + 17)
+
+
 def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estimator_spec: Spec,
               seed: int, settings: TrainSettings, device: torch.device,
               measured: list[tuple[Spec, Estimator]],
-              store: ReferenceStore | None) -> list[dict[str, Any]]:
+              store: ReferenceStore | None,
+              checkpoint: Checkpoint | None = None) -> list[dict[str, Any]]:
     # The cells whose measurements at step 0 this run reproduces; later steps use their
     # streams with the step appended, independent of each other and of the optimization's
     # draws.
     reference_settings = None if problem.has_exact_gradient else settings.reference
     cells = [(spec, other, Cell(problem_spec, spec, settings.measured_samples,
-                                settings.variance_replicates, seed, settings.max_memory_mb,
-                                settings.device, reference_settings))
+                                max(2, settings.variance_replicates), seed,
+                                settings.max_memory_mb, settings.device, reference_settings))
              for spec, other in measured]
     references = _References(problem, problem_spec, seed, settings, store)
     generator = devices.generator(device, seed)
     fit_generator = devices.generator(device, seed + 1_000_003)
-    theta = problem.initial_theta().clone().requires_grad_(True)
-    optimizer = OPTIMIZERS[settings.optimizer]([theta], lr=settings.lr)
+    optimizers = _Optimizers(problem, problem.initial_theta(), settings)
+    project = _identity if type(problem).project is Problem.project else problem.project
     sign = -1.0 if problem.maximize else 1.0
     rows: list[dict[str, Any]] = []
     wall = 0.0
     state = None
-    for step in range(settings.steps + 1):
-        current = theta.detach().clone()
-        if step % settings.eval_every == 0 or step == settings.steps:
+    first = 0
+    saved = None if checkpoint is None else checkpoint.load()
+    if saved is not None:
+        first, wall, rows = saved["step"], saved["wall"], saved["rows"]
+        optimizers.restore(saved["optimizers"])
+        generator.set_state(saved["generator"])
+        fit_generator.set_state(saved["fit_generator"])
+    for step in range(first, settings.steps + 1):
+        current = optimizers.theta()
+        resumed = saved is not None and step == first
+        if (step % settings.eval_every == 0 or step == settings.steps) and not resumed:
+            extra = problem.training_metrics(current, _metrics_generator(device, seed, step))
             for spec, other, cell in cells:
-                reference = references.at(current, other.name)
                 rows.append({
                     "problem": str(problem_spec), "estimator": str(spec), "seed": seed,
                     "device": str(device), "n_samples": settings.measured_samples,
                     "step_samples": settings.n_samples,
                     "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
                     "lr": settings.lr, "step": step, "wall_s": wall,
-                    "value": references.value(current, other.name),
-                    **_measured(problem, other, cell, current, step, reference),
+                    "value": references.value(current, other.name), **extra,
+                    **(_measured(problem, other, cell, current, step,
+                                 references.at(current, other.name))
+                       if settings.variance_replicates else {"error": ""}),
                 })
+            if checkpoint is not None and step < settings.steps and checkpoint.due():
+                checkpoint.save({"step": step, "wall": wall, "rows": rows,
+                                 "optimizers": optimizers.state(),
+                                 "generator": generator.get_state(),
+                                 "fit_generator": fit_generator.get_state()})
         if step == settings.steps:
             break
         started = time.perf_counter()
+        batch = problem.training_batch(generator)
         if step % settings.eval_every == 0:  # refit any state as θ moves, on fresh draws
-            state = estimator.fit(problem, current, fit_generator)
-        estimate = estimator.estimate(problem, current, settings.n_samples, 1, generator, state)
-        optimizer.zero_grad()
-        theta.grad = sign * (estimate[0] + _regularizer_grad(problem, current))
-        optimizer.step()
-        with torch.no_grad():
-            theta.copy_(problem.project(theta))
+            state = estimator.fit(batch, current, fit_generator)
+        estimate = estimator.estimate(batch, current, settings.n_samples, 1, generator, state)
+        optimizers.step(sign * (estimate[0] + _regularizer_grad(problem, current)), project)
         devices.synchronize(device)
         wall += time.perf_counter() - started
     return rows

@@ -30,12 +30,28 @@ class _AntitheticPair(Estimator):
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> Tensor:
         u = torch.rand((replicates, n_samples, problem.dim), generator=generator, dtype=DTYPE)
-        return self.logit_gradients(theta, u, problem.f)
+        return self.logit_gradients(theta, u, _signal(problem))
+
+
+def _signal(problem: Problem) -> Callable[[Tensor], Tensor]:
+    """f, or where the problem splits it into each bit's own terms
+    (:meth:`~vrbench.problems.base.Problem.local_f`: an amortized model's per-item ELBO)
+    those: bit i's signal then holds only the terms its bit can change, as the papers' code
+    uses per-example ELBOs. The terms left out are independent of bit i, so the estimator
+    stays unbiased, without their noise."""
+    def signal(bits: Tensor) -> Tensor:
+        local = problem.local_f(bits)
+        return problem.f(bits) if local is None else local
+
+    return signal
 
 
 def _per_draw(difference: Tensor, weight: Tensor) -> Tensor:
-    """``mean_j difference_j · weight_j`` for ``difference (R, n)`` and ``weight (R, n, D)``."""
-    return (difference[..., None] * weight).mean(1)
+    """``mean_j difference_j · weight_j`` for ``weight (R, n, D)`` and ``difference (R, n)``
+    (one signal per draw) or ``(R, n, D)`` (one per bit)."""
+    if difference.dim() < weight.dim():
+        difference = difference[..., None]
+    return (difference * weight).mean(1)
 
 
 @register("arm")

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vrbench.estimators import register
 from vrbench.estimators.base import Estimator, weighted_score
-from vrbench.problems.base import Problem
+from vrbench.problems.base import Capability, Problem
 
 
 @register("rloo")
@@ -20,8 +20,12 @@ class RLOO(Estimator):
 
     ``ĝ = (1/n) Σ_j (f_j − (1/(n−1)) Σ_{k≠j} f_k) ∇θ log p(x_j; θ)
     = (1/(n−1)) Σ_j (f_j − f̄) ∇θ log p(x_j; θ)``. Unbiased because each draw's baseline is
-    independent of it; needs ``n ≥ 2``. Kool, van Hoof & Welling, "Buy 4 REINFORCE samples,
-    get a baseline for free!", ICLR 2019 workshop (DeepRLStructPred).
+    independent of it; needs ``n ≥ 2``. On an amortized problem (f the mean of per-item terms
+    ``f_b`` whose latents are drawn independently per item) each item's latents get their own
+    signal ``f_jb − f̄_b``, the per-example REINFORCE-LOO of Dong, Mnih & Tucker's code
+    (NeurIPS 2020): the other items' terms are independent of item b's score, so leaving them
+    out keeps it unbiased and removes their noise. Kool, van Hoof & Welling, "Buy 4 REINFORCE
+    samples, get a baseline for free!", ICLR 2019 workshop (DeepRLStructPred).
     """
 
     family = "score function"
@@ -38,6 +42,11 @@ class RLOO(Estimator):
         state: Any = None,
     ) -> Tensor:
         samples = problem.sample(theta, (replicates, n_samples), generator)
+        scale = n_samples / (n_samples - 1)
+        if Capability.AMORTIZED in problem.capabilities:
+            items = problem.item_f(samples)  # (R, n, B)
+            centered = (items - items.mean(dim=1, keepdim=True)) * (scale / items.shape[-1])
+            return problem.item_weighted_score(theta, samples, centered)
         values = problem.f(samples)
         centered = values - values.mean(dim=1, keepdim=True)
-        return weighted_score(problem, theta, samples, centered * (n_samples / (n_samples - 1)))
+        return weighted_score(problem, theta, samples, centered * scale)

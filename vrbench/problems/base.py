@@ -261,6 +261,14 @@ class Problem(Component, abc.ABC):
         depend on θ."""
         return None
 
+    def local_f(self, samples: Any) -> Tensor | None:
+        """For bit vectors ``(..., dim)`` of a problem whose f is a sum of terms that each
+        depend on a few bits (an amortized model's per-item ELBOs): ``(..., dim)``, for each
+        bit the terms it can change. Estimators that weigh f per bit (ARM, DisARM) use them
+        in place of f: the other terms are independent of the bit and only add noise. None
+        (default): f does not split."""
+        return None
+
     def training_batch(self, generator: torch.Generator) -> Problem:
         """The problem on a fresh minibatch of its data set, for one step of ``vrbench train``
         (a model of a data set follows the minibatch ELBO); default: itself."""

@@ -69,6 +69,17 @@ class _LogitView:
     def sample_width(self) -> int:
         return self.source.sample_width()
 
+    def local_f(self, samples: Tensor) -> Tensor | None:
+        """Where the source's f is the mean of per-item terms (``amortized``): each latent's
+        own item's term over B, for every latent (the latents of item b come b-th)."""
+        if Capability.AMORTIZED not in self.source.capabilities:
+            return None
+        items = self.logits.shape[0]
+        terms = self.source.item_f(self._latents(samples)) / items  # (..., B)
+        # Bits (B, L) have L latents per item; categoricals (B, D, K) have D.
+        per_item = self.logits[0].numel() if self.logits.dim() == 2 else self.logits.shape[1]
+        return terms.repeat_interleave(per_item, dim=-1)
+
     def pullback(self, grad: Tensor) -> Tensor:
         """``(R, source dim)`` gradients in the source's θ from ``(R, dim)`` in the logits."""
         return self.source.latent_pullback(self.at, grad.reshape(grad.shape[0],

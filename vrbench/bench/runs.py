@@ -1,0 +1,149 @@
+"""Training runs that resume like sweeps: each finished run stored, each running one
+checkpointed.
+
+``vrbench train`` (and a recipe's training) is a list of runs, one per (problem, estimator,
+seed), or per (problem, driver, seed) for shared runs. Each finished run's rows are written at
+once, atomically, to ``OUTPUT/runs/<key>.parquet``, the key a hash of everything its numbers
+depend on (the problem, the estimators, the seed, the settings and the vrbench version), and
+running the same command again reuses it. A run in progress saves its state (θ, the
+optimizers, the random generators and its rows so far) to ``OUTPUT/runs/<key>.ckpt`` at a
+measurement step at most every :data:`CHECKPOINT_SECONDS`, and a rerun resumes from there with
+the numbers an uninterrupted run would have had: a 10⁶-step GPU run survives a lost machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+import vrbench
+from vrbench.bench.reference import ReferenceStore
+from vrbench.bench.train import TrainSettings, shared_run, train
+from vrbench.components import Spec
+
+RUNS_DIR = "runs"
+CHECKPOINT_SECONDS = 60.0
+"""Least time between two checkpoints of a run."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One optimization run: ``estimator`` drives it; ``measured`` (a shared run) are the
+    estimators measured along it, or None (the driver alone, as ``vrbench train`` does)."""
+
+    problem: Spec
+    estimator: Spec
+    seed: int
+    settings: TrainSettings
+    measured: tuple[Spec, ...] | None = None
+
+    def key(self) -> str:
+        text = json.dumps({
+            "problem": self.problem.name, "params": dict(sorted(self.problem.params.items())),
+            "estimator": str(self.estimator), "seed": self.seed,
+            "measured": None if self.measured is None else [str(s) for s in self.measured],
+            "settings": self.settings.definition(), "vrbench": vrbench.__version__},
+            sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        kind = "training" if self.measured is None else "shared run driven by"
+        return f"{kind} {self.estimator} on {self.problem}, seed {self.seed}"
+
+
+class FileCheckpoint:
+    """A run's state in one file, replaced atomically (see :class:`~vrbench.bench.train.
+    Checkpoint`)."""
+
+    def __init__(self, path: Path, seconds: float = CHECKPOINT_SECONDS) -> None:
+        self.path, self.seconds = path, seconds
+        self.last = time.monotonic()
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)  # type: ignore[no-any-return]
+        except Exception:  # a damaged checkpoint: the run starts over
+            return None
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.seconds
+
+    def save(self, state: dict[str, Any]) -> None:
+        _atomic(self.path, lambda target: torch.save(state, target))
+        self.last = time.monotonic()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+class RunStore:
+    """Finished runs and checkpoints under ``OUTPUT/runs``."""
+
+    def __init__(self, output: str | os.PathLike[str],
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
+        self.directory = Path(output) / RUNS_DIR
+        self.references = ReferenceStore(output)
+        self.checkpoint_seconds = checkpoint_seconds
+
+    def finished(self, run: Run) -> list[dict[str, Any]] | None:
+        path = self.directory / f"{run.key()}.parquet"
+        if not path.exists():
+            return None
+        try:
+            return pd.read_parquet(path).to_dict("records")  # type: ignore[no-any-return]
+        except Exception:  # unreadable: computed again
+            return None
+
+    def run(self, run: Run) -> list[dict[str, Any]]:
+        """The run's rows: stored, or computed (resuming from its checkpoint) and stored."""
+        rows = self.finished(run)
+        if rows is not None:
+            return rows
+        checkpoint = FileCheckpoint(self.directory / f"{run.key()}.ckpt",
+                                    self.checkpoint_seconds)
+        if run.measured is None:
+            rows = train(run.problem, run.estimator, run.seed, run.settings, self.references,
+                         checkpoint)
+        else:
+            rows = shared_run(run.problem, run.estimator, list(run.measured), run.seed,
+                              run.settings, self.references, checkpoint)
+        frame = pd.DataFrame(rows)
+        _atomic(self.directory / f"{run.key()}.parquet",
+                lambda target: frame.to_parquet(target, index=False))
+        checkpoint.remove()
+        return self.finished(run) or rows
+
+
+def run_all(runs: Iterable[Run], output: str | os.PathLike[str],
+            on_run: Callable[[Run], None] = lambda run: None) -> pd.DataFrame:
+    """Every run's rows (each stored or resumed, see the module), in order."""
+    store = RunStore(output)
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        on_run(run)
+        rows.extend(store.run(run))
+    return pd.DataFrame(rows)
