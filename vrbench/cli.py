@@ -286,7 +286,8 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="NAME:optimizer=O,lr=X",
                        help="a parameter group's own optimizer and/or learning rate, e.g. "
                             "prior:optimizer=sgd,lr=0.01 (repeatable; groups as in the "
-                            "results' parameter_groups column)")
+                            "results' parameter_groups column; default: every group follows "
+                            "--optimizer and --lr)")
     train.add_argument("--eval-samples", type=_positive_int, metavar="N",
                        help="samples per estimate of those measurements (default: -n, the "
                             "samples of an optimization step)")

@@ -34,6 +34,7 @@ resumes from the last one, with the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -244,8 +245,9 @@ def _regularizer_grad(problem: Problem, theta: torch.Tensor) -> torch.Tensor | f
 
 
 class _Optimizers:
-    """θ as one leaf tensor per optimizer group (the coordinates of named parameter groups
-    with settings of their own, and the rest), each with its optimizer."""
+    """θ as one leaf tensor per contiguous run of coordinates that share an optimizer (the
+    named parameter groups with settings of their own, and the rest), each run with its own
+    optimizer; θ is their concatenation."""
 
     def __init__(self, problem: Problem, theta: torch.Tensor, settings: TrainSettings) -> None:
         groups = problem.parameter_groups()
@@ -253,28 +255,23 @@ class _Optimizers:
         if unknown:
             raise ParameterError(f"{problem.name} has no parameter group {unknown[0]!r}; its "
                                  f"groups: {', '.join(groups)}")
-        owner = torch.full((problem.dim,), -1, dtype=torch.long)
-        for number, name in enumerate(settings.groups):
-            owner[groups[name]] = number
-        self.template = theta.detach().clone()
-        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.optim.Optimizer]] = []
-        for number, options in [(-1, {}), *enumerate(settings.groups.values())]:
-            where = torch.nonzero(owner == number).flatten().to(theta.device)
-            if where.numel() == 0:
-                continue
-            leaf = theta.detach()[where].clone().requires_grad_(True)
+        dim = problem.dim
+        chosen = {name: groups[name].indices(dim)[:2] for name in settings.groups}
+        cuts = sorted({0, dim, *(edge for span in chosen.values() for edge in span)})
+        self.parts: list[tuple[slice, torch.Tensor, torch.optim.Optimizer]] = []
+        for start, end in itertools.pairwise(cuts):
+            owners = [name for name, (low, high) in chosen.items() if low <= start < high]
+            options = settings.groups[owners[-1]] if owners else {}
+            leaf = theta.detach()[start:end].clone().requires_grad_(True)
             make = OPTIMIZERS[options.get("optimizer", settings.optimizer)]
-            self.parts.append((where, leaf, make([leaf], lr=options.get("lr", settings.lr))))
+            self.parts.append((slice(start, end), leaf,
+                               make([leaf], lr=options.get("lr", settings.lr))))
 
     def theta(self) -> torch.Tensor:
-        current = self.template.clone()
-        for where, leaf, _ in self.parts:
-            current[where] = leaf.detach()
-        return current
+        return torch.cat([leaf.detach() for _, leaf, _ in self.parts])
 
     def step(self, grad: torch.Tensor, project: Callable[[torch.Tensor], torch.Tensor]) -> None:
         for where, leaf, optimizer in self.parts:
-            optimizer.zero_grad()
             leaf.grad = grad[where]
             optimizer.step()
         if project is not _identity:

@@ -168,7 +168,11 @@ class ImageVAE(Problem):
     @device_cached
     def _data_mean(self) -> Tensor:
         """The mean intensity of each pixel over the training split, ``(P,)``."""
-        return self._intensities(self._images.train[: self.train_size]).mean(0)
+        found = self._images
+        train = found.train[: self.train_size]
+        # Average pooling is linear: pool the mean rather than every image.
+        mean = train.sum(0, dtype=DTYPE)[None] / train.shape[0]
+        return idx.pooled(mean, found.shape, found.scale, self.pool)[0]
 
     @device_cached
     def _fixed_batch(self) -> Tensor:

@@ -11,6 +11,7 @@ against the gradient of ``log_prob``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ class MLP:
 
     @property
     def numel(self) -> int:
-        return sum(o * i + o for i, o in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        return sum(o * i + o for i, o in itertools.pairwise(self.sizes))
 
     @property
     def end(self) -> int:
@@ -41,7 +42,7 @@ class MLP:
     def layers(self, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Each layer's ``(W, b)``, views into θ."""
         out, start = [], self.offset
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(self.sizes):
             weight = theta[start : start + fan_out * fan_in].view(fan_out, fan_in)
             start += fan_out * fan_in
             out.append((weight, theta[start : start + fan_out]))
@@ -86,7 +87,7 @@ class MLP:
         AISTATS 2010, the default of Keras' dense layers) and zero biases, or ``last_bias``
         for the output layer."""
         parts = []
-        pairs = list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        pairs = list(itertools.pairwise(self.sizes))
         for index, (fan_in, fan_out) in enumerate(pairs):
             bound = math.sqrt(6.0 / (fan_in + fan_out))
             weight = (2 * torch.rand(fan_out * fan_in, generator=generator, dtype=DTYPE) - 1)
