@@ -33,6 +33,7 @@ from vrbench.problems import (  # noqa: E402, F401
     lqr,
     mdp,
     potts,
+    sbn,
     vae,
 )
 

@@ -404,14 +404,19 @@ class ImageVAE(Problem):
         total = 0.0
         for start in range(0, data.shape[0], chunk):
             images = idx.binarize(self._intensities(data[start : start + chunk]), generator)
-            logits, _ = self.encoder.forward(theta, images - self._data_mean)
-            logits = logits.reshape(images.shape[0], *self.latent_shape)
-            codes = self._draw(logits, (samples,), generator)  # (K, c, *latent)
-            log_w = (self._log_likelihood(theta, codes, images)
-                     - self._log_prob(codes, logits))
+            log_w = self._log_weights(theta, images, samples, generator)
             bounds = torch.logsumexp(log_w, dim=0) - math.log(samples)
             total += float(bounds.sum())
         return total / data.shape[0]
+
+    def _log_weights(self, theta: Tensor, images: Tensor, samples: int,
+                     generator: torch.Generator) -> Tensor:
+        """``log p(x, z_k) − log q(z_k | x)`` for ``samples`` codes drawn for each of the
+        images ``(c, P)``: ``(samples, c)``."""
+        logits, _ = self.encoder.forward(theta, images - self._data_mean)
+        logits = logits.reshape(images.shape[0], *self.latent_shape)
+        codes = self._draw(logits, (samples,), generator)  # (K, c, *latent)
+        return self._log_likelihood(theta, codes, images) - self._log_prob(codes, logits)
 
     def sample_width(self) -> int:
         return self.batch * (self._width + self.pixels)
@@ -530,6 +535,7 @@ class CategoricalVAENonlinear(ImageVAE):
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED,
                                         Capability.CATEGORICAL_LATENTS})
     reference: ClassVar = "Dong et al., 2021; De Smet et al., 2023"
+    reference_estimators: ClassVar = ("rloo", "indecater")
     slope: ClassVar[float] = 0.2
     check_params: ClassVar = MappingProxyType({"batch": 2, "D": 2, "K": 3, "hidden": 8,
                                                "pool": 4})
