@@ -405,12 +405,81 @@ def _claim_final_value(claim: Mapping[str, Any], frame: pd.DataFrame,
     return Verdict(claim["text"], _combine(outcomes), lines)
 
 
+def _seed_interval(values: pd.Series) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% t-interval (the mean alone for one seed)."""
+    from scipy import stats
+
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(
+        len(values)))
+    return mean, mean - half, mean + half
+
+
+def _claim_final_metric(claim: Mapping[str, Any], frame: pd.DataFrame,
+                        traces: pd.DataFrame | None) -> Verdict:
+    """Each of ``better`` ends with a ``column`` (a training metric: ``train_elbo``,
+    ``test_bound``; default ``value``) ``direction`` ("higher", default, or "lower") than
+    ``worse`` on ``problem``, at the last measured step: the mean over seeds of the
+    difference with a 95% t-interval, paired by seed where both ran the same seeds (a seed
+    fixes the initial θ and the measurements' draws, so the pairs share them), reproduced
+    when it excludes zero on the claimed side, not reproduced when it excludes it on the
+    other, else inconclusive."""
+    from scipy import stats
+
+    column = claim.get("column", "value")
+    if traces is None or column not in traces:
+        return Verdict(claim["text"], "inconclusive", [f"no training traces with {column}"])
+    rows = traces[_of_problem(traces, claim["problem"]) & traces[column].notna()]
+    if rows.empty:
+        return Verdict(claim["text"], "inconclusive", [f"no {column} on {claim['problem']}"])
+    step = int(rows["step"].max())
+    last = rows[rows["step"] == step].groupby("estimator")[column]
+    summary = {name: _seed_interval(values.astype(float)) for name, values in last}
+    lines = [f"{claim['problem']}, {column} at step {step:,} (mean over "
+             f"{last.size().max()} seeds, 95% t-interval): " + "; ".join(
+                 f"{name} {_interval(*summary[name])}" for name in sorted(summary))]
+    higher = claim.get("direction", "higher") == "higher"
+    outcomes = []
+    for name in claim["better"]:
+        if name not in summary or claim["worse"] not in summary:
+            outcomes.append("inconclusive")
+            continue
+        seeded = rows[rows["step"] == step].set_index("seed")
+        a = seeded[seeded["estimator"] == name][column].astype(float)
+        b = seeded[seeded["estimator"] == claim["worse"]][column].astype(float)
+        difference = float(a.mean() - b.mean())
+        if len(a) < 2 or len(b) < 2:
+            outcomes.append("inconclusive")
+            continue
+        if sorted(a.index) == sorted(b.index):
+            paired = a - b.loc[a.index]
+            se, dof = float(paired.std(ddof=1)) / math.sqrt(len(paired)), len(paired) - 1.0
+        else:
+            se2a, se2b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+            se = math.sqrt(se2a + se2b)
+            dof = (se2a + se2b) ** 2 / (se2a**2 / (len(a) - 1) + se2b**2 / (len(b) - 1)) \
+                if se > 0 else 1.0
+        half = float(stats.t.ppf(0.975, dof)) * se
+        signed = difference if higher else -difference
+        outcome = ("reproduced" if signed - half > 0 else
+                   "not reproduced" if signed + half < 0 else "inconclusive")
+        outcomes.append(outcome)
+        interval = _interval(difference, difference - half, difference + half)
+        pairing = ", paired by seed" if sorted(a.index) == sorted(b.index) else ""
+        lines.append(f"{name} − {claim['worse']}{pairing}: {interval} (claimed "
+                     f"{'above' if higher else 'below'} 0): {outcome}")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
 CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
     "ratio": _claim_ratio,
     "ratio_by_n": _claim_ratio_by_n,
     "no_single_winner": _claim_no_single_winner,
     "along_training": _claim_along_training,
     "final_value": _claim_final_value,
+    "final_metric": _claim_final_metric,
 }
 """How each kind of claim is checked against the measurements (see each function)."""
 

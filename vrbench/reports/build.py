@@ -269,6 +269,18 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
              "Variance of one estimate at θ_t along optimization (geometric mean over seeds, "
              "min–max band), and the exact ‖∇J(θ_t)‖² (dashed)."),
         ]
+        for column, words in (("train_elbo", "ELBO on the training images"),
+                              ("test_bound", "importance-weighted bound on the test images")):
+            plans += [
+                (f"{column}_by_step",
+                 lambda column=column: figures.training_traces(traces, styles, fig_style,
+                                                               "step", layout, column),
+                 f"The model's {words} during training, mean over seeds with min–max band."),
+                (f"{column}_by_time",
+                 lambda column=column: figures.training_traces(traces, styles, fig_style,
+                                                               "wall_s", layout, column),
+                 f"The model's {words} against the wall-clock time of the training steps."),
+            ]
     return plans
 
 

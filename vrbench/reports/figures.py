@@ -640,13 +640,24 @@ def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlo
                 fontsize=fig_style.small * 0.92, fontweight="bold" if best else "normal")
 
 
+TRAINING_METRICS = {"train_elbo": "training ELBO", "test_bound": "100-sample test bound"}
+"""Columns of the training metrics of models of data sets, and their axis labels."""
+
+
 def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                    fig_style: FigureStyle, x: str, layout: str = "pages") -> Pages:
+                    fig_style: FigureStyle, x: str, layout: str = "pages",
+                    column: str = "value") -> Pages:
     """Exact objective along optimization, mean over seeds with a min–max band; ``x`` is
     ``"step"`` or ``"wall_s"``. The comparison of the REBAR, RELAX and DisARM papers, with
-    J(θ) exact instead of a Monte Carlo bound."""
-    if traces is None or traces.empty:
+    J(θ) exact instead of a Monte Carlo bound. ``column`` one of :data:`TRAINING_METRICS`
+    draws a model's training ELBO or its test bound instead (the papers' own figures)."""
+    if traces is None or traces.empty or column not in traces:
         return []
+    traces = traces[pd.to_numeric(traces[column], errors="coerce").notna()]
+    if traces.empty:
+        return []
+    if column != "value":
+        traces = traces.assign(value=traces[column].astype(float))
 
     def draw(ax: plt.Axes, problem: str) -> None:
         rows = traces[traces["problem"] == problem]
@@ -665,8 +676,9 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
             log_axis(ax, "x", most=4)
 
     xlabel = {"step": "optimization step", "wall_s": "wall-clock time (s, log scale)"}[x]
+    ylabel = TRAINING_METRICS.get(column, "exact objective J(θ)")
     return _problem_figures(traces, fig_style, layout, _EstimatorLegend(traces, styles), draw,
-                            xlabel + _train_settings(traces), "exact objective J(θ)",
+                            xlabel + _train_settings(traces), ylabel,
                             columns=min(3, fig_style.columns))
 
 
