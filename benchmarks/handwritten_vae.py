@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import torch
 from torch import Tensor, nn
@@ -73,14 +74,17 @@ def encoder_signal(model: BinaryVAE, x: Tensor, logits: Tensor, estimator: str) 
 
 
 def train(images: Tensor, steps: int, estimator: str, hidden: list[int], batch: int = 50,
-          latents: int = 200, dtype: torch.dtype = torch.float64, seed: int = 0) -> BinaryVAE:
-    """``steps`` training steps on random minibatches of ``images`` (uint8, (N, pixels))."""
+          latents: int = 200, dtype: torch.dtype = torch.float64, seed: int = 0
+          ) -> tuple[BinaryVAE, float]:
+    """``steps`` training steps on random minibatches of ``images`` (uint8, (N, pixels)): the
+    model, and the seconds the steps took (the set-up before them excluded)."""
     torch.manual_seed(seed)
     mean = images.to(dtype).mean(0) / 255
     model = BinaryVAE(images.shape[1], latents, hidden, mean).to(dtype)
     main = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()],
                             lr=1e-4)
     prior = torch.optim.SGD([model.prior], lr=1e-2)
+    started = time.perf_counter()
     for _ in range(steps):
         chosen = torch.randint(images.shape[0], (batch,))
         x = (torch.rand(batch, images.shape[1], dtype=dtype)
@@ -96,4 +100,4 @@ def train(images: Tensor, steps: int, estimator: str, hidden: list[int], batch: 
         loss.backward()
         main.step()
         prior.step()
-    return model
+    return model, time.perf_counter() - started

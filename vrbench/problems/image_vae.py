@@ -295,10 +295,10 @@ class ImageVAE(Problem):
         to θ, zero in the decoder and prior."""
         _, cache = self._encode(theta)
         replicates = grad_logits.shape[0]
-        encoder = self.encoder.backward(theta, cache,
-                                        grad_logits.reshape(replicates, self.batch, -1))
-        return torch.cat([encoder, encoder.new_zeros(replicates, self.dim - encoder.shape[1])],
-                         dim=-1)
+        grad = grad_logits.new_zeros(replicates, self.dim)
+        self.encoder.backward(theta, cache, grad_logits.reshape(replicates, self.batch, -1),
+                              grad[:, : self.encoder.end])
+        return grad
 
     def _per_draw_centered(self, theta: Tensor, samples: ImageLatents) -> Tensor:
         return self._centered(samples.codes, self._encode(theta)[0])
@@ -332,12 +332,12 @@ class ImageVAE(Problem):
         outputs, cache = self.decoder.forward(theta, 2 * flat - 1)
         images = self.images.repeat(draws, 1)
         count = draws * self.batch
-        decoder = self.decoder.backward(theta, cache,
-                                        (images - torch.sigmoid(outputs)) / count)
+        grad = outputs.new_zeros(replicates, self.dim)
+        self.decoder.backward(theta, cache, (images - torch.sigmoid(outputs)) / count,
+                              grad[:, self.encoder.end : self.decoder.end])
         prior = self._centered(codes, self._prior_logits(theta))
-        prior = prior.reshape(replicates, count, self._width).sum(1) / count
-        return torch.cat([decoder.new_zeros(replicates, self.encoder.end), decoder, prior],
-                         dim=-1)
+        grad[:, self.decoder.end :] = prior.reshape(replicates, count, self._width).sum(1) / count
+        return grad
 
     # --- Exact J and ∇J for small latent spaces ----------------------------------------------
 
@@ -578,3 +578,122 @@ class CategoricalVAENonlinear(ImageVAE):
         indices = torch.tensor(list(itertools.product(range(self.K), repeat=self.D)))
         return torch.nn.functional.one_hot(indices, self.K).to(DTYPE)
 
+
+
+@register("binary_iwae")
+@dataclass(frozen=True)
+class BinaryIWAE(BinaryImageVAE):
+    """The K-sample importance-weighted bound of the 200-latent binary VAE on Fashion-MNIST.
+
+    The model of ``binary_vae_linear`` (``hidden`` = 0) or ``binary_vae_nonlinear`` (two
+    hidden layers of ``hidden`` units). One sample holds K codes ``z_b1..z_bK ~ q(·|x_b)`` per
+    image and ``f = (1/B) Σ_b log (1/K) Σ_k w_bk``, ``w_bk = p(x_b, z_bk) / q(z_bk | x_b)``:
+    J is the multi-sample bound of Burda, Grosse & Salakhutdinov (ICLR 2016), the objective of
+    VIMCO (Mnih & Rezende, ICML 2016) and of DisARM's multi-sample experiments (Dong, Mnih &
+    Tucker, NeurIPS 2020, section 5.2, K = 2 × the pairs). f depends on θ through the weights:
+    in the encoder ``∇θ log w = −∇θ log q``, which the multi-sample estimators build from
+    :meth:`log_weights` and :meth:`code_weighted_score` (only those apply); in the decoder and
+    prior ``Σ_k w̃_bk ∇θ log p(x_b, z_bk)`` (``w̃`` the normalized weights), the direct
+    gradient from ``decoder_samples`` fresh K-tuples. With ``latents · K`` ≤ 12, J and ∇J are
+    exact (a sum over every K-tuple of codes).
+    """
+
+    K: int = 2
+    hidden: int = 0
+
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.MULTI_SAMPLE})
+    reference: ClassVar = "Burda et al., 2016; Mnih & Rezende, 2016; Dong et al., 2020"
+    reference_estimators: ClassVar = ("vimco", "multi_sample_score_function")
+    check_params: ClassVar = MappingProxyType({"batch": 2, "latents": 3, "K": 2, "pool": 4})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_size(self.name, "K", self.K, low=2, high=1000)
+        check_size(self.name, "hidden", self.hidden, low=0, high=100_000)
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        return () if self.hidden == 0 else (self.hidden, self.hidden)
+
+    def _draw_tuples(self, logits: Tensor, shape: tuple[int, ...], generator: torch.Generator
+                     ) -> Tensor:
+        """K codes per image: ``(*shape, B, K, L)``."""
+        return self._draw(logits, (*shape, self.K), generator).transpose(-3, -2)
+
+    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator
+               ) -> ImageLatents:
+        logits, _ = self._encode(theta)
+        codes = self._draw_tuples(logits, shape, generator)
+        return ImageLatents(codes, self._log_prob(codes, logits[:, None]), theta.detach())
+
+    def log_weights(self, samples: ImageLatents) -> Tensor:
+        return (self._log_likelihood(samples.theta, samples.codes, self.images[:, None])
+                - samples.log_q)
+
+    def f(self, samples: ImageLatents) -> Tensor:
+        return (torch.logsumexp(self.log_weights(samples), -1) - math.log(self.K)).mean(-1)
+
+    def log_prob(self, theta: Tensor, samples: ImageLatents) -> Tensor:
+        logits, _ = self._encode(theta)
+        return self._log_prob(samples.codes, logits[:, None]).sum((-2, -1))
+
+    def code_weighted_score(self, theta: Tensor, samples: ImageLatents, weights: Tensor
+                            ) -> Tensor:
+        centered = self._centered(samples.codes, self._encode(theta)[0][:, None])
+        per_image = torch.einsum("rnbk,rnbkl->rbl", weights, centered) / weights.shape[1]
+        return self.latent_pullback(theta, per_image)
+
+    def weighted_score(self, theta: Tensor, samples: ImageLatents, weights: Tensor) -> Tensor:
+        return self.code_weighted_score(theta, samples, weights[..., None, None].expand(
+            *weights.shape, self.batch, self.K))
+
+    def score(self, theta: Tensor, samples: ImageLatents) -> Tensor:
+        lead = samples.codes.shape[:2]
+        flat = ImageLatents(samples.codes.flatten(0, 1)[:, None], samples.log_q, samples.theta)
+        ones = flat.codes.new_ones(flat.codes.shape[:4])
+        return self.code_weighted_score(theta, flat, ones).reshape(*lead, self.dim)
+
+    def direct_gradient(self, theta: Tensor, replicates: int, generator: torch.Generator
+                        ) -> Tensor:
+        """``(1/(mB)) Σ_j Σ_b Σ_k w̃_jbk ∇θ log p(x_b, z_jbk)`` over ``m = decoder_samples``
+        fresh K-tuples per image and replicate (zero in the encoder)."""
+        logits, _ = self._encode(theta)
+        draws = self.decoder_samples
+        codes = self._draw_tuples(logits, (replicates, draws), generator)  # (R, m, B, K, L)
+        flat = codes.reshape(replicates, -1, self.latents)
+        outputs, cache = self.decoder.forward(theta, 2 * flat - 1)  # (R, m·B·K, P)
+        images = self.images[:, None].expand(-1, self.K, -1).reshape(-1, self.pixels)
+        images = images.repeat(draws, 1)
+        log_p = -torch.nn.functional.softplus(outputs * (1 - 2 * images)).sum(-1)
+        log_p = log_p.reshape(codes.shape[:-1]) + self._log_prob(codes, self._prior_logits(theta))
+        normalized = torch.softmax(log_p - self._log_prob(codes, logits[:, None]), dim=-1)
+        scale = normalized.reshape(replicates, -1, 1) / (draws * self.batch)
+        grad = outputs.new_zeros(replicates, self.dim)
+        self.decoder.backward(theta, cache, scale * (images - torch.sigmoid(outputs)),
+                              grad[:, self.encoder.end : self.decoder.end])
+        prior = scale * (flat - torch.sigmoid(self._prior_logits(theta)))
+        grad[:, self.decoder.end :] = prior.sum(1)
+        return grad
+
+    def _code_count(self) -> int:
+        return 2 ** (self.latents * self.K)
+
+    def value(self, theta: Tensor) -> Tensor:
+        if not self.has_exact_gradient:
+            raise NotImplementedError(
+                f"{self.name} has 2^{self.latents * self.K} K-tuples of codes per image, too "
+                "many to sum over: it is measured against a reference gradient")
+        codes = self._all_codes()  # (C, L)
+        outputs, _ = self.decoder.forward(theta, 2 * codes - 1)
+        log_joint = (-torch.nn.functional.softplus(outputs[:, None] * (1 - 2 * self.images))
+                     .sum(-1).T + self._log_prob(codes, self._prior_logits(theta)))  # (B, C)
+        logits, _ = self._encode(theta)
+        log_q = self._log_prob(codes[:, None], logits[None]).T  # (B, C)
+        tuples = torch.cartesian_prod(*[torch.arange(codes.shape[0])] * self.K)  # (T, K)
+        log_w = (log_joint - log_q)[:, tuples]  # (B, T, K)
+        probability = log_q[:, tuples].sum(-1).exp()
+        bounds = torch.logsumexp(log_w, -1) - math.log(self.K)
+        return (probability * bounds).sum() / self.batch
+
+    def sample_width(self) -> int:
+        return self.batch * self.K * (self.latents + self.pixels)

@@ -63,24 +63,31 @@ class MLP:
             hidden = torch.nn.functional.leaky_relu(pre, self.slope)
         raise AssertionError("a network has at least one layer")
 
-    def backward(self, theta: Tensor, cache: list[Tensor], grad_output: Tensor) -> Tensor:
+    def backward(self, theta: Tensor, cache: list[Tensor], grad_output: Tensor,
+                 out: Tensor | None = None) -> Tensor:
         """``(R, numel)``: for each replicate r, the gradient in the weights of
         ``Σ_k ⟨grad_output[r, k], output_k⟩``, where ``grad_output`` is ``(R, K, out)`` and the
         cached layer inputs are ``(K, ·)`` (shared by the replicates: an encoder's images) or
-        ``(R, K, ·)`` (each replicate's own: a decoder's codes)."""
+        ``(R, K, ·)`` (each replicate's own: a decoder's codes). Written into ``out`` (a
+        ``(R, numel)`` view, say the network's columns of a gradient in θ) when given."""
         layers = self.layers(theta)
-        grads: list[Tensor] = []
+        if out is None:
+            out = grad_output.new_empty(grad_output.shape[0], self.numel)
+        end = self.numel
         delta = grad_output
         for index in range(len(layers) - 1, -1, -1):
-            weight, _ = layers[index]
+            weight, bias = layers[index]
             inputs = cache[2 * index]
-            grads.append(delta.sum(-2))
-            grads.append((delta.transpose(-1, -2) @ inputs).flatten(-2))
+            torch.sum(delta, -2, out=out[:, end - bias.numel() : end])
+            end -= bias.numel()
+            weights = out[:, end - weight.numel() : end].view(-1, *weight.shape)
+            torch.matmul(delta.transpose(-1, -2), inputs, out=weights)
+            end -= weight.numel()
             if index > 0:
                 pre = cache[2 * index - 1]
                 slope = (pre > 0).to(pre.dtype) * (1 - self.slope) + self.slope
                 delta = (delta @ weight) * slope
-        return torch.cat(grads[::-1], dim=-1)
+        return out
 
     def initial(self, generator: torch.Generator, last_bias: Tensor | None = None) -> Tensor:
         """Glorot-uniform weights (U(−a, a), a = √(6 / (fan_in + fan_out)); Glorot & Bengio,
