@@ -95,8 +95,9 @@ def main(path: str) -> None:
         print("## Training steps against a hand-written loop\n")
         print("`benchmarks/test_training_speed.py`: vrbench's `vrbench train` loop and the "
               "hand-written PyTorch loop of `benchmarks/handwritten_vae.py` (the same model, "
-              "estimator and float64 arithmetic), 200 steps each on Fashion-MNIST minibatches "
-              "of 50, alternating over 5 rounds; medians of the steps' own time.\n")
+              "estimator and float64 arithmetic), 100 steps each on Fashion-MNIST minibatches "
+              "of 50, alternating over 3 rounds, one thread each; medians of the steps' own "
+              "time.\n")
         _training_table(training_runs)
         print()
     if system_runs:

@@ -402,8 +402,9 @@ def test_a_training_step_runs_off_the_cpu(tiny):
         for name, n in (("disarm", 1), ("rloo", 2)):
             estimate = estimators.make(name).estimate(batch, theta, n, 1, generator)
             assert estimate.is_meta and estimate.shape == (1, problem.dim)
-        codes = problem.direct_gradient(theta, 2, generator)
-        assert codes.is_meta
+        assert problem.direct_gradient(theta, 2, generator).is_meta
+        metrics = problem.training_metrics(theta, generator)  # reads values: MetaDevice's 1.0
+        assert set(metrics) == {"train_elbo", "test_bound"}
 
 
 # --- The sigmoid belief network ----------------------------------------------------------------
