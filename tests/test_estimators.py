@@ -56,6 +56,8 @@ def test_problem_conformance(name, one_thread):
     matrix (each reports what it could detect; the time-budgeted power is shown in
     test_check_power.py)."""
     instance = check_instance(name)
+    if instance.unavailable() is not None:  # data not installed (the image VAEs)
+        pytest.skip(instance.unavailable())
     report = check_problem(instance, time_budget=None, max_draws=10 * matrix_estimates(instance))
     failures = [f for f in report.failures if not f.startswith("power")]
     assert not failures, "\n".join(failures)

@@ -123,6 +123,8 @@ def check_estimator(
             compatible.append((problem, allowed))
             report.notes += [f"not run on {describe(problem)} at n={size}: {reason}"
                              for size, reason in reasons.items() if reason is not None]
+        elif problems is not None:  # a problem asked for by name: say why it did not run
+            report.notes.append(f"not run on {describe(problem)}: {reasons[sizes[0]]}")
     report.record("applies to some problem", None if compatible else
                   f"no compatible problem among those checked at n={','.join(map(str, sizes))}")
     for problem, allowed in compatible:
