@@ -21,7 +21,7 @@ from vrbench.reproduce import (
     reproduce,
 )
 
-NAMES = ["disarm2020", "kool2019", "mohamed2020", "relax2018"]
+NAMES = ["disarm2020", "kool2019", "mohamed2020", "mohamed2020_logistic", "relax2018"]
 
 
 def test_the_shipped_recipes_are_listed(capsys):
@@ -39,8 +39,9 @@ def test_every_recipe_names_real_components_and_valid_claims(name, tmp_path):
     config = recipe.sweep_config(tmp_path, quick=True, jobs=1)  # validates the sweep
     if config is not None:
         assert config.estimators and config.problems
-    train = recipe.train_settings(quick=True)
-    if train is not None:
+    for train in (recipe.train_settings(quick=True), recipe.train_settings(True, "shared")):
+        if train is None:
+            continue
         for text in train["estimators"]:
             for spec in parse_specs(text):
                 estimators.make(spec.name, spec.params)

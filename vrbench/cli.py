@@ -299,7 +299,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="shared-run mode: measure these estimators (comma-separated, or "
                             "'all': every registered one that applies) at the same θ_t along "
                             "each run, which the estimators of -e drive; writes "
-                            "OUTPUT/shared_run.parquet instead of train.parquet")
+                            "OUTPUT/shared_run.parquet instead of train.parquet (default: "
+                            "none, each estimator measured along its own run)")
     train.add_argument("--reference-precision", type=_positive_float,
                        default=DEFAULT_PRECISION, metavar="FRACTION",
                        help="for problems without an exact gradient: the standard error of "

@@ -133,6 +133,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
 
 
+def _cell_arguments(cell: Cell, timeout: float | None,
+                    references: dict[str, Reference]) -> tuple[Any, ...]:
+    """The arguments of :func:`run_cell`: the cell's reference only where one was computed
+    beforehand (a problem without an exact gradient)."""
+    reference = references.get(cell.key())
+    return (cell, timeout) if reference is None else (cell, timeout, reference)
+
+
 def run_local(cells: list[Cell], jobs: int, timeout: float | None,
               threads: int | None = None, attempts: int = MAX_ATTEMPTS,
               references: dict[str, Reference] | None = None
@@ -151,7 +159,7 @@ def run_local(cells: list[Cell], jobs: int, timeout: float | None,
         torch.set_num_threads(threads)
         try:
             for cell in cells:
-                yield cell, run_cell(cell, timeout, references.get(cell.key()))
+                yield cell, run_cell(*_cell_arguments(cell, timeout, references))
         finally:
             torch.set_num_threads(previous)
         return
@@ -160,7 +168,7 @@ def run_local(cells: list[Cell], jobs: int, timeout: float | None,
     while pending:
         retry: list[Cell] = []
         with _worker_pool(min(jobs, len(pending)), threads) as pool:
-            futures = {pool.submit(run_cell, cell, timeout, references.get(cell.key())): cell
+            futures = {pool.submit(run_cell, *_cell_arguments(cell, timeout, references)): cell
                        for cell in pending}
             for future in as_completed(futures):
                 cell = futures.pop(future)
@@ -204,7 +212,7 @@ def run_dask(cells: list[Cell], client: Any, timeout: float | None,
     from dask.distributed import as_completed as dask_completed
 
     references = references or {}
-    futures = {client.submit(run_cell, cell, timeout, references.get(cell.key()), pure=False,
+    futures = {client.submit(run_cell, *_cell_arguments(cell, timeout, references), pure=False,
                              key=f"cell-{cell.key()}"): cell for cell in cells}
     try:
         for future in dask_completed(list(futures), loop=client.loop):

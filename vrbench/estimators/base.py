@@ -135,7 +135,9 @@ def _incompatibility_through_view(method: Callable[..., str | None]) -> Callable
         if reason is None:
             return None
         view = logit_view(problem, problem.initial_theta())
-        return None if method(self, view, n_samples) is None else reason
+        on_view = method(self, view, n_samples)
+        # Where the view meets the requirements, its reason (n too small, say) is the one.
+        return on_view if on_view is None or self.requires <= view.capabilities else reason
 
     return incompatibility
 

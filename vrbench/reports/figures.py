@@ -876,8 +876,9 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if traces is None or "variance" not in traces or traces["variance"].notna().sum() == 0:
         return []
     traces = traces[traces["variance"].notna()]
+    exact = "reference" not in traces or (traces["reference"].fillna("exact") == "exact").all()
     extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
-                     label="‖∇J(θ_t)‖² (exact)")]
+                     label="‖∇J(θ_t)‖² " + ("(exact)" if exact else "(reference)"))]
 
     def draw(ax: plt.Axes, problem: str) -> None:
         rows = traces[traces["problem"] == problem]
