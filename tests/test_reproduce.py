@@ -21,7 +21,8 @@ from vrbench.reproduce import (
     reproduce,
 )
 
-NAMES = ["disarm2020", "kool2019", "mohamed2020", "mohamed2020_logistic", "relax2018"]
+NAMES = ["disarm2020", "disarm2020_fashion", "kool2019", "mohamed2020", "mohamed2020_logistic",
+         "relax2018"]
 
 
 def test_the_shipped_recipes_are_listed(capsys):
