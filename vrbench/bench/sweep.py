@@ -310,7 +310,9 @@ def _specs(specs: list[Spec] | None, names: Iterable[str]) -> list[Spec]:
 
 def plan_sweep(config: SweepConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
     """Every cell of the sweep (all seeds), and the rows of the skipped combinations."""
-    problem_specs = _specs(config.problems, problems.registry.names())
+    problem_specs = _specs(config.problems, [
+        name for name in problems.registry.names()
+        if problems.registry.get(name).in_default_sweep])
     estimator_specs = _specs(config.estimators, estimators.registry.names())
     cells: list[Cell] = []
     skipped_rows: list[dict[str, Any]] = []

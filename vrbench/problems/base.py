@@ -211,6 +211,11 @@ class Problem(Component, abc.ABC):
     of a score-function estimate, so that a 1% bias is detectable in seconds; see
     :meth:`check_theta`."""
 
+    in_default_sweep: ClassVar[bool] = True
+    """Whether a sweep that names no problems runs this one. Models of data sets at the
+    papers' scale (the 200-latent image VAEs) say no: each of their cells takes minutes and
+    each reference gradient hours on a CPU, so a sweep runs them where it names them."""
+
     reference_estimators: ClassVar[tuple[str, ...]] = ()
     """For a problem without an exact gradient: unbiased estimators (names, or
     ``name:key=value`` specs) whose mean over many estimates is its reference gradient, in

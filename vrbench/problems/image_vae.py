@@ -96,6 +96,7 @@ class ImageVAE(Problem):
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED})
     maximize: ClassVar = True
+    in_default_sweep: ClassVar = False
     reference_estimators: ClassVar = ("disarm", "rloo")
     slope: ClassVar[float] = 0.3
 
