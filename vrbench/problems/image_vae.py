@@ -525,7 +525,7 @@ class CategoricalVAENonlinear(ImageVAE):
     minibatch of ``batch`` (200) images. The categorical VAE of Dong, Mnih & Tucker,
     "Coupled gradient estimators for discrete latent variables", NeurIPS 2021, in their
     released code (20 variables of 10 classes by default, batch 200, Adam at 1e-4, the
-    prior by SGD at 1e-2), and of IndeCateR (De Smet et al., ICML 2023). With K^D ≤ 4,096
+    prior by SGD at 1e-2), and of IndeCateR (De Smet et al., NeurIPS 2023). With K^D ≤ 4,096
     codes per image, J and ∇J are exact.
     """
 
