@@ -119,9 +119,9 @@ def test_value_and_gradient_against_brute_force(name, params):
     assert problem.value(theta).item() == pytest.approx(brute_force_value(problem, point),
                                                         rel=1e-12, abs=1e-14)
     step = 1e-6
-    differences = np.array([
-        (brute_force_value(problem, point + step * e) - brute_force_value(problem, point - step * e))
-        / (2 * step) for e in np.eye(point.size)])
+    differences = np.array([(brute_force_value(problem, point + step * e)
+                             - brute_force_value(problem, point - step * e)) / (2 * step)
+                            for e in np.eye(point.size)])
     exact = problem.exact_grad(theta).numpy()
     np.testing.assert_allclose(exact, differences, atol=1e-8 * max(1, np.abs(exact).max()))
 
@@ -184,7 +184,7 @@ def test_length_penalty_is_dapo_soft_overlong_punishment():
 
 
 def test_exact_values_are_conditional_expectations_of_the_shaped_return():
-    """The critic: V(prefix) = Σ_{o ⊃ prefix} π(o | prefix)(R(o) − β Σ_{s≥t} ℓ_s), by brute force."""
+    """The critic: V(prefix) = Σ_{o ⊃ prefix} π(o|prefix)(R(o) − β Σ_{s≥t} ℓ_s), brute force."""
     problem = problems.make("lm_pass_fail", {**TINY, "beta": 0.3})
     theta = problem.initial_theta()
     point, reference = theta.numpy(), problem.reference_theta().numpy()
@@ -201,11 +201,10 @@ def test_exact_values_are_conditional_expectations_of_the_shaped_return():
                     if other[:t] != output[:t]:
                         continue
                     logp = log_prob(problem, point, p, other)
-                    tail = sum(
-                        log_prob(problem, point, p, other[:s + 1]) - log_prob(problem, point, p, other[:s])
-                        - log_prob(problem, reference, p, other[:s + 1])
-                        + log_prob(problem, reference, p, other[:s])
-                        for s in range(t, len(other)))
+                    tail = (log_prob(problem, point, p, other)
+                            - log_prob(problem, point, p, other[:t])
+                            - log_prob(problem, reference, p, other)
+                            + log_prob(problem, reference, p, other[:t]))
                     numerator += math.exp(logp) * (rewards[p, index[other]] - 0.3 * tail)
                     denominator += math.exp(logp)
                 assert values[j, p, t].item() == pytest.approx(numerator / denominator, rel=1e-10,

@@ -141,8 +141,12 @@ class SequencePolicy(Problem):
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENCES})
     maximize: ClassVar = True
     reference: ClassVar = "Shao et al., 2024; Liu et al., 2025"
-    # Two prompts keep the checks' estimates small; β > 0 so that the KL term is checked too.
-    check_params: ClassVar = MappingProxyType({"prompts": 2, "beta": 0.1})
+    # Two prompts and three tokens keep the checks' estimates small; β > 0 checks the KL term
+    # (drift 1 makes its gradient large enough to see), and a stale behaviour policy the
+    # off-policy sampler and the importance weights. A 1% bias of RLOO is then visible in
+    # 1.5·10⁵ to 9·10⁵ estimates.
+    check_params: ClassVar = MappingProxyType({"prompts": 2, "max_length": 3, "beta": 0.3,
+                                               "drift": 1.0, "staleness": 0.3})
 
     def __post_init__(self) -> None:
         check_size(self.name, "prompts", self.prompts, high=1_000)
@@ -587,8 +591,9 @@ class PassFailMLP(_PassFailRewards, SequencePolicy):
     difficulty: str = "mixed"
 
     reference: ClassVar = "Liu et al., 2025"
-    check_params: ClassVar = MappingProxyType({"prompts": 2, "beta": 0.1, "vocab": 3,
-                                               "max_length": 4, "hidden": 8})
+    check_params: ClassVar = MappingProxyType({"prompts": 2, "max_length": 3, "beta": 0.3,
+                                               "drift": 1.0, "staleness": 0.3, "vocab": 3,
+                                               "hidden": 8})
 
     def __post_init__(self) -> None:
         super().__post_init__()
