@@ -10,7 +10,12 @@ from torch import Tensor
 
 from vrbench.components import check
 from vrbench.estimators import register
-from vrbench.estimators.sequence_base import SequenceEstimator, clipped_slope, group_normalized
+from vrbench.estimators.sequence_base import (
+    SequenceEstimator,
+    clipped_slope,
+    group_mean,
+    group_normalized,
+)
 from vrbench.problems.base import Problem
 
 
@@ -31,10 +36,14 @@ class GRPO(SequenceEstimator):
     for and against (wrong answers are penalized less the longer they are); and the
     token-level k3 loss differentiates a KL estimate, giving neither the reverse KL's
     gradient nor the sequence's (Tang & Munos, 2025). Off-policy, the per-token ratio and its
-    clipping add the bias of PPO's surrogate. Needs G ≥ 2.
+    clipping add the bias of PPO's surrogate. ``std_normalize=false`` and
+    ``length_normalize=false`` remove one normalization each (Liu et al.'s ablations; both
+    removed, the policy term is Dr. GRPO's). Needs G ≥ 2.
     """
 
     clip: float = 0.2
+    std_normalize: bool = True
+    length_normalize: bool = True
     kl: str = "k3"
     kl_in: str = "loss"
     kl_level: str = "token"
@@ -49,9 +58,13 @@ class GRPO(SequenceEstimator):
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> Tensor:
         ro = self.draw(problem, theta, n_samples, replicates, generator)
-        advantage = group_normalized(ro.rewards - self.reward_penalty(problem, ro))
+        reward = ro.rewards - self.reward_penalty(problem, ro)
+        advantage = group_normalized(reward) if self.std_normalize else \
+            reward - group_mean(reward)
         ratio = (ro.log_probs - ro.behaviour_log_probs).exp()
-        per_token = ro.mask / (n_samples * ro.lengths[..., None])
+        per_token = ro.mask / n_samples
+        if self.length_normalize:
+            per_token = per_token / ro.lengths[..., None]
         weights = clipped_slope(ratio, advantage[..., None], self.clip, self.clip) * per_token
         weights = weights + self.kl_loss_weights(problem, ro, per_token)
         return self.gradient(problem, theta, ro, weights)

@@ -44,10 +44,11 @@ MAX_OUTPUTS = 2**17
 MAX_SUPPORT = 2**16
 """Largest joint support (``N^P`` samples) that :meth:`SequencePolicy.support` lists."""
 
-EASY, HARD = 0.95, 0.02
-"""Success probabilities under the reference policy of the easy and hard pass/fail prompts."""
+EASY, MEDIUM, HARD = 0.95, 0.5, 0.02
+"""Success probabilities under the reference policy of the easy, medium and hard pass/fail
+prompts."""
 
-DIFFICULTIES = ("mixed", "easy", "hard")
+DIFFICULTIES = ("mixed", "easy", "medium", "hard")
 
 
 class Completions(NamedTuple):
@@ -136,6 +137,7 @@ class SequencePolicy(Problem):
     beta: float = 0.0
     staleness: float = 0.0
     drift: float = 0.5
+    reward_scale: float = 1.0
     seed: int = 0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.SEQUENCES})
@@ -161,6 +163,8 @@ class SequencePolicy(Problem):
         check(0.0 <= self.staleness <= 1e3, self.name,
               f"staleness={self.staleness} must lie in [0, 1000]")
         check(abs(self.drift) <= 1e3, self.name, f"drift={self.drift} must lie in [-1000, 1000]")
+        check(abs(self.reward_scale) <= 1e6, self.name,
+              f"reward_scale={self.reward_scale} must lie in [-1e6, 1e6]")
 
     # --- the tree and the rewards --------------------------------------------------------
 
@@ -182,13 +186,13 @@ class SequencePolicy(Problem):
 
     @device_cached
     def rewards(self) -> Tensor:
-        """``R_p(o)``, ``(P, N)``."""
-        return self.reward_table()
+        """``R_p(o)`` times ``reward_scale``, ``(P, N)``."""
+        return self.reward_scale * self.reward_table()
 
     def correct_table(self) -> Tensor:
         """``1[o counts as correct for p]``, ``(P, N)``, for training statistics: a reward
         above the midpoint of the prompt's range."""
-        rewards = self.rewards
+        rewards = self.reward_table()
         low, high = rewards.min(-1, keepdim=True).values, rewards.max(-1, keepdim=True).values
         return (rewards > (low + high) / 2).to(DTYPE)
 
@@ -480,12 +484,11 @@ class _PassFailRewards:
     seed: int
 
     def success_targets(self) -> list[float]:
-        """The success probability under π_ref of each prompt: easy 0.95, hard 0.02, and
-        alternating in the mixed set (easy first)."""
-        if self.difficulty == "easy":
-            return [EASY] * self.prompts
-        if self.difficulty == "hard":
-            return [HARD] * self.prompts
+        """The success probability under π_ref of each prompt: easy 0.95, medium 0.5, hard
+        0.02, and easy and hard alternating in the mixed set (easy first)."""
+        single = {"easy": EASY, "medium": MEDIUM, "hard": HARD}
+        if self.difficulty in single:
+            return [single[self.difficulty]] * self.prompts
         return [EASY if p % 2 == 0 else HARD for p in range(self.prompts)]
 
     def correct_sets(self: Any) -> Tensor:
@@ -528,10 +531,10 @@ class PassFail(_PassFailRewards, SequencePolicy):
     As ``lm_exact_match``, with each prompt's verifier accepting a fixed set of outputs (drawn
     from ``seed``) whose probability under π_ref is 0.95 (easy) or 0.02 (hard), within one
     output's probability; ``difficulty`` is ``mixed`` (easy and hard prompts alternate),
-    ``easy`` or ``hard``. Correct outputs have every length, so a length bias has room to act.
-    The setting of GRPO's standard-deviation normalization, which weighs prompts whose groups
-    are nearly all right or all wrong most (Liu et al., "Understanding R1-Zero-like training",
-    2025, section 3.1).
+    ``easy``, ``medium`` (0.5) or ``hard``. Correct outputs have every length, so a length
+    bias has room to act. The setting of GRPO's standard-deviation normalization, which weighs
+    prompts whose groups are nearly all right or all wrong most (Liu et al., "Understanding
+    R1-Zero-like training", 2025, section 3.1).
     """
 
     difficulty: str = "mixed"
