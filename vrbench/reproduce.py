@@ -611,7 +611,9 @@ def _note(recipe: Recipe, verdicts: list[Verdict], images: list[Path], quick: bo
               for o in ("reproduced", "not reproduced", "inconclusive")}
     parts.append(f"{counts['reproduced']} reproduced, {counts['not reproduced']} not "
                  f"reproduced, {counts['inconclusive']} inconclusive (an interval that "
-                 "straddles the claim). Intervals are 95%, from the variances' batch means.")
+                 "straddles the claim). Intervals are 95%: of variance ratios from the "
+                 "variances' batch means, of properties of a mean estimate with at least 95% "
+                 "coverage from its coordinates' standard errors.")
     parts.append("")
     for verdict in verdicts:
         parts.append(f"- **{verdict.text}**: {verdict.outcome}.")
