@@ -125,3 +125,14 @@ def test_recipe_claims_name_cells_the_sweep_runs(name, tmp_path):
             names = [*claim.get("better", []), claim.get("worse")]
             for estimator in names:
                 assert (estimator, claim["problem"]) in trained_pairs, (claim["text"], estimator)
+
+
+def test_the_llm_rl_configuration_plans_its_grid():
+    from vrbench.bench.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "llm_rl.toml")
+    cells, skipped = plan_sweep(config)
+    assert len(cells) == 10 * (8 + 7) * 4 and not skipped
+    assert {str(c.problem) for c in cells} >= {
+        "lm_pass_fail:beta=0.1,difficulty=hard,staleness=0.5",
+        "lm_pass_fail:difficulty=mixed,staleness=2.0"}
