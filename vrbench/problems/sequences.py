@@ -41,6 +41,9 @@ from vrbench.problems.base import DTYPE, Capability, Problem, check_size, gradie
 MAX_OUTPUTS = 2**17
 """Most outputs per prompt: exact sums run over ``P × N × L`` tables."""
 
+MAX_TABLE = 2**25
+"""Most entries of a ``(P, N, L)`` table (prompts × outputs × positions), 256 MiB in float64."""
+
 MAX_SUPPORT = 2**16
 """Largest joint support (``N^P`` samples) that :meth:`SequencePolicy.support` lists."""
 
@@ -154,11 +157,14 @@ class SequencePolicy(Problem):
         check_size(self.name, "prompts", self.prompts, high=1_000)
         check_size(self.name, "vocab", self.vocab, low=2, high=1_000)
         check_size(self.name, "max_length", self.max_length, high=64)
-        outputs = tree_sizes(self.vocab, self.max_length)[1] if self.vocab ** min(
-            self.max_length, 30) <= 10 * MAX_OUTPUTS else MAX_OUTPUTS + 1
+        outputs = tree_sizes(self.vocab, self.max_length)[1]  # Python integers: no overflow
         check(outputs <= MAX_OUTPUTS, self.name,
               f"vocab={self.vocab} and max_length={self.max_length} give {outputs} outputs per "
               f"prompt; at most {MAX_OUTPUTS} keep the exact sums within memory and time")
+        entries = self.prompts * outputs * self.max_length
+        check(entries <= MAX_TABLE, self.name,
+              f"prompts={self.prompts} × {outputs} outputs × max_length={self.max_length} = "
+              f"{entries} table entries; at most {MAX_TABLE} keep the exact sums in memory")
         check(0.0 <= self.beta <= 1e3, self.name, f"beta={self.beta} must lie in [0, 1000]")
         check(0.0 <= self.staleness <= 1e3, self.name,
               f"staleness={self.staleness} must lie in [0, 1000]")
