@@ -319,6 +319,15 @@ class SequencePolicy(Problem):
         """``log π_ref(y_t | p, y_<t)`` of each token, ``(R, n, P, L)``."""
         return self._gather(self._reference_tables[0], samples)
 
+    @device_cached
+    def _token_slots(self) -> Tensor:
+        """``(p·M + c)·V + y`` for token ``y`` drawn from prefix ``c`` at each position of each
+        output of each prompt, ``(P·N, L)``; −1 after an output's end."""
+        tree = self.tree
+        rows = torch.arange(self.prompts)[:, None, None] * self.n_prefixes + tree.contexts
+        slots = rows * self.vocab + tree.tokens
+        return torch.where(tree.mask > 0, slots, -1).reshape(-1, self.max_length)
+
     def token_weighted_score(self, theta: Tensor, samples: Completions,
                              weights: Tensor) -> Tensor:
         """``Σ_j Σ_p Σ_t w_jpt ∇θ log π_θ(y_jpt | p, y_jp<t)`` per replicate, ``(R, dim)``,
@@ -327,17 +336,16 @@ class SequencePolicy(Problem):
         ``∇ log softmax(ℓ_c)[y] = e_y − softmax(ℓ_c)``: the weights are added up per
         (context, token) and per context, then pulled back to θ (:meth:`logits_pullback`).
         """
-        tree, vocab = self.tree, self.vocab
         replicates = weights.shape[0]
-        per_row = self.prompts * self.n_prefixes
-        weights = weights * self.token_mask(samples)
-        token = self._per_output(tree.tokens, samples)
-        context = self._per_output(tree.contexts, samples)
-        row = torch.arange(self.prompts)[:, None] * self.n_prefixes + context
-        flat = (torch.arange(replicates)[:, None, None, None] * per_row + row) * vocab + token
-        grad = torch.zeros(replicates * per_row * vocab, dtype=DTYPE)
-        grad.index_add_(0, flat.reshape(-1), weights.reshape(-1))
-        grad = grad.reshape(replicates, self.prompts, self.n_prefixes, vocab)
+        size = self.prompts * self.n_prefixes * self.vocab
+        outputs = (torch.arange(self.prompts) * self.n_outputs + samples.index).reshape(-1)
+        slots = self._token_slots.index_select(0, outputs).reshape(replicates, -1)
+        # Positions after the end go to one extra slot, dropped below.
+        slots = torch.where(slots >= 0, slots + torch.arange(replicates)[:, None] * size,
+                            replicates * size)
+        grad = torch.zeros(replicates * size + 1, dtype=DTYPE)
+        grad.index_add_(0, slots.reshape(-1), weights.reshape(-1))
+        grad = grad[:-1].reshape(replicates, self.prompts, self.n_prefixes, self.vocab)
         policy = torch.softmax(self.context_logits(theta).detach(), dim=-1)
         return self.logits_pullback(theta, grad - grad.sum(-1, keepdim=True) * policy)
 
