@@ -598,13 +598,13 @@ class PassFailMLP(_PassFailRewards, SequencePolicy):
     one-hot prompt, the one-hot token at each position of the prefix and the one-hot prefix
     length (``F = P + L(V − 1) + L`` features) and ``hidden`` units: θ = (W₁, b₁, W₂, b₂), shared
     by every prompt and prefix, so an update at one prefix moves them all, as in a language
-    model. θ_ref's entries are N(0, 1/F) (Glorot-like); defaults V = 4, L = 5 (364 outputs
-    per prompt).
+    model. θ_ref's entries are N(0, 1/F) (Glorot-like); defaults V = 3, L = 5 (63 outputs
+    per prompt), 8 hidden units (187 parameters).
     """
 
-    vocab: int = 4
+    vocab: int = 3
     max_length: int = 5
-    hidden: int = 16
+    hidden: int = 8
     difficulty: str = "mixed"
 
     reference: ClassVar = "Liu et al., 2025"
