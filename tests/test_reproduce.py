@@ -21,7 +21,7 @@ from vrbench.reproduce import (
     reproduce,
 )
 
-NAMES = ["disarm2020", "kool2019", "mohamed2020", "relax2018"]
+NAMES = ["disarm2020", "kool2019", "liu2025", "mohamed2020", "relax2018", "shah2025", "tang2025"]
 
 
 def test_the_shipped_recipes_are_listed(capsys):

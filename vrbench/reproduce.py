@@ -395,12 +395,127 @@ def _claim_final_value(claim: Mapping[str, Any], frame: pd.DataFrame,
     return Verdict(claim["text"], _combine(outcomes), lines)
 
 
+MEAN_MEASURES = ("relative_bias", "cosine", "projection")
+NOISE_DRAWS = 4000
+
+
+def _mean_interval(measure: str, row: pd.Series,
+                   generator: np.random.Generator) -> tuple[float, float, float]:
+    """``measure`` of a cell's mean estimate m against ∇J = g, with an interval of at least
+    95% coverage. The mean's error e ~ N(0, diag(coordinate variances)/R) has ‖e‖ ≤ r with
+    probability 95% (r from 4,000 draws), so by the triangle inequality the true mean's
+    ``relative_bias`` lies within ``r/‖g‖`` of the measured one and its angle to g within
+    ``arcsin(r/‖m‖)``; the ``projection`` m·g/‖g‖², linear in m, gets its exact Gaussian
+    interval."""
+    grad = np.asarray(row["true_grad"], dtype=float)
+    mean = grad + np.asarray(row["coordinate_bias"], dtype=float)
+    spread = np.sqrt(np.asarray(row["coordinate_variance"], dtype=float)
+                     / float(row["replicates"]))
+    norm, mean_norm = float(np.linalg.norm(grad)), float(np.linalg.norm(mean))
+    if measure == "projection":
+        value = float(mean @ grad) / norm**2
+        half = 1.96 * float(np.linalg.norm(grad * spread)) / norm**2
+        return value, value - half, value + half
+    radius = float(np.quantile(np.linalg.norm(
+        spread * generator.standard_normal((NOISE_DRAWS, grad.size)), axis=1), 0.95))
+    if measure == "relative_bias":
+        value = float(np.linalg.norm(mean - grad)) / norm
+        return value, max(0.0, value - radius / norm), value + radius / norm
+    value = float(mean @ grad) / (mean_norm * norm) if mean_norm > 0 else 0.0
+    angle = math.acos(min(1.0, max(-1.0, value)))
+    spread_angle = math.asin(radius / mean_norm) if radius < mean_norm else math.pi
+    return value, math.cos(min(math.pi, angle + spread_angle)), \
+        math.cos(max(0.0, angle - spread_angle))
+
+
+def _claim_estimate(claim: Mapping[str, Any], frame: pd.DataFrame,
+                    traces: pd.DataFrame | None) -> Verdict:
+    """A property ``measure`` of each of ``estimators``' mean estimate at ``problem`` (a name
+    or a full spec; ``n``, default the largest): ``relative_bias`` ‖E ĝ − ∇J‖/‖∇J‖,
+    ``cosine`` between E ĝ and ∇J, or ``projection`` E ĝ·∇J/‖∇J‖² (the step along ∇J in units
+    of the exact one), expected ``below`` or ``above`` ``threshold``, or ``near`` it (within
+    ``tolerance``); with ``versus`` (another problem spec), the ratio of the measure on
+    ``problem`` to that on ``versus`` (intervals divided as intervals). Intervals have at
+    least 95% coverage (see :func:`_mean_interval`)."""
+    rows, where = _pick(frame, claim)
+    by_name = {row["estimator"]: row for _, row in rows.iterrows()}
+    other: dict[str, pd.Series] = {}
+    if "versus" in claim:
+        versus_rows, versus_where = _pick(frame, {**claim, "problem": claim["versus"]})
+        other = {row["estimator"]: row for _, row in versus_rows.iterrows()}
+        where = f"{where} against {versus_where}"
+    measure, expect = claim["measure"], claim["expect"]
+    threshold = float(claim.get("threshold", 0.0))
+    tolerance = float(claim.get("tolerance", 0.0))
+    generator = np.random.default_rng(0)
+    lines, outcomes = [], []
+    for name in claim["estimators"]:
+        row = by_name.get(name)
+        if row is None or ("versus" in claim and name not in other):
+            lines.append(f"no measurement of {name} at {where}")
+            outcomes.append("inconclusive")
+            continue
+        value, low, high = _mean_interval(measure, row, generator)
+        if "versus" in claim:
+            base, base_low, base_high = _mean_interval(measure, other[name], generator)
+            value = value / base
+            low, high = (low / base_high, high / base_low) if base_low > 0 else \
+                (-math.inf, math.inf)
+        if expect == "near":
+            inside = low >= threshold - tolerance and high <= threshold + tolerance
+            outside = low > threshold + tolerance or high < threshold - tolerance
+            outcome = "reproduced" if inside else "not reproduced" if outside else \
+                "inconclusive"
+            wanted = f"expected {threshold:g} ± {tolerance:g}"
+        else:
+            outcome = _outcome(low, high, expect, threshold)
+            wanted = f"expected {expect} {threshold:g}"
+        outcomes.append(outcome)
+        what = measure.replace("_", " ") + (" ratio" if "versus" in claim else "")
+        lines.append(f"{where}, {name}: {what} of the mean estimate "
+                     f"{_interval(value, low, high)} ({wanted}): {outcome}")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
+def _claim_final_statistic(claim: Mapping[str, Any], frame: pd.DataFrame,
+                           traces: pd.DataFrame | None) -> Verdict:
+    """A trace column ``column`` (an exact statistic such as ``exact_kl``) at the last step,
+    or its change from the first step with ``change = true``: each of ``better`` ends
+    ``direction`` ("lower" or "higher") than ``worse``, seed by seed on ``problem``. Every
+    seed agreeing reproduces the claim, none contradicts it, a split is inconclusive."""
+    if traces is None or claim["column"] not in traces:
+        return Verdict(claim["text"], "inconclusive", [f"no traces with {claim['column']}"])
+    rows = traces[_of_problem(traces, claim["problem"])]
+    column, lower = claim["column"], claim.get("direction", "lower") == "lower"
+    first = rows[rows["step"] == rows["step"].min()].set_index(["estimator", "seed"])[column]
+    last = rows[rows["step"] == rows["step"].max()].set_index(["estimator", "seed"])[column]
+    values = last - first if claim.get("change", False) else last
+    label = f"change of {column} from step 0" if claim.get("change", False) else column
+    summary = values.groupby("estimator").agg(["mean", "min", "max"])
+    lines = [f"{claim['problem']}, {label} at step {int(rows['step'].max())} (mean over seeds, "
+             "min–max): " + "; ".join(f"{e} {r['mean']:.4g} ({r['min']:.4g}–{r['max']:.4g})"
+                                     for e, r in summary.iterrows())]
+    outcomes = []
+    for name in claim["better"]:
+        if name not in summary.index or claim["worse"] not in summary.index:
+            outcomes.append("inconclusive")
+            continue
+        pairs = pd.concat([values.xs(name), values.xs(claim["worse"])], axis=1).dropna()
+        holds = (pairs.iloc[:, 0] < pairs.iloc[:, 1]) if lower else \
+            (pairs.iloc[:, 0] > pairs.iloc[:, 1])
+        outcomes.append("reproduced" if holds.all() and len(holds) else
+                        "not reproduced" if not holds.any() else "inconclusive")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
 CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
     "ratio": _claim_ratio,
     "ratio_by_n": _claim_ratio_by_n,
     "no_single_winner": _claim_no_single_winner,
     "along_training": _claim_along_training,
     "final_value": _claim_final_value,
+    "estimate": _claim_estimate,
+    "final_statistic": _claim_final_statistic,
 }
 """How each kind of claim is checked against the measurements (see each function)."""
 
@@ -496,7 +611,9 @@ def _note(recipe: Recipe, verdicts: list[Verdict], images: list[Path], quick: bo
               for o in ("reproduced", "not reproduced", "inconclusive")}
     parts.append(f"{counts['reproduced']} reproduced, {counts['not reproduced']} not "
                  f"reproduced, {counts['inconclusive']} inconclusive (an interval that "
-                 "straddles the claim). Intervals are 95%, from the variances' batch means.")
+                 "straddles the claim). Intervals are 95%: of variance ratios from the "
+                 "variances' batch means, of properties of a mean estimate with at least 95% "
+                 "coverage from its coordinates' standard errors.")
     parts.append("")
     for verdict in verdicts:
         parts.append(f"- **{verdict.text}**: {verdict.outcome}.")

@@ -47,6 +47,7 @@ COLUMNS: dict[str, str] = {
     "value": "float64",
     "snr": "float64",
     "cosine": "float64",
+    "mean_cosine": "float64",
     "fit_time_s": "float64",
     "device": "string",
     "problem_params": "string",
