@@ -271,7 +271,7 @@ def _list(console: Console, kind: str | None) -> None:
             table.add_row(
                 entry.name,
                 cls.family,
-                ", ".join(sorted(cls.requires)) or "—",
+                escape(cls.requirements()) or "—",
                 "yes" if cls.unbiased else "no",
                 entry.origin,
                 escape(cls.summary()),

@@ -76,6 +76,8 @@ class REBAR(Estimator):
     estimates for discrete latent variable models", NeurIPS 2017.
     """
 
+    display_name = "REBAR"
+
     fit_samples: int = 256
 
     family = "discrete"
@@ -117,6 +119,8 @@ class RELAX(Estimator):
     Grathwohl, Choi, Wu, Roeder & Duvenaud, "Backpropagation through the void: optimizing
     control variates for black-box gradient estimation", ICLR 2018.
     """
+
+    display_name = "RELAX"
 
     hidden: int = 16
     fit_steps: int = 100
