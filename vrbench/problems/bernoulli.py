@@ -131,7 +131,7 @@ class BernoulliVector(BernoulliToy):
     al., ICLR 2018) and DisARM (Dong, Mnih & Tucker, NeurIPS 2020).
     """
 
-    display_name = "Bernoulli ×{D}, t = {t}"
+    display_name = "Bernoulli, D = {D}, t = {t}"
     parameter_symbols: ClassVar = {"theta": "θ"}
 
     D: int = 20

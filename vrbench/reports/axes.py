@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.textpath import TextPath
 from matplotlib.ticker import Formatter, Locator, LogLocator, NullFormatter
 
+from vrbench.reports.labels import words
+
 STRIP_COLOR = "0.92"
 
 MIN_PIECE = 3
@@ -235,6 +237,21 @@ def wrap_name(name: str, width_in: float, size_pt: float) -> str:
         return name
     return "\n".join(break_at_underscores(
         name, lambda line: text_width_in(line, size_pt) <= width_in))
+
+
+def wrap_label(text: str, width_in: float, size_pt: float) -> str:
+    """A display name broken at spaces into lines that fit ``width_in``, never inside a
+    word, a formula or a ``name = value`` (see :func:`~vrbench.reports.labels.words`); a
+    word wider than the room keeps a line of its own."""
+    if text_width_in(text, size_pt) <= width_in:
+        return text
+    lines: list[str] = []
+    for word in words(text):
+        if lines and text_width_in(f"{lines[-1]} {word}", size_pt) <= width_in:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def drop_colliding_labels(fig: plt.Figure, pad_pt: float = 1.5) -> None:

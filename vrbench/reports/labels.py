@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,11 @@ _TEXT_ESCAPES = (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", 
                  ("^", r"\textasciicircum{}"))
 _PLAIN_COMMANDS = {latex.strip("\\"): symbol for symbol, latex in _LATEX_SYMBOLS.items()
                    if latex.startswith("\\") and latex[1:].isalpha()}
-_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_SUPERSCRIPT_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"
+_SUBSCRIPT_DIGITS = "₀₁₂₃₄₅₆₇₈₉"
+_FROM_SUPERSCRIPT = str.maketrans(_SUPERSCRIPT_DIGITS, "0123456789-")
+_FROM_SUBSCRIPT = str.maketrans(_SUBSCRIPT_DIGITS, "0123456789")
 
 
 def format_value(value: Any) -> str:
@@ -72,7 +77,7 @@ def format_value(value: Any) -> str:
         if value != 0 and not 1e-3 <= abs(value) < 1e5:
             exponent = math.floor(math.log10(abs(value)))
             mantissa = value / 10**exponent
-            power = f"10{str(exponent).translate(_SUPERSCRIPTS)}"
+            power = f"10{str(exponent).translate(SUPERSCRIPTS)}"
             text = power if math.isclose(abs(mantissa), 1.0) else f"{abs(mantissa):.3g}×{power}"
             return ("−" if value < 0 else "") + text
         return f"{value:.3g}".replace("-", "−")
@@ -193,7 +198,14 @@ def latex(text: str) -> str:
             out.append(f"${piece}$")
             continue
         run = ""  # consecutive symbols, set as one formula
-        for char in piece:
+        for char in re.findall(f"[{_SUBSCRIPT_DIGITS}]+|[{_SUPERSCRIPT_DIGITS}]+|.", piece,
+                               re.S):
+            if char[0] in _SUBSCRIPT_DIGITS:  # log₁₀: a subscript, its digits together
+                run += "_{" + char.translate(_FROM_SUBSCRIPT) + "}"
+                continue
+            if char[0] in _SUPERSCRIPT_DIGITS and len(char) > 1:
+                run += "^{" + char.translate(_FROM_SUPERSCRIPT) + "}"
+                continue
             if char in _LATEX_SYMBOLS:
                 run += _LATEX_SYMBOLS[char]
                 continue
@@ -216,7 +228,7 @@ def plain(text: str) -> str:
             continue
         piece = re.sub(r"\\([A-Za-z]+)\s?",
                        lambda m: _PLAIN_COMMANDS.get(m.group(1), m.group(1)), piece)
-        piece = re.sub(r"\^\{?(-?\d+)\}?", lambda m: m.group(1).translate(_SUPERSCRIPTS),
+        piece = re.sub(r"\^\{?(-?\d+)\}?", lambda m: m.group(1).translate(SUPERSCRIPTS),
                        piece)
         out.append(piece.replace("{", "").replace("}", "").replace("\\", ""))
     return "".join(out)
@@ -237,4 +249,23 @@ def words(text: str) -> list[str]:
             current += char
     if current:
         pieces.append(current)
-    return pieces
+    joined: list[str] = []  # "t = 0.5" is one piece: no line ends or starts at "="
+    for piece in pieces:
+        if joined and (piece.startswith("=") or joined[-1].endswith("=")):
+            joined[-1] += " " + piece
+        else:
+            joined.append(piece)
+    return joined
+
+
+def resolve(labels: Labels, estimators: Iterable[str], problems: Iterable[str]) -> Labels:
+    """``labels`` with the display name of every shown estimator and problem written out,
+    and names that two of them would share told apart by their results names
+    (``measure-valued [mvd_bernoulli]``): a legend never lists one name twice."""
+    names = dict(labels.names)
+    for kind, specs in (("estimator", estimators), ("problem", problems)):
+        shown = {spec: labels._display(kind, spec) for spec in dict.fromkeys(map(str, specs))}
+        counts = Counter(shown.values())
+        for spec, text in shown.items():
+            names[spec] = text if counts[text] == 1 else f"{text} [{spec}]"
+    return Labels(names, labels.symbols)
