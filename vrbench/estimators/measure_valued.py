@@ -109,7 +109,7 @@ class MVDBernoulli(Estimator):
     Unbiased; ``2D`` evaluations of f per draw. Mohamed et al., JMLR 2020, section 6.
     """
 
-    display_name = "measure-valued"
+    display_name = "measure-valued (Bernoulli)"
 
     family = "measure-valued"
     requires = frozenset({Capability.BERNOULLI_LOGITS})

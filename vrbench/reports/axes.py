@@ -1,12 +1,13 @@
 """Axis helpers of the figures: log axes that always label 2–5 ticks, a strip at the bottom
 of a log axis where exact (zero-variance) estimators are drawn, and text measured in inches
-so that titles, legends and tick labels are sized to fit rather than guessed."""
+so that titles, legends and tick labels are sized to fit rather than guessed; display names
+broken into lines between words, never inside one."""
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,9 +17,6 @@ from matplotlib.ticker import Formatter, Locator, LogLocator, NullFormatter
 from vrbench.reports.labels import words
 
 STRIP_COLOR = "0.92"
-
-MIN_PIECE = 3
-"""No line of a name broken at underscores is shorter than this many characters."""
 
 TIERS: tuple[tuple[float, ...], ...] = ((1.0, 3.0), (1.0, 2.0, 5.0),
                                         (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
@@ -204,39 +202,6 @@ def exact_axis(ax: plt.Axes, which: str, values: np.ndarray, exact_count: int,
     axis.set_major_formatter(LogLabels(floor=strip.floor, plain=plain))
     axis.set_minor_locator(MinorAbove(start))
     return strip
-
-
-def break_at_underscores(name: str, fits: Callable[[str], bool]) -> list[str]:
-    """``name`` broken after underscores into as few lines as keep ``fits(line)``; a line
-    shorter than :data:`MIN_PIECE` characters joins its neighbour (``bandit_`` /
-    ``bernoulli_k``, never ``bandit_bernoulli_`` / ``k``)."""
-    pieces = name.split("_")
-    lines = [pieces[0]]
-    for piece in pieces[1:]:
-        if fits(f"{lines[-1]}_{piece}"):
-            lines[-1] += "_" + piece
-        else:
-            lines[-1] += "_"
-            lines.append(piece)
-    merged: list[str] = []
-    for line in lines:  # a short line joins the next one; a short last line, the previous
-        if merged and len(merged[-1].rstrip("_")) < MIN_PIECE:
-            merged[-1] += line
-        else:
-            merged.append(line)
-    if len(merged) > 1 and len(merged[-1]) < MIN_PIECE:
-        last = merged.pop()
-        merged[-1] += last
-    return merged
-
-
-def wrap_name(name: str, width_in: float, size_pt: float) -> str:
-    """``name`` broken after underscores into lines that fit ``width_in`` (see
-    :func:`break_at_underscores`)."""
-    if text_width_in(name, size_pt) <= width_in:
-        return name
-    return "\n".join(break_at_underscores(
-        name, lambda line: text_width_in(line, size_pt) <= width_in))
 
 
 def wrap_label(text: str, width_in: float, size_pt: float) -> str:

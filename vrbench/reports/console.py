@@ -103,11 +103,12 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
     table.add_column("ran", justify="right", width=3)
     table.add_column("n", justify="right", width=3)
-    table.add_column("best unbiased (ties)", width=36, overflow="fold")
+    # Failed (an error) and missing (not computed) apart, as the headline counts them.
+    any_missing = bool((ran["status"] == "missing").any())
+    table.add_column("best unbiased (ties)", width=28 if any_missing else 36, overflow="fold")
     table.add_column("var/ref", justify="right", width=7)
     table.add_column("failed", justify="right", width=6)
-    any_missing = bool((ran["status"] == "missing").any())
-    if any_missing:  # failed (an error) and missing (not computed), as the headline has them
+    if any_missing:
         table.add_column("missing", justify="right", width=7)
     table.add_column("†", justify="right", width=1)
     ok = ran[ran["status"] == "ok"]

@@ -46,6 +46,7 @@ _LATEX_SYMBOLS = {
     "−": "-", "×": r"\times", "·": r"\cdot", "²": "^2", "³": "^3", "√": r"\surd",
     "‖": r"\|", "∇": r"\nabla", "≥": r"\geq", "≤": r"\leq", "∂": r"\partial", "≈": r"\approx",
     "⁻": "^-", "¹": "^1", "⁰": "^0", "∞": r"\infty", "†": r"\dagger",
+    "|": "|", "<": "<", ">": ">",  # text fonts of LaTeX's default encoding lack these
 }
 """Unicode symbols of display names, as LaTeX math."""
 _TEXT_ESCAPES = (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),

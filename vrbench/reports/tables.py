@@ -190,7 +190,9 @@ def _stacked(lines: list[str], align: str = "c") -> str:
     parts = [latex(line) for line in lines]
     if len(parts) == 1:
         return parts[0]
-    return rf"\begin{{tabular}}[b]{{@{{}}{align}@{{}}}}" + r"\\".join(parts) + r"\end{tabular}"
+    # \relax: a line starting with "[" is not taken for the break's optional argument.
+    return (rf"\begin{{tabular}}[b]{{@{{}}{align}@{{}}}}" + r"\\\relax ".join(parts)
+            + r"\end{tabular}")
 
 
 @dataclass(frozen=True)
@@ -660,9 +662,10 @@ def latex_cells(frame: pd.DataFrame, reference: str = REFERENCE,
     return "\n".join(lines) + "\n"
 
 
-FLOAT_ROWS = 52
-"""Rows of the per-cell table per float: a page of a two-column article at 8 pt
-(``\\textheight`` 592 pt, 9.5 pt a row) less the caption and the header."""
+FLOAT_ROWS = 48
+"""Rows of the per-cell table per float (a problem's heading counting as two): a page of a
+two-column article at 8 pt (``\\textheight`` 592 pt, 9.5 pt a row) less a continuation's
+caption and the header; the first float, whose caption is longer, holds four fewer."""
 
 
 def latex_cells_floats(frame: pd.DataFrame, reference: str = REFERENCE,
@@ -689,7 +692,7 @@ def latex_cells_floats(frame: pd.DataFrame, reference: str = REFERENCE,
     for block in blocks:
         heading = not pages[-1] or pages[-1][-1][0] != block[0]
         cost = len(block[2]) + (2 if heading else 0)
-        if pages[-1] and used + cost > rows_per_float:
+        if pages[-1] and used + cost > rows_per_float - (4 if len(pages) == 1 else 0):
             pages.append([])
             used = 0
             cost = len(block[2]) + 1
