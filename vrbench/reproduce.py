@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -223,7 +224,7 @@ def _pick(frame: pd.DataFrame, claim: Mapping[str, Any]) -> tuple[pd.DataFrame, 
         chosen = values[rows.index]
         target = chosen.max() if at == "largest" else chosen.min() if at == "smallest" else at
         rows = rows[np.isclose(chosen, float(target))]
-        where.append(f"{key} = {float(target):g}")
+        where.append(f"{claim.get('symbols', {}).get(key, key)} = {float(target):g}")
     n = claim.get("n", "largest")
     if not rows.empty:
         target_n = rows["n_samples"].max() if n == "largest" else int(n)
@@ -295,9 +296,14 @@ def _claim_ratio_by_n(claim: Mapping[str, Any], frame: pd.DataFrame,
 
 def _claim_no_single_winner(claim: Mapping[str, Any], frame: pd.DataFrame,
                             traces: pd.DataFrame | None) -> Verdict:
-    """Across ``problems`` (each swept), per coordinate and parameter value, the estimator of
-    lowest variance is not always the same one."""
-    lines, winners = [], set()
+    """Across ``problems`` (each swept), per coordinate and parameter value, no one estimator
+    is among the lowest-variance ones everywhere. At each point the best are the estimator
+    of lowest variance and every one whose 95% interval overlaps its interval (tied: the
+    measurements cannot order them), so two estimators that trade places within their
+    intervals count as one winner. The number of winners reported is the fewest estimators
+    that include one of the best at every point."""
+    lines, points = [], []
+    symbol = claim.get("symbols", {})
     for problem in claim["problems"]:
         key, values = _swept_value(frame, problem)
         ok = frame[(frame["status"] == "ok") & (frame["problem"].map(_base) == problem)]
@@ -305,25 +311,51 @@ def _claim_no_single_winner(claim: Mapping[str, Any], frame: pd.DataFrame,
             lines.append(f"{problem}: not measured over a swept parameter")
             continue
         ok = ok[ok["n_samples"] == ok["n_samples"].max()]
+        name = symbol.get(key, key)
         for k in range(int(ok["dim"].iloc[0])):
             best_by_x = []
             for x, cells in ok.groupby(values[ok.index]):
-                variances = cells["coordinate_variance"].map(lambda v, k=k: v[k])
-                best_by_x.append((x, cells.loc[variances.idxmin(), "estimator"]))
-            runs = _runs(best_by_x)
-            winners.update(name for name, _, _ in runs)
-            text = "; ".join(f"{name} ({key} {lo:g}–{hi:g})" if lo != hi else
-                             f"{name} ({key} = {lo:g})" for name, lo, hi in runs)
-            lines.append(f"{problem}, ∂J/∂{_names(problem)[k]}: lowest variance: {text}")
-    outcome = "reproduced" if len(winners) > 1 else "not reproduced"
-    lines.append(f"{len(winners)} different estimators have the lowest variance somewhere: "
-                 f"{', '.join(sorted(winners))}")
+                variance = cells["coordinate_variance"].map(lambda v, k=k: v[k]).astype(float)
+                low = cells["coordinate_variance_ci_low"].map(lambda v, k=k: v[k]).astype(float)
+                high = cells["coordinate_variance_ci_high"].map(
+                    lambda v, k=k: v[k]).astype(float)
+                leader = variance.idxmin()
+                tied = frozenset(cells.loc[low <= high[leader], "estimator"])
+                best_by_x.append((x, tied))
+                points.append(tied)
+            text = "; ".join(f"{' = '.join(sorted(tied))} ({name} = {_number(lo)}"
+                             + (f" to {_number(hi)})" if lo != hi else ")")
+                             for tied, lo, hi in _runs(best_by_x))
+            lines.append(f"{problem}, ∂J/∂{_names(problem)[k]}: lowest variance "
+                         f"(= : tied within the 95% intervals): {text}")
+    everywhere = frozenset.intersection(*points) if points else frozenset()
+    winners = _fewest_covering(points)
+    outcome = "reproduced" if points and not everywhere else "not reproduced"
+    if everywhere:
+        lines.append(f"among the lowest variance everywhere: {', '.join(sorted(everywhere))}")
+    lines.append(f"{len(winners)} estimators at least are needed to hold the lowest variance "
+                 f"(or a tie for it) at every point: {', '.join(sorted(winners))}")
     return Verdict(claim["text"], outcome, lines)
 
 
-def _runs(pairs: list[tuple[float, str]]) -> list[tuple[str, float, float]]:
-    """Consecutive parameter values with the same winner, as (winner, first, last)."""
-    runs: list[tuple[str, float, float]] = []
+def _number(value: float) -> str:
+    """A grid value as a reader writes it: ``0.631``, ``−3``, ``10``."""
+    return f"{float(value):.3g}".replace("-", "−")
+
+
+def _fewest_covering(sets: list[frozenset[str]]) -> set[str]:
+    """The fewest estimators that include a member of every set (ties counted as one)."""
+    names = sorted(set().union(*sets)) if sets else []
+    for size in range(1, len(names) + 1):
+        for chosen in itertools.combinations(names, size):
+            if all(s & set(chosen) for s in sets):
+                return set(chosen)
+    return set()
+
+
+def _runs(pairs: list[tuple[float, Any]]) -> list[tuple[Any, float, float]]:
+    """Consecutive parameter values with the same winners, as (winners, first, last)."""
+    runs: list[tuple[Any, float, float]] = []
     for x, name in pairs:
         if runs and runs[-1][0] == name:
             runs[-1] = (name, runs[-1][1], x)
@@ -474,11 +506,36 @@ def _steps_for(steps: int | Mapping[str, int], problem: str) -> int:
     return int(steps)
 
 
-def _online_all(settings: dict[str, Any], on_status: Callable[[str], None]
+ONLINE_DIR = "online"
+"""Where the runs of an ``[online]`` section are kept, with the settings that made them, so
+that running a recipe again reuses them."""
+
+
+def _online_all(settings: dict[str, Any], output: Path, on_status: Callable[[str], None]
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The papers' protocol (:mod:`vrbench.bench.online`): for each problem and seed, one
     shared run that follows ``driver`` with every estimator measured at its θ_t, and each
-    other estimator's own run. Returns (own runs' traces, the shared runs' traces)."""
+    other estimator's own run. Returns (own runs' traces, the shared runs' traces), reused
+    from ``output`` when the same settings (and vrbench version) made them."""
+    store = output / ONLINE_DIR
+    key = json.dumps({"settings": settings, "vrbench": vrbench.__version__}, sort_keys=True,
+                     default=str)
+    files = [store / "own.parquet", store / "same_theta.parquet"]
+    if (store / "settings.json").exists() and all(f.exists() for f in files) and \
+            (store / "settings.json").read_text() == key:
+        on_status("reusing the stored runs")
+        own, shared = (pd.read_parquet(f) for f in files)
+        return own, shared
+    own, shared = _online_runs(settings, on_status)
+    store.mkdir(parents=True, exist_ok=True)
+    own.to_parquet(files[0], index=False)
+    shared.to_parquet(files[1], index=False)
+    (store / "settings.json").write_text(key)
+    return own, shared
+
+
+def _online_runs(settings: dict[str, Any], on_status: Callable[[str], None]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     from vrbench.bench.online import OnlineSettings, run
 
     problem_specs = [s for text in settings["problems"] for s in parse_specs(text)]
@@ -529,7 +586,7 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
         if train_settings else []
     shared = None
     if online_settings:
-        own, shared = _online_all(online_settings, on_status)
+        own, shared = _online_all(online_settings, output, on_status)
         pieces.append(own)
     output.mkdir(parents=True, exist_ok=True)
     same_theta = output / SAME_THETA_DIR

@@ -27,7 +27,7 @@ parameters the estimator has reached, on streams of its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,9 @@ class OnlineSettings:
     """How a run optimizes θ and adapts the controls, and how it measures them."""
 
     steps: int = 1000
-    n_samples: int = 1
+    n_samples: int | Mapping[str, int] = 1
+    """Draws per estimate: one number, or a table by estimator (its name in the results)
+    with ``default``, so that estimators are compared at equal evaluations of f."""
     lr: float = 0.01
     control_lr: float = 0.01
     optimizer: str = "adam"
@@ -62,7 +64,11 @@ class OnlineSettings:
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(f"unknown optimizer {self.optimizer!r}; valid optimizers: "
                                  f"{', '.join(OPTIMIZERS)}")
-        for key in ("steps", "n_samples", "eval_every"):
+        counts = self.n_samples.values() if isinstance(self.n_samples, Mapping) \
+            else [self.n_samples]
+        if any(not isinstance(n, int) or n < 1 for n in counts):
+            raise ParameterError(f"n_samples={self.n_samples!r} must be positive integers")
+        for key in ("steps", "eval_every"):
             if getattr(self, key) < 1:
                 raise ParameterError(f"{key}={getattr(self, key)} must be at least 1")
         if self.variance_replicates < 2:
@@ -70,6 +76,12 @@ class OnlineSettings:
         for key in ("lr", "control_lr"):
             if not getattr(self, key) > 0:
                 raise ParameterError(f"{key}={getattr(self, key)} must be positive")
+
+    def samples_for(self, estimator: str) -> int:
+        """The draws per estimate of ``estimator``."""
+        if isinstance(self.n_samples, Mapping):
+            return int(self.n_samples.get(estimator, self.n_samples.get("default", 1)))
+        return self.n_samples
 
 
 def adapts(estimator: Estimator) -> bool:
@@ -105,13 +117,15 @@ class _Follower:
     estimator: Estimator
     cell: Cell
     generator: torch.Generator
+    n: int
     params: dict[str, torch.Tensor] | None = None
     optimizer: torch.optim.Optimizer | None = None
     wall: float = 0.0
     fit_state: Any = field(default=None)
 
-    def step(self, problem: Problem, theta: torch.Tensor, n: int) -> torch.Tensor:
+    def step(self, problem: Problem, theta: torch.Tensor) -> torch.Tensor:
         """One estimate at θ; with a control, one step of its optimizer on ‖ĝ‖²."""
+        n = self.n
         started = time.perf_counter()
         if self.params is None:
             estimate = self.estimator.estimate(problem, theta, n, 1, self.generator,
@@ -151,12 +165,13 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
     followers = []
     for index, spec in enumerate(estimator_specs):
         spec, estimator = resolve_spec(estimators, spec)
-        reason = estimator.incompatibility(problem, settings.n_samples)
+        n = settings.samples_for(str(spec))
+        reason = estimator.incompatibility(problem, n)
         if reason is not None:
             raise ParameterError(reason)
-        cell = Cell(problem_spec, spec, settings.n_samples, settings.variance_replicates, seed)
+        cell = Cell(problem_spec, spec, n, settings.variance_replicates, seed)
         generator = devices.generator(device, seed * 7_919 + index)
-        follower = _Follower(spec, estimator, cell, generator)
+        follower = _Follower(spec, estimator, cell, generator, n)
         control = devices.generator(device, seed + 1_000_003 + index)
         theta0 = problem.initial_theta()
         if adapts(estimator):
@@ -182,7 +197,7 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
                 rows.append({
                     "problem": str(problem_spec), "estimator": str(follower.spec),
                     "driver": driver, "seed": seed, "device": "cpu",
-                    "n_samples": settings.n_samples,
+                    "n_samples": follower.n,
                     "replicates": settings.variance_replicates,
                     "optimizer": settings.optimizer, "lr": settings.lr, "step": step,
                     "wall_s": follower.wall, "value": value,
@@ -190,8 +205,7 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
             on_step(step)
         if step == settings.steps:
             break
-        estimates = {str(f.spec): f.step(problem, current, settings.n_samples)
-                     for f in followers}
+        estimates = {str(f.spec): f.step(problem, current) for f in followers}
         direction = (problem.exact_grad(current) if driver == EXACT_DRIVER
                      else estimates[driver])
         optimizer.zero_grad()

@@ -1052,7 +1052,7 @@ def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimat
             ax.plot(group["x"], y, color=style.color, linewidth=0.6, alpha=0.6,
                     linestyle=style.line_kwargs().get("linestyle", "-"), zorder=0.7)
     x = rows["x"].astype(float)
-    if (x > 0).all() and x.max() / x.min() >= 20:
+    if (x > 0).all() and x.max() / x.min() >= 8:  # a decade or so: log-spaced grids
         log_axis(ax, "x", most=4, plain=True)
     ax.set_xlabel(labels.symbol(str(rows["parameter"].iloc[0]),
                                 _base_name(str(rows["problem"].iloc[0]))), labelpad=1)
