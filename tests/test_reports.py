@@ -800,13 +800,15 @@ def test_the_figures_mark_each_problems_reference(fallback):
                 found.add(problem)
     assert found == {FALLBACK, UNREFERENCED}
     for name in ("work_normalized_fevals", "work_normalized_time"):
-        panels = {ax.get_title(): ax for _, fig in pages[name] for ax in fig.axes}
+        panels = {ax.get_title(loc="right").replace("\n", " "): ax
+                  for _, fig in pages[name] for ax in fig.axes}
         labels = [t.get_text() for t in panels[LABELS.problem(FALLBACK)].get_yticklabels()]
         assert f"{LABELS.estimator('multi_sample_score_function')} (ref.)" in labels
         assert [t.get_text() for t in panels[LABELS.problem(UNREFERENCED)].texts] == \
             ["n/r: no reference ran"]
         label = next(_flat(fig._supxlabel.get_text()) for _, fig in pages[name]
-                     if LABELS.problem(FALLBACK) in [ax.get_title() for ax in fig.axes])
+                     if LABELS.problem(FALLBACK) in [ax.get_title(loc="right").replace("\n", " ")
+                                                     for ax in fig.axes])
         assert f"relative to {LABELS.estimator('score_function')} (" in label
         assert msf in label
     plt.close("all")

@@ -524,7 +524,8 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         for r, row_problems in enumerate(rows_of):
             for c, problem in enumerate(row_problems):
                 _work_panel(fig.add_subplot(grid[r, c]), ran[ran["problem"] == problem],
-                            problem, styles, fig_style, biased, refs.get(problem), labels)
+                            problem, styles, fig_style, biased, refs.get(problem), labels,
+                            width / min(per_row, len(page)) - 0.15)
         what = [f"{WORK_LABELS[cost]} per estimate", "(MSE × cost for biased estimators)"] \
             if is_biased(ran).any() else [f"{WORK_LABELS[cost]} per estimate"]
         _shared_labels(fig, [*what, "relative to",
@@ -551,8 +552,10 @@ def _work_label(row: pd.Series, biased: set[str], reference: str | None,
 
 def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str,
                 styles: dict[str, EstimatorStyle], fig_style: FigureStyle, biased: set[str],
-                reference: str | None, labels: Labels) -> None:
-    """One problem's ranked dots: best (lowest ratio) at the top."""
+                reference: str | None, labels: Labels, title_in: float = 3.0) -> None:
+    """One problem's ranked dots: best (lowest ratio) at the top. The title ends at the
+    plot's right edge and extends over the estimators' names, broken to the panel's width:
+    never past the figure's edge."""
     order = rows.assign(_key=rows["_rank_ratio"].astype(float).fillna(np.inf)).sort_values(
         ["_key", "estimator"], ascending=[False, True])
     values = order["_rank_ratio"].astype(float).to_numpy()
@@ -582,7 +585,7 @@ def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str,
     ax.tick_params(axis="y", length=0)
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.spines["left"].set_visible(False)
-    ax.set_title(labels.problem(problem))
+    ax.set_title(wrap_label(labels.problem(problem), title_in, fig_style.font), loc="right")
     for tick, (_, row) in zip(ax.get_yticklabels(), order.iterrows(), strict=True):
         if row["estimator"] in biased:
             tick.set_fontstyle("italic")
@@ -598,17 +601,19 @@ it never saturates on a measured ratio, so no value looks like another, or like 
 EXACT_HATCH = "#8fb3d9"
 
 
-def _heat_norm(logs: pd.Series) -> tuple[TwoSlopeNorm, np.ndarray, str]:
+def _heat_norm(logs: pd.Series, most: int = 9) -> tuple[TwoSlopeNorm, np.ndarray, str]:
     """The heatmap's colour scale (centred at 0, each side as long as the data need), its
-    colour-bar ticks, and whether the bar ends in arrows (values beyond the scale)."""
+    colour-bar ticks (at most ``most``), and whether the bar ends in arrows (values beyond
+    the scale)."""
     finite = logs[np.isfinite(logs)]
     low = float(finite.min()) if finite.size else -0.5
     high = float(finite.max()) if finite.size else 0.5
     vmin = -min(max(-low, 0.5), HEAT_LIMIT)
     vmax = min(max(high, 0.5), HEAT_LIMIT)
-    span = vmax - vmin
-    step = 0.5 if span < 3 else 1 if span < 7 else 2 if span < 13 else 4
-    ticks = np.arange(math.ceil(vmin / step), math.floor(vmax / step) + 1) * step
+    for step in (0.5, 1, 2, 4, 5, 10):
+        ticks = np.arange(math.ceil(vmin / step), math.floor(vmax / step) + 1) * step
+        if len(ticks) <= most:
+            break
     extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
         (low < vmin - 1e-9, high > vmax + 1e-9), "neither")
     return TwoSlopeNorm(vmin=vmin, vcenter=0.0, vmax=vmax), ticks, extend
@@ -661,7 +666,10 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
     lines = max(name.count("\n") + 1 for name in names.values())
     row_in = size * (0.35 + 1.2 * lines) / 72
     logs = np.log10(ran["_rank_ratio"].astype(float).where(ran["_rank_ratio"] > 0))
-    norm, ticks, extend = _heat_norm(logs)
+    # As many colour-bar labels as the narrowest bar (the cells of a page) holds, a third
+    # of an inch apart, and the same on every page.
+    bar_in = min(len(page) for page in page_problems) * cell_in
+    norm, ticks, extend = _heat_norm(logs, most=max(3, int(bar_in / 0.33)))
     cmap = plt.get_cmap("RdBu_r")
     parts = ["exact: zero variance", "grey: not applicable", "err: failed",
              "outline, bold: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
