@@ -1351,3 +1351,33 @@ def test_list_estimators_shows_every_requirement(capsys):
         "bernoulli_logits or bernoulli_latents"
     summary = problems.registry.get("gaussian_quadratic").summary()
     assert summary.endswith("shines.")  # a description is a whole sentence
+
+
+def test_an_interval_reaching_zero_is_clipped_and_marked_on_the_log_axis():
+    rows = []
+    for n in (1, 4):
+        for name, variance, low in (("score_function", 1.0 / n, 0.8 / n),
+                                    ("rloo", 0.5 / n, -0.1)):  # reaches (past) zero
+            rows.append({"problem": "bernoulli_toy", "estimator": name, "n_samples": n,
+                         "replicates": 10_000, "seed": 0, "family": "score function",
+                         "unbiased_claim": True, "estimator_params": "{}",
+                         "problem_params": "{}", "dim": 1, "true_grad_norm": 1.0,
+                         "status": "ok", "error": "", "variance": variance,
+                         "variance_ci_low": low, "variance_ci_high": variance * 1.2,
+                         "bias_norm": 1e-3, "bias_pvalue": 0.5, "mse": variance,
+                         "time_per_estimate_s": 1e-6, "f_evals": n})
+    frame = prepare(to_frame(rows), ReportSpec())
+    fig_style = apply_style("column")
+    (_, fig), = figures.variance_vs_samples(frame, estimator_styles(frame.estimator),
+                                            fig_style)
+    ax = next(ax for ax in fig.axes if ax.get_visible())
+    carets = [line for line in ax.lines if line.get_gid() == "clipped"]
+    assert len(carets) == 2  # one per interval that reaches 0, at the axis' bottom
+    bottom = ax.get_ylim()[0]
+    assert all(line.get_ydata()[0] == pytest.approx(bottom) for line in carets)
+    intervals = [line for line in ax.lines if len(line.get_xdata()) == 2
+                 and line.get_xdata()[0] == line.get_xdata()[1]]
+    assert intervals and all(min(line.get_ydata()) >= bottom * 0.999 for line in intervals)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "interval reaches 0" in legend
+    plt.close(fig)

@@ -184,12 +184,12 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
         legend_layout = _legend_layout(legend_labels(page), fig_style, width)
         rows_ = math.ceil(len(page) / per_row)
         fig = plt.figure(figsize=(width, height(page)), layout="constrained")
-        grid = fig.subplots(rows_, per_row, squeeze=False)
-        offset = (per_row - len(page)) // 2 if rows_ == 1 else 0
-        axes = [grid[i // per_row, offset + i % per_row] for i in range(len(page))]
-        for extra in grid.ravel():
-            if not any(extra is ax for ax in axes):
-                extra.set_visible(False)
+        # Half-slots: a single row of fewer panels than a row holds sits in the middle.
+        grid = fig.add_gridspec(rows_, 2 * per_row)
+        offset = per_row - len(page) if rows_ == 1 else 0
+        axes = [fig.add_subplot(grid[i // per_row, offset + 2 * (i % per_row):
+                                     offset + 2 * (i % per_row) + 2])
+                for i in range(len(page))]
         for ax, problem in zip(axes, page, strict=True):
             ax.set_title(wrap_label(title(problem), title_in, fig_style.font))
         out.append((suffix, fig, list(zip(axes, page, strict=True)), legend_layout))
@@ -249,9 +249,13 @@ def _shared_labels(fig: Figure, xlabel: Sequence[str], ylabel: Sequence[str] | N
     size = plt.rcParams["figure.labelsize"]
     size = size if isinstance(size, float) else plt.rcParams["font.size"]
     panels = [ax for ax in fig.axes if ax.get_visible()]
-    if len(panels) == 1 and ylabel:  # beside its panel, not beside the legend above it
-        panels[0].set_ylabel(_lines(list(ylabel), panels[0].get_position().height * height
-                                    + 0.3, size, " "))
+    rows = {ax.get_subplotspec().rowspan.start for ax in panels if ax.get_subplotspec()}
+    if ylabel and (len(panels) == 1 or len(rows) == 1):
+        # One row: beside its first panel (which may sit in the middle of the page), not
+        # at the page's edge or beside the legend above it.
+        first = min(panels, key=lambda ax: ax.get_subplotspec().colspan.start
+                    if ax.get_subplotspec() else 0)
+        first.set_ylabel(_lines(list(ylabel), height - 0.9, size, " "))
         ylabel = None
     fig.supxlabel(_lines(list(xlabel), width - 0.3, size, " "))
     if ylabel:
