@@ -433,6 +433,10 @@ def _claim_along_training(claim: Mapping[str, Any], frame: pd.DataFrame,
              f"at {below}, above 1 at {above}, undecided at {len(ratios) - below - above} "
              f"(95% family-wise; claimed: never above, below at ≥ {needed:.0%})"
              + (f"; steps from {claim['from_step']} on" if claim.get("from_step") else "")]
+    picks = ratios.iloc[np.unique(np.linspace(0, len(ratios) - 1, 6).round().astype(int))]
+    lines.append("the ratio along the run: " + ", ".join(
+        f"{ratio:.3g} at step {int(step)}" for step, ratio in zip(picks["step"], picks["ratio"],
+                                                                  strict=True)))
     return Verdict(claim["text"], outcome, lines)
 
 
