@@ -616,9 +616,12 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
     if config is not None:
         frame, _ = read_results(output)
         frame = annotate(frame)
+    # Parameters are written as the figures write them ("k", not "omega").
+    symbols = dict(recipe.figures.get("symbols", {}))
+    claims = [{"symbols": symbols, **c} for c in recipe.claims]
     verdicts = [dataclasses.replace(CLAIM_KINDS[c["kind"]](c, frame, traces),
                                     explanation=" ".join(c.get("explain", "").split()))
-                for c in recipe.claims]
+                for c in claims]
     note = output / NOTE_FILE
     note.write_text(_note(recipe, verdicts, reports, output, quick))
     return note
