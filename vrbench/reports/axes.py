@@ -134,8 +134,11 @@ class LogLabels(Formatter):
 
 
 def _mixed(which: str, plain: bool) -> int:
-    """Most labels that are not decades: ``m×10^k`` is wide, so two side by side on x."""
-    return 3 if which == "y" or plain else 2
+    """Most labels that are not decades: ``m×10^k`` is wide, so two side by side on x;
+    plain numbers (0.5, 1, 2, 5) are narrow, so four."""
+    if plain:
+        return 4
+    return 3 if which == "y" else 2
 
 
 def log_axis(ax: plt.Axes, which: str, most: int = 5, plain: bool = False) -> None:
