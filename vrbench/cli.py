@@ -271,7 +271,7 @@ def _list(console: Console, kind: str | None) -> None:
             table.add_row(
                 entry.name,
                 cls.family,
-                ", ".join(sorted(cls.requires)) or "—",
+                escape(cls.requirements()) or "—",
                 "yes" if cls.unbiased else "no",
                 entry.origin,
                 escape(cls.summary()),
@@ -460,8 +460,17 @@ def _report(console: Console, args: argparse.Namespace) -> int:
                          reference=args.reference, formats=formats, style=args.style,
                          layout=args.layout, figures=figures)
     output = args.output or str(Path(args.results[0]) / "report")
-    written = build_report(args.results, output, spec=spec)
-    console.print(f"{len(written)} files written to {output}; open {Path(output) / 'index.html'}")
+    report = build_report(args.results, output, spec=spec)
+    console.print(f"{len(report)} files written to {output}; open {Path(output) / 'index.html'}")
+    for name, why in report.not_drawn.items():
+        if name not in report.missing:
+            console.print(f"not drawn: {name}: {escape(why)}")
+    if report.missing:
+        errors = Console(stderr=True, soft_wrap=True)
+        for name, why in report.missing.items():
+            errors.print(f"[red]error:[/red] {name} was asked for and not drawn: "
+                         f"{escape(why)}", highlight=False)
+        return 1
     return 0
 
 

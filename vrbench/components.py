@@ -154,9 +154,20 @@ def _convert(owner: str, key: str, value: Any, default: Any) -> Any:
 
 
 class Component:
-    """Mixin for dataclass components: parameters, construction from a spec, and a description."""
+    """Mixin for dataclass components: parameters, construction from a spec, and a description.
+
+    ``display_name`` is how figures, tables and captions name the component ("REINFORCE",
+    "Gumbel-softmax (τ = {temperature})"): ``{parameter}`` is replaced by the parameter's
+    value, and parameters set to other than their defaults and not in the template follow it,
+    each written with its entry in ``parameter_symbols`` (default: the parameter's name). It
+    may hold Unicode (τ, ², −) and ``$...$`` mathtext, which LaTeX reads too. Left ``None``,
+    it is the registered name with spaces for underscores (see
+    :mod:`vrbench.reports.labels`).
+    """
 
     name: ClassVar[str] = "<unregistered>"
+    display_name: ClassVar[str | None] = None
+    parameter_symbols: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:
@@ -184,9 +195,10 @@ class Component:
 
     @classmethod
     def summary(cls) -> str:
-        """First line of the docstring."""
+        """The docstring's first paragraph, on one line (a sentence may wrap in the source)."""
         doc = (cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        paragraph = doc.split("\n\n")[0] if doc else ""
+        return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def check(condition: bool, owner: str, message: str) -> None:

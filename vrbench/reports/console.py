@@ -103,9 +103,13 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
     table.add_column("ran", justify="right", width=3)
     table.add_column("n", justify="right", width=3)
-    table.add_column("best unbiased (ties)", width=36, overflow="fold")
+    # Failed (an error) and missing (not computed) apart, as the headline counts them.
+    any_missing = bool((ran["status"] == "missing").any())
+    table.add_column("best unbiased (ties)", width=28 if any_missing else 36, overflow="fold")
     table.add_column("var/ref", justify="right", width=7)
     table.add_column("failed", justify="right", width=6)
+    if any_missing:
+        table.add_column("missing", justify="right", width=7)
     table.add_column("†", justify="right", width=1)
     ok = ran[ran["status"] == "ok"]
     for problem in dict.fromkeys(ran["problem"]):
@@ -123,11 +127,13 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
             ratio = ("exact" if leader["exact"] else
                      format_sci(leader["ratio"], 2) if pd.notna(leader["ratio"])
                      else NO_REFERENCE)
-        failed = int(rows["status"].isin(["error", "missing"]).sum())
+        failed = int((rows["status"] == "error").sum())
+        missing = int((rows["status"] == "missing").sum())
         flagged = int(rows["bias_rejected"].sum())
         table.add_row(escape(problem), str(rows["estimator"].nunique()), str(n),
                       escape(names), ratio,
                       f"[red]{failed}[/red]" if failed else "·",
+                      *([f"[red]{missing}[/red]" if missing else "·"] if any_missing else []),
                       f"[red]{flagged}[/red]" if flagged else "·")
     parts.append(table)
     failures = ran[ran["status"].isin(["error", "missing"])]
@@ -147,8 +153,10 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         parts.append(Text(f"† Unbiasedness rejected (p < {FAMILY_ALPHA:g}/{claims}, "
                           "family-wise):", style="bold"))
         for row in rejected.head(20).itertuples(index=False):
+            pvalue = ("p < 1e-10" if row.bias_pvalue < 1e-10 else
+                      f"p = {row.bias_pvalue:.1e}")
             parts.append(Text(_clip(f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
-                                    f"p = {row.bias_pvalue:.1e}", SUMMARY_WIDTH)))
+                                    f"{pvalue}", SUMMARY_WIDTH)))
     return Group(*parts)
 
 
