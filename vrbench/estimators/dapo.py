@@ -37,6 +37,8 @@ class DAPO(SequenceEstimator):
     Needs G ≥ 2.
     """
 
+    display_name = "DAPO"
+
     clip_low: float = 0.2
     clip_high: float = 0.28
     normalize: str = "group"

@@ -33,6 +33,8 @@ class DrGRPO(SequenceEstimator):
     the per-token ratio and clipping add theirs. Needs G ≥ 2.
     """
 
+    display_name = "Dr. GRPO"
+
     clip: float = 0.2
     kl: str = "k3"
     kl_in: str = "loss"

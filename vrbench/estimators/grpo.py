@@ -41,6 +41,8 @@ class GRPO(SequenceEstimator):
     removed, the policy term is Dr. GRPO's). Needs G ≥ 2.
     """
 
+    display_name = "GRPO"
+
     clip: float = 0.2
     std_normalize: bool = True
     length_normalize: bool = True

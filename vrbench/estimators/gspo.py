@@ -30,6 +30,8 @@ class GSPO(SequenceEstimator):
     1/|o_i|-th power), and whole outputs are clipped away. Needs G ≥ 2.
     """
 
+    display_name = "GSPO"
+
     clip_low: float = 3e-4
     clip_high: float = 4e-4
     kl: str = "none"

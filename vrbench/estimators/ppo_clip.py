@@ -36,6 +36,8 @@ class PPOClip(SequenceEstimator):
     because its purpose is the off-policy setting.
     """
 
+    display_name = "PPO (clip ε = {clip})"
+
     clip: float = 0.2
     kl_level: str = "token"
 

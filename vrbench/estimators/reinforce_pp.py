@@ -67,6 +67,8 @@ class ReinforcePlusPlus(_ReinforcePlusPlus):
     all prompts: it does not reweigh easy against hard prompts.
     """
 
+    display_name = "REINFORCE++"
+
 
 @register("reinforce_pp_baseline")
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class ReinforcePlusPlusBaseline(_ReinforcePlusPlus):
     reasons of ``reinforce_pp``, and the group mean includes the output itself (a factor
     ``1 − 1/G`` before whitening, as in Dr. GRPO). Needs G ≥ 2.
     """
+
+    display_name = "REINFORCE++ (baseline)"
 
     min_samples = 2
 

@@ -30,6 +30,8 @@ class ReinforceSequence(SequenceEstimator):
     LLMs", ACL 2024, section 3.
     """
 
+    display_name = "REINFORCE (sequence)"
+
     unbiased_configurations = UNBIASED_KL
     behaviour = False
     sample_average = True

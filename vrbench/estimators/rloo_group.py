@@ -27,6 +27,8 @@ class RLOOGroup(SequenceEstimator):
     (after Kool et al., 2019); needs G ≥ 2.
     """
 
+    display_name = "RLOO (group)"
+
     unbiased_configurations = UNBIASED_KL
     behaviour = False
     min_samples = 2

@@ -28,6 +28,8 @@ class RLOOImportanceWeighted(SequenceEstimator):
     the clipped estimators' bias from staleness is read. Needs G ≥ 2.
     """
 
+    display_name = "RLOO (importance-weighted)"
+
     unbiased_configurations = UNBIASED_KL
     min_samples = 2
     reference = "Precup et al., 2000; Kool et al., 2019"

@@ -147,6 +147,8 @@ class SequenceEstimator(Estimator):
     kl_level: str = "sequence"
 
     family = "language-model RL"
+    parameter_symbols: ClassVar = {"kl": "KL", "kl_in": "KL in", "kl_level": "KL per",
+                                   "clip": "ε", "clip_low": "ε (low)", "clip_high": "ε (high)"}
     requires = frozenset({Capability.SEQUENCES})
     unbiased_configurations: ClassVar[frozenset[tuple[str, str, str]]] = frozenset()
     behaviour: ClassVar[bool] = True

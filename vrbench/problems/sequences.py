@@ -134,6 +134,9 @@ class SequencePolicy(Problem):
     minibatch steps on one batch of rollouts.
     """
 
+    parameter_symbols: ClassVar = {"beta": "β", "staleness": "staleness", "vocab": "V",
+                                   "max_length": "L", "prompts": "P"}
+
     prompts: int = 4
     vocab: int = 3
     max_length: int = 4
@@ -464,6 +467,8 @@ class ExactMatch(SequencePolicy):
     "DeepSeekMath", 2024).
     """
 
+    display_name = "LM, exact match"
+
     reference: ClassVar = "Lambert et al., 2024; Shao et al., 2024"
 
     def reward_table(self) -> Tensor:
@@ -481,6 +486,8 @@ class PartialCredit(SequencePolicy):
     graded rewards of process and partial-credit verifiers; Lightman et al., "Let's verify step
     by step", 2023).
     """
+
+    display_name = "LM, partial credit"
 
     reference: ClassVar = "Lightman et al., 2023"
 
@@ -551,6 +558,8 @@ class PassFail(_PassFailRewards, SequencePolicy):
     R1-Zero-like training", 2025, section 3.1).
     """
 
+    display_name = "LM, pass/fail ({difficulty})"
+
     difficulty: str = "mixed"
 
     reference: ClassVar = "Liu et al., 2025"
@@ -569,6 +578,8 @@ class LengthPenalty(_PassFailRewards, SequencePolicy):
     ``((L − cache) − |o|)/cache`` up to L tokens, and −1 for a truncated output (no EOS within
     L tokens); correct sets as in ``lm_pass_fail``. Yu et al., "DAPO", 2025, eq. 13.
     """
+
+    display_name = "LM, overlong penalty ({difficulty})"
 
     difficulty: str = "mixed"
     cache: int = 2
@@ -601,6 +612,8 @@ class PassFailMLP(_PassFailRewards, SequencePolicy):
     model. θ_ref's entries are N(0, 1/F) (Glorot-like); defaults V = 3, L = 5 (63 outputs
     per prompt), 8 hidden units (187 parameters).
     """
+
+    display_name = "LM (MLP), pass/fail ({difficulty})"
 
     vocab: int = 3
     max_length: int = 5
