@@ -52,6 +52,17 @@ n_samples = [2, 4, 8]
 CELLS = 24
 
 
+@pytest.fixture(autouse=True, scope="module")
+def interruptible():
+    """Sweeps started here take Ctrl-C, even when the tests run where SIGINT is ignored (in a
+    background job, say): an ignored signal is inherited, and a sweep keeps it ignored."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def vrbench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """The command line in a process of its own (for faults that need one)."""
     return subprocess.run([sys.executable, "-m", "vrbench.cli", *args], capture_output=True,
