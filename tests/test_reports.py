@@ -93,7 +93,7 @@ def results(tmp_path_factory) -> Path:
         problems=[Spec("gaussian_quadratic"), Spec("bernoulli_toy")],
         n_samples=[2, 8], replicates=400, seeds=[0], jobs=1, output=str(out))
     try:
-        outcome = run_sweep(config)
+        outcome = run_sweep(config, in_process=True)  # "exploding" is registered here only
     finally:
         del estimators.registry._entries["exploding"]
     assert outcome.failed == 4

@@ -18,8 +18,9 @@ from vrbench.reports.values import (
     REFERENCE,
     annotate,
     best,
-    describe_sweep_reference,
+    describe_reference,
     format_sci,
+    problem_references,
     relative,
     with_references,
 )
@@ -27,6 +28,9 @@ from vrbench.reports.values import (
 __all__ = ["FAMILY_ALPHA", "StableETA", "format_interval", "summary_table"]
 
 SUMMARY_WIDTH = 100
+SUMMARY_PROBLEMS = 100
+"""Most problems the console summary lists, one line each; the rest are counted. A sweep of
+a wide parameter grid has a problem per point, too many lines to read (and to lay out)."""
 """The summary fits a terminal this wide, whatever the console's width."""
 
 
@@ -95,7 +99,9 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     if ran.empty:
         parts.append(_skip_reasons(marked))
         return Group(*parts)
-    ref = describe_sweep_reference(ran, reference)
+    problems = list(dict.fromkeys(ran["problem"]))
+    ref = describe_reference(problem_references(ran, reference), reference,
+                             problems[:SUMMARY_PROBLEMS])  # the exceptions among those listed
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False,
                   padding=(0, 1), expand=False,
                   caption=f"var/ref: the best's variance ÷ that of {ref} at the same n; "
@@ -112,9 +118,11 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         table.add_column("missing", justify="right", width=7)
     table.add_column("†", justify="right", width=1)
     ok = ran[ran["status"] == "ok"]
-    for problem in dict.fromkeys(ran["problem"]):
-        rows = ran[ran["problem"] == problem]
-        good = ok[ok["problem"] == problem]
+    listed = ran[ran["problem"].isin(problems[:SUMMARY_PROBLEMS])]
+    groups = dict(tuple(listed.groupby("problem", sort=False)))  # once, not a scan each
+    for problem in problems[:SUMMARY_PROBLEMS]:
+        rows = groups[problem]
+        good = rows[rows["status"] == "ok"]
         n = int(good["n_samples"].max()) if not good.empty else int(rows["n_samples"].max())
         at_n = good[good["n_samples"] == n]
         marks = best(at_n)
@@ -136,6 +144,9 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
                       *([f"[red]{missing}[/red]" if missing else "·"] if any_missing else []),
                       f"[red]{flagged}[/red]" if flagged else "·")
     parts.append(table)
+    if len(problems) > SUMMARY_PROBLEMS:
+        parts.append(Text(f"… and {len(problems) - SUMMARY_PROBLEMS:,} more problems (see the "
+                          "results table, or vrbench report)"))
     failures = ran[ran["status"].isin(["error", "missing"])]
     if not failures.empty:
         parts.append(Text("Failed (error) and missing cells:", style="bold red"))

@@ -164,15 +164,16 @@ def problem_references(frame: pd.DataFrame, reference: str = REFERENCE
     """
     problems = list(dict.fromkeys(frame["problem"])) if "problem" in frame else []
     if "reference" in frame:
-        named = frame.drop_duplicates("problem").set_index("problem")["reference"]
+        named = frame.drop_duplicates("problem").set_index("problem")["reference"].to_dict()
         return {p: (named[p] if isinstance(named[p], str) else None) for p in problems}
     ran = ok_cells(frame) if "status" in frame else frame
     candidates = [reference, *(e for e in REFERENCE_FALLBACKS if e != reference)]
-    out: dict[str, str | None] = {}
-    for problem in problems:
-        present = set(ran.loc[ran["problem"] == problem, "estimator"])
-        out[problem] = next((e for e in candidates if e in present), None)
-    return out
+    # One pass over the rows: a scan per problem is quadratic in a grid of 10^5 problems.
+    present: dict[str, set[str]] = {}
+    for problem, estimator in zip(ran["problem"], ran["estimator"], strict=True):
+        present.setdefault(problem, set()).add(estimator)
+    return {problem: next((e for e in candidates if e in present.get(problem, ())), None)
+            for problem in problems}
 
 
 def with_references(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
