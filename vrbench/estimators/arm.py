@@ -49,6 +49,7 @@ class ARM(_AntitheticPair):
     ICLR 2019, theorem 1.
     """
 
+    display_name = "ARM"
     reference = "Yin & Zhou, 2019"
 
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]
@@ -73,6 +74,7 @@ class DisARM(_AntitheticPair):
     estimator, so vrbench lists it once.
     """
 
+    display_name = "DisARM"
     reference = "Dong et al., 2020"
 
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]

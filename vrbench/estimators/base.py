@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vrbench.components import Component
 from vrbench.problems.base import Capability, Problem
-from vrbench.problems.latents import is_view, logit_view, view_capabilities
+from vrbench.problems.latents import VIEWS, is_view, logit_view, view_capabilities
 
 
 class Estimator(Component, abc.ABC):
@@ -49,6 +49,25 @@ class Estimator(Component, abc.ABC):
     evals_per_sample: ClassVar[int] = 1
     sample_average: ClassVar[bool] = False
     reference: ClassVar[str] = ""
+    requirement_note: ClassVar[str] = ""
+    """What :meth:`incompatibility` checks beyond ``requires`` and ``min_samples``, in words
+    (``vrbench list`` shows it)."""
+
+    @classmethod
+    def requirements(cls) -> str:
+        """What a problem and n must offer for this estimator to run, in words."""
+        parts = list(sorted(cls.requires))
+        if cls.requirement_note:
+            parts.append(cls.requirement_note)
+        if cls.min_samples > 1:
+            parts.append(f"n ≥ {cls.min_samples}")
+        text = ", ".join(parts)
+        # It also runs on the logit view of problems with such latents (see the docstring).
+        amortized = [str(capability) for capability, view in VIEWS.items()
+                     if cls.requires and cls.requires <= view.capabilities]
+        if amortized:
+            text += f"; or {' or '.join(amortized)} (on the latents' logits, by the chain rule)"
+        return text
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -91,6 +91,9 @@ class DeltaControlVariate(Estimator):
     base: str = "score_function"
     fit_samples: int = 100
 
+    display_name = "{base} + delta CV"
+    parameter_symbols: ClassVar = {"fit_samples": "fit draws"}
+    component_parameters: ClassVar = {"base": "estimator"}  # base is written by its name
     family = "control variate"
     requires = frozenset({Capability.CONTINUOUS, Capability.DIFFERENTIABLE})
     reference = "Mohamed et al., 2020, sections 7.2 and 8"
