@@ -234,6 +234,8 @@ def test_a_sweep_computes_each_reference_once_and_reuses_it(tmp_path):
     assert "rloo" in frame.loc["disarm", "reference"]
     assert (frame["status"] == "ok").all()
     stamps = [path.stat().st_mtime_ns for path in stored]
+    same = run_sweep(config)  # the stored cells (reference and group columns) fit the schema
+    assert (same.ran, same.reused) == (0, len(frame))
     again = run_sweep(SweepConfig(**{**config.__dict__, "replicates": 600})).frame
     assert (again["status"] == "ok").all()
     assert [path.stat().st_mtime_ns for path in stored] == stamps  # reused, not recomputed

@@ -105,6 +105,9 @@ OK_FINITE = ("true_grad_norm", "bias_norm", "variance", "mse", "cosine", "value"
 OK_VECTORS = ("true_grad", "coordinate_bias", "coordinate_variance")
 """Per-coordinate columns a measured cell holds as ``dim`` finite numbers."""
 
+NAME_LISTS = ("parameter_groups",)
+"""List columns that hold names (one per parameter group) rather than numbers."""
+
 IDENTITY = ("problem", "estimator", "n_samples", "replicates", "seed", "status", "error",
             "device", "problem_params", "estimator_params", "cell_id")
 """Columns a stored cell never leaves empty."""
@@ -122,7 +125,9 @@ def _type_error(column: str, dtype: str, value: Any) -> str | None:
         fits = isinstance(value, int | float) and not isinstance(value, bool)
     elif dtype == "boolean":
         fits = isinstance(value, bool)
-    else:  # lists of numbers, one per coordinate
+    elif column in NAME_LISTS:
+        fits = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    else:  # lists of numbers, one per coordinate or parameter group
         fits = isinstance(value, list) and all(
             x is None or (isinstance(x, int | float) and not isinstance(x, bool))
             for x in value)
