@@ -59,7 +59,8 @@ class Estimator(Component, abc.ABC):
         parts = list(sorted(cls.requires))
         if cls.requirement_note:
             parts.append(cls.requirement_note)
-        if cls.min_samples > 1:
+        # (an instance's own minimum, a property, is in the requirement note)
+        if isinstance(cls.min_samples, int) and cls.min_samples > 1:
             parts.append(f"n ≥ {cls.min_samples}")
         text = ", ".join(parts)
         # It also runs on the logit view of problems with such latents (see the docstring).

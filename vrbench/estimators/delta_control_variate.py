@@ -92,6 +92,8 @@ class DeltaControlVariate(Estimator):
     fit_samples: int = 100
 
     display_name = "{base} + delta CV"
+    requirement_note = ("what its base estimator requires, the samples' mean and covariance, "
+                        f"at most {MAX_TAYLOR_SIZE:,} entries per sample")
     parameter_symbols: ClassVar = {"fit_samples": "fit draws"}
     component_parameters: ClassVar = {"base": "estimator"}  # base is written by its name
     family = "control variate"

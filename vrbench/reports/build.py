@@ -37,6 +37,7 @@ from vrbench.reports.values import (
     annotate,
     best,
     describe_sweep_reference,
+    ground_truth_note,
     relative,
     with_references,
 )
@@ -230,7 +231,7 @@ def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFram
     not_drawn: dict[str, str] = {}
     plans = _plans(frame, traces, styles, fig_style, n, reference, layout, labels)
     plans += _shared_plans(shared, styles, fig_style, layout, labels)
-    note = ground_truth_note(frame)
+    note = ground_truth_note(frame, labels.problem)
     plans = [(name, make, caption + note if name == "bias_vs_variance" else caption)
              for name, make, caption in plans]
     for name, make, caption in plans:
@@ -367,23 +368,6 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
     else:
         plans += [(name, figures.NO_TRACES, "") for name in training]
     return plans
-
-
-def ground_truth_note(frame: pd.DataFrame) -> str:
-    """A caption's sentence naming the problems measured against a reference gradient rather
-    than an exact one (empty when every problem has an exact gradient)."""
-    if frame.empty or "reference" not in frame:
-        return ""
-    ok = frame[frame["status"] == "ok"]
-    referenced = ok[ok["reference"].notna() & (ok["reference"] != "exact")]
-    if referenced.empty:
-        return ""
-    worst = referenced.groupby("problem")["reference_se"].max() / referenced.groupby(
-        "problem")["true_grad_norm"].max()
-    named = "; ".join(f"{problem} (± {share:.2g} of ‖∇J‖)" if share >= 1e-4 else problem
-                      for problem, share in worst.items())
-    return (f" No exact gradient on {named}: bias there is vs a reference (± its standard "
-            "error, which the bias tests include; see the reference column).")
 
 
 def _shared_plans(shared: pd.DataFrame | None, styles: dict, fig_style, layout: str,
