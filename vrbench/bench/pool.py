@@ -133,7 +133,8 @@ def _serve(connection: Connection, threads: int, parent: int, environ: dict[str,
         if task is None:
             return
         cell, timeout, reference = task
-        connection.send(("row", run_cell(cell, timeout, reference)))
+        arguments = (cell, timeout) if reference is None else (cell, timeout, reference)
+        connection.send(("row", run_cell(*arguments)))
 
 
 # --- In the sweep's process ------------------------------------------------------------------

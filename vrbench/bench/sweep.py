@@ -100,9 +100,17 @@ def run_local(cells: list[Cell], jobs: int, timeout: float | None,
     torch.set_num_threads(threads)
     try:
         for cell in cells:
-            yield cell, run_cell(cell, timeout, references.get(cell.key()))
+            yield cell, run_cell(*_cell_arguments(cell, timeout, references.get(cell.key())))
     finally:
         torch.set_num_threads(previous)
+
+
+def _cell_arguments(cell: Cell, timeout: float | None, reference: Reference | None
+                    ) -> tuple[Any, ...]:
+    """The arguments of :func:`run_cell`: the reference only where one was computed
+    beforehand (a problem without an exact gradient), so that a stand-in for run_cell with
+    the two-argument form still serves every other cell."""
+    return (cell, timeout) if reference is None else (cell, timeout, reference)
 
 
 def _describe(exc: BaseException) -> str:
@@ -170,7 +178,7 @@ def run_cell_on_dask(cell: Cell, timeout: float | None,
     prepare_worker()
     _tell(cell, "start")
     time.sleep(EVENT_FLUSH_S)  # lets the worker send it before the cell can kill the process
-    row = run_cell(cell, timeout, reference)
+    row = run_cell(*_cell_arguments(cell, timeout, reference))
     _tell(cell, "done")
     return row
 

@@ -1201,5 +1201,5 @@ def shared_run_variance(shared: pd.DataFrame | None, styles: dict[str, Estimator
                             _EstimatorLegend(shared, styles, labels, _biased_by_claim(shared),
                                              extras=extras), draw,
                             ["optimization step", *driven, *_train_settings(shared)],
-                            ["variance of one estimate at θ_t", "(log scale)"],
+                            ["variance of one estimate", "at θ_t", "(log scale)"],
                             columns=min(3, fig_style.columns), title=title)
