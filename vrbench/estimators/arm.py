@@ -11,7 +11,7 @@ from torch import Tensor
 
 from vrbench.estimators import register
 from vrbench.estimators.base import Estimator
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, below
 
 LATENTS = (Capability.BERNOULLI_LOGITS, Capability.BERNOULLI_LATENTS)
 
@@ -45,7 +45,8 @@ class _BernoulliLatents(Estimator):
 def _per_draw(difference: Tensor, weight: Tensor) -> Tensor:
     """``mean_j difference_j · weight_j`` with ``difference (R, n)`` broadcast over the latent
     dimensions of ``weight (R, n, ...)``."""
-    return (difference.reshape(*difference.shape, *[1] * (weight.dim() - 2)) * weight).mean(1)
+    return (difference.reshape(*difference.shape, *[1] * (weight.dim() - 2)) * weight).sum(
+        1) / weight.shape[1]
 
 
 @register("arm")
@@ -66,8 +67,8 @@ class ARM(_BernoulliLatents):
 
     def logit_gradients(self, problem: Problem, logits: Tensor, u: Tensor,
                         f: Callable[[Tensor], Tensor]) -> Tensor:
-        upper = (u > torch.sigmoid(-logits)).to(DTYPE)
-        lower = (u < torch.sigmoid(logits)).to(DTYPE)
+        upper = below(torch.sigmoid(-logits), u)
+        lower = below(u, torch.sigmoid(logits))
         return _per_draw(f(upper) - f(lower), u - 0.5)
 
 
@@ -94,7 +95,7 @@ class DisARM(_BernoulliLatents):
     def logit_gradients(self, problem: Problem, logits: Tensor, u: Tensor,
                         f: Callable[[Tensor], Tensor]) -> Tensor:
         p = torch.sigmoid(logits)
-        b, b_tilde = (u < p).to(DTYPE), (1 - u < p).to(DTYPE)
-        sign = 1 - 2 * b_tilde
-        weight = 0.5 * sign * (b != b_tilde).to(DTYPE) * torch.sigmoid(logits.abs())
-        return _per_draw(f(b) - f(b_tilde), weight)
+        b, b_tilde = below(u, p), below(1 - u, p)
+        # (−1)^{b̃} 1[b ≠ b̃] is b − b̃, which is 0, 1 or −1.
+        differences = _per_draw(f(b) - f(b_tilde), b.sub_(b_tilde))
+        return 0.5 * torch.sigmoid(logits.abs()) * differences

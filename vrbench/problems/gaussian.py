@@ -18,6 +18,7 @@ from vrbench.problems.base import (
     Capability,
     Problem,
     asymmetric_theta,
+    below,
     check_magnitude,
     check_scale,
     check_size,
@@ -188,7 +189,7 @@ class GaussianStep(_Gaussian):
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 5"
 
     def f(self, samples: Tensor) -> Tensor:
-        return (samples > 0).to(DTYPE)
+        return below(-samples, 0.0)
 
     def nonsmooth_points(self, theta: Tensor) -> list[float]:
         return [0.0]
@@ -371,7 +372,8 @@ class GaussianQuadraticND(_DiagonalGaussian):
         check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
 
     def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.k) ** 2).sum(dim=-1)
+        distance = samples - self.k
+        return (distance * distance).sum(dim=-1)
 
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()
