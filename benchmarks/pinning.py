@@ -15,12 +15,14 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 
 def pin(cpu: int | None = None) -> int:
-    """Pin this process to ``cpu`` (default: the last core it may run on) with one thread per
-    library; returns the core."""
+    """Pin this process to ``cpu`` (default: ``$BENCH_CORE``, else the last core it may run
+    on) with one thread per library; returns the core."""
     for name, value in ONE_THREAD.items():
         os.environ.setdefault(name, value)
     cores = sorted(os.sched_getaffinity(0))
-    chosen = cores[-1] if cpu is None else cpu
+    if cpu is None:
+        cpu = int(os.environ.get("BENCH_CORE", cores[-1]))
+    chosen = cpu
     os.sched_setaffinity(0, {chosen})
     import torch
 

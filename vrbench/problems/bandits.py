@@ -63,7 +63,8 @@ class _SoftmaxBandit(Problem):
         cdf = torch.cumsum(torch.softmax(theta, dim=0), dim=0)
         uniforms = torch.rand(shape, generator=generator, dtype=DTYPE)
         arms = torch.searchsorted(cdf, uniforms, right=True).clamp_(max=self.dim - 1)
-        return Pulls(torch.zeros_like(arms), arms, self.draw_rewards(arms, generator))
+        no_context = arms.new_zeros(()).expand(shape)  # one stored zero, read everywhere
+        return Pulls(no_context, arms, self.draw_rewards(arms, generator))
 
     def f(self, samples: Pulls) -> Tensor:
         return samples.rewards

@@ -204,7 +204,7 @@ class LinearQuadraticRegulator(Problem):
             samples = self.transform(theta.detach(), noise)
             states, actions = samples[..., :n], samples[..., n:]
             state_weight, action_weight = system.Q + system.Q.mT, system.R + system.R.mT
-            discounts = self._discounts().tolist()
+            discounts = [self.gamma**t for t in range(self.horizon)]
             adjoint = torch.zeros_like(states[..., 0, :])
             action_adjoints = torch.empty_like(actions)
             for t in range(self.horizon - 1, -1, -1):  # the horizon loop, backwards
