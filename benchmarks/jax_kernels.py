@@ -153,10 +153,10 @@ def reward_to_go_frozenlake(batch: int, n: int, table, gamma: float = 0.99,
     flat_next, flat_reward = jnp.asarray(nxt.ravel()), jnp.asarray(reward.ravel())
     flat_done = jnp.asarray(done.ravel())
 
-    def episode(key, policy_cdf):
+    def episode(uniforms, policy_cdf):
         def step(carry):
             t, state, _, earned, visits, earned_at_visit = carry
-            u = jax.random.uniform(jax.random.fold_in(key, t), (2,), F64)
+            u = uniforms[t]
             action = jnp.minimum((u[0] > policy_cdf[state]).sum(), 3)
             pair = state * 4 + action
             flat = pair * 3 + jnp.minimum((u[1] > outcome_cdf[pair]).sum(), 2)
@@ -172,8 +172,9 @@ def reward_to_go_frozenlake(batch: int, n: int, table, gamma: float = 0.99,
 
     def kernel(key, theta):
         policy = jax.nn.softmax(theta.reshape(16, 4), -1)
-        keys = jax.random.split(key, batch * n)
-        weighted = jax.vmap(episode, (0, None))(keys, jnp.cumsum(policy, -1))
+        # Every step's uniforms drawn up front: XLA's bit generator has no sound fold_in.
+        uniforms = jax.random.uniform(key, (batch * n, horizon, 2), F64)
+        weighted = jax.vmap(episode, (0, None))(uniforms, jnp.cumsum(policy, -1))
         weighted = weighted.reshape(batch, n, 16, 4)
         scores = weighted - weighted.sum(-1, keepdims=True) * policy
         return scores.reshape(batch, n, 64).mean(1)
