@@ -143,3 +143,24 @@ def test_surrogates_refuse_samples_too_large_to_fit(name, params, message):
     reason = estimators.make(name).incompatibility(problems.make("lqr_unstable", {
         **params, "gain": 0.5}), 4)
     assert reason is not None and message in reason
+
+
+OWN_PATHWISE = sorted(name for name in problems.registry.names()
+                      if type(problems.make(name)).pathwise_gradient
+                      is not problems.Problem.pathwise_gradient)
+
+
+def test_problems_that_write_out_their_pathwise_gradient_are_known():
+    assert {"lqr_unstable", "lqr_stable", "gaussian_quadratic_10d"} <= set(OWN_PATHWISE)
+
+
+@pytest.mark.parametrize("name", OWN_PATHWISE)
+def test_written_out_pathwise_gradient_is_autograds(name):
+    """A problem's own ``pathwise_gradient`` against autograd through its transform (the base
+    class's), at the check θ, replicate by replicate."""
+    problem = problems.make(name)
+    theta = problem.check_theta()
+    noise = problem.sample_noise((6, 3), torch.Generator().manual_seed(0))
+    autograd = problems.Problem.pathwise_gradient(problem, theta, noise)
+    torch.testing.assert_close(problem.pathwise_gradient(theta, noise), autograd,
+                               rtol=1e-12, atol=1e-12 * float(autograd.abs().max()))

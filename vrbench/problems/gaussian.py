@@ -99,6 +99,13 @@ class _Gaussian(Problem):
         eps = (samples - mu) / sigma
         return torch.stack([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
 
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # Σ_j w_j ε_j / σ and Σ_j (w_j ε_j) ε_j − w_j over σ: no (R, n, 2) tensor of scores.
+        eps = (samples - theta[0]) / theta[1]
+        weighted = weights * eps
+        sums = torch.stack([weighted.sum(1), (weighted * eps).sum(1) - weights.sum(1)], dim=-1)
+        return sums / (theta[1] * weights.shape[1])
+
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         eps = (samples - theta[0]) / theta[1]
         return -0.5 * eps**2 - torch.log(theta[1]) - 0.5 * math.log(2 * math.pi)
@@ -337,6 +344,15 @@ class _DiagonalGaussian(Problem):
         eps = (samples - mu) / sigma
         return torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
 
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # As the univariate one, coordinate-wise: no (R, n, 2D) tensor of scores.
+        sigma = theta[self.D :]
+        eps = (samples - theta[: self.D]) / sigma
+        weighted = weights[..., None] * eps
+        sums = torch.cat([weighted.sum(1), (weighted * eps).sum(1)
+                          - weights.sum(1, keepdim=True)], dim=-1)
+        return sums / (torch.cat([sigma, sigma]) * weights.shape[1])
+
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         mu, sigma = theta[: self.D], theta[self.D :]
         eps = (samples - mu) / sigma
@@ -374,6 +390,11 @@ class GaussianQuadraticND(_DiagonalGaussian):
     def f(self, samples: Tensor) -> Tensor:
         distance = samples - self.k
         return (distance * distance).sum(dim=-1)
+
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        """With ``x = μ + σε``: ``∇μ f = 2(x − k)`` and ``∇σ f = 2(x − k) ε``, averaged over n."""
+        slope = 2 * (self.transform(theta, noise) - self.k)
+        return torch.cat([slope.sum(1), (slope * noise).sum(1)], dim=-1) / noise.shape[1]
 
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()
