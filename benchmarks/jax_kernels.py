@@ -145,37 +145,41 @@ def pathwise_lqr(batch: int, n: int, system) -> Kernel:
 
 def reward_to_go_frozenlake(batch: int, n: int, table, gamma: float = 0.99,
                             horizon: int = 100) -> Kernel:
-    """reinforce_reward_to_go on frozenlake: each episode steps in a ``lax.while_loop`` until
-    it ends (vmapped, the batch steps until its last episode ends), counting visits and the
-    discounted reward earned before each, so ``Σ_t ∇log π(a_t|s_t) G_t`` needs one pass."""
+    """reinforce_reward_to_go on frozenlake: the whole batch of episodes steps together in a
+    ``lax.while_loop`` until its last episode ends, counting each episode's visits and the
+    discounted reward earned before each, so ``Σ_t ∇log π(a_t|s_t) G_t`` needs one pass
+    (``G_t`` is the return less what was earned before t)."""
     prob, nxt, reward, done = table
     outcome_cdf = jnp.asarray(np.cumsum(prob, axis=-1).reshape(64, 3))
     flat_next, flat_reward = jnp.asarray(nxt.ravel()), jnp.asarray(reward.ravel())
     flat_done = jnp.asarray(done.ravel())
-
-    def episode(uniforms, policy_cdf):
-        def step(carry):
-            t, state, _, earned, visits, earned_at_visit = carry
-            u = uniforms[t]
-            action = jnp.minimum((u[0] > policy_cdf[state]).sum(), 3)
-            pair = state * 4 + action
-            flat = pair * 3 + jnp.minimum((u[1] > outcome_cdf[pair]).sum(), 2)
-            visits = visits.at[pair].add(1.0)
-            earned_at_visit = earned_at_visit.at[pair].add(earned)
-            earned = earned + gamma**t * flat_reward[flat]
-            return t + 1, flat_next[flat], ~flat_done[flat], earned, visits, earned_at_visit
-
-        start = (0, 0, True, jnp.zeros((), F64), jnp.zeros(64, F64), jnp.zeros(64, F64))
-        _, _, _, earned, visits, earned_at_visit = jax.lax.while_loop(
-            lambda carry: carry[2] & (carry[0] < horizon), step, start)
-        return earned * visits - earned_at_visit
+    episodes = batch * n
+    rows = jnp.arange(episodes)
 
     def kernel(key, theta):
         policy = jax.nn.softmax(theta.reshape(16, 4), -1)
-        # Every step's uniforms drawn up front: XLA's bit generator has no sound fold_in.
-        uniforms = jax.random.uniform(key, (batch * n, horizon, 2), F64)
-        weighted = jax.vmap(episode, (0, None))(uniforms, jnp.cumsum(policy, -1))
-        weighted = weighted.reshape(batch, n, 16, 4)
+        policy_cdf = jnp.cumsum(policy, -1)
+
+        def step(carry):
+            t, key, state, alive, earned, visits, earned_at_visit = carry
+            key, draw = jax.random.split(key)
+            u = jax.random.uniform(draw, (2, episodes), F64)
+            action = jnp.minimum((u[0][:, None] > policy_cdf[state]).sum(-1), 3)
+            pair = state * 4 + action
+            flat = pair * 3 + jnp.minimum((u[1][:, None] > outcome_cdf[pair]).sum(-1), 2)
+            weight = alive.astype(F64)
+            visits = visits.at[rows, pair].add(weight)
+            earned_at_visit = earned_at_visit.at[rows, pair].add(weight * earned)
+            earned = earned + weight * gamma**t * flat_reward[flat]
+            alive = alive & ~flat_done[flat]
+            return t + 1, key, flat_next[flat], alive, earned, visits, earned_at_visit
+
+        start = (0, key, jnp.zeros(episodes, flat_next.dtype), jnp.ones(episodes, bool),
+                 jnp.zeros(episodes, F64), jnp.zeros((episodes, 64), F64),
+                 jnp.zeros((episodes, 64), F64))
+        *_, earned, visits, earned_at_visit = jax.lax.while_loop(
+            lambda carry: carry[3].any() & (carry[0] < horizon), step, start)
+        weighted = (earned[:, None] * visits - earned_at_visit).reshape(batch, n, 16, 4)
         scores = weighted - weighted.sum(-1, keepdims=True) * policy
         return scores.reshape(batch, n, 64).mean(1)
 
