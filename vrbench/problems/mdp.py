@@ -205,10 +205,16 @@ class TabularMDP(Problem):
             state = flat_next.index_select(0, flat)
             ended = flat_done.index_select(0, flat)
             if bool(ended.any()):
-                going_on = (~ended).nonzero().squeeze(1)
-                if going_on.shape[0] == 0:
+                going_on = ~ended
+                remaining = int(going_on.sum())
+                if remaining == 0:
                     break
-                running, state = running.index_select(0, going_on), state.index_select(0, going_on)
+                # Packed in order by scatter (ended episodes to a spare last slot), not by
+                # nonzero(), whose output shape no device can know before reading the data.
+                slot = torch.where(going_on, going_on.cumsum(0) - 1, remaining)
+                running = running.new_empty(remaining + 1).scatter_(0, slot, running)
+                state = state.new_empty(remaining + 1).scatter_(0, slot, state)
+                running, state = running[:remaining], state[:remaining]
         reward_steps = rewards[:steps].T
         discounts = self.gamma ** torch.arange(steps, dtype=DTYPE)
         return Trajectories(
