@@ -521,12 +521,15 @@ def floor_rloo_bandit_bernoulli(replicates: int, n: int, rng: np.random.Generato
                                 arms: int = 5) -> np.ndarray:
     """rloo on bandit_bernoulli_k (θ = 0, K = 5): arm means evenly spaced in [0.05, 0.95]."""
     means = 0.05 + 0.9 * np.arange(arms) / (arms - 1)
-    pulled = np.minimum((rng.random((replicates, n)) * arms).astype(np.int64), arms - 1)
+    policy = np.full(arms, 1 / arms)  # softmax(θ) at θ = 0, drawn by inverse CDF as vrbench does
+    cdf = np.cumsum(policy)
+    pulled = np.minimum(np.searchsorted(cdf, rng.random((replicates, n)), side="right"),
+                        arms - 1)
     rewards = (rng.random((replicates, n)) < means[pulled]).astype(np.float64)
     w = _weights(rewards, "rloo")
     rows = np.repeat(np.arange(replicates) * arms, n) + pulled.ravel()
     per_arm = np.bincount(rows, weights=w.ravel(), minlength=replicates * arms)
-    return (per_arm.reshape(replicates, arms) - w.sum(1, keepdims=True) / arms) / n
+    return (per_arm.reshape(replicates, arms) - w.sum(1, keepdims=True) * policy) / n
 
 
 def floor_pathwise_quadratic(replicates: int, n: int, rng: np.random.Generator,
