@@ -364,6 +364,9 @@ class FrozenLake(TabularMDP):
     Reinforcement Learning Environments", 2024).
     """
 
+    display_name = "FrozenLake 4×4"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
+
     slippery: bool = True
 
     reference: ClassVar = "Towers et al., 2024 (Gymnasium), FrozenLake-v1"
@@ -386,6 +389,9 @@ class FrozenLake8x8(TabularMDP):
     Same dynamics as ``frozenlake`` on a larger map with ten holes; θ ∈ R^{64×4}. Under the
     uniform policy the return is tiny, so gradients are small and noisy (Towers et al., 2024).
     """
+
+    display_name = "FrozenLake 8×8"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     slippery: bool = True
 
@@ -410,6 +416,9 @@ class CliffWalking(TabularMDP):
     2018), example 6.6; gymnasium's implementation (Towers et al., 2024).
     """
 
+    display_name = "CliffWalking"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
+
     horizon: int = 50
 
     reference: ClassVar = "Sutton & Barto, 2018, example 6.6"
@@ -429,6 +438,9 @@ class Taxi(TabularMDP):
     episode); θ ∈ R^{500×6}. Dietterich, "Hierarchical reinforcement learning with the MAXQ
     value function decomposition", JAIR 2000; gymnasium's implementation.
     """
+
+    display_name = "Taxi"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     horizon: int = 50
 
@@ -452,6 +464,9 @@ class ChainMDP(TabularMDP):
     learning", ICML 2000). The large reward needs N − 1 forward moves in a row: a hard
     exploration problem whose score-function gradients have huge variance.
     """
+
+    display_name = "N-chain"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     n_states: int = 5
     small: float = 2.0
@@ -497,6 +512,9 @@ class RandomMDP(TabularMDP):
     Markov decision processes", J. Oper. Res. Soc. 1995; Bhatnagar et al., "Natural
     actor-critic algorithms", Automatica 2009).
     """
+
+    display_name = "random MDP"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     S: int = 20
     A: int = 4
