@@ -4,6 +4,7 @@ cases and the identities their fits rely on."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch
 from vrbench import estimators, problems
 from vrbench.estimators.lax import Surrogate, lax_regression
 from vrbench.problems.base import DTYPE
+from vrbench.testing import check_problem
 
 
 def _variance_and_se(estimates: torch.Tensor) -> tuple[float, float]:
@@ -164,3 +166,27 @@ def test_written_out_pathwise_gradient_is_autograds(name):
     autograd = problems.Problem.pathwise_gradient(problem, theta, noise)
     torch.testing.assert_close(problem.pathwise_gradient(theta, noise), autograd,
                                rtol=1e-12, atol=1e-12 * float(autograd.abs().max()))
+
+
+@dataclass(frozen=True)
+class _PathwiseWithoutNoise(problems.registry.get("gaussian_quadratic_10d")):
+    """gaussian_quadratic_10d whose written-out pathwise gradient forgets the ε of ∂x/∂σ."""
+
+    name = "pathwise_without_noise_for_test"
+
+    def pathwise_gradient(self, theta, noise):
+        slope = 2 * (self.transform(theta, noise) - self.k)
+        return torch.cat([slope.mean(1), slope.mean(1)], dim=-1)
+
+
+PATHWISE_CHECK = "pathwise_gradient equals autograd through transform"
+
+
+def test_conformance_holds_a_written_out_pathwise_gradient_to_autograd():
+    """``vrbench check`` compares a problem's own pathwise_gradient with autograd: a wrong one
+    fails that check, the right one passes it (the sampled checks on few draws here; every
+    registered problem runs the whole suite in test_estimators.py)."""
+    wrong = check_problem(_PathwiseWithoutNoise(), time_budget=None, max_draws=1_000)
+    assert any(f.startswith(PATHWISE_CHECK) for f in wrong.failures), wrong.failures
+    right = check_problem("gaussian_quadratic_10d", time_budget=None, max_draws=1_000)
+    assert PATHWISE_CHECK in right.passed, right.passed
