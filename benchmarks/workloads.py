@@ -81,19 +81,20 @@ def vrbench_contender(workload: Workload, replicates: int):
     return run, None
 
 
-def _fastest(candidates: dict, rounds: int = 3):
-    """The candidate callable that ran fastest (best of ``rounds``), and its key."""
-    timings = {}
-    for key, call in candidates.items():
-        call()
+def _fastest_batch(call: Callable[[int], object], sizes: list[int], rounds: int = 3) -> int:
+    """The batch size whose one call ran fastest per estimate (best of ``rounds`` after a
+    warm-up call): the rule :func:`benchmarks.jax_kernels.best_batch` applies to JAX, and a
+    few calls per size rather than whole runs of R."""
+    per_estimate = {}
+    for size in sizes:
+        call(size)
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        timings[key] = min(times)
-    best = min(timings, key=timings.get)
-    return best, candidates[best]
+            call(size)
+            times.append((time.perf_counter() - start) / size)
+        per_estimate[size] = min(times)
+    return min(per_estimate, key=per_estimate.get)
 
 
 def numpy_contender(workload: Workload, replicates: int):
@@ -102,14 +103,14 @@ def numpy_contender(workload: Workload, replicates: int):
     extra = {k: v for k, v in floor_extra(workload, state).items() if k != "system"}
     rng = np.random.default_rng(0)
 
-    def streamed(chunk: int):
-        def run():
-            for done in range(0, replicates, chunk):
-                kernel(min(chunk, replicates - done), workload.n, rng, **extra).sum(0)
-        return run
+    def one_call(size: int) -> None:
+        kernel(size, workload.n, rng, **extra).sum(0)
 
-    sizes = [b for b in BATCHES if b <= replicates] or [replicates]
-    chunk, run = _fastest({size: streamed(size) for size in sizes})
+    def run():
+        for done in range(0, replicates, chunk):
+            one_call(min(chunk, replicates - done))
+
+    chunk = _fastest_batch(one_call, [b for b in BATCHES if b <= replicates] or [replicates])
     return run, chunk
 
 
