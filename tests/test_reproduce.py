@@ -81,7 +81,7 @@ def test_a_training_recipe_reproduces_quickly(tmp_path):
     note = reproduce(recipe, tmp_path, quick=True)
     text = note.read_text()
     assert "training_variance" in text and (tmp_path / "train.parquet").exists()
-    assert "**Checked against the authors' code.**" in text
+    assert "**Code checked against.**" in text
     assert "figures/same_theta/training_variance.png" in text
     traces = pd.read_parquet(tmp_path / "train.parquet")
     names = {"score_function", "rebar", "rebar:relaxation=plain", "relax"}
