@@ -376,8 +376,12 @@ def _run(console: Console, args: argparse.Namespace) -> int:
     )
     task = progress.add_task("cells", total=None, failed=0, reused=0)
     failures = 0
+    started = False
+    outcome: SweepOutcome | None = None
 
     def on_start(total: int, reused: int) -> None:
+        nonlocal started
+        started = True
         progress.update(task, total=total, completed=reused, reused=reused,
                         description=f"cells ({reused} reused)" if reused else "cells")
 
@@ -386,16 +390,35 @@ def _run(console: Console, args: argparse.Namespace) -> int:
         failures += row["status"] != "ok"
         progress.update(task, advance=1, failed=failures)
 
+    def stop_before_the_sweep(signum: int, frame: Any) -> None:
+        # Once the sweep has started it handles its own signals; one arriving after it ended
+        # (a second Ctrl-C) must not cut off the summary whose last line is the table's status.
+        if not started:
+            raise KeyboardInterrupt
+
+    # A signal the sweep was started to ignore (nohup, a background job) stays ignored.
+    previous = {sig: signal.signal(sig, stop_before_the_sweep)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        with progress:
-            outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
-                                retry_errors=args.retry_errors, confirmed=args.yes,
-                                in_process=args.in_process, on_start=on_start, on_row=on_row)
-    except SweepInterrupted as stop:
-        outcome = stop.outcome
-    console.print(summary_table(outcome.frame))
-    for line in _closing_lines(outcome):
-        console.print(line, highlight=False)
+        try:
+            with progress:
+                outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
+                                    retry_errors=args.retry_errors, confirmed=args.yes,
+                                    in_process=args.in_process, on_start=on_start,
+                                    on_row=on_row)
+        except SweepInterrupted as stop:
+            outcome = stop.outcome
+        console.print(summary_table(outcome.frame))
+        for line in _closing_lines(outcome):
+            console.print(line, highlight=False)
+    finally:
+        for sig, handler in previous.items():
+            # A sweep stopped by a signal leaves the process only to exit: a second Ctrl-C
+            # must not turn its exit status (130) into a death by signal.
+            stopped = outcome is not None and outcome.interrupted is not None
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
+    assert outcome is not None
     return outcome.exit_code
 
 

@@ -809,7 +809,7 @@ def _note(recipe: Recipe, verdicts: list[Verdict], reports: list[tuple[str, Any]
              f"**Published.** {recipe.published}", "",
              f"**vrbench's setting.** {recipe.setting}", ""]
     if recipe.sources:
-        parts += [f"**Checked against the authors' code.** {recipe.sources}", ""]
+        parts += [f"**Code checked against.** {recipe.sources}", ""]
     parts += ["## Claims against the measurements", ""]
     counts = {o: sum(v.outcome == o for v in verdicts)
               for o in ("reproduced", "not reproduced", "inconclusive")}

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from vrbench.estimators import register
 from vrbench.estimators.base import Estimator
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, below
 
 
 class _AntitheticPair(Estimator):
@@ -34,8 +34,10 @@ class _AntitheticPair(Estimator):
 
 
 def _per_draw(difference: Tensor, weight: Tensor) -> Tensor:
-    """``mean_j difference_j · weight_j`` for ``difference (R, n)`` and ``weight (R, n, D)``."""
-    return (difference[..., None] * weight).mean(1)
+    """``mean_j difference_j · weight_j`` with ``difference (R, n)`` broadcast over the latent
+    dimensions of ``weight (R, n, ...)``."""
+    return (difference.reshape(*difference.shape, *[1] * (weight.dim() - 2)) * weight).sum(
+        1) / weight.shape[1]
 
 
 @register("arm")
@@ -54,8 +56,8 @@ class ARM(_AntitheticPair):
 
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]
                         ) -> Tensor:
-        upper = (u > torch.sigmoid(-theta)).to(DTYPE)
-        lower = (u < torch.sigmoid(theta)).to(DTYPE)
+        upper = below(torch.sigmoid(-theta), u)
+        lower = below(u, torch.sigmoid(theta))
         return _per_draw(f(upper) - f(lower), u - 0.5)
 
 
@@ -80,7 +82,7 @@ class DisARM(_AntitheticPair):
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]
                         ) -> Tensor:
         p = torch.sigmoid(theta)
-        b, b_tilde = (u < p).to(DTYPE), (1 - u < p).to(DTYPE)
-        sign = 1 - 2 * b_tilde
-        weight = 0.5 * sign * (b != b_tilde).to(DTYPE) * torch.sigmoid(theta.abs())
-        return _per_draw(f(b) - f(b_tilde), weight)
+        b, b_tilde = below(u, p), below(1 - u, p)
+        # (−1)^{b̃} 1[b ≠ b̃] is b − b̃, which is 0, 1 or −1.
+        differences = _per_draw(f(b) - f(b_tilde), b.sub_(b_tilde))
+        return 0.5 * torch.sigmoid(theta.abs()) * differences

@@ -18,6 +18,7 @@ from vrbench.problems.base import (
     Capability,
     Problem,
     asymmetric_theta,
+    below,
     check_magnitude,
     check_scale,
     check_size,
@@ -97,6 +98,13 @@ class _Gaussian(Problem):
         mu, sigma = theta[0], theta[1]
         eps = (samples - mu) / sigma
         return torch.stack([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
+
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # Σ_j w_j ε_j / σ and Σ_j (w_j ε_j) ε_j − w_j over σ: no (R, n, 2) tensor of scores.
+        eps = (samples - theta[0]) / theta[1]
+        weighted = weights * eps
+        sums = torch.stack([weighted.sum(1), (weighted * eps).sum(1) - weights.sum(1)], dim=-1)
+        return sums / (theta[1] * weights.shape[1])
 
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         eps = (samples - theta[0]) / theta[1]
@@ -197,7 +205,7 @@ class GaussianStep(_Gaussian):
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 5"
 
     def f(self, samples: Tensor) -> Tensor:
-        return (samples > 0).to(DTYPE)
+        return below(-samples, 0.0)
 
     def nonsmooth_points(self, theta: Tensor) -> list[float]:
         return [0.0]
@@ -336,6 +344,15 @@ class DiagonalGaussianSampling(Problem):
         eps = (samples - mu) / sigma
         return torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
 
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # As the univariate one, coordinate-wise: no (R, n, 2D) tensor of scores.
+        sigma = theta[self.D :]
+        eps = (samples - theta[: self.D]) / sigma
+        weighted = weights[..., None] * eps
+        sums = torch.cat([weighted.sum(1), (weighted * eps).sum(1)
+                          - weights.sum(1, keepdim=True)], dim=-1)
+        return sums / (torch.cat([sigma, sigma]) * weights.shape[1])
+
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         mu, sigma = theta[: self.D], theta[self.D :]
         eps = (samples - mu) / sigma
@@ -398,7 +415,13 @@ class GaussianQuadraticND(_DiagonalGaussian):
         check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
 
     def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.k) ** 2).sum(dim=-1)
+        distance = samples - self.k
+        return (distance * distance).sum(dim=-1)
+
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        """With ``x = μ + σε``: ``∇μ f = 2(x − k)`` and ``∇σ f = 2(x − k) ε``, averaged over n."""
+        slope = 2 * (self.transform(theta, noise) - self.k)
+        return torch.cat([slope.sum(1), (slope * noise).sum(1)], dim=-1) / noise.shape[1]
 
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()

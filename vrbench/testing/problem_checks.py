@@ -56,6 +56,8 @@ EXACT_TOLERANCE = 1e-9
 RELAX_TEMPERATURE = 0.5
 UNIFORM_EPSILON = 1e-12
 SHAPE = (100, 50)
+PATHWISE_SHAPE = (16, 4)
+"""Replicates and draws on which a problem's own ``pathwise_gradient`` is held to autograd's."""
 
 
 @built_on_cpu
@@ -155,7 +157,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     ``log_prob`` where implemented, and, for problems that enumerate their ``support``, the
     probabilities, ``value``, ``exact_grad`` and the score's mean by exact sums; plus the
     capabilities' own identities (a Gaussian's layout and score, Bernoulli bits, one-hot
-    categoricals, an episode's step scores, rewards and values, per-item and per-code terms).
+    categoricals, an episode's step scores, rewards and values, per-item and per-code terms),
+    and a ``pathwise_gradient`` the problem writes out against autograd through ``transform``.
 
     Sampled checks, each sized to detect a relative error of ``tolerance`` with probability
     95% and reporting what it could detect (see :func:`~vrbench.testing.statistics.mean_test`):
@@ -351,6 +354,9 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
         _multi_sample_identities(report, problem, theta, samples, seed, device)
     if Capability.SEQUENCES in caps:
         _sequence_identities(report, problem, theta, samples, seed, device)
+    if ({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= caps
+            and _implements(problem, "pathwise_gradient")):
+        _pathwise_gradient_identity(report, problem, theta, seed, device)
     if Capability.RELAXABLE in caps:
         uniforms = torch.rand((2, 3, problem.noise_dim), generator=devices.generator(
             device, seed + 3), dtype=DTYPE).clamp(UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
@@ -367,6 +373,17 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
                       if isinstance(embedded, Tensor) and embedded.shape == hard.shape else
                       f"embed(sample) has shape {_shape_text(embedded)}, harden(relax(θ, u, τ)) "
                       f"{tuple(hard.shape)}")
+
+
+def _pathwise_gradient_identity(report: CheckReport, problem: Problem, theta: Tensor,
+                                seed: int, device: torch.device) -> None:
+    """A problem's own ``pathwise_gradient`` against the protocol's default, autograd through
+    ``f(transform(θ, ε))``, on the same noise: they compute the same numbers, up to rounding."""
+    noise = problem.sample_noise(PATHWISE_SHAPE, devices.generator(device, seed + 4))
+    own = problem.pathwise_gradient(theta, noise)
+    autograd = Problem.pathwise_gradient(problem, theta, noise)
+    report.record("pathwise_gradient equals autograd through transform", _mismatch(
+        own, autograd, f"pathwise_gradient(θ, ε) against autograd at {PATHWISE_SHAPE} draws"))
 
 
 def _shape_text(value: Any) -> str:
