@@ -35,6 +35,10 @@ class _TaylorSurrogate:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._problem, name)
 
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        # Autograd through h: a problem's own pathwise_gradient writes out its f's gradient.
+        return Problem.pathwise_gradient(self, theta, noise)  # type: ignore[arg-type]
+
     def f(self, samples: Tensor) -> Tensor:
         point, value, slope, curvature = self._expansion
         batch = samples.shape[: samples.dim() - self._event_dims]
