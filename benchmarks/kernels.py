@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import gymnasium
@@ -494,3 +495,207 @@ CONTINUOUS_FLOOR = {
 }
 """Numpy floors of estimators that need no RLOO variant: ``kernel(R, n, rng, **extra)``; lax's
 takes its fitted ``surrogate`` (fitted by vrbench, outside the timing)."""
+
+
+# The workloads of the side-by-side table (vrbench, numpy, JAX): floors of the estimators not
+# covered above, each ``kernel(R, n, rng)`` at the problem's default parameters.
+
+def floor_score_bernoulli_vector(replicates: int, n: int, rng: np.random.Generator,
+                                 size: int = 20, t: float = 0.499) -> np.ndarray:
+    """score_function on bernoulli_vector (θ = 0, so p = 1/2): f = mean_i (b_i − t)²."""
+    bits = (rng.random((replicates, n, size)) < 0.5).astype(np.float64)
+    f = ((bits - t) ** 2).mean(-1)
+    return np.einsum("rn,rnd->rd", f, bits - 0.5) / n
+
+
+def floor_disarm_bernoulli_vector(replicates: int, n: int, rng: np.random.Generator,
+                                  size: int = 20, t: float = 0.499) -> np.ndarray:
+    """disarm on bernoulli_vector (θ = 0): ½ (f(b) − f(b̃)) (−1)^{b̃} 1[b ≠ b̃] σ(|θ|)."""
+    u = rng.random((replicates, n, size))
+    bits, antithetic = u < 0.5, 1 - u < 0.5
+    difference = (((bits - t) ** 2).mean(-1) - ((antithetic - t) ** 2).mean(-1))
+    weight = np.where(bits != antithetic, np.where(antithetic, -0.25, 0.25), 0.0)
+    return np.einsum("rn,rnd->rd", difference, weight) / n
+
+
+def floor_rloo_bandit_bernoulli(replicates: int, n: int, rng: np.random.Generator,
+                                arms: int = 5) -> np.ndarray:
+    """rloo on bandit_bernoulli_k (θ = 0, K = 5): arm means evenly spaced in [0.05, 0.95]."""
+    means = 0.05 + 0.9 * np.arange(arms) / (arms - 1)
+    policy = np.full(arms, 1 / arms)  # softmax(θ) at θ = 0, drawn by inverse CDF as vrbench does
+    cdf = np.cumsum(policy)
+    pulled = np.minimum(np.searchsorted(cdf, rng.random((replicates, n)), side="right"),
+                        arms - 1)
+    rewards = (rng.random((replicates, n)) < means[pulled]).astype(np.float64)
+    w = _weights(rewards, "rloo")
+    rows = np.repeat(np.arange(replicates) * arms, n) + pulled.ravel()
+    per_arm = np.bincount(rows, weights=w.ravel(), minlength=replicates * arms)
+    return (per_arm.reshape(replicates, arms) - w.sum(1, keepdims=True) * policy) / n
+
+
+def floor_pathwise_quadratic(replicates: int, n: int, rng: np.random.Generator,
+                             size: int = 10, mu: float = 1.0, sigma: float = 1.0,
+                             k: float = 0.5) -> np.ndarray:
+    """reparameterization on gaussian_quadratic_10d: ∇μ = 2(x − k), ∇σ = 2(x − k)ε."""
+    eps = rng.standard_normal((replicates, n, size))
+    slope = 2 * (mu + sigma * eps - k)
+    return np.concatenate([slope.mean(1), (slope * eps).mean(1)], axis=-1)
+
+
+def floor_reward_to_go_frozenlake(replicates: int, n: int, rng: np.random.Generator,
+                                  table=None, gamma: float = 0.99,
+                                  horizon: int = 100) -> np.ndarray:
+    """reinforce_reward_to_go on frozenlake (uniform policy): Σ_t ∇log π(a_t|s_t) G_t with
+    G_t = Σ_{k≥t} γ^k r_k = G_0 − (discounted rewards before t), in one pass over the steps."""
+    prob, nxt, reward, done = table if table is not None else frozenlake_table()
+    outcome_cdf = np.cumsum(prob, axis=-1).reshape(64, 3)
+    batch = replicates * n
+    state = np.zeros(batch, dtype=np.int64)
+    alive = np.ones(batch, dtype=bool)
+    earned = np.zeros(batch)  # discounted rewards so far
+    visits = np.zeros((batch, 64))
+    earned_at_visit = np.zeros((batch, 64))
+    rows = np.arange(batch)
+    discount = 1.0
+    for _ in range(horizon):
+        action = np.minimum((rng.random(batch) * 4).astype(np.int64), 3)
+        pair = state * 4 + action
+        k = np.minimum((rng.random(batch)[:, None] > outcome_cdf[pair]).sum(1), 2)
+        flat = pair * 3 + k
+        visits[rows, pair] += alive
+        earned_at_visit[rows, pair] += alive * earned
+        earned += discount * alive * reward.ravel()[flat]
+        alive &= ~done.ravel()[flat]
+        state = nxt.ravel()[flat]
+        discount *= gamma
+        if not alive.any():
+            break
+    weighted = (earned[:, None] * visits - earned_at_visit).reshape(replicates, n, 16, 4)
+    scores = weighted - weighted.sum(-1, keepdims=True) * 0.25
+    return scores.reshape(replicates, n, 64).mean(1)
+
+
+WORKLOAD_FLOOR = {
+    ("score_function", "bernoulli_toy"): lambda r, n, rng: floor_bernoulli(
+        "score_function", r, n, rng),
+    ("score_function", "bernoulli_vector"): floor_score_bernoulli_vector,
+    ("rloo", "bandit_bernoulli_k"): floor_rloo_bandit_bernoulli,
+    ("reparameterization", "gaussian_quadratic_10d"): floor_pathwise_quadratic,
+    ("reinforce_reward_to_go", "frozenlake"): floor_reward_to_go_frozenlake,
+    ("lax", "gaussian_step"): floor_lax_step,
+    ("reparameterization", "lqr_unstable"): floor_lqr_pathwise,
+    ("disarm", "bernoulli_vector"): floor_disarm_bernoulli_vector,
+}
+"""Numpy floors of the side-by-side workloads, ``kernel(R, n, rng, **extra)`` (lax's takes its
+fitted ``surrogate``)."""
+
+
+# Language-model RL estimators on the sequence problems: one floor per family (group
+# baselines, group normalization with per-output token means, batch whitening, a critic's
+# advantages, a KL loss), each for G outputs per prompt of every prompt.
+
+class SequenceModel(NamedTuple):
+    """A sequence problem at its initial θ as numpy tables: the output tree (tokens, prefix of
+    each token, mask, lengths), rewards ``(P, N)``, the policy ``(P, M, V)``, the outputs'
+    cumulative probabilities ``(P, N)``, token log-ratios to π_ref ``(P, N, L)``, the exact
+    critic ``(P, N, L)`` and β. Tables are read from vrbench once (outside the timing): the
+    floor times the estimator's arithmetic, not the enumeration of the tree."""
+
+    tokens: np.ndarray
+    contexts: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    rewards: np.ndarray
+    policy: np.ndarray
+    cdf: np.ndarray
+    log_ratio: np.ndarray
+    values: np.ndarray
+    beta: float
+
+
+@functools.cache
+def sequence_model(spec: str = "lm_pass_fail") -> SequenceModel:
+    from vrbench import problems
+    from vrbench.components import parse_specs
+
+    parsed = parse_specs(spec)[0]
+    problem = problems.make(parsed.name, parsed.params)
+    theta = problem.initial_theta()
+    tree = problem.tree
+    tokens = problem.token_log_prob_table(theta).detach()
+    every = torch.arange(problem.n_outputs).expand(1, problem.prompts, -1).transpose(1, 2)
+    values = problem.exact_token_values(theta, problem.completions(theta, every[None, 0]),
+                                        problem.beta)[0].permute(1, 0, 2)
+    return SequenceModel(
+        tree.tokens.numpy(), tree.contexts.numpy(), tree.mask.numpy(), tree.lengths.numpy(),
+        problem.rewards.numpy(), torch.softmax(problem.context_logits(theta), -1).numpy(),
+        np.cumsum(tokens.sum(-1).exp().numpy(), axis=-1),
+        (tokens - problem.token_log_prob_table(problem.reference_theta())).numpy(),
+        values.numpy(), problem.beta)
+
+
+def _sequence_draws(model: SequenceModel, replicates: int, n: int, rng: np.random.Generator):
+    """Output indices ``(R, n, P)`` drawn from each prompt's cumulative probabilities."""
+    prompts = model.cdf.shape[0]
+    u = rng.random((prompts, replicates * n)) * model.cdf[:, -1:]
+    index = np.stack([np.searchsorted(model.cdf[p], u[p]) for p in range(prompts)])
+    return np.minimum(index, model.cdf.shape[1] - 1).T.reshape(replicates, n, prompts)
+
+
+def _token_score(model: SequenceModel, index: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``Σ_{j,p,t} w ∇ log π(y_t|·)`` per replicate for weights ``(R, n, P, L)``, ``(R, dim)``."""
+    replicates, _, prompts = index.shape
+    prefixes, vocab = model.policy.shape[1:]
+    rows = np.arange(prompts)[:, None] * prefixes + model.contexts[index]  # (R, n, P, L)
+    flat = (np.arange(replicates)[:, None, None, None] * prompts * prefixes + rows) * vocab \
+        + model.tokens[index]
+    grad = np.bincount(flat.ravel(), (weights * model.mask[index]).ravel(),
+                       minlength=replicates * prompts * prefixes * vocab)
+    grad = grad.reshape(replicates, prompts, prefixes, vocab)
+    grad -= grad.sum(-1, keepdims=True) * model.policy
+    return grad.reshape(replicates, -1)
+
+
+def floor_sequence(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+                   spec: str = "lm_pass_fail") -> np.ndarray:
+    """On-policy estimates of ``rloo_group`` (optionally with the token-level k3 KL loss),
+    ``grpo``, ``reinforce_pp`` or ``ppo_clip`` (ratio 1: nothing clipped)."""
+    model = sequence_model(spec)
+    index = _sequence_draws(model, replicates, n, rng)
+    prompts = index.shape[2]
+    picked = (np.arange(prompts) * model.cdf.shape[1] + index)  # rows of (P·N) tables
+    rewards = model.rewards.reshape(-1)[picked]  # (R, n, P)
+    mask = model.mask[index]  # (R, n, P, L)
+    log_ratio = model.log_ratio.reshape(-1, model.mask.shape[1])[picked] * mask
+    beta = model.beta
+    if estimator.startswith("rloo_group"):
+        penalized = rewards - beta * log_ratio.sum(-1) if estimator == "rloo_group" else rewards
+        weights = ((penalized - penalized.mean(1, keepdims=True)) / (n - 1))[..., None] * mask
+        if estimator != "rloo_group":  # token-level k3 as a loss
+            weights = weights - beta * -np.expm1(-log_ratio) * mask / n
+    elif estimator == "grpo":
+        advantage = (rewards - rewards.mean(1, keepdims=True)) / (rewards.std(1, ddof=1,
+                                                                              keepdims=True)
+                                                                   + 1e-8)
+        k3 = -beta * -np.expm1(-log_ratio)
+        weights = (advantage[..., None] + k3) * mask / (n * model.lengths[index][..., None])
+    elif estimator == "reinforce_pp":
+        returns = (rewards[..., None] - beta * np.flip(np.cumsum(np.flip(log_ratio, -1), -1),
+                                                       -1)) * mask
+        count = mask.sum((1, 2, 3), keepdims=True)
+        mean = returns.sum((1, 2, 3), keepdims=True) / count
+        variance = (((returns - mean) * mask) ** 2).sum((1, 2, 3), keepdims=True) / count
+        weights = (returns - mean) / np.sqrt(variance + 1e-8) * mask * prompts / count
+    else:  # ppo_clip with the exact critic
+        returns = rewards[..., None] - beta * np.flip(np.cumsum(np.flip(log_ratio, -1), -1), -1)
+        values = model.values.reshape(-1, model.mask.shape[1])[picked]
+        weights = (returns - values) * mask / n
+    return _token_score(model, index, weights) / prompts
+
+
+SEQUENCE_FLOOR = [("rloo_group", "lm_pass_fail:beta=0.1"),
+                  ("rloo_group:kl=k3,kl_in=loss,kl_level=token", "lm_pass_fail:beta=0.1"),
+                  ("grpo", "lm_pass_fail:beta=0.1"), ("reinforce_pp", "lm_pass_fail:beta=0.1"),
+                  ("ppo_clip", "lm_pass_fail:beta=0.1")]
+"""Sequence floors: (estimator spec, problem spec), one per family; :func:`floor_sequence`
+computes each on the problem spec's tables."""

@@ -234,6 +234,8 @@ def test_a_sweep_computes_each_reference_once_and_reuses_it(tmp_path):
     assert "rloo" in frame.loc["disarm", "reference"]
     assert (frame["status"] == "ok").all()
     stamps = [path.stat().st_mtime_ns for path in stored]
+    same = run_sweep(config)  # the stored cells (reference and group columns) fit the schema
+    assert (same.ran, same.reused) == (0, len(frame))
     again = run_sweep(SweepConfig(**{**config.__dict__, "replicates": 600})).frame
     assert (again["status"] == "ok").all()
     assert [path.stat().st_mtime_ns for path in stored] == stamps  # reused, not recomputed
@@ -264,6 +266,9 @@ def test_a_problem_without_an_exact_gradient_runs_through_every_command(tmp_path
     assert main(["report", str(out), str(trained), "-o", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "shared_run_variance.png").exists()
     assert (tmp_path / "report" / "bias_vs_variance.png").exists()
+    for table in ("summary.md", "table_cells.tex"):  # the tables say what bias is held against
+        assert "No exact gradient on Bayesian logistic regression, N = 8" in (
+            tmp_path / "report" / table).read_text()
     note = tmp_path / "paper"
     assert main(["reproduce", "mohamed2020_logistic", "--quick", "-o", str(note)]) == 0
     text = (note / "NOTE.md").read_text()

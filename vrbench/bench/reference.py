@@ -6,7 +6,7 @@ no uncertainty. Where it does not (:attr:`~vrbench.problems.base.Problem.has_exa
 is false), the reference is computed once per (problem, θ), in one of two ways:
 
 * **Numerical.** The problem's :meth:`~vrbench.problems.base.Problem.numerical_reference`:
-  a deterministic method (Gauss–Hermite quadrature of a one-dimensional integral per data
+  a deterministic method (Gauss–Legendre quadrature of a one-dimensional integral per data
   point, an exact sum over part of the model) with an estimate of its error per coordinate.
 * **Sampled.** The mean of N estimates of a declared unbiased estimator (the first of the
   problem's :attr:`~vrbench.problems.base.Problem.reference_estimators` that is not the

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
+import gc
 import json
 import math
 import signal
@@ -27,16 +31,27 @@ from vrbench.problems.base import Problem
 WORKING_COPIES = 4
 """Intermediate tensors per stored number while an estimator runs (samples, scores, products)."""
 
-WARMUP_REPLICATES = 8
+CHUNK_MB = 8
+"""Working memory of one chunk (as :func:`chunk_size` counts it): small enough for a chunk's
+tensors to stay in the CPU's caches and for the allocator to hand the same memory to every
+chunk (see :func:`keep_freed_memory`), so that time goes to the estimator and not to faulting
+in fresh pages. The memory budget only caps it."""
+
+MIN_DRAWS = 2**14
+"""Fewest draws (replicates × n) per chunk, budget permitting: every tensor operation costs a
+few µs of fixed work, which tensors of fewer numbers would not amortize (the steps of an
+episode, a rollout's time steps)."""
 
 
 def chunk_size(problem: Problem, n_samples: int, replicates: int,
                max_memory_mb: int = DEFAULT_MAX_MEMORY_MB) -> int:
-    """Replicates per chunk so that a chunk's tensors fit in ``max_memory_mb``.
+    """Replicates per chunk: about :data:`CHUNK_MB` of tensors, at least :data:`MIN_DRAWS`
+    draws, and never more than fit in ``max_memory_mb``.
 
     The chunking changes the order in which random numbers are drawn, so the memory budget
-    is part of a cell's definition: the same definition always gives the same numbers.
-    Raises ``MemoryError`` when even one estimate does not fit.
+    is part of a cell's definition (and these constants part of vrbench's version): the same
+    definition always gives the same numbers. Raises ``MemoryError`` when even one estimate
+    does not fit.
     """
     per_replicate = n_samples * (2 * problem.dim + problem.sample_width())
     numbers = max_memory_mb * 2**20 // (8 * WORKING_COPIES)
@@ -46,7 +61,49 @@ def chunk_size(problem: Problem, n_samples: int, replicates: int,
             f"one estimate of {problem.name} from {n_samples} samples needs about "
             f"{needed:.0f} MiB, more than the cell's memory budget of {max_memory_mb} MiB; "
             "raise max_memory_mb (--max-memory) or use fewer samples or a smaller problem")
-    return min(replicates, numbers // per_replicate)
+    cached = max(-(-MIN_DRAWS // n_samples),
+                 int(CHUNK_MB * 2**20) // (8 * WORKING_COPIES * per_replicate))
+    return min(replicates, numbers // per_replicate, cached)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's mallopt parameters (malloc.h)."""
+
+MMAP_THRESHOLD = 32 * 2**20
+"""The largest threshold glibc accepts on 64-bit systems (HEAP_MAX_SIZE / 2)."""
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for the next allocation (once per process).
+
+    By default glibc serves large blocks from fresh ``mmap`` pages and returns freed memory to
+    the system, so every chunk's tensors fault in new pages (~2 µs per 4 KiB, more than many
+    estimators spend on the numbers in them). Serving blocks up to 32 MiB from the heap and
+    never trimming it lets each chunk reuse the previous chunk's memory; the heap then stays
+    at the largest chunk's size. Returns whether the allocator accepted (glibc only).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(M_TRIM_THRESHOLD, 2**30))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's garbage collector off inside the block (as ``timeit`` does): a full collection
+    of a process that has just imported torch takes tens of ms, and it would land in
+    whichever chunk is being timed; it runs between chunks instead."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def estimate_in_chunks(
@@ -62,13 +119,14 @@ def estimate_in_chunks(
     error names the estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
     A ``deadline`` is checked before each chunk.
     """
+    keep_freed_memory()
     chunk = chunk_size(problem, n_samples, replicates, max_memory_mb)
     done = 0
     while done < replicates:
         if deadline is not None:
             deadline.check()
         size = min(chunk, replicates - done)
-        with on_device(device) as where:
+        with on_device(device) as where, _collector_paused():
             start = time.perf_counter()
             estimates = estimator.estimate(problem, theta, n_samples, size, generator, state)
             synchronize(where)
@@ -152,7 +210,11 @@ def measure(
         state = estimator.fit(problem, theta, cell.generator("fit" + stream))
         synchronize(device)
         fit_seconds = time.perf_counter() - start
-        warmup = min(cell.replicates, WARMUP_REPLICATES)
+        # One chunk's worth of warm-up, so that the timed chunks run on memory the allocator
+        # already holds (see keep_freed_memory) and on warm caches: time_per_estimate_s is
+        # then the estimator's, as in a warm process, not the first touch of fresh pages.
+        keep_freed_memory()
+        warmup = chunk_size(problem, cell.n_samples, cell.replicates, cell.max_memory_mb)
         estimator.estimate(problem, theta, cell.n_samples, warmup,
                            cell.generator("warmup" + stream), state)
 
@@ -207,6 +269,18 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def prepare_worker() -> None:
+    """Import what computing a cell needs beyond this module (scipy's statistics, the
+    registries and their plugins), so that a worker's first cell does not count the imports
+    against its time limit."""
+    import scipy.stats  # noqa: F401
+
+    from vrbench import estimators, problems
+
+    estimators.registry.names()
+    problems.registry.names()
 
 
 def run_cell(cell: Cell, timeout: float | None = None,

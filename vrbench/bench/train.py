@@ -67,9 +67,9 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 TRACE_METRICS = ("true_grad_norm", "bias_norm", "bias_pvalue", "variance", "variance_ci_low",
-                 "variance_ci_high", "mse", "snr", "cosine", "coordinate_variance",
-                 "reference", "reference_se", "parameter_groups", "group_variance",
-                 "group_true_grad_norm")
+                 "variance_ci_high", "mse", "snr", "cosine", "mean_cosine",
+                 "coordinate_variance", "reference", "reference_se", "parameter_groups",
+                 "group_variance", "group_true_grad_norm")
 """The measurements of a trace row, besides the step, the time and the exact J."""
 
 
@@ -300,6 +300,14 @@ def _metrics_generator(device: torch.device, seed: int, step: int) -> torch.Gene
     return devices.generator(device, 7_919 * seed + 104_729 * step + 17)
 
 
+def _statistics(problem: Problem, theta: torch.Tensor) -> dict[str, float]:
+    """The problem's exact statistics at θ, if it has any (``statistics(θ)``: the expected
+    output length of a sequence policy, say), as ``exact_<name>`` columns."""
+    statistics = getattr(problem, "statistics", None)
+    return {} if statistics is None else {f"exact_{key}": value
+                                          for key, value in statistics(theta).items()}
+
+
 def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estimator_spec: Spec,
               seed: int, settings: TrainSettings, device: torch.device,
               measured: list[tuple[Spec, Estimator]],
@@ -342,6 +350,7 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
                     "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
                     "lr": settings.lr, "step": step, "wall_s": wall,
                     "value": references.value(current, other.name), **extra,
+                    **_statistics(problem, current),
                     **(_measured(problem, other, cell, current, step,
                                  references.at(current, other.name))
                        if settings.variance_replicates else {"error": ""}),

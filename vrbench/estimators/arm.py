@@ -11,7 +11,7 @@ from torch import Tensor
 
 from vrbench.estimators import register
 from vrbench.estimators.base import Estimator
-from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.problems.base import DTYPE, Capability, Problem, below
 
 
 class _AntitheticPair(Estimator):
@@ -47,11 +47,12 @@ def _signal(problem: Problem) -> Callable[[Tensor], Tensor]:
 
 
 def _per_draw(difference: Tensor, weight: Tensor) -> Tensor:
-    """``mean_j difference_j · weight_j`` for ``weight (R, n, D)`` and ``difference (R, n)``
-    (one signal per draw) or ``(R, n, D)`` (one per bit)."""
+    """``mean_j difference_j · weight_j`` for ``weight (R, n, ...)`` and ``difference (R, n)``
+    (one signal per draw, broadcast over the latent dimensions) or of ``weight``'s shape (one
+    per bit)."""
     if difference.dim() < weight.dim():
-        difference = difference[..., None]
-    return (difference * weight).mean(1)
+        difference = difference.reshape(*difference.shape, *[1] * (weight.dim() - 2))
+    return (difference * weight).sum(1) / weight.shape[1]
 
 
 @register("arm")
@@ -65,12 +66,13 @@ class ARM(_AntitheticPair):
     ICLR 2019, theorem 1.
     """
 
+    display_name = "ARM"
     reference = "Yin & Zhou, 2019"
 
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]
                         ) -> Tensor:
-        upper = (u > torch.sigmoid(-theta)).to(DTYPE)
-        lower = (u < torch.sigmoid(theta)).to(DTYPE)
+        upper = below(torch.sigmoid(-theta), u)
+        lower = below(u, torch.sigmoid(theta))
         return _per_draw(f(upper) - f(lower), u - 0.5)
 
 
@@ -89,12 +91,13 @@ class DisARM(_AntitheticPair):
     estimator, so vrbench lists it once.
     """
 
+    display_name = "DisARM"
     reference = "Dong et al., 2020"
 
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]
                         ) -> Tensor:
         p = torch.sigmoid(theta)
-        b, b_tilde = (u < p).to(DTYPE), (1 - u < p).to(DTYPE)
-        sign = 1 - 2 * b_tilde
-        weight = 0.5 * sign * (b != b_tilde).to(DTYPE) * torch.sigmoid(theta.abs())
-        return _per_draw(f(b) - f(b_tilde), weight)
+        b, b_tilde = below(u, p), below(1 - u, p)
+        # (−1)^{b̃} 1[b ≠ b̃] is b − b̃, which is 0, 1 or −1.
+        differences = _per_draw(f(b) - f(b_tilde), b.sub_(b_tilde))
+        return 0.5 * torch.sigmoid(theta.abs()) * differences

@@ -13,7 +13,10 @@ from torch import Tensor
 
 from vrbench.components import Component
 from vrbench.problems.base import Capability, Problem
-from vrbench.problems.latents import is_view, logit_view, view_capabilities
+from vrbench.problems.latents import VIEWS, is_view, logit_view, view_capabilities
+
+LOGIT_CAPABILITIES = frozenset({Capability.BERNOULLI_LOGITS, Capability.CATEGORICAL_LOGITS})
+"""Requirements that the logit view of an amortized problem meets (see :class:`Estimator`)."""
 
 
 class Estimator(Component, abc.ABC):
@@ -55,6 +58,31 @@ class Estimator(Component, abc.ABC):
     evals_per_sample: ClassVar[int] = 1
     sample_average: ClassVar[bool] = False
     reference: ClassVar[str] = ""
+    requirement_note: ClassVar[str] = ""
+    """What :meth:`incompatibility` checks beyond ``requires`` and ``min_samples``, in words
+    (``vrbench list`` shows it)."""
+
+    @classmethod
+    def requirements(cls) -> str:
+        """What a problem and n must offer for this estimator to run, in words."""
+        # A logits capability is met by a problem with such latents too, through its logit
+        # view and the chain rule (see the class docstring): "bernoulli_logits or
+        # bernoulli_latents".
+        alternatives = {logits: latents for latents, view in VIEWS.items()
+                        if cls.requires and cls.requires <= view.capabilities
+                        for logits in LOGIT_CAPABILITIES & cls.requires}
+        parts = [f"{c} or {alternatives[c]}" if c in alternatives else str(c)
+                 for c in sorted(cls.requires)]
+        views = [str(latents) for latents, view in VIEWS.items()
+                 if cls.requires and cls.requires <= view.capabilities]
+        if views and not alternatives:  # "relaxable (or bernoulli_latents, ...)"
+            parts[-1] += f" (or {', '.join(views)}, through the logits)"
+        if cls.requirement_note:
+            parts.append(cls.requirement_note)
+        # (an instance's own minimum, a property, is in the requirement note)
+        if isinstance(cls.min_samples, int) and cls.min_samples > 1:
+            parts.append(f"n ≥ {cls.min_samples}")
+        return ", ".join(parts)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,6 +34,10 @@ class _TaylorSurrogate:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._problem, name)
+
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        # Autograd through h: a problem's own pathwise_gradient writes out its f's gradient.
+        return Problem.pathwise_gradient(self, theta, noise)  # type: ignore[arg-type]
 
     def f(self, samples: Tensor) -> Tensor:
         point, value, slope, curvature = self._expansion
@@ -91,6 +95,11 @@ class DeltaControlVariate(Estimator):
     base: str = "score_function"
     fit_samples: int = 100
 
+    display_name = "{base} + delta CV"
+    requirement_note = ("what its base estimator requires, the samples' mean and covariance, "
+                        f"at most {MAX_TAYLOR_SIZE:,} entries per sample")
+    parameter_symbols: ClassVar = {"fit_samples": "fit draws"}
+    component_parameters: ClassVar = {"base": "estimator"}  # base is written by its name
     family = "control variate"
     requires = frozenset({Capability.CONTINUOUS, Capability.DIFFERENTIABLE})
     reference = "Mohamed et al., 2020, sections 7.2 and 8"

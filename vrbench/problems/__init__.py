@@ -34,6 +34,7 @@ from vrbench.problems import (  # noqa: E402, F401
     mdp,
     potts,
     sbn,
+    sequences,
     vae,
 )
 

@@ -18,6 +18,7 @@ from vrbench.problems.base import (
     Capability,
     Problem,
     asymmetric_theta,
+    below,
     check_magnitude,
     check_scale,
     check_size,
@@ -98,6 +99,13 @@ class _Gaussian(Problem):
         eps = (samples - mu) / sigma
         return torch.stack([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
 
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # Σ_j w_j ε_j / σ and Σ_j (w_j ε_j) ε_j − w_j over σ: no (R, n, 2) tensor of scores.
+        eps = (samples - theta[0]) / theta[1]
+        weighted = weights * eps
+        sums = torch.stack([weighted.sum(1), (weighted * eps).sum(1) - weights.sum(1)], dim=-1)
+        return sums / (theta[1] * weights.shape[1])
+
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         eps = (samples - theta[0]) / theta[1]
         return -0.5 * eps**2 - torch.log(theta[1]) - 0.5 * math.log(2 * math.pi)
@@ -114,6 +122,9 @@ class GaussianQuadratic(_Gaussian):
     compare the score-function and pathwise estimators' variances (their figure 2 varies k),
     which are known in closed form here.
     """
+
+    display_name = "(x − k)²"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 1.0
     sigma: float = 1.5
@@ -143,6 +154,9 @@ class GaussianBump(_Gaussian):
     of Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020,
     section 3 (figure 2), whose variance comparison across k this problem reproduces.
     """
+
+    display_name = "exp(−kx²)"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 1.0
     sigma: float = 1.0
@@ -179,6 +193,9 @@ class GaussianStep(_Gaussian):
     A standard discontinuous test function (Mohamed et al., JMLR 2020, section 5).
     """
 
+    display_name = "1[x > 0]"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
+
     mu: float = 0.5
     sigma: float = 1.0
 
@@ -188,7 +205,7 @@ class GaussianStep(_Gaussian):
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 5"
 
     def f(self, samples: Tensor) -> Tensor:
-        return (samples > 0).to(DTYPE)
+        return below(-samples, 0.0)
 
     def nonsmooth_points(self, theta: Tensor) -> list[float]:
         return [0.0]
@@ -216,6 +233,9 @@ class GaussianAbs(_Gaussian):
     a folded normal), ``∂J/∂μ = 2Φ(z) − 1`` and ``∂J/∂σ = 2φ(z)``. The pathwise estimator is
     unbiased because the kink has probability zero. Cf. Mohamed et al., JMLR 2020, section 3.
     """
+
+    display_name = "|x − c|"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     c: float = 0.5
     mu: float = 1.0
@@ -251,6 +271,9 @@ class GaussianCosine(_Gaussian):
     the pathwise estimator's variance grow like ω², while the score function's does not depend
     on ω's smoothness: the trade-off studied by Mohamed et al., JMLR 2020, section 3.
     """
+
+    display_name = "cos(ωx)"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0
     mu: float = 0.5
@@ -321,6 +344,15 @@ class DiagonalGaussianSampling(Problem):
         eps = (samples - mu) / sigma
         return torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
 
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # As the univariate one, coordinate-wise: no (R, n, 2D) tensor of scores.
+        sigma = theta[self.D :]
+        eps = (samples - theta[: self.D]) / sigma
+        weighted = weights[..., None] * eps
+        sums = torch.cat([weighted.sum(1), (weighted * eps).sum(1)
+                          - weights.sum(1, keepdim=True)], dim=-1)
+        return sums / (torch.cat([sigma, sigma]) * weights.shape[1])
+
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         mu, sigma = theta[: self.D], theta[self.D :]
         eps = (samples - mu) / sigma
@@ -372,6 +404,9 @@ class GaussianQuadraticND(_DiagonalGaussian):
     Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3.
     """
 
+    display_name = "‖x − k‖², D = {D}"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
+
     k: float = 0.5
 
     def __post_init__(self) -> None:
@@ -380,7 +415,13 @@ class GaussianQuadraticND(_DiagonalGaussian):
         check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
 
     def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.k) ** 2).sum(dim=-1)
+        distance = samples - self.k
+        return (distance * distance).sum(dim=-1)
+
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        """With ``x = μ + σε``: ``∇μ f = 2(x − k)`` and ``∇σ f = 2(x − k) ε``, averaged over n."""
+        slope = 2 * (self.transform(theta, noise) - self.k)
+        return torch.cat([slope.sum(1), (slope * noise).sum(1)], dim=-1) / noise.shape[1]
 
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()
@@ -401,6 +442,9 @@ class GaussianCosineND(_DiagonalGaussian):
     ``gaussian_cosine`` (Mohamed et al., JMLR 2020, section 3), with the same defaults
     ω = 3, μ_d = 0.5, σ_d = 0.5.
     """
+
+    display_name = "cos(ω Σx/√D), D = {D}"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0
     mu: float = 0.5

@@ -83,6 +83,9 @@ class BayesianLogisticRegression(DiagonalGaussianSampling):
     mu: float = 0.0
     sigma: float = 1.0
 
+    display_name = "Bayesian logistic regression"
+    parameter_symbols: ClassVar = {"batch": "N", "mu": "initial μ", "sigma": "initial σ"}
+
     capabilities: ClassVar = frozenset({
         Capability.CONTINUOUS, Capability.DIFFERENTIABLE, Capability.REPARAMETERIZABLE,
         Capability.GAUSSIAN})

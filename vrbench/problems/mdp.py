@@ -184,28 +184,41 @@ class TabularMDP(Problem):
         flat_done = table.done.reshape(-1)
 
         state = torch.multinomial(table.initial, batch, replacement=True, generator=generator)
-        alive = torch.ones(batch, dtype=torch.bool)
-        pairs, rewards = [], []
+        # Episodes leave the batch as they end: each step draws and computes for the running
+        # ones only (``running`` holds their indices) and writes into steps × episodes tables.
+        running = torch.arange(batch)
+        pairs = torch.full((self.horizon, batch), -1, dtype=torch.int64)
+        rewards = torch.zeros((self.horizon, batch), dtype=DTYPE)
+        steps = 0
         # index_select rather than tensor[index]: the latter is many times slower on CPU here.
-        for _ in range(self.horizon):
-            uniforms = torch.rand((2, batch), generator=generator, dtype=DTYPE)
+        for t in range(self.horizon):
+            uniforms = torch.rand((2, running.shape[0]), generator=generator, dtype=DTYPE)
             action_cdf = policy_cdf.index_select(0, state)
             action = (uniforms[0, :, None] > action_cdf).sum(-1).clamp_(max=last_action)
             pair = state * n_actions + action
             pair_cdf = outcome_cdf.index_select(0, pair)
             outcome = (uniforms[1, :, None] > pair_cdf).sum(-1).clamp_(max=last_outcome)
             flat = pair * outcome_cdf.shape[1] + outcome
-            pairs.append(torch.where(alive, pair, -1))
-            rewards.append(alive.to(DTYPE) * flat_reward.index_select(0, flat))
-            alive = alive & ~flat_done.index_select(0, flat)
+            pairs[t].index_copy_(0, running, pair)
+            rewards[t].index_copy_(0, running, flat_reward.index_select(0, flat))
+            steps = t + 1
             state = flat_next.index_select(0, flat)
-            if not bool(alive.any()):
-                break
-        steps = len(pairs)
-        reward_steps = torch.stack(rewards, dim=-1)
+            ended = flat_done.index_select(0, flat)
+            if bool(ended.any()):
+                going_on = ~ended
+                remaining = int(going_on.sum())
+                if remaining == 0:
+                    break
+                # Packed in order by scatter (ended episodes to a spare last slot), not by
+                # nonzero(), whose output shape no device can know before reading the data.
+                slot = torch.where(going_on, going_on.cumsum(0) - 1, remaining)
+                running = running.new_empty(remaining + 1).scatter_(0, slot, running)
+                state = state.new_empty(remaining + 1).scatter_(0, slot, state)
+                running, state = running[:remaining], state[:remaining]
+        reward_steps = rewards[:steps].T
         discounts = self.gamma ** torch.arange(steps, dtype=DTYPE)
         return Trajectories(
-            torch.stack(pairs, dim=-1).reshape(*shape, steps),
+            pairs[:steps].T.reshape(*shape, steps),
             reward_steps.reshape(*shape, steps),
             (reward_steps @ discounts).reshape(shape),
         )
@@ -351,6 +364,9 @@ class FrozenLake(TabularMDP):
     Reinforcement Learning Environments", 2024).
     """
 
+    display_name = "FrozenLake 4×4"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
+
     slippery: bool = True
 
     reference: ClassVar = "Towers et al., 2024 (Gymnasium), FrozenLake-v1"
@@ -373,6 +389,9 @@ class FrozenLake8x8(TabularMDP):
     Same dynamics as ``frozenlake`` on a larger map with ten holes; θ ∈ R^{64×4}. Under the
     uniform policy the return is tiny, so gradients are small and noisy (Towers et al., 2024).
     """
+
+    display_name = "FrozenLake 8×8"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     slippery: bool = True
 
@@ -397,6 +416,9 @@ class CliffWalking(TabularMDP):
     2018), example 6.6; gymnasium's implementation (Towers et al., 2024).
     """
 
+    display_name = "CliffWalking"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
+
     horizon: int = 50
 
     reference: ClassVar = "Sutton & Barto, 2018, example 6.6"
@@ -416,6 +438,9 @@ class Taxi(TabularMDP):
     episode); θ ∈ R^{500×6}. Dietterich, "Hierarchical reinforcement learning with the MAXQ
     value function decomposition", JAIR 2000; gymnasium's implementation.
     """
+
+    display_name = "Taxi"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     horizon: int = 50
 
@@ -439,6 +464,9 @@ class ChainMDP(TabularMDP):
     learning", ICML 2000). The large reward needs N − 1 forward moves in a row: a hard
     exploration problem whose score-function gradients have huge variance.
     """
+
+    display_name = "N-chain"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     n_states: int = 5
     small: float = 2.0
@@ -484,6 +512,9 @@ class RandomMDP(TabularMDP):
     Markov decision processes", J. Oper. Res. Soc. 1995; Bhatnagar et al., "Natural
     actor-critic algorithms", Automatica 2009).
     """
+
+    display_name = "random MDP"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     S: int = 20
     A: int = 4

@@ -85,6 +85,8 @@ class SigmoidBeliefVAEDigits(Problem):
     truth is computable.
     """
 
+    display_name = "binary VAE (digits)"
+
     batch: int = 16
     seed: int = 0
     init_scale: float = 0.1
