@@ -1381,3 +1381,75 @@ def test_an_interval_reaching_zero_is_clipped_and_marked_on_the_log_axis():
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "interval reaches 0" in legend
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- training metrics
+
+
+def _metric_traces(exact: bool) -> pd.DataFrame:
+    """Traces as `vrbench train` writes them for a model of a data set (no exact J: value
+    None; train_elbo and test_bound measured), with the papers' prior optimizer, and where
+    ``exact`` those of a problem with an exact J beside them."""
+    rows = []
+    for name, n, lead in (("rloo", 2, 0.0), ("arm", 1, -8.0), ("disarm", 1, 2.0)):
+        for seed in (0, 1, 2):
+            for step in (0, 1000, 2000):
+                rows.append({
+                    "problem": "binary_vae_linear:eval_test_images=500,eval_train_images=5000",
+                    "estimator": name, "seed": seed, "device": "cpu", "n_samples": n,
+                    "step_samples": n, "replicates": 0, "optimizer": "adam", "lr": 1e-4,
+                    "groups": "prior: SGD, lr = 0.01", "step": step,
+                    "wall_s": step * 0.02 * n + 0.1 * seed, "value": None,
+                    "train_elbo": -420 + 0.05 * step + lead * step / 2000 + seed,
+                    "test_bound": -400 + 0.05 * step + lead * step / 2000 + seed,
+                    "error": ""})
+    if exact:
+        rows += [{"problem": "bernoulli_toy", "estimator": "disarm", "seed": 0,
+                  "device": "cpu", "n_samples": 1, "step_samples": 1, "replicates": 0,
+                  "optimizer": "adam", "lr": 1e-4, "groups": "prior: SGD, lr = 0.01",
+                  "step": step, "wall_s": step * 0.01, "value": 0.2 + step * 1e-5,
+                  "error": ""} for step in (0, 1000, 2000)]
+    return pd.DataFrame(rows)
+
+
+def test_training_metrics_are_drawn_by_step_and_time_with_display_names(tmp_path):
+    """A model's training ELBO and test bound by step and by wall-clock time: one panel per
+    problem that has them, titled and labelled as a paper prints them, the prior's own
+    optimizer in the axis label; the exact-objective figures say why they are not drawn."""
+    results = tmp_path / "results"
+    results.mkdir()
+    _metric_traces(exact=False).to_parquet(results / "train.parquet", index=False)
+    report = build_report([results], tmp_path / "out", formats=["svg"], style="paper")
+    names = {f.name for f in report.figures}
+    assert {"train_elbo_by_step", "train_elbo_by_time", "test_bound_by_step",
+            "test_bound_by_time"} <= names
+    assert "needs optimization traces" not in " ".join(report.not_drawn.values())
+    assert "no problem of the traces has an exact" in report.not_drawn["training_by_step"]
+    assert "no measured variance" in report.not_drawn["training_variance"]
+    svg = (tmp_path / "out" / "train_elbo_by_step.svg").read_text()
+    for text in ("training ELBO", "binary VAE, linear", "RLOO", "DisARM",
+                 "prior: SGD, lr = 0.01", "optimization step"):
+        assert text in html.unescape(svg).replace("\u2011", "-"), text
+    assert "eval_test_images" in html.unescape(svg)  # the measurement's size is not hidden
+    bound = html.unescape((tmp_path / "out" / "test_bound_by_time.svg").read_text())
+    assert "100-sample test bound" in bound and "wall-clock time" in bound
+
+
+def test_training_metric_figures_keep_to_the_problems_that_have_them(tmp_path):
+    traces = _metric_traces(exact=True)
+    styles = estimator_styles(list(traces["estimator"]), {}, distinct=True)
+    fig_style = STYLES["paper"]
+    pages = figures.training_traces(traces, styles, fig_style, "step", column="train_elbo")
+    titles = {" ".join(ax.get_title().split()) for _, fig in pages for ax in fig.axes
+              if ax.get_visible()}
+    assert titles == {"binary VAE, linear, eval_test_images = 500, eval_train_images = 5000"}
+    pages = figures.training_traces(traces, styles, fig_style, "step")
+    titles = {" ".join(ax.get_title().split()) for _, fig in pages for ax in fig.axes
+              if ax.get_visible()}
+    assert titles == {Labels().problem("bernoulli_toy")}
+    for _, fig in pages:
+        plt.close(fig)
+    exact_only = traces[traces["problem"] == "bernoulli_toy"].drop(
+        columns=["train_elbo", "test_bound"])
+    with pytest.raises(figures.NotDrawn, match="only models of data sets"):
+        figures.training_traces(exact_only, styles, fig_style, "wall_s", column="test_bound")

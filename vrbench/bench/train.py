@@ -291,6 +291,21 @@ class _Optimizers:
                 optimizer.load_state_dict(saved["optimizer"])
 
 
+def describe_groups(groups: Mapping[str, Mapping[str, Any]]) -> str:
+    """The parameter groups' own settings as a trace row's ``groups``: ``"prior: SGD, lr =
+    0.01"`` (groups separated by ``"; "``)."""
+    described = []
+    for group, options in sorted(groups.items()):
+        parts = []
+        if "optimizer" in options:
+            parts.append({"adam": "Adam", "sgd": "SGD"}.get(options["optimizer"],
+                                                           options["optimizer"]))
+        if "lr" in options:
+            parts.append(f"lr = {options['lr']:g}")
+        described.append(f"{group}: {', '.join(parts)}")
+    return "; ".join(described)
+
+
 def _identity(theta: torch.Tensor) -> torch.Tensor:
     return theta
 
@@ -327,6 +342,7 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
     optimizers = _Optimizers(problem, problem.initial_theta(), settings)
     project = _identity if type(problem).project is Problem.project else problem.project
     sign = -1.0 if problem.maximize else 1.0
+    groups = {"groups": describe_groups(settings.groups)} if settings.groups else {}
     rows: list[dict[str, Any]] = []
     wall = 0.0
     state = None
@@ -348,7 +364,7 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
                     "device": str(device), "n_samples": settings.measured_samples,
                     "step_samples": settings.n_samples,
                     "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
-                    "lr": settings.lr, "step": step, "wall_s": wall,
+                    "lr": settings.lr, **groups, "step": step, "wall_s": wall,
                     "value": references.value(current, other.name), **extra,
                     **_statistics(problem, current),
                     **(_measured(problem, other, cell, current, step,

@@ -477,6 +477,7 @@ class BinaryVAELinear(BinaryImageVAE):
     With ``latents`` ≤ 12, J and ∇J are exact.
     """
 
+    display_name = "binary VAE, linear"
     reference: ClassVar = "Dong et al., 2020 (linear); Yin & Zhou, 2019"
     # Two images pooled to 7 × 7 and four latents: J and ∇J exact by summing 2⁴ codes, and
     # every estimate cheap (θ: 449 numbers).
@@ -500,6 +501,7 @@ class BinaryVAENonlinear(BinaryImageVAE):
 
     hidden: int = 200
 
+    display_name = "binary VAE, non-linear"
     reference: ClassVar = "Dong et al., 2020 (nonlinear)"
     check_params: ClassVar = MappingProxyType({"batch": 2, "latents": 4, "hidden": 8,
                                                "pool": 4})
@@ -535,6 +537,7 @@ class CategoricalVAENonlinear(ImageVAE):
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED,
                                         Capability.CATEGORICAL_LATENTS})
+    display_name = "categorical VAE, non-linear"
     reference: ClassVar = "Dong et al., 2021; De Smet et al., 2023"
     reference_estimators: ClassVar = ("rloo", "indecater")
     slope: ClassVar[float] = 0.2
@@ -603,6 +606,7 @@ class BinaryIWAE(BinaryImageVAE):
     hidden: int = 0
 
     capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.MULTI_SAMPLE})
+    display_name = "binary VAE, {K}-sample bound"
     reference: ClassVar = "Burda et al., 2016; Mnih & Rezende, 2016; Dong et al., 2020"
     reference_estimators: ClassVar = ("vimco", "multi_sample_score_function")
     check_params: ClassVar = MappingProxyType({"batch": 2, "latents": 3, "K": 2, "pool": 4})

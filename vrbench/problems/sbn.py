@@ -51,6 +51,7 @@ class SigmoidBeliefNet(ImageVAE):
     latents: int = 200
     layers: int = 2
 
+    display_name = "sigmoid belief net, {layers} layers"
     reference: ClassVar = "Tucker et al., 2017; Dong et al., 2020 (multi-layer)"
     reference_estimators: ClassVar = ("rloo", "score_function_baseline")
     check_params: ClassVar = MappingProxyType({"batch": 2, "latents": 3, "pool": 4})

@@ -878,6 +878,12 @@ def _train_settings(traces: pd.DataFrame) -> list[str]:
     if not parts:
         return []
     phrases = [f"{part}," for part in parts[:-1]] + [parts[-1]]
+    if "groups" in traces and traces["groups"].notna().all() and \
+            traces["groups"].nunique() == 1:
+        # Parameter groups with their own optimizer, after the rest's: "(Adam, lr = 0.0001;
+        # prior: SGD, lr = 0.01)".
+        phrases[-1] += ";"
+        phrases.append(str(traces["groups"].iloc[0]))
     phrases[0], phrases[-1] = f"({phrases[0]}", f"{phrases[-1]})"
     return phrases
 
