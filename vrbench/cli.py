@@ -260,8 +260,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--list", action="store_true", help="list the shipped recipes")
     reproduce.add_argument("--quick", action="store_true",
                            help="a small version (fewer replicates, grid points and steps) "
-                                "that runs in well under a minute: a smoke test, not a "
-                                "reproduction (default: the full recipe)")
+                                "that runs in a minute or two (disarm2020_fashion: the "
+                                "CPU's half hour): a smoke test, not a reproduction "
+                                "(default: the full recipe)")
     reproduce.add_argument("-o", "--output", metavar="DIR",
                            help="output directory (default: results/papers/NAME, or "
                                 "results/papers/NAME-quick with --quick)")
