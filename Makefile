@@ -1,17 +1,23 @@
 # Two commands: `make sweep` runs the default benchmark, `make test` runs the test suite.
 # Both create and fill .venv first if needed, with the tested versions from constraints.txt.
+# `make test-fast` skips the tests marked slow; `make docs` builds the documentation site.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: sweep test lint bench clean
+.PHONY: sweep test test-fast lint docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports]'
 	touch $(STAMP)
+
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports,docs]'
+	touch $(DOCS_STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/vrbench run --config configs/default.toml
@@ -24,9 +30,18 @@ test: lint
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
+# The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# The documentation site (mkdocs.yml, docs/), into site/; any warning fails the build.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results.json
 	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .benchmarks
+	rm -rf $(VENV) results site .pytest_cache .benchmarks
