@@ -26,6 +26,10 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
 
+GALLERY_RESULTS = ROOT / "build" / "docs" / "quick"
+"""Where ``make docs`` runs ``configs/quick.toml`` before building; the gallery page shows the
+report of these results (with no results there, it says how to make them)."""
+
 ROLE = re.compile(r":(?:meth|func|class|data|mod|attr|obj|exc):`(~?)([^`]+)`")
 """A Sphinx cross-reference role, ``:meth:`Problem.transform```: shown as code."""
 
@@ -315,11 +319,42 @@ def _reference_pages() -> dict[str, str]:
     return pages
 
 
+def _gallery() -> tuple[dict[str, str], dict[str, Path]]:
+    """The gallery page, and the figures it shows: the report of ``configs/quick.toml``'s
+    results, drawn now from the sweep ``make docs`` has just run."""
+    results = GALLERY_RESULTS / "results.parquet"
+    lines = ["# Gallery", "",
+             "The figures and tables of `vrbench report` for the sweep `configs/quick.toml` "
+             "(`vrbench run --config configs/quick.toml`), drawn while this site was built."]
+    if not results.is_file():
+        lines += ["", "!!! note", "    No results: `make docs` runs the sweep before building "
+                  "the site; `mkdocs build` alone does not."]
+        return {"gallery.md": "\n".join(lines) + "\n"}, {}
+    from vrbench.reports.build import build_report
+
+    report = build_report([GALLERY_RESULTS], GALLERY_RESULTS / "report", formats=["svg"])
+    figures: dict[str, Path] = {}
+    for figure in report.figures:
+        lines += ["", f"## {figure.name}", ""]
+        for stem in figure.stems:
+            figures[f"gallery/{stem}.svg"] = GALLERY_RESULTS / "report" / f"{stem}.svg"
+            lines.append(f"![{figure.name}](gallery/{stem}.svg)")
+        lines += ["", figure.caption]
+    if report.not_drawn:
+        lines += ["", "## Not drawn", "", "What this sweep's results cannot show, and why:", ""]
+        lines += [f"- `{name}`: {why}" for name, why in report.not_drawn.items()]
+    tables = (GALLERY_RESULTS / "report" / "summary.md").read_text(encoding="utf-8")
+    lines += ["", "## Tables (Markdown)", "", tables.replace("\n## ", "\n### ")
+              .replace("## ", "### ", 1)]
+    return {"gallery.md": "\n".join(lines) + "\n"}, figures
+
+
 def _generated() -> dict[str, str]:
     return _readme_pages() | _component_pages() | _reference_pages()
 
 
 _PAGES: dict[str, str] = {}
+_FIGURES: dict[str, Path] = {}
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
@@ -328,6 +363,10 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
     _PAGES.clear()
     _PAGES.update(_generated())
+    gallery, figures = _gallery()
+    _PAGES.update(gallery)
+    _FIGURES.clear()
+    _FIGURES.update(figures)
     guides = [p for p in _PAGES if p.startswith("guide/")]
     titles = {p: _PAGES[p].splitlines()[0].lstrip("# ").strip() for p in guides}
     config.nav = [
@@ -340,6 +379,7 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
         {"Problems": ["problems/index.md",
                       *(f"problems/{n}.md" for n in problems.registry.names())]},
         {"Capabilities": "capabilities.md"},
+        {"Gallery": "gallery.md"},
         {"API reference": [{m: f"reference/{m}.md"} for m in API_MODULES]},
     ]
     return config
@@ -349,4 +389,6 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Add the generated pages to the site."""
     for path, content in _PAGES.items():
         files.append(File.generated(config, path, content=content))
+    for path, source in _FIGURES.items():
+        files.append(File.generated(config, path, abs_src_path=str(source)))
     return files

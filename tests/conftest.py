@@ -39,3 +39,26 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The slow tier: ``make test`` (CI) runs every test, ``make test-fast`` (``pytest -m "not
+# slow"``) all but these. Listed here, by file or by test function (every parametrization), so
+# the tier is one list in one place; tests/test_tiers.py checks that each entry still names a
+# test. Chosen by measurement (``pytest --durations=0``): a test is slow when it costs several
+# seconds on 2 cores (processes killed or timed out, Dask clusters, pdflatex, whole sweeps,
+# recipes run end to end, plugin packages installed) or when its file is dominated by such
+# tests.
+SLOW: tuple[str, ...] = (
+)
+
+
+def _slow(nodeid: str) -> bool:
+    function = nodeid.split("[")[0]
+    path = nodeid.split("::")[0]
+    return any(entry in (function, path) for entry in SLOW)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _slow(item.nodeid):
+            item.add_marker(pytest.mark.slow)
