@@ -14,11 +14,6 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports]'
 	touch $(STAMP)
 
-DOCS_STAMP := $(VENV)/.installed-docs
-$(DOCS_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports,docs]'
-	touch $(DOCS_STAMP)
-
 sweep: $(STAMP)
 	$(BIN)/vrbench run --config configs/default.toml
 
@@ -30,10 +25,22 @@ test: lint
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results.json
+	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
+
+clean:
+	rm -rf $(VENV) results site .pytest_cache .benchmarks
+
 # The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports,docs]'
+	touch $(DOCS_STAMP)
 
 # The documentation site (mkdocs.yml, docs/), into site/; any warning fails the build. The
 # gallery shows the report of configs/quick.toml, run afresh into build/docs/quick (the
@@ -42,10 +49,3 @@ docs: $(DOCS_STAMP)
 	rm -rf build/docs/quick
 	$(BIN)/vrbench run --config configs/quick.toml --output build/docs/quick
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
-
-bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results.json
-	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
-
-clean:
-	rm -rf $(VENV) results site .pytest_cache .benchmarks
