@@ -353,8 +353,16 @@ def _generated() -> dict[str, str]:
     return _readme_pages() | _component_pages() | _reference_pages()
 
 
+WRITTEN_PAGES = ("adding-an-estimator.md", "adding-a-problem.md")
+"""The pages written for the site (in docs/), in the navigation's order; any other Markdown
+file there is not in the navigation, which fails the strict build."""
+
 _PAGES: dict[str, str] = {}
 _FIGURES: dict[str, Path] = {}
+
+
+def _title(markdown: str) -> str:
+    return next(line[2:].strip() for line in markdown.splitlines() if line.startswith("# "))
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
@@ -368,12 +376,12 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     _FIGURES.clear()
     _FIGURES.update(figures)
     guides = [p for p in _PAGES if p.startswith("guide/")]
-    titles = {p: _PAGES[p].splitlines()[0].lstrip("# ").strip() for p in guides}
+    titles = {p: _title(_PAGES[p]) for p in guides}
     config.nav = [
         {"Home": "index.md"},
         {"Guide": [{titles[p]: p} for p in guides]},
-        {"Adding an estimator": "adding-an-estimator.md"},
-        {"Adding a problem": "adding-a-problem.md"},
+        *({_title((ROOT / "docs" / page).read_text(encoding="utf-8")): page}
+          for page in WRITTEN_PAGES),
         {"Estimators": ["estimators/index.md",
                         *(f"estimators/{n}.md" for n in estimators.registry.names())]},
         {"Problems": ["problems/index.md",
