@@ -138,8 +138,13 @@ def _relink(text: str, page: str, anchors: dict[str, str]) -> str:
 
     text = LINK.sub(target, text)
     # A link into the source tree has no page on the site: say where the file is instead.
-    return re.sub(r"\[([^\]]+)\]\(__source__/([^)]+)\)",
-                  lambda m: f"{m.group(1)} (`{m.group(2)}` in the source tree)", text)
+    def source(match: re.Match[str]) -> str:
+        words, path = match.group(1), match.group(2)
+        if words.strip("`") == path:
+            return f"`{path}` (in the source tree)"
+        return f"{words} (`{path}` in the source tree)"
+
+    return re.sub(r"\[([^\]]+)\]\(__source__/([^)]+)\)", source, text)
 
 
 # ---------------------------------------------------------------------------------------------
