@@ -218,7 +218,8 @@ def _estimator_page(entry: Any, problem_entries: list[Any]) -> str:
     return "\n".join([
         f"# `{entry.name}`", "", _doc(cls), "", *facts, "",
         "## Parameters", "", *_parameters(cls), "",
-        "Set them as in `vrbench run -e " + entry.name + ":key=value`.", "",
+        *(["Set them as in `vrbench run -e " + entry.name + ":key=value`.", ""]
+          if cls.parameters() else []),
         "## Problems it applies to", "",
         "With default parameters, at one of the sample sizes `vrbench check` uses: "
         + (", ".join(applies) or "none of the registered problems") + ".", "",
@@ -245,7 +246,8 @@ def _problem_page(entry: Any, estimator_entries: list[Any]) -> str:
     return "\n".join([
         f"# `{entry.name}`", "", _doc(cls), "", *facts, "",
         "## Parameters", "", *_parameters(cls), "",
-        "Set them as in `vrbench run -p " + entry.name + ":key=value`.", "",
+        *(["Set them as in `vrbench run -p " + entry.name + ":key=value`.", ""]
+          if cls.parameters() else []),
         "## Estimators that apply", "",
         "With default parameters, at one of the sample sizes `vrbench check` uses: "
         + (", ".join(applies) or "none of the registered estimators") + ".", "",
