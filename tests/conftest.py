@@ -92,6 +92,7 @@ SLOW: tuple[str, ...] = (
     # Recipes run end to end.
     "tests/test_reproduce.py::test_a_training_recipe_reproduces_quickly",
     "tests/test_reproduce.py::test_a_sweep_recipe_reproduces_quickly_and_resumes",
+    "tests/test_image_vae.py::test_the_fashion_recipe_runs_on_the_tiny_data",
     # Whole reports in every format and style, pdflatex, the CLI in subprocesses.
     "tests/test_reports.py::test_every_figure_fits_a_page_of_its_style",
     "tests/test_reports.py::test_column_style_tables_are_one_column_floats_that_fit",
