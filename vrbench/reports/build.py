@@ -351,7 +351,7 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
         plans += [(name, why, "") for name in cells]
     training = ("training_by_step", "training_by_time", "training_variance",
                 "train_elbo_by_step", "train_elbo_by_time", "test_bound_by_step",
-                "test_bound_by_time")
+                "test_bound_by_time", "train_elbo_gap_by_step", "test_bound_gap_by_step")
     if traces is not None:
         plans += [
             ("training_by_step",
@@ -379,6 +379,12 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
                      traces, styles, fig_style, "wall_s", layout, labels, column),
                  f"The model's {words} against the wall-clock time of the training steps, "
                  "mean over seeds with min–max band."),
+                (f"{column}_gap_by_step",
+                 lambda column=column: figures.training_gap(
+                     traces, styles, fig_style, column, reference, layout, labels),
+                 f"The model's {words} minus the reference estimator's at the same seed and "
+                 "step (the same initial θ and measurement draws), mean over seeds with "
+                 "min–max band."),
             ]
     else:
         plans += [(name, figures.NO_TRACES, "") for name in training]

@@ -852,6 +852,65 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
                             columns=min(3, fig_style.columns))
 
 
+def training_gap(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
+                 fig_style: FigureStyle, column: str, reference: str, layout: str = "pages",
+                 labels: Labels | None = None) -> Pages:
+    """Each estimator's training metric (``column`` of :data:`TRAINING_METRICS`) minus that of
+    ``reference`` (or, where it did not run, the first estimator in the legend's order) on
+    the same problem, seed and step, mean over seeds with a min–max band. A seed fixes the
+    initial θ and the measurements' draws, so the pairs share them: the gaps the by-step
+    figure's scale (hundreds of nats) hides, the comparison :func:`vrbench.reproduce`'s
+    ``final_metric`` claims make."""
+    labels = labels or Labels()
+    if traces is None or traces.empty:
+        raise NotDrawn(NO_TRACES)
+    if column not in traces or pd.to_numeric(traces[column], errors="coerce").notna().sum() == 0:
+        raise NotDrawn(_no_column(column))
+    traces = traces[pd.to_numeric(traces[column], errors="coerce").notna()]
+    gaps, bases = [], {}
+    for problem, rows in traces.groupby("problem", sort=False):
+        names = estimator_order(rows["estimator"])
+        base = reference if reference in names else names[0]
+        table = rows.pivot_table(index=["seed", "step"], columns="estimator",
+                                 values=column, aggfunc="mean")
+        for name in names:
+            if name == base:
+                continue
+            gap = (table[name] - table[base]).dropna()
+            if not gap.empty:
+                bases[problem] = base
+                gaps.append(pd.DataFrame({"problem": problem, "estimator": name,
+                                          "step": gap.index.get_level_values("step"),
+                                          "gap": gap.to_numpy()}))
+    if not gaps:
+        raise NotDrawn("needs two or more estimators run with the same seeds on a problem")
+    frame = pd.concat(gaps, ignore_index=True)
+    names = sorted(set(bases.values()))
+    base_label = "; ".join(labels.estimator(name) for name in names)
+    extras = [Line2D([], [], color=REFERENCE_COLOR, linestyle="-", linewidth=0.8,
+                     label=f"{base_label} (0)")]
+
+    def draw(ax: plt.Axes, problem: str) -> None:
+        ax.axhline(0.0, color=REFERENCE_COLOR, linewidth=0.8, zorder=0.5)
+        rows = frame[frame["problem"] == problem]
+        for estimator in estimator_order(rows["estimator"]):
+            by_step = rows[rows["estimator"] == estimator].groupby("step")["gap"].agg(
+                ["mean", "min", "max"])
+            style = styles[estimator]
+            ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
+                    markersize=fig_style.marker, **style.line_kwargs())
+            ax.fill_between(by_step.index, by_step["min"], by_step["max"],
+                            color=style.color, alpha=0.15, linewidth=0)
+
+    seeds = int(frame.groupby(["problem", "estimator", "step"]).size().max())
+    return _problem_figures(frame, fig_style, layout,
+                            _EstimatorLegend(frame, styles, labels, extras=extras), draw,
+                            ["optimization step", *_train_settings(traces)],
+                            [f"{TRAINING_METRICS[column]} gap", f"to {base_label}",
+                             f"(same seeds: mean of {seeds}, min–max)"],
+                            columns=min(3, fig_style.columns))
+
+
 NO_TRACES = ("needs optimization traces (vrbench train, or a recipe's training runs: "
              "train.parquet in a results directory)")
 

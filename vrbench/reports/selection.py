@@ -163,7 +163,8 @@ FIGURE_NAMES = ("variance_vs_samples", "bias_vs_variance", "work_normalized_feva
                 "work_normalized_time", "relative_variance", "bias_vs_temperature",
                 "variance_vs_parameter", "training_by_step", "training_by_time",
                 "training_variance", "shared_run_variance", "train_elbo_by_step",
-                "train_elbo_by_time", "test_bound_by_step", "test_bound_by_time", "tables")
+                "train_elbo_by_time", "test_bound_by_step", "test_bound_by_time",
+                "train_elbo_gap_by_step", "test_bound_gap_by_step", "tables")
 LAYOUTS = ("pages", "per-problem")
 
 
