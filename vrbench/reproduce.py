@@ -181,6 +181,10 @@ def _interval(value: float, low: float, high: float) -> str:
     return f"{value:.3g} [{low:.3g}, {high:.3g}]"
 
 
+def _fixed_interval(value: float, low: float, high: float) -> str:
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def _outcome(low: float, high: float, expect: str, threshold: float = 1.0) -> str:
     """For a ratio with interval [low, high] expected ``below`` or ``above`` ``threshold``."""
     inside, outside = ((high < threshold, low > threshold) if expect == "below"
@@ -514,7 +518,8 @@ def _claim_final_metric(claim: Mapping[str, Any], frame: pd.DataFrame,
     summary = {name: _seed_interval(values.astype(float)) for name, values in last}
     lines = [f"{claim['problem']}, {column} at step {step:,} (mean over "
              f"{last.size().max()} seeds, 95% t-interval): " + "; ".join(
-                 f"{name} {_interval(*summary[name])}" for name in sorted(summary))]
+                 # Two decimals: the gaps are tenths of a nat on ELBOs of hundreds.
+                 f"{name} {_fixed_interval(*summary[name])}" for name in sorted(summary))]
     higher = claim.get("direction", "higher") == "higher"
     outcomes = []
     for name in claim["better"]:
@@ -541,7 +546,7 @@ def _claim_final_metric(claim: Mapping[str, Any], frame: pd.DataFrame,
         outcome = ("reproduced" if signed - half > 0 else
                    "not reproduced" if signed + half < 0 else "inconclusive")
         outcomes.append(outcome)
-        interval = _interval(difference, difference - half, difference + half)
+        interval = _fixed_interval(difference, difference - half, difference + half)
         pairing = ", paired by seed" if sorted(a.index) == sorted(b.index) else ""
         lines.append(f"{name} − {claim['worse']}{pairing}: {interval} (claimed "
                      f"{'above' if higher else 'below'} 0): {outcome}")
