@@ -59,17 +59,18 @@ class Moments:
         return self.m2 / (self.count - 1)
 
 
-def bias_directions(true_grad: Tensor) -> Tensor:
+def bias_directions(true_grad: Tensor, coordinates: bool = True) -> Tensor:
     """The unit directions ``v`` along which ``E⟨ĝ, v⟩ = ⟨∇J, v⟩`` is tested, ``(k, dim)``.
 
     The gradient's own direction, then every coordinate axis when θ has at most
-    :data:`MAX_AXIS_TESTS` entries, else :data:`RANDOM_DIRECTIONS` fixed random directions.
-    Random projections average over many coordinates, so their means are close to normal
-    even when single coordinates hinge on rare events (a state that a few trajectories in
-    10⁴ reach), where a per-coordinate t-test would wrongly reject a correct estimator.
+    :data:`MAX_AXIS_TESTS` entries (and ``coordinates``), else :data:`RANDOM_DIRECTIONS`
+    fixed random directions. Random projections average over many coordinates, so their means
+    are close to normal even when single coordinates hinge on rare events (a state that a few
+    trajectories in 10⁴ reach, an arm a near-deterministic policy almost never pulls), where a
+    per-coordinate t-test would wrongly reject a correct estimator.
     """
     dim = true_grad.numel()
-    if dim <= MAX_AXIS_TESTS:
+    if dim <= MAX_AXIS_TESTS and coordinates:
         others = torch.eye(dim, dtype=torch.float64)
     else:
         g = torch.Generator().manual_seed(0)
@@ -91,22 +92,40 @@ def _varies(projected: Moments) -> Tensor:
     return projected.variance() > (1e-14 * (1.0 + scale)) ** 2
 
 
-def bias_test(projected: Moments, expected: Tensor) -> tuple[float, float]:
+def bias_test(projected: Moments, expected: Tensor,
+              groups: list[Moments] | None = None) -> tuple[float, float]:
     """``(max |t|, p-value)`` of H0: the projected means equal ``expected``.
 
-    One t-test per direction, Bonferroni-corrected. If no projection varies the estimator is
-    deterministic and is compared exactly: equal to rounding passes (p = 1), else p = 0.
+    One t-test per direction, Bonferroni-corrected. With ``groups`` (the projections' moments
+    in contiguous batches of replicates, at least two) the standard error of the mean comes
+    from the spread of the batch means, ``Σ_g n_g (ȳ_g − ȳ)² / ((G − 1) N)``, with ``G − 1``
+    degrees of freedom (the method of batch means): it stays right when neighbouring
+    replicates are dependent, which the plain ``s²/N`` does not. If no projection varies the
+    estimator is deterministic and is compared exactly: equal to rounding passes (p = 1),
+    else p = 0.
     """
     diff = (projected.mean - expected).abs()
-    var = projected.variance()
     varies = _varies(projected)
     if not bool(varies.any()):
         exact = bool((diff <= 1e-10 * (1.0 + expected.abs())).all())
         return (0.0, 1.0) if exact else (math.inf, 0.0)
     from scipy import stats  # imported here: it costs a second at start-up
 
-    t_stat = float((diff[varies] / torch.sqrt(var[varies] / projected.count)).max())
-    p_value = float(2 * stats.t.sf(t_stat, df=projected.count - 1))
+    batches = [g for g in groups or [] if g.count > 0]
+    if len(batches) >= 2:
+        counts = torch.tensor([g.count for g in batches], dtype=torch.float64)
+        means = torch.stack([g.mean for g in batches])
+        spread = (counts[:, None] * (means - projected.mean) ** 2).sum(dim=0)
+        variance_of_mean = spread / ((len(batches) - 1) * projected.count)
+        df = len(batches) - 1
+    else:
+        variance_of_mean = projected.variance() / projected.count
+        df = projected.count - 1
+    se = torch.sqrt(variance_of_mean[varies])
+    t = torch.where(se > 0, diff[varies] / se.clamp_min(1e-300),
+                    torch.where(diff[varies] > 0, math.inf, 0.0))
+    t_stat = float(t.max())
+    p_value = float(2 * stats.t.sf(t_stat, df=df))
     return t_stat, min(1.0, int(varies.sum()) * p_value)
 
 
@@ -119,8 +138,11 @@ class EstimateAccumulator:
         self.groups = min(MAX_GROUPS, replicates // 2)
         dim = true_grad.numel()
         self.group_moments = [Moments.empty(dim) for _ in range(max(self.groups, 1))]
-        self.directions = bias_directions(self.true_grad)
+        # Projections, not coordinates: see bias_directions and bias_test.
+        self.directions = bias_directions(self.true_grad, coordinates=False)
         self.projected = Moments.empty(self.directions.shape[0])
+        self.projected_groups = [Moments.empty(self.directions.shape[0])
+                                 for _ in range(max(self.groups, 1))]
         self.cosine_sum = 0.0
         self.seen = 0
 
@@ -130,15 +152,18 @@ class EstimateAccumulator:
     def update(self, batch: Tensor) -> None:
         """Add the next chunk of estimates, shape ``(k, dim)``, in replicate order."""
         batch = batch.to(torch.float64)
+        projections = batch @ self.directions.T
         start, stop = self.seen, self.seen + batch.shape[0]
         index = start
         while index < stop:
             group = self._group_of(index)
             group_end = min(stop, -(-(group + 1) * self.replicates // len(self.group_moments)))
-            part = batch[index - start : group_end - start]
-            self.group_moments[group] = self.group_moments[group].merge(Moments.of(part))
+            part = slice(index - start, group_end - start)
+            self.group_moments[group] = self.group_moments[group].merge(Moments.of(batch[part]))
+            self.projected_groups[group] = self.projected_groups[group].merge(
+                Moments.of(projections[part]))
             index = group_end
-        self.projected = self.projected.merge(Moments.of(batch @ self.directions.T))
+        self.projected = self.projected.merge(Moments.of(projections))
         true_norm = self.true_grad.norm()
         if true_norm > 0:
             norms = batch.norm(dim=1) * true_norm
@@ -147,8 +172,10 @@ class EstimateAccumulator:
         self.seen = stop
 
     def bias_test(self) -> tuple[float, float]:
-        """``(max |t|, p-value)`` of the bias test over :func:`bias_directions`."""
-        return bias_test(self.projected, self.directions @ self.true_grad)
+        """``(max |t|, p-value)`` of the bias test along ∇J and :data:`RANDOM_DIRECTIONS`
+        random directions, on the batch means of the replicates' contiguous groups."""
+        groups = self.projected_groups if self.groups >= 2 else None
+        return bias_test(self.projected, self.directions @ self.true_grad, groups)
 
     def constant(self) -> bool:
         """Whether every estimate so far is the same vector, to float64 resolution."""

@@ -70,8 +70,9 @@ POWER = 0.95
 SAFETY = 1.3
 """Factor on the count computed from the pilot's spread, which is itself uncertain."""
 
-PILOT_COUNT = 4096
-"""Draws of a mean test's pilot (at most a quarter of its cap, at least :data:`MIN_PILOT`)."""
+PILOT_COUNT = 16_384
+"""Draws of a mean test's pilot (at most a quarter of its cap, at least :data:`MIN_PILOT`):
+enough to size the sample for heavy-tailed estimates too."""
 
 MIN_PILOT = 256
 
