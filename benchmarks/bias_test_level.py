@@ -7,8 +7,11 @@ trace row does (R = 1000 estimates of n = 4 draws, the harness's chunks) and rec
 p-value of the harness's bias test (the ``bias_pvalue`` of results and traces), and, with
 ``--check``, the p-value of the conformance check's bias test at ``--check-estimates``
 estimates. A test holds its level if the fraction of p-values below α is at most α (up to
-sampling error: about ``α + 3 √(α/runs)``). Prints one JSON line per measurement, then a
-table of rejection rates. Run from the repository root:
+sampling error: about ``α + 3 √(α/runs)``). Each measurement has random streams of its own.
+Where every estimate is the same vector and differs from ∇J (a step reward never reached
+in 4,000 draws), the harness reports an error, not a p-value, and so does this (such rows
+are left out of the rates). Prints one JSON line per measurement, then a table of rejection
+rates. Run from the repository root:
 
     .venv/bin/python benchmarks/bias_test_level.py --seeds 0,1 --output level.jsonl
 
@@ -24,6 +27,7 @@ import json
 import math
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -32,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from vrbench import devices, estimators, problems
-from vrbench.bench.metrics import EstimateAccumulator, bias_directions
+from vrbench.bench.metrics import EstimateAccumulator, bias_directions, numerical_failure
 from vrbench.bench.runner import estimate_in_chunks
 from vrbench.testing import sample_sizes
 
@@ -64,18 +68,26 @@ def training_thetas(problem, seed: int, steps: tuple[int, ...] = STEPS, n: int =
     return kept
 
 
+def stream_seed(*parts: object) -> int:
+    """A seed of its own for each measurement, so that p-values of different triples are
+    independent (the same seed at every step would repeat one unlucky draw along a run)."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
 def measure(problem, estimator, theta, seed: int, n: int, replicates: int) -> dict:
-    """The harness's bias p-value at ``theta``, and the estimates it was computed from."""
-    state = estimator.fit(problem, theta, devices.generator(CPU, seed + 17))
+    """The harness's bias p-value at ``theta`` (None where every estimate is the same vector,
+    which the harness reports as an error), and the estimates it was computed from."""
+    state = estimator.fit(problem, theta, devices.generator(CPU, stream_seed(seed, "fit")))
     true_grad = problem.exact_grad(theta).detach()
     accumulator = EstimateAccumulator(true_grad, replicates)
     kept = []
     for estimates, _ in estimate_in_chunks(problem, estimator, theta, n, replicates,
-                                           devices.generator(CPU, seed + 29), state):
+                                           devices.generator(CPU, seed), state):
         accumulator.update(estimates)
         kept.append(estimates.to(torch.float64))
-    return {"pvalue": accumulator.bias_test()[1], "estimates": torch.cat(kept),
-            "true_grad": true_grad}
+    failure = numerical_failure(accumulator.metrics(), accumulator, estimator.unbiased)
+    return {"pvalue": None if failure else accumulator.bias_test()[1], "failure": failure,
+            "estimates": torch.cat(kept), "true_grad": true_grad}
 
 
 def _t_pvalue(projections: torch.Tensor, expected: torch.Tensor, groups: int) -> float:
@@ -89,7 +101,7 @@ def _t_pvalue(projections: torch.Tensor, expected: torch.Tensor, groups: int) ->
     se = means.std(0) / math.sqrt(groups)
     varies = se > 1e-14 * (1 + projections.mean(0).abs())
     if not bool(varies.any()):
-        return 1.0
+        return math.nan
     t = float(((projections.mean(0) - expected).abs()[varies] / se[varies]).max())
     return min(1.0, int(varies.sum()) * 2 * float(stats.t.sf(t, groups - 1)))
 
@@ -111,7 +123,7 @@ def check_pvalue(problem, estimator, theta, seed: int, n: int, count: int) -> fl
     """The p-value of the conformance check's bias test with ``count`` estimates."""
     from vrbench.testing.statistics import mean_test
 
-    state = estimator.fit(problem, theta, devices.generator(CPU, seed + 31))
+    state = estimator.fit(problem, theta, devices.generator(CPU, stream_seed(seed, "check fit")))
     true_grad = problem.exact_grad(theta).detach().to(torch.float64)
     directions = bias_directions(true_grad, coordinates=True)
 
@@ -122,7 +134,8 @@ def check_pvalue(problem, estimator, theta, seed: int, n: int, count: int) -> fl
 
     units = torch.full((directions.shape[0],), float(true_grad.norm()), dtype=torch.float64)
     test = mean_test(draw, directions @ true_grad, units, 0.01,
-                     (devices.generator(CPU, seed + 37), devices.generator(CPU, seed + 41)),
+                     (devices.generator(CPU, stream_seed(seed, "pilot")),
+                      devices.generator(CPU, stream_seed(seed, "check"))),
                      max_count=count)
     return test.pvalue
 
@@ -170,15 +183,19 @@ def main() -> None:
                     started = time.perf_counter()
                     row = {"problem": problem_name, "estimator": estimator_name, "seed": seed,
                            "step": step}
+                    triple_seed = stream_seed(problem_name, estimator_name, step, seed)
                     try:
-                        measured = measure(problem, estimator, theta, seed, args.n,
+                        measured = measure(problem, estimator, theta, triple_seed, args.n,
                                            args.replicates)
                         row["pvalue"] = measured["pvalue"]
-                        if args.compare:
+                        if measured["failure"]:
+                            row["error"] = measured["failure"]
+                        elif args.compare:
                             row.update(compare(measured["estimates"], measured["true_grad"]))
-                        if args.check:
-                            row["check_pvalue"] = check_pvalue(problem, estimator, theta, seed,
-                                                               args.n, args.check_estimates)
+                        if args.check and not measured["failure"]:
+                            row["check_pvalue"] = check_pvalue(problem, estimator, theta,
+                                                               triple_seed, args.n,
+                                                               args.check_estimates)
                     except Exception as exc:  # a failed measurement is not a rejection
                         row["error"] = f"{type(exc).__name__}: {exc}"
                     row["seconds"] = round(time.perf_counter() - started, 2)

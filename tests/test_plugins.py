@@ -92,7 +92,7 @@ def test_check_help_shows_the_power_options_and_defaults():
     for option in ("--n N,N,...", "--bias-tolerance FRACTION", "--effort FACTOR",
                    "--time-budget SECONDS", "--accept-partial"):
         assert option in text
-    assert "(default: 0.01)" in text and "120 for an estimator, 300 for a problem" in text
+    assert "(default: 0.01)" in text and "600 for an estimator, 600 for a problem" in text
 
 
 @pytest.mark.parametrize(

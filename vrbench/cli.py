@@ -445,13 +445,14 @@ def _check(console: Console, args: argparse.Namespace) -> int:
             time_budget=args.time_budget or PROBLEM_TIME_BUDGET, **statistics)
     else:
         raise VrbenchError(f"{args.target!r} is neither an Estimator nor a Problem subclass")
+    # One line per result, never wrapped, so that two runs compare line by line.
     for passed, line in report.grouped_lines():
         console.print(f"[green]PASS[/green] {escape(line)}" if passed
-                      else f"[red]FAIL[/red] {escape(line)}")
+                      else f"[red]FAIL[/red] {escape(line)}", soft_wrap=True)
     for note in report.notes:
-        console.print(f"note: {escape(note)}")
+        console.print(f"note: {escape(note)}", soft_wrap=True)
     for line in report.summary_lines():
-        console.print(escape(line))
+        console.print(escape(line), soft_wrap=True)
     console.print(f"{report.subject}: {len(report.passed)} passed, {len(report.failures)} failed")
     return 0 if report.ok else 1
 

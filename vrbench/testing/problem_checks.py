@@ -33,7 +33,7 @@ from vrbench.testing.meta import meta_problem_failure
 from vrbench.testing.report import CheckReport, PowerRecord, percent, tolerance_text
 from vrbench.testing.statistics import MeanTest, mean_test
 
-TIME_BUDGET = 300.0
+TIME_BUDGET = 600.0
 """Seconds after which the sampled tests of one problem stop, by default (a cap, not a size:
 the sizes are counts, see :data:`SAMPLED_WORK`)."""
 

@@ -203,14 +203,15 @@ def _range_text(where: str, records: list[PowerRecord]) -> str:
     smallest to the largest with their n."""
     missed = sorted((r for r in records if not r.reached), key=lambda r: r.detectable)
     low, high = missed[0], missed[-1]
-    if low is high or low.detectable == high.detectable:
-        return f"{where} {percent(high.detectable)}{_at(high.n)}"
-    return (f"{where} {percent(low.detectable)}{_at(low.n)} to "
-            f"{percent(high.detectable)}{_at(high.n)}")
+    if percent(low.detectable) == percent(high.detectable):
+        return f"{where} {percent(high.detectable)}{_at(high.n, high.theta)}"
+    return (f"{where} {percent(low.detectable)}{_at(low.n, low.theta)} to "
+            f"{percent(high.detectable)}{_at(high.n, high.theta)}")
 
 
-def _at(n: int | None) -> str:
-    return f" at n={n}" if n is not None else ""
+def _at(n: int | None, theta: str | None = None) -> str:
+    where = "" if theta is None else f" at {theta}"
+    return where + (f" at n={n}" if n is not None else "")
 
 
 def _power_text() -> str:

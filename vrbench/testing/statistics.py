@@ -33,9 +33,10 @@ more, the replicates of a call are dependent, the standard error ``σ̂/√N`` i
 large ``|ȳ − e|`` is not evidence of bias (:attr:`MeanTest.dependent`).
 
 **Replicates per call.** The harness computes a cell's replicates in memory-bounded chunks,
-one ``estimate()`` call each, and an estimate's variance must not depend on how many
-replicates share its call: :func:`call_size_test` compares the variance of one large call's
-estimates with that of many calls of a few hundred, and of calls of 1, 2 and 4 replicates.
+one ``estimate()`` call each, and an estimate's distribution must not depend on how many
+replicates share its call: :func:`call_size_test` compares the spread (mean absolute
+deviation) of one large call's estimates with that of many calls of a few hundred, and of
+calls of 1, 2 and 4 replicates.
 Randomness shared within a call (one random point set, one random baseline per call), or a
 baseline computed across the replicate axis, makes them differ.
 
@@ -311,13 +312,20 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
 
 @dataclass(frozen=True)
 class CallSizeTest:
-    """The variance of estimates from calls of several sizes against one large call's."""
+    """The spread of estimates from calls of several sizes against one large call's.
+
+    The spread is the mean absolute deviation from the median, per direction: for
+    independent replicates it is the same whatever the call, and unlike the variance its
+    standard error needs no fourth moment, so heavy tails (a rare long episode) do not make
+    a correct estimator fail."""
 
     reference_size: int
     reference: Tensor
-    """Per direction, the variance of the estimates of one call of ``reference_size``."""
+    """Per direction, the spread of the estimates of one call of ``reference_size``."""
     arms: Mapping[str, Tensor]
-    """Per arm (``"32 calls of 512"``, ``"calls of 1"``), the variance of its estimates."""
+    """Per arm (``"32 calls of 512"``, ``"calls of 1"``), the spread of its estimates."""
+    variances: Mapping[str, Tensor]
+    """Per arm, and for ``"reference"``, the variance of its estimates (for the report)."""
     z: Mapping[str, Tensor]
     standard_errors: Mapping[str, Tensor]
     threshold: float
@@ -338,51 +346,52 @@ class CallSizeTest:
         return self.max_z <= self.threshold
 
     def detectable_relative(self, arm: str) -> float:
-        """The relative difference of an arm's variance detected with probability ``POWER``."""
+        """The relative difference of an arm's spread detected with probability ``POWER``."""
         scale = torch.maximum(self.reference, self.arms[arm])
         relative = torch.where(scale > 0, (self.threshold + self.z_power)
                                * self.standard_errors[arm] / scale.clamp_min(1e-300), 0.0)
         return float(relative.max())
 
 
-def _variance_and_se(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Per column: the sample variance and its standard error (from the squared deviations)."""
-    squared = (values - values.mean(dim=0)) ** 2
-    count = values.shape[0]
-    return squared.sum(dim=0) / (count - 1), squared.std(dim=0) / math.sqrt(count)
+def _spread_and_se(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Per column: the mean absolute deviation from the median and its standard error."""
+    deviations = (values - values.median(dim=0).values).abs()
+    return deviations.mean(dim=0), deviations.std(dim=0) / math.sqrt(values.shape[0])
 
 
 def call_size_test(reference: Tensor, arms: Mapping[str, Tensor], *, alpha: float = ALPHA,
                    power: float = POWER) -> CallSizeTest:
-    """Compare the variance of ``reference`` (the estimates of one call, ``(B, k)``) with that
+    """Compare the spread of ``reference`` (the estimates of one call, ``(B, k)``) with that
     of each arm's estimates (from calls of other sizes, ``(count, k)``).
 
-    Each variance is taken around its own arm's mean, so a random effect shared by the
-    replicates of a call (which one call hides) inflates the variance of an arm of many calls,
-    and a random point set shared by a call's replicates makes the one-call variance that of a
-    single point set. Each standard error comes from the spread of the squared deviations; the
-    z-statistics are Bonferroni-corrected over arms and directions. A direction where both
-    the reference and an arm vary by rounding only (an exact estimator) is not tested.
+    Each spread is taken around its own arm's median, so a random effect shared by the
+    replicates of a call (which one call hides) widens an arm of many calls, and a random
+    point set shared by a call's replicates makes the one-call spread that of a single point
+    set. The z-statistics of the differences are Bonferroni-corrected over arms and
+    directions. A direction where the reference and an arm vary by rounding only (an exact
+    estimator) is not tested.
     """
     reference = reference.to(torch.float64)
-    ref_var, ref_se = _variance_and_se(reference)
-    ref_flat = _degenerate(ref_var.sqrt(), reference.mean(dim=0))
-    variances, zs, errors = {}, {}, {}
+    ref_spread, ref_se = _spread_and_se(reference)
+    ref_flat = _degenerate(reference.std(dim=0), reference.mean(dim=0))
+    spreads, zs, errors = {}, {}, {}
+    variances = {"reference": reference.var(dim=0)}
     for label, values in arms.items():
         values = values.to(torch.float64)
-        var, se = _variance_and_se(values)
-        flat = ref_flat & _degenerate(var.sqrt(), values.mean(dim=0))
+        spread, se = _spread_and_se(values)
+        flat = ref_flat & _degenerate(values.std(dim=0), values.mean(dim=0))
         error = torch.sqrt(ref_se**2 + se**2)
-        diff = (var - ref_var).abs()
-        exact = diff <= 1e-9 * (var + ref_var)
+        diff = (spread - ref_spread).abs()
+        exact = diff <= 1e-9 * (spread + ref_spread)
         z = torch.where(error > 0, diff / error.clamp_min(1e-300),
                         torch.where(exact, 0.0, math.inf))
-        variances[label], zs[label], errors[label] = var, torch.where(flat, 0.0, z), error
+        spreads[label], zs[label], errors[label] = spread, torch.where(flat, 0.0, z), error
+        variances[label] = values.var(dim=0)
     k = reference.shape[1]
     return CallSizeTest(
-        reference_size=reference.shape[0], reference=ref_var, arms=variances, z=zs,
-        standard_errors=errors, threshold=z_threshold(alpha, k * max(len(arms), 1)),
-        z_power=normal_quantile(power),
+        reference_size=reference.shape[0], reference=ref_spread, arms=spreads,
+        variances=variances, z=zs, standard_errors=errors,
+        threshold=z_threshold(alpha, k * max(len(arms), 1)), z_power=normal_quantile(power),
     )
 
 
