@@ -2,9 +2,10 @@
 
 Not a speed benchmark. For correct (unbiased, built-in) estimators on every compatible problem,
 at θ along an optimization run as ``vrbench train`` makes one (Adam, lr 0.05, n = 4, the
-score function's gradients; steps 0, 50, 100, 150 and 200), this measures the estimator as a
-trace row does (R = 1000 estimates of n = 4 draws, the harness's chunks) and records the
-p-value of the harness's bias test (the ``bias_pvalue`` of results and traces), and, with
+score function's gradients; steps 0, 50, 100, 150 and 200), or with ``--where check`` at the
+θ where ``vrbench check`` runs, this measures the estimator as a trace row does (R = 1000
+estimates of n = 4 draws, the harness's chunks) and records the p-value of the harness's
+bias test (the ``bias_pvalue`` of results and traces), and, with
 ``--check``, the p-value of the conformance check's bias test at ``--check-estimates``
 estimates. A test holds its level if the fraction of p-values below α is at most α (up to
 sampling error: about ``α + 3 √(α/runs)``). Each measurement has random streams of its own.
@@ -38,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vrbench import devices, estimators, problems
 from vrbench.bench.metrics import EstimateAccumulator, bias_directions, numerical_failure
 from vrbench.bench.runner import estimate_in_chunks
-from vrbench.testing import sample_sizes
+from vrbench.testing import check_instance, sample_sizes
+from vrbench.testing.common import check_thetas
 
 STEPS = (0, 50, 100, 150, 200)
 ALPHAS = (0.05, 0.01, 0.001, 1e-4)
@@ -163,6 +165,9 @@ def main() -> None:
                         help="also the conformance check's bias test (slower)")
     parser.add_argument("--check-estimates", type=int, default=20_000)
     parser.add_argument("--compare", action="store_true")
+    parser.add_argument("--where", choices=["training", "check"], default="training",
+                        help="θ along a training run (default problems), or where `vrbench "
+                             "check` runs (check_params: the check θ and its two perturbations)")
     parser.add_argument("--output", help="append the JSON lines to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -171,9 +176,11 @@ def main() -> None:
     problem_names = args.problems.split(",") if args.problems else problems.registry.names()
     rows = []
     for problem_name in problem_names:
-        problem = problems.make(problem_name)
+        problem = (problems.make(problem_name) if args.where == "training"
+                   else check_instance(problem_name))
         for seed in (int(s) for s in args.seeds.split(",")):
-            thetas = training_thetas(problem, seed)
+            thetas = (training_thetas(problem, seed) if args.where == "training" else
+                      {label or "θ₀": theta for label, theta in check_thetas(problem, seed=seed)})
             for estimator_name in estimator_names:
                 estimator = estimators.make(estimator_name)
                 if estimator.incompatibility(problem, args.n) is not None or (

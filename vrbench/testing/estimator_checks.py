@@ -396,7 +396,7 @@ def _replicates(report: CheckReport, pair: _Pair, n: int, settings: Settings, wh
         **{f"calls of {calls}": values for calls, values in small_calls.items()}})
     names = direction_names(pair.true_grad, one.shape[1])
     report.power.append(PowerRecord("variance independent of the replicates per call", where,
-                                    n, max(sizes.detectable_relative(a) for a in arms), None))
+                                    n, max(sizes.detectable_ratio(a) for a in arms), None))
     report.power.append(PowerRecord("replicates independent", where, n,
                                     correlation.detectable_pairs, None))
     report.record("variance independent of the replicates per call",
@@ -410,12 +410,15 @@ def _replicates(report: CheckReport, pair: _Pair, n: int, settings: Settings, wh
 
 def _call_size_failure(test: CallSizeTest, names: list[str]) -> str:
     arm, direction = test.worst
-    text = (f"along {names[direction]} the spread of an estimate (mean absolute deviation) is "
-            f"{float(test.reference[direction]):.4g} in one call of {test.reference_size:,} "
-            f"and {float(test.arms[arm][direction]):.4g} from {arm}, "
-            f"{float(test.z[arm][direction]):.1f} standard errors apart (threshold "
-            f"{test.threshold:.1f}; variances {float(test.variances['reference'][direction]):.4g}"
-            f" and {float(test.variances[arm][direction]):.4g}): ")
+    auc = float(test.auc[arm][direction])
+    text = (f"along {names[direction]} an estimate from {arm} lies further from the median "
+            f"than one from a call of {test.reference_size:,} with probability {auc:.3f}, not "
+            f"½ ({float(test.z[arm][direction]):+.1f} standard errors; threshold "
+            f"±{test.threshold:.1f}; mean absolute deviations "
+            f"{float(test.spreads[arm][direction]):.4g} and "
+            f"{float(test.spreads['reference'][direction]):.4g}, variances "
+            f"{float(test.variances[arm][direction]):.4g} and "
+            f"{float(test.variances['reference'][direction]):.4g}): ")
     if arm.startswith("calls of"):
         return text + ("an estimate depends on how many replicates its call computes (a "
                        "baseline or a statistic taken across the replicate axis?), so the "
@@ -472,10 +475,10 @@ def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Setting
             failure = (f"stopped by the time budget after {part.count:,} of {part.planned:,} "
                        f"estimates ({bias_detail(part, pair.true_grad)}); raise --time-budget, "
                        "or pass --accept-partial to accept this weaker power")
-        elif test.dependent:
-            failure = _dependence_failure(test, part, pair.true_grad)
         elif not part.passed:
-            failure = bias_failure(part, pair.true_grad, pair.label)
+            # A mean far from ∇J is bias only if the replicates are independent.
+            failure = (_dependence_failure(test, part) if test.dependent
+                       else bias_failure(part, pair.true_grad, pair.label))
         report.record("unbiased", failure, "" if failure else bias_detail(part, pair.true_grad),
                       where=where, n=n, theta=pair.label)
 
@@ -511,7 +514,7 @@ def bias_failure(test: MeanTest, true_grad: Tensor, theta: str | None = None) ->
     return text
 
 
-def _dependence_failure(test: MeanTest, part: MeanTest, true_grad: Tensor) -> str:
+def _dependence_failure(test: MeanTest, part: MeanTest) -> str:
     assert test.dispersion is not None
     ratio = float(test.dispersion.ratio.max())
     return (f"the means of the {test.dispersion.calls} calls behind these {test.count:,} "

@@ -623,9 +623,10 @@ def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, th
         if result.stopped and not sizing.accept_partial:
             failure: str | None = (f"stopped by the time budget ({detail}); raise --time-budget, "
                                    "or pass --accept-partial to accept this weaker power")
-        elif result.dependent:
-            failure = ("the means of the calls to sample() vary more than independent draws' "
-                       "would: draws of one call are dependent")
+        elif not result.passed and result.dependent:
+            failure = (f"{_failure(result, test)}; but the means of the calls to sample() vary "
+                       "more than independent draws' would, so the draws of one call are "
+                       "dependent and the standard error is understated")
         else:
             failure = None if result.passed else _failure(result, test)
         report.record(test.name, failure, "" if failure else detail, theta=label)

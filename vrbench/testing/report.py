@@ -189,7 +189,11 @@ def tolerance_text(value: float) -> str:
     return f"{100 * value:g}%"
 
 
-_UNTOLERATED = {"replicates independent": "a correlation of {} between consecutive replicates"}
+_UNTOLERATED = {
+    "replicates independent": "a correlation of {} between consecutive replicates",
+    "variance independent of the replicates per call":
+        "a ratio of {} between the spreads of normal estimates from calls of different sizes",
+}
 """How the summary names what a test without a tolerance could detect (default: a relative
 difference)."""
 

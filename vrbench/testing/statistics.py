@@ -27,16 +27,17 @@ reports the smallest deviation it detects with probability :data:`POWER`,
 is the textbook one for a two-sided z-test (e.g. Lehmann & Romano, "Testing Statistical
 Hypotheses", 3rd ed., 2005, section 3.4).
 
-The tested sample arrives in calls (one ``estimate()`` call per chunk). Their means must vary
-as independent replicates' would, ``Σ_c m_c (ȳ_c − ȳ)² / σ̂² ~ χ²_{C−1}``; where they vary
-more, the replicates of a call are dependent, the standard error ``σ̂/√N`` is too small, and a
-large ``|ȳ − e|`` is not evidence of bias (:attr:`MeanTest.dependent`).
+The tested sample arrives in calls (one ``estimate()`` call per chunk). Their means vary as
+independent replicates' would, ``Σ_c m_c (ȳ_c − ȳ)² / σ̂² ~ χ²_{C−1}``, unless the replicates
+of a call are dependent; then the standard error ``σ̂/√N`` is too small, and a large
+``|ȳ − e|`` is not evidence of bias (:attr:`MeanTest.dependent`, which words a failure; the
+χ² approximation is too rough with heavy tails to fail a test on its own).
 
 **Replicates per call.** The harness computes a cell's replicates in memory-bounded chunks,
 one ``estimate()`` call each, and an estimate's distribution must not depend on how many
-replicates share its call: :func:`call_size_test` compares the spread (mean absolute
-deviation) of one large call's estimates with that of many calls of a few hundred, and of
-calls of 1, 2 and 4 replicates.
+replicates share its call: :func:`call_size_test` compares, by ranks, how widely one large
+call's estimates spread with how widely those of many calls of a few hundred, and of calls
+of 1, 2 and 4 replicates, do.
 Randomness shared within a call (one random point set, one random baseline per call), or a
 baseline computed across the replicate axis, makes them differ.
 
@@ -312,85 +313,95 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
 
 @dataclass(frozen=True)
 class CallSizeTest:
-    """The spread of estimates from calls of several sizes against one large call's.
+    """Whether estimates from calls of several sizes spread as widely as one large call's.
 
-    The spread is the mean absolute deviation from the median, per direction: for
-    independent replicates it is the same whatever the call, and unlike the variance its
-    standard error needs no fourth moment, so heavy tails (a rare long episode) do not make
-    a correct estimator fail."""
+    Per arm and direction, a rank test (Mann–Whitney) of the distances from the pooled median:
+    ``auc`` is the probability that an estimate of the arm lies further out than one of the
+    large call (½ when they are alike). Ranks, unlike variances, are not swayed by the rare
+    large estimates of a heavy tail, which a small arm may not contain at all."""
 
     reference_size: int
-    reference: Tensor
-    """Per direction, the spread of the estimates of one call of ``reference_size``."""
-    arms: Mapping[str, Tensor]
-    """Per arm (``"32 calls of 512"``, ``"calls of 1"``), the spread of its estimates."""
-    variances: Mapping[str, Tensor]
-    """Per arm, and for ``"reference"``, the variance of its estimates (for the report)."""
+    auc: Mapping[str, Tensor]
     z: Mapping[str, Tensor]
     standard_errors: Mapping[str, Tensor]
+    """Per arm, the standard error of ``auc`` when the arms are alike."""
+    spreads: Mapping[str, Tensor]
+    """Per arm, and for ``"reference"``, the mean absolute deviation from the median (for the
+    report)."""
+    variances: Mapping[str, Tensor]
     threshold: float
     z_power: float
 
     @property
     def max_z(self) -> float:
-        return max(float(z.max()) for z in self.z.values())
+        return max(float(z.abs().max()) for z in self.z.values())
 
     @property
     def worst(self) -> tuple[str, int]:
         """The arm and direction furthest from the reference, in standard errors."""
-        arm = max(self.z, key=lambda a: float(self.z[a].max()))
-        return arm, int(self.z[arm].argmax())
+        arm = max(self.z, key=lambda a: float(self.z[a].abs().max()))
+        return arm, int(self.z[arm].abs().argmax())
 
     @property
     def passed(self) -> bool:
         return self.max_z <= self.threshold
 
-    def detectable_relative(self, arm: str) -> float:
-        """The relative difference of an arm's spread detected with probability ``POWER``."""
-        scale = torch.maximum(self.reference, self.arms[arm])
-        relative = torch.where(scale > 0, (self.threshold + self.z_power)
-                               * self.standard_errors[arm] / scale.clamp_min(1e-300), 0.0)
-        return float(relative.max())
+    def detectable_ratio(self, arm: str) -> float:
+        """The ratio of spreads detected with probability ``POWER`` between normal estimates,
+        whose distances from the median are half-normal: ``auc = (2/π) atan(ratio)``."""
+        shift = (self.threshold + self.z_power) * float(self.standard_errors[arm].max())
+        return math.tan(math.pi / 2 * min(0.5 + shift, 1.0 - 1e-12))
 
 
-def _spread_and_se(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Per column: the mean absolute deviation from the median and its standard error."""
-    deviations = (values - values.median(dim=0).values).abs()
-    return deviations.mean(dim=0), deviations.std(dim=0) / math.sqrt(values.shape[0])
+def _rank_z(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per column, Mann–Whitney's ``P(first > second) + ½ P(=)``, its z-statistic and its null
+    standard error, with average ranks for ties."""
+    import numpy as np
+    from scipy import stats
+
+    a, b = first.shape[0], second.shape[0]
+    pooled = torch.cat([first, second]).numpy()
+    ranks = stats.rankdata(pooled, axis=0)
+    count = a + b
+    ties = np.array([float(((c := np.unique(column, return_counts=True)[1]) ** 3 - c).sum())
+                     for column in pooled.T])
+    variance = a * b / 12 * ((count + 1) - ties / (count * (count - 1)))
+    u = ranks[:a].sum(axis=0) - a * (a + 1) / 2
+    z = np.where(variance > 0, (u - a * b / 2) / np.sqrt(np.maximum(variance, 1e-300)), 0.0)
+    se = np.sqrt(np.maximum(variance, 0)) / (a * b)
+    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
+    return as_tensor(u / (a * b)), as_tensor(z), as_tensor(se)
+
+
+def _spread(values: Tensor) -> Tensor:
+    return (values - values.median(dim=0).values).abs().mean(dim=0)
 
 
 def call_size_test(reference: Tensor, arms: Mapping[str, Tensor], *, alpha: float = ALPHA,
                    power: float = POWER) -> CallSizeTest:
-    """Compare the spread of ``reference`` (the estimates of one call, ``(B, k)``) with that
-    of each arm's estimates (from calls of other sizes, ``(count, k)``).
+    """Compare how widely the estimates of each arm (from calls of other sizes,
+    ``(count, k)``) spread with ``reference`` (the estimates of one call, ``(B, k)``).
 
-    Each spread is taken around its own arm's median, so a random effect shared by the
-    replicates of a call (which one call hides) widens an arm of many calls, and a random
-    point set shared by a call's replicates makes the one-call spread that of a single point
-    set. The z-statistics of the differences are Bonferroni-corrected over arms and
-    directions. A direction where the reference and an arm vary by rounding only (an exact
-    estimator) is not tested.
+    The distances of both from their pooled median are ranked together, per direction; the
+    Mann–Whitney z-statistics are Bonferroni-corrected over arms and directions. Estimates
+    whose distribution depends on the call's size (a random effect shared by a call's
+    replicates widens an arm of many calls, a point set shared by them narrows the one
+    call, a statistic across the replicate axis makes small calls wider) rank apart.
+    A direction where the estimates are all equal is not tested.
     """
     reference = reference.to(torch.float64)
-    ref_spread, ref_se = _spread_and_se(reference)
-    ref_flat = _degenerate(reference.std(dim=0), reference.mean(dim=0))
-    spreads, zs, errors = {}, {}, {}
+    aucs, zs, errors, spreads = {}, {}, {}, {"reference": _spread(reference)}
     variances = {"reference": reference.var(dim=0)}
     for label, values in arms.items():
         values = values.to(torch.float64)
-        spread, se = _spread_and_se(values)
-        flat = ref_flat & _degenerate(values.std(dim=0), values.mean(dim=0))
-        error = torch.sqrt(ref_se**2 + se**2)
-        diff = (spread - ref_spread).abs()
-        exact = diff <= 1e-9 * (spread + ref_spread)
-        z = torch.where(error > 0, diff / error.clamp_min(1e-300),
-                        torch.where(exact, 0.0, math.inf))
-        spreads[label], zs[label], errors[label] = spread, torch.where(flat, 0.0, z), error
-        variances[label] = values.var(dim=0)
+        center = torch.cat([reference, values]).median(dim=0).values
+        aucs[label], zs[label], errors[label] = _rank_z((values - center).abs(),
+                                                        (reference - center).abs())
+        spreads[label], variances[label] = _spread(values), values.var(dim=0)
     k = reference.shape[1]
     return CallSizeTest(
-        reference_size=reference.shape[0], reference=ref_spread, arms=spreads,
-        variances=variances, z=zs, standard_errors=errors,
+        reference_size=reference.shape[0], auc=aucs, z=zs, standard_errors=errors,
+        spreads=spreads, variances=variances,
         threshold=z_threshold(alpha, k * max(len(arms), 1)), z_power=normal_quantile(power),
     )
 
@@ -466,13 +477,18 @@ def correlation_test(arms: Mapping[str, Sequence[Tensor]], *, alpha: float = ALP
         everything = torch.cat(values)
         center, variance = everything.mean(dim=0), everything.var(dim=0)
         flat = _degenerate(variance.clamp_min(0).sqrt(), center)
+        by_size: dict[int, list[Tensor]] = {}
+        for call in values:
+            by_size.setdefault(call.shape[0], []).append(call)
+        stacked = [torch.stack(same) for same in by_size.values()]  # (calls, size, k) each
         h = 1
         while True:
             pieces = []
-            for call in values:
-                count = call.shape[0] // (2 * h)
+            for group in stacked:
+                count = group.shape[1] // (2 * h)
                 if count:
-                    halves = call[: count * 2 * h].reshape(count, 2, h, -1).mean(dim=2) - center
+                    halves = group[:, : count * 2 * h].reshape(
+                        group.shape[0] * count, 2, h, -1).mean(dim=2) - center
                     pieces.append(halves[:, 0] * halves[:, 1])
             found = sum(p.shape[0] for p in pieces)
             if found < min_blocks:
