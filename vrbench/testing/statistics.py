@@ -387,16 +387,21 @@ def call_size_test(reference: Tensor, arms: Mapping[str, Tensor], *, alpha: floa
     whose distribution depends on the call's size (a random effect shared by a call's
     replicates widens an arm of many calls, a point set shared by them narrows the one
     call, a statistic across the replicate axis makes small calls wider) rank apart.
-    A direction where the estimates are all equal is not tested.
+    A direction where the estimates vary by rounding only (an exact estimator) is not tested.
     """
     reference = reference.to(torch.float64)
     aucs, zs, errors, spreads = {}, {}, {}, {"reference": _spread(reference)}
     variances = {"reference": reference.var(dim=0)}
     for label, values in arms.items():
         values = values.to(torch.float64)
-        center = torch.cat([reference, values]).median(dim=0).values
+        pooled = torch.cat([reference, values])
+        center = pooled.median(dim=0).values
         aucs[label], zs[label], errors[label] = _rank_z((values - center).abs(),
                                                         (reference - center).abs())
+        # Rounding scales with the whole estimate: an exact estimator's projections all vary
+        # by ~1e-16 of its largest one, and their ranks mean nothing.
+        rounding = pooled.std(dim=0) <= 1e-14 * (1.0 + float(pooled.mean(dim=0).abs().max()))
+        zs[label] = torch.where(rounding, 0.0, zs[label])
         spreads[label], variances[label] = _spread(values), values.var(dim=0)
     k = reference.shape[1]
     return CallSizeTest(
@@ -476,7 +481,8 @@ def correlation_test(arms: Mapping[str, Sequence[Tensor]], *, alpha: float = ALP
             continue
         everything = torch.cat(values)
         center, variance = everything.mean(dim=0), everything.var(dim=0)
-        flat = _degenerate(variance.clamp_min(0).sqrt(), center)
+        # Rounding scales with the whole estimate (see call_size_test).
+        flat = variance.clamp_min(0).sqrt() <= 1e-14 * (1.0 + float(center.abs().max()))
         by_size: dict[int, list[Tensor]] = {}
         for call in values:
             by_size.setdefault(call.shape[0], []).append(call)
