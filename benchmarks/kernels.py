@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import gymnasium
@@ -494,3 +495,114 @@ CONTINUOUS_FLOOR = {
 }
 """Numpy floors of estimators that need no RLOO variant: ``kernel(R, n, rng, **extra)``; lax's
 takes its fitted ``surrogate`` (fitted by vrbench, outside the timing)."""
+
+
+# Language-model RL estimators on the sequence problems: one floor per family (group
+# baselines, group normalization with per-output token means, batch whitening, a critic's
+# advantages, a KL loss), each for G outputs per prompt of every prompt.
+
+class SequenceModel(NamedTuple):
+    """A sequence problem at its initial θ as numpy tables: the output tree (tokens, prefix of
+    each token, mask, lengths), rewards ``(P, N)``, the policy ``(P, M, V)``, the outputs'
+    cumulative probabilities ``(P, N)``, token log-ratios to π_ref ``(P, N, L)``, the exact
+    critic ``(P, N, L)`` and β. Tables are read from vrbench once (outside the timing): the
+    floor times the estimator's arithmetic, not the enumeration of the tree."""
+
+    tokens: np.ndarray
+    contexts: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    rewards: np.ndarray
+    policy: np.ndarray
+    cdf: np.ndarray
+    log_ratio: np.ndarray
+    values: np.ndarray
+    beta: float
+
+
+@functools.cache
+def sequence_model(spec: str = "lm_pass_fail") -> SequenceModel:
+    from vrbench import problems
+    from vrbench.components import parse_specs
+
+    parsed = parse_specs(spec)[0]
+    problem = problems.make(parsed.name, parsed.params)
+    theta = problem.initial_theta()
+    tree = problem.tree
+    tokens = problem.token_log_prob_table(theta).detach()
+    every = torch.arange(problem.n_outputs).expand(1, problem.prompts, -1).transpose(1, 2)
+    values = problem.exact_token_values(theta, problem.completions(theta, every[None, 0]),
+                                        problem.beta)[0].permute(1, 0, 2)
+    return SequenceModel(
+        tree.tokens.numpy(), tree.contexts.numpy(), tree.mask.numpy(), tree.lengths.numpy(),
+        problem.rewards.numpy(), torch.softmax(problem.context_logits(theta), -1).numpy(),
+        np.cumsum(tokens.sum(-1).exp().numpy(), axis=-1),
+        (tokens - problem.token_log_prob_table(problem.reference_theta())).numpy(),
+        values.numpy(), problem.beta)
+
+
+def _sequence_draws(model: SequenceModel, replicates: int, n: int, rng: np.random.Generator):
+    """Output indices ``(R, n, P)`` drawn from each prompt's cumulative probabilities."""
+    prompts = model.cdf.shape[0]
+    u = rng.random((prompts, replicates * n)) * model.cdf[:, -1:]
+    index = np.stack([np.searchsorted(model.cdf[p], u[p]) for p in range(prompts)])
+    return np.minimum(index, model.cdf.shape[1] - 1).T.reshape(replicates, n, prompts)
+
+
+def _token_score(model: SequenceModel, index: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``Σ_{j,p,t} w ∇ log π(y_t|·)`` per replicate for weights ``(R, n, P, L)``, ``(R, dim)``."""
+    replicates, _, prompts = index.shape
+    prefixes, vocab = model.policy.shape[1:]
+    rows = np.arange(prompts)[:, None] * prefixes + model.contexts[index]  # (R, n, P, L)
+    flat = (np.arange(replicates)[:, None, None, None] * prompts * prefixes + rows) * vocab \
+        + model.tokens[index]
+    grad = np.bincount(flat.ravel(), (weights * model.mask[index]).ravel(),
+                       minlength=replicates * prompts * prefixes * vocab)
+    grad = grad.reshape(replicates, prompts, prefixes, vocab)
+    grad -= grad.sum(-1, keepdims=True) * model.policy
+    return grad.reshape(replicates, -1)
+
+
+def floor_sequence(estimator: str, replicates: int, n: int, rng: np.random.Generator,
+                   spec: str = "lm_pass_fail") -> np.ndarray:
+    """On-policy estimates of ``rloo_group`` (optionally with the token-level k3 KL loss),
+    ``grpo``, ``reinforce_pp`` or ``ppo_clip`` (ratio 1: nothing clipped)."""
+    model = sequence_model(spec)
+    index = _sequence_draws(model, replicates, n, rng)
+    prompts = index.shape[2]
+    picked = (np.arange(prompts) * model.cdf.shape[1] + index)  # rows of (P·N) tables
+    rewards = model.rewards.reshape(-1)[picked]  # (R, n, P)
+    mask = model.mask[index]  # (R, n, P, L)
+    log_ratio = model.log_ratio.reshape(-1, model.mask.shape[1])[picked] * mask
+    beta = model.beta
+    if estimator.startswith("rloo_group"):
+        penalized = rewards - beta * log_ratio.sum(-1) if estimator == "rloo_group" else rewards
+        weights = ((penalized - penalized.mean(1, keepdims=True)) / (n - 1))[..., None] * mask
+        if estimator != "rloo_group":  # token-level k3 as a loss
+            weights = weights - beta * -np.expm1(-log_ratio) * mask / n
+    elif estimator == "grpo":
+        advantage = (rewards - rewards.mean(1, keepdims=True)) / (rewards.std(1, ddof=1,
+                                                                              keepdims=True)
+                                                                   + 1e-8)
+        k3 = -beta * -np.expm1(-log_ratio)
+        weights = (advantage[..., None] + k3) * mask / (n * model.lengths[index][..., None])
+    elif estimator == "reinforce_pp":
+        returns = (rewards[..., None] - beta * np.flip(np.cumsum(np.flip(log_ratio, -1), -1),
+                                                       -1)) * mask
+        count = mask.sum((1, 2, 3), keepdims=True)
+        mean = returns.sum((1, 2, 3), keepdims=True) / count
+        variance = (((returns - mean) * mask) ** 2).sum((1, 2, 3), keepdims=True) / count
+        weights = (returns - mean) / np.sqrt(variance + 1e-8) * mask * prompts / count
+    else:  # ppo_clip with the exact critic
+        returns = rewards[..., None] - beta * np.flip(np.cumsum(np.flip(log_ratio, -1), -1), -1)
+        values = model.values.reshape(-1, model.mask.shape[1])[picked]
+        weights = (returns - values) * mask / n
+    return _token_score(model, index, weights) / prompts
+
+
+SEQUENCE_FLOOR = [("rloo_group", "lm_pass_fail:beta=0.1"),
+                  ("rloo_group:kl=k3,kl_in=loss,kl_level=token", "lm_pass_fail:beta=0.1"),
+                  ("grpo", "lm_pass_fail:beta=0.1"), ("reinforce_pp", "lm_pass_fail:beta=0.1"),
+                  ("ppo_clip", "lm_pass_fail:beta=0.1")]
+"""Sequence floors: (estimator spec, problem spec), one per family; :func:`floor_sequence`
+computes each on the problem spec's tables."""

@@ -183,3 +183,40 @@ def test_numpy_floor_continuous(benchmark, estimator_name, problem_name, size):
     benchmark.group = f"{problem_name} {estimator_name}"
     benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
     benchmark.pedantic(run, rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
+
+
+SEQUENCE_CHUNK = 25_000
+"""Replicates per numpy call of the sequence floors (R·n·P·L tokens per call)."""
+
+
+def _sequence_components(estimator_spec: str, problem_spec: str):
+    from vrbench.components import parse_specs
+
+    e, p = parse_specs(estimator_spec)[0], parse_specs(problem_spec)[0]
+    return estimators.make(e.name, e.params), problems.make(p.name, p.params)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("estimator_spec", "problem_spec"), kernels.SEQUENCE_FLOOR)
+def test_vrbench_sequence(benchmark, estimator_spec, problem_spec, size):
+    estimator, problem = _sequence_components(estimator_spec, problem_spec)
+    replicates = SIZES[size]
+    benchmark.group = f"{problem_spec} {estimator_spec}"
+    benchmark.extra_info.update(replicates=replicates, kind="vrbench")
+    benchmark.pedantic(_run_vrbench, args=(estimator, problem, problem.initial_theta(),
+                                           replicates),
+                       rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("estimator_spec", "problem_spec"), kernels.SEQUENCE_FLOOR)
+def test_numpy_floor_sequence(benchmark, estimator_spec, problem_spec, size):
+    replicates = SIZES[size]
+    kernels.sequence_model(problem_spec)  # the tables, read once outside the timing
+    benchmark.group = f"{problem_spec} {estimator_spec}"
+    benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
+    benchmark.pedantic(kernels.streamed,
+                       args=(kernels.floor_sequence, estimator_spec, replicates, N_SAMPLES,
+                             np.random.default_rng(0)),
+                       kwargs={"chunk": SEQUENCE_CHUNK, "spec": problem_spec},
+                       rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])

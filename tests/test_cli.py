@@ -155,8 +155,7 @@ def test_a_failing_estimator_does_not_take_the_sweep_down(tmp_path, monkeypatch)
             "-p",
             "bernoulli_toy",
             *SMALL,
-            "-j",
-            "1",
+            "--in-process",  # the component lives in this process
             "-o",
             str(tmp_path),
         ]

@@ -36,19 +36,25 @@ from vrbench.components import Spec
 from vrbench.errors import VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.reports import figures
-from vrbench.reports.axes import MIN_PIECE, log_ticks, text_width_in, wrap_name
+from vrbench.reports.axes import log_ticks, text_width_in, wrap_label
 from vrbench.reports.build import build_report, prepare
 from vrbench.reports.console import StableETA, format_interval, summary_table
+from vrbench.reports.labels import Labels, plain, words
+from vrbench.reports.labels import latex as latex_name
 from vrbench.reports.selection import ReportSpec, Selection, load_spec
 from vrbench.reports.style import COLUMNWIDTH_PT, MARKERS, STYLES, apply_style, estimator_styles
 from vrbench.reports.tables import (
-    _header_lines,
     latex_cells,
+    latex_cells_floats,
     latex_document,
     latex_relative,
     markdown_tables,
+    wrap_words,
 )
 from vrbench.reports.values import EXACT_RTOL, annotate, best, problem_references
+
+LABELS = Labels()
+"""The components' own display names, as a report without overrides shows them."""
 
 FIGURES = ["variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
            "work_normalized_time", "relative_variance", "bias_vs_temperature",
@@ -87,7 +93,7 @@ def results(tmp_path_factory) -> Path:
         problems=[Spec("gaussian_quadratic"), Spec("bernoulli_toy")],
         n_samples=[2, 8], replicates=400, seeds=[0], jobs=1, output=str(out))
     try:
-        outcome = run_sweep(config)
+        outcome = run_sweep(config, in_process=True)  # "exploding" is registered here only
     finally:
         del estimators.registry._entries["exploding"]
     assert outcome.failed == 4
@@ -254,10 +260,10 @@ def test_many_problems_are_split_into_numbered_pages_each_with_its_legend(prepar
             width, height = fig.get_size_inches()
             assert height <= 9.0 and width <= MAX_WIDTH_IN[style]
             assert len(fig.legends) == 1
-            titles = [ax.get_title().replace("\n", "") for ax in fig.axes if ax.get_visible()]
+            titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_visible()]
             drawn.update(titles)
             plt.close(fig)
-        assert drawn == set(many.problem)
+        assert drawn == {LABELS.problem(p) for p in many.problem}
 
 
 def test_heatmap_rows_keep_their_height_and_split_into_pages_when_many(prepared):
@@ -273,7 +279,7 @@ def test_heatmap_rows_keep_their_height_and_split_into_pages_when_many(prepared)
         assert fig.get_size_inches()[1] <= fig_style.max_height
         fig.canvas.draw()  # the constrained layout places the axes
         cells = next(ax for ax in fig.axes if ax.get_label() != "<colorbar>")
-        rows = [t.get_text() for t in cells.get_yticklabels()]
+        rows = [t.get_text().replace("\n", " ") for t in cells.get_yticklabels()]
         shown.update(rows)
         height_pt = cells.get_position().height * fig.get_size_inches()[1] * 72
         assert height_pt / len(rows) >= 1.5 * fig_style.small
@@ -281,7 +287,8 @@ def test_heatmap_rows_keep_their_height_and_split_into_pages_when_many(prepared)
         ticks.add(tuple(bar.get_xticks()))
         plt.close(fig)
     ran = prepared[(prepared.n_samples == 16) & (prepared.status != "skipped")]
-    assert len(pages) >= 2 and shown == set(ran.estimator) and len(ticks) == 1
+    assert len(pages) >= 2 and len(ticks) == 1
+    assert shown == {LABELS.estimator(e) for e in ran.estimator}
 
 
 def test_the_per_problem_layout_draws_one_column_wide_figure_per_problem(synthetic, tmp_path):
@@ -359,12 +366,13 @@ def test_exact_estimators_are_drawn_and_labelled(prepared):
     pages = _pages(prepared)
     _, fig = pages["variance_vs_samples"][0]
     fig.canvas.draw()
-    panel = next(ax for ax in fig.axes if ax.get_title() == "bernoulli_toy")
+    panel = next(ax for ax in fig.axes if ax.get_title() == LABELS.problem("bernoulli_toy"))
     assert "exact" in _labels(panel.yaxis)
     on_toy = prepared[(prepared.problem == "bernoulli_toy") & (prepared.status == "ok")]
     assert len(panel.lines) >= on_toy.estimator.nunique()  # one series each, none dropped
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"disarm", "mvd_bernoulli", "antithetic_score_function"} <= set(legend)
+    assert {LABELS.estimator(e) for e in ("disarm", "mvd_bernoulli",
+                                           "antithetic_score_function")} <= set(legend)
     ticks = dict(zip(_labels(panel.yaxis), panel.get_yticks(), strict=False))
     lowest = min(y for label, y in ticks.items() if label != "exact")
     bottom = panel.get_ylim()[0]
@@ -405,11 +413,13 @@ def test_selection_filters_what_is_drawn(synthetic, tmp_path):
     (_, fig), = figures.variance_vs_samples(frame, styles, fig_style)
     legend = {t.get_text() for t in fig.legends[0].get_texts()} - {"slope −1 (∝ 1/n)",
                                                                   "† unbiasedness rejected"}
-    assert legend == set(frame.estimator)
-    assert {ax.get_title() for ax in fig.axes} == {"bernoulli_toy", "bernoulli_vector"}
+    assert legend == {LABELS.estimator(e) for e in frame.estimator}
+    assert {ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_visible()} == {
+        LABELS.problem("bernoulli_toy"), LABELS.problem("bernoulli_vector")}
     plt.close(fig)
     summary = (tmp_path / "summary.md").read_text()
-    assert "score_function_baseline" not in summary and "chain_mdp" not in summary
+    assert LABELS.estimator("score_function_baseline") not in summary
+    assert LABELS.problem("chain_mdp") not in summary
     assert (tmp_path / "variance_vs_samples.pdf").exists()
 
 
@@ -556,69 +566,142 @@ def test_exact_enumeration_is_the_reference_and_never_best():
 # ----------------------------------------------------------------------------- tables
 
 
+def _latex_names(frame: pd.DataFrame) -> dict[str, str]:
+    """LaTeX of every estimator's and problem's display name → its name in the results."""
+    names = {latex_name(LABELS.estimator(e)): e for e in frame.estimator.unique()}
+    names.update({latex_name(LABELS.problem(p)): p for p in frame.problem.unique()})
+    return names
+
+
+LINE_BREAK = re.compile(r"\\\\(?:\\relax )?")
+"""A line break in a stacked header or name."""
+
+
+def _unstack(cell: str) -> str:
+    """A header or name cell of a pivot as one line: stacked lines joined by spaces."""
+    cell = re.sub(r"\\begin\{tabular\}\[[bt]\]\{@\{\}[lc]@\{\}\}|\\end\{tabular\}", "", cell)
+    cell = re.sub(r"^\\textit\{(.*)\}$", r"\1", cell.strip())
+    return " ".join(part.strip() for part in LINE_BREAK.split(cell)).strip()
+
+
+def _floats(latex: str, frame: pd.DataFrame) -> list[tuple[str, str, dict[str, dict]]]:
+    """Each float of a pivot: its caption, the notation under it, and its entries by
+    estimator and problem (their names in the results; the last row ``reference
+    variance``)."""
+    names = _latex_names(frame)
+    out = []
+    for body in latex.split(r"\begin{table")[1:]:
+        caption = re.search(r"\\caption\{(.*)\}\n\\label", body, re.S).group(1)
+        note = re.search(r"\\par\\smallskip\n\{\\scriptsize.*?fil (.*)\\par\}", body,
+                         re.S).group(1)
+        lines = body.splitlines()
+        header = next(line for line in lines if line.startswith("estimator & "))
+        problems_ = [names[_unstack(h)] for h in header.removesuffix(r" \\").split(" & ")[1:]]
+        rows = {}
+        for line in lines[lines.index(header) + 2:]:
+            if " & " not in line:
+                continue
+            name, *values = line.removesuffix(r" \\").split(" & ")
+            key = names.get(_unstack(name), "reference variance")
+            rows[key] = dict(zip(problems_, values, strict=True))
+        out.append((caption, note, rows))
+    return out
+
+
 def test_the_pivot_table_has_captions_labels_intervals_and_marks(prepared):
-    latex = latex_relative(prepared, 16)
-    floats = latex.count(r"\begin{table*}")
-    assert floats >= 2 and latex.count(r"\caption{") == floats
+    latex = latex_relative(prepared, 16, numbers="interval")
+    floats = _floats(latex, prepared)
+    assert len(floats) >= 2 and latex.count(r"\caption{") == len(floats)
     assert r"\label{tab:vrbench-relative-variance-1}" in latex
-    assert "half-width of the 95\\% interval" in latex
-    assert latex.count(r"$^\dagger$") == 2  # the rejected cell, and the caption's legend
+    notes = [note for _, note, _ in floats]
+    assert "half-width of the 95\\% interval" in notes[0]  # the notation once, under the first
+    assert all(note == r"Notation as in Table~\ref{tab:vrbench-relative-variance-1}."
+               for note in notes[1:])
+    assert all(len(caption) < 260 for caption, _, _ in floats)  # a sentence, not a legend
+    assert latex.count(r"$^\dagger$") == 2  # the rejected cell, and the notation's legend
     assert latex.count(r"\textbf{exact}") == 4  # exact_enumeration: exact, never bold
-    enumeration = [line for line in latex.splitlines() if line.startswith(r"exact\_enumeration")]
-    assert enumeration and all(" exact " in line.replace("&", " ").replace(r"\\", " ")
-                               and r"\textbf" not in line for line in enumeration)
+    entries = [(name, value) for _, _, rows in floats for name, values in rows.items()
+               for value in values.values()]
+    enumeration = [value for name, value in entries if name == "exact_enumeration"]
+    assert enumeration and set(enumeration) <= {"exact", "---"}
     assert not re.search(r"\de-\d", latex)  # numbers as ×10^k, never 1.2e-3
-    assert r"\textit{gumbel\_softmax}" in latex
+    assert re.search(r"\\textit\{Gumbel-softmax", latex)  # biased by design: italic
     assert not re.search(r"\$10\.\d*\(", latex)  # mantissas below 10
-    for line in latex.splitlines():
-        if line.startswith("score\\_function &"):
-            assert set(line.split(" & ")[1:]) <= {"$1$", "---", "$1$ \\\\", "--- \\\\"}
+    reference = {value for name, value in entries if name == "score_function"}
+    assert reference <= {"$1$", "---"}
+    for code in ("score_function", "gumbel_softmax", "bernoulli_toy"):  # display names only
+        assert code.replace("_", r"\_") not in latex
     markdown = markdown_tables(prepared, 16)
     assert "**exact**" in markdown and markdown.count("†") >= 2
+
+
+def test_the_compact_form_holds_log_ratios_with_the_same_marks(prepared):
+    compact = _floats(latex_relative(prepared, 16, numbers="compact"), prepared)
+    full = _floats(latex_relative(prepared, 16, numbers="interval"), prepared)
+    assert len(compact) <= len(full)
+    assert "$\\log_{10}$ of the ratio" in compact[0][1]
+    at = prepared[(prepared.n_samples == 16) & (prepared.status == "ok")].set_index(
+        ["problem", "estimator"])
+    checked = 0
+    for _, _, rows in compact:
+        for estimator, values in rows.items():
+            for problem, value in values.items():
+                number = re.fullmatch(r"(?:\{\\boldmath)?\$(-?\d+\.\d)\$\}?", value)
+                if estimator == "reference variance" or number is None:
+                    continue
+                row = at.loc[(problem, estimator)]
+                ratio = row.mse_ratio if not row.unbiased_claim else row.ratio
+                assert float(number.group(1)) == pytest.approx(math.log10(ratio), abs=0.051)
+                assert ("boldmath" in value) == bool(row.best)
+                checked += 1
+    assert checked > 50
 
 
 def test_the_appendix_table_lists_every_cell_that_ran(prepared):
     latex = latex_cells(prepared)
     assert r"\begin{longtable}" in latex and r"\endhead" in latex
+    assert "longtable not in 1-column mode" in latex and "table_cells_floats.tex" in latex
     ran = prepared[prepared.status != "skipped"]
     rows = [line for line in latex.splitlines() if line.endswith(r"\\")
             and not line.startswith((r"\multicolumn", r"\caption", "estimator &"))]
     assert len(rows) == len(ran)
     assert "failed: RuntimeError: boom" in latex
+    floats = latex_cells_floats(prepared)
+    assert r"\begin{longtable}" not in floats and floats.count(r"\begin{table*}") >= 2
+    rows = [line for line in floats.splitlines() if line.endswith(r"\\")
+            and not line.startswith((r"\multicolumn", "estimator &"))]
+    assert len(rows) == len(ran)
+    assert "(continued)" in floats and r"\label{tab:vrbench-cells-floats-2}" in floats
+
+
+def test_tiny_p_values_read_below_a_floor():
+    from vrbench.reports.tables import pvalue_cell
+
+    assert pvalue_cell(6.0e-255).latex() == "$<10^{-10}$"
+    assert pvalue_cell(0.0).markdown() == "< 10⁻¹⁰"
+    assert pvalue_cell(0.0123).latex() == r"$1.2\times10^{-2}$"
+
+
+def _compile(tmp_path: Path, inputs: list[str], runs: int = 2) -> str:
+    (tmp_path / "doc.tex").write_text(latex_document(inputs))
+    for _ in range(runs):  # the second run settles cross-references and longtable widths
+        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                              "doc.tex"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+        log = (tmp_path / "doc.log").read_text(errors="replace")
+        assert run.returncode == 0, log[-2000:]
+    return log
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_the_latex_tables_compile_and_fit_a_two_column_article(prepared, tmp_path):
     (tmp_path / "relative.tex").write_text(latex_relative(prepared, 16))
     (tmp_path / "cells.tex").write_text(latex_cells(prepared))
-    (tmp_path / "doc.tex").write_text(latex_document(["relative", "cells"]))
-    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    log = (tmp_path / "doc.log").read_text(errors="replace")
-    assert run.returncode == 0, log[-2000:]
+    (tmp_path / "cells_floats.tex").write_text(latex_cells_floats(prepared))
+    log = _compile(tmp_path, ["relative", "cells_floats", "cells"])
     assert "Overfull \\hbox" not in log and "Float too large" not in log
+    assert "undefined" not in log
     assert re.search(r"Output written on doc.pdf \((\d+) pages", log)
-
-
-def _floats(latex: str) -> list[tuple[str, dict[str, dict[str, str]]]]:
-    """Each float of a pivot: its caption, and its entries by estimator and problem."""
-    out = []
-    for body in latex.split(r"\begin{table")[1:]:
-        caption = re.search(r"\\caption\{(.*)\}\n\\label", body, re.S).group(1)
-        lines = body.splitlines()
-        header = next(line for line in lines if line.startswith("estimator & "))
-        problems_ = [re.sub(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}|\\end\{tabular\}|\\\\"
-                            r"|\\\\$", "", h).replace(r"\_", "_").strip(" \\")
-                     for h in header.split(" & ")[1:]]
-        rows = {}
-        for line in lines[lines.index(header) + 2:]:
-            if " & " not in line:
-                continue
-            name, *values = line.removesuffix(r" \\").split(" & ")
-            name = re.sub(r"\\textit\{(.*)\}", r"\1", name).replace(r"\_", "_")
-            rows[name] = dict(zip(problems_, values, strict=True))
-        out.append((caption, rows))
-    return out
 
 
 def _flat(text: str) -> str:
@@ -641,54 +724,63 @@ def test_a_problem_without_the_reference_is_relative_to_its_fallback(fallback):
 
 def test_the_pivot_names_the_fallback_and_marks_what_has_no_reference(fallback):
     prepared, _ = fallback
-    latex = latex_relative(prepared, 16)
+    latex = latex_relative(prepared, 16, numbers="interval")
     assert "?" not in latex
-    floats = _floats(latex)
-    assert "n/r: no reference variance to compare with" in floats[0][0]  # defined once
+    floats = _floats(latex, prepared)
+    assert "n/r: no reference variance to compare with" in floats[0][1]  # defined once
+    sf, msf = (latex_name(LABELS.estimator(e)) for e in ("score_function",
+                                                          "multi_sample_score_function"))
+    fallback_name, unreferenced = (latex_name(LABELS.problem(p))
+                                   for p in (FALLBACK, UNREFERENCED))
     seen = set()
-    for caption, rows in floats:
+    for caption, _, rows in floats:
         problems_ = set(next(iter(rows.values())))
         if FALLBACK in problems_:
-            assert r"relative to \texttt{score\_function} (" in caption
-            assert (r"\texttt{multi\_sample\_score\_function} on \texttt{gaussian\_abs}"
-                    in caption.split(" at $n")[0])
+            assert f"relative to {sf} (" in caption
+            assert f"{msf} on {fallback_name}" in caption.split("; $n")[0]
             assert rows["multi_sample_score_function"][FALLBACK] == "$1$"
             assert rows["score_function"][FALLBACK] == "---"
             seen.add(FALLBACK)
         if UNREFERENCED in problems_:
-            assert r"no reference ran on \texttt{random\_mdp}: n/r" in caption
+            assert f"no reference ran on {unreferenced}: n/r" in caption
             column = {e: v[UNREFERENCED] for e, v in rows.items() if e != "reference variance"}
             marks = {v for v in column.values() if v not in ("---", r"\textbf{exact}", "exact")}
             assert marks and all("n/r" in v for v in marks), marks
             assert rows["reference variance"][UNREFERENCED] == "---"
             seen.add(UNREFERENCED)
         if not problems_ & {FALLBACK, UNREFERENCED}:
-            assert "(" not in caption.split(" at $n")[0]  # no exceptions to name here
+            assert "(" not in caption.split("; $n")[0]  # no exceptions to name here
     assert seen == {FALLBACK, UNREFERENCED}
     # Bold only where the variance is best, whatever the ratio.
     at = prepared[(prepared.n_samples == 16) & (prepared.problem == UNREFERENCED)]
     best_names = set(at.loc[at.best.astype(bool), "estimator"])
-    for _, rows in floats:
+    for _, _, rows in floats:
         for estimator, values in rows.items():
             if "n/r" in values.get(UNREFERENCED, ""):
                 assert ("textbf" in values[UNREFERENCED]) == (estimator in best_names)
     cells = latex_cells(prepared)
-    assert r"\texttt{multi\_sample\_score\_function} on \texttt{gaussian\_abs}" in cells
+    assert f"{msf} on {fallback_name}" in cells
     assert "?" not in cells and "n/r" in cells
     markdown = markdown_tables(prepared, 16)
-    assert "multi_sample_score_function on gaussian_abs" in markdown.splitlines()[0]
-    assert "no reference ran on random_mdp: n/r" in markdown.splitlines()[0]
+    first = markdown.splitlines()[0]
+    assert (f"{LABELS.estimator('multi_sample_score_function')} on "
+            f"{LABELS.problem(FALLBACK)}") in first
+    assert f"no reference ran on {LABELS.problem(UNREFERENCED)}: n/r" in first
     assert "n/r" in markdown and "?" not in markdown
 
 
 def test_the_figures_mark_each_problems_reference(fallback):
     prepared, _ = fallback
     pages = _pages(prepared)
+    problem_of = {LABELS.problem(p): p for p in prepared.problem.unique()}
+    estimator_of = {LABELS.estimator(e): e for e in prepared.estimator.unique()}
+    msf = f"{LABELS.estimator('multi_sample_score_function')} on {LABELS.problem(FALLBACK)}"
     found = set()
     for _, fig in pages["relative_variance"]:
         ax = fig.axes[0]
-        problems_ = [t.get_text() for t in ax.get_xticklabels()]
-        estimators_ = [t.get_text() for t in ax.get_yticklabels()]
+        problems_ = [problem_of[t.get_text()] for t in ax.get_xticklabels()]
+        estimators_ = [estimator_of[t.get_text().replace("\n", " ")]
+                       for t in ax.get_yticklabels()]
         at = {(round(t.get_position()[0] - 0.5), round(t.get_position()[1] - 0.53)):
               t.get_text() for t in ax.texts}
         texts = [_flat(t.get_text()) for t in fig.findobj(plt.Text)]
@@ -699,7 +791,7 @@ def test_the_figures_mark_each_problems_reference(fallback):
                 if estimator == ref:
                     assert at[(j, i)].startswith("ref"), (problem, estimator, at[(j, i)])
             if problem == FALLBACK:
-                assert any("multi_sample_score_function on gaussian_abs" in t for t in texts)
+                assert any(msf in t for t in texts)
                 found.add(problem)
             if problem == UNREFERENCED:
                 assert any("n/r: no reference variance to compare with" in t for t in texts)
@@ -708,14 +800,17 @@ def test_the_figures_mark_each_problems_reference(fallback):
                 found.add(problem)
     assert found == {FALLBACK, UNREFERENCED}
     for name in ("work_normalized_fevals", "work_normalized_time"):
-        panels = {ax.get_title(): ax for _, fig in pages[name] for ax in fig.axes}
-        labels = [t.get_text() for t in panels[FALLBACK].get_yticklabels()]
-        assert "multi_sample_score_function (ref.)" in labels
-        assert [t.get_text() for t in panels[UNREFERENCED].texts] == ["n/r: no reference ran"]
+        panels = {ax.get_title(loc="right").replace("\n", " "): ax
+                  for _, fig in pages[name] for ax in fig.axes}
+        labels = [t.get_text() for t in panels[LABELS.problem(FALLBACK)].get_yticklabels()]
+        assert f"{LABELS.estimator('multi_sample_score_function')} (ref.)" in labels
+        assert [t.get_text() for t in panels[LABELS.problem(UNREFERENCED)].texts] == \
+            ["n/r: no reference ran"]
         label = next(_flat(fig._supxlabel.get_text()) for _, fig in pages[name]
-                     if FALLBACK in [ax.get_title() for ax in fig.axes])
-        assert "relative to score_function (" in label
-        assert "multi_sample_score_function on gaussian_abs" in label
+                     if LABELS.problem(FALLBACK) in [ax.get_title(loc="right").replace("\n", " ")
+                                                     for ax in fig.axes])
+        assert f"relative to {LABELS.estimator('score_function')} (" in label
+        assert msf in label
     plt.close("all")
 
 
@@ -727,13 +822,14 @@ def test_the_summary_and_the_page_use_the_same_references(fallback):
                  "no reference ran on random_mdp: n/r"):
         assert part in text
     from vrbench.reports.page import index_html
-    page = _flat(index_html(prepared, [], [], ["png"], [], [], reference="score_function",
-                            n=16))
-    assert "Ratios are to the reference score_function (" in page
-    assert "no reference ran on random_mdp: n/r" in page
-    assert "multi_sample_score_function on gaussian_abs" in page
+    page = _flat(html.unescape(index_html(prepared, [], [], ["png"], [], {},
+                                          reference="score_function", n=16)))
+    sf, msf = LABELS.estimator("score_function"), LABELS.estimator("multi_sample_score_function")
+    assert f"Ratios are to the reference {sf} (" in page
+    assert f"no reference ran on {LABELS.problem(UNREFERENCED)}: n/r" in page
+    assert f"{msf} on {LABELS.problem(FALLBACK)}" in page
     row = re.search(r"<tr><td class='l' data-sort='gaussian_abs'>.*?</tr>", page).group(0)
-    assert "(multi_sample_score_function)" in row  # the reference variance names it
+    assert "title='multi_sample_score_function'" in row  # the reference variance names it
     assert ">?<" not in page
 
 
@@ -745,32 +841,75 @@ def test_column_style_tables_are_one_column_floats_that_fit(prepared, styled, tm
     assert (r"\begin{table}[tbp]" in written) == (style == "column")
     latex = latex_relative(prepared, 16, width_pt=COLUMNWIDTH_PT, env="table")
     assert r"\begin{table*}" not in latex and r"\end{table}" in latex
-    assert latex.count(r"\begin{table}") > latex_relative(prepared, 16).count(r"\begin{table*}")
-    for header in re.findall(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}(.*?)\\end\{tabular\}",
-                             latex):
-        assert all(len(piece.replace(r"\_", "")) >= MIN_PIECE for piece in header.split("\\\\"))
+    assert latex.count(r"\begin{table}") >= latex_relative(prepared, 16).count(r"\begin{table*}")
+    names = {*_latex_names(prepared), latex_name("log₁₀ reference variance"),
+             "reference variance"}
+    for stacked in re.findall(r"\\begin\{tabular\}\[[bt]\]\{@\{\}[lc]@\{\}\}(.*?)\\end\{tabular\}",
+                              latex):
+        # A header or a name breaks between its words only, never inside one.
+        assert " ".join(LINE_BREAK.split(stacked)) in names, stacked
     (tmp_path / "relative.tex").write_text(latex)
-    (tmp_path / "doc.tex").write_text(latex_document(["relative"]))
-    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    log = (tmp_path / "doc.log").read_text(errors="replace")
-    assert run.returncode == 0, log[-2000:]
+    log = _compile(tmp_path, ["relative"], runs=1)
     assert "Overfull \\hbox" not in log and "Float too large" not in log
+
+
+PAPER_SELECTION = ("score_function,rloo,disarm,rebar,relax,gumbel_softmax",
+                   "bernoulli_toy,bernoulli_vector,chain_mdp,gaussian_quadratic")
+"""Six estimators on four problems, as a paper's table shows them."""
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_four_problems_in_the_column_style_are_one_float(prepared, tmp_path):
+    """Six estimators (one with a long biased name) on four problems: one column float, its
+    headers on one line where they fit, its caption a sentence, and it compiles without an
+    overfull line in the column of a two-column article."""
+    frame = ReportSpec().override(estimators=PAPER_SELECTION[0],
+                                  problems=PAPER_SELECTION[1]).selection.apply(prepared)
+    latex = latex_relative(frame, 16, width_pt=COLUMNWIDTH_PT, env="table")
+    assert latex.count(r"\begin{table}") == 1, latex
+    floats = _floats(latex, frame)
+    assert set(next(iter(floats[0][2].values()))) == set(PAPER_SELECTION[1].split(","))
+    assert len(floats[0][0]) < 260
+    (tmp_path / "relative.tex").write_text(latex)
+    log = _compile(tmp_path, ["relative"], runs=1)
+    assert "Overfull \\hbox" not in log and "Float too large" not in log
+    wide = latex_relative(frame, 16)  # across the page: room for the intervals, no breaks
+    assert wide.count(r"\begin{table*}") == 1 and "half-width" in wide
+    assert r"\begin{tabular}[b]" not in wide  # no header broken where it has room
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_two_reports_tables_coexist_in_one_document(synthetic, tmp_path):
+    """Two reports with their own label prefixes: one document holds both sets of tables,
+    every label defined once and every reference resolved."""
+    inputs = []
+    for prefix, problems_ in (("tab:sec4", "bernoulli_*"), ("tab:sec5", "gaussian_*")):
+        out = tmp_path / prefix.split(":")[1]
+        spec = dataclasses.replace(ReportSpec(figures=("tables",), label_prefix=prefix),
+                                   style="column").override(problems=problems_)
+        build_report([synthetic], out, formats=["pdf"], spec=spec)
+        for name in ("table_relative_variance", "table_cells_floats"):
+            target = f"{prefix.split(':')[1]}_{name}"
+            (tmp_path / f"{target}.tex").write_text((out / f"{name}.tex").read_text())
+            inputs.append(target)
+        assert rf"\label{{{prefix}-relative-variance" in (out / "table_relative_variance.tex"
+                                                           ).read_text()
+    log = _compile(tmp_path, inputs)
+    assert "multiply defined" not in log and "undefined" not in log
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("pdftotext") is None,
                     reason="pdflatex or pdftotext is not installed")
 def test_a_page_that_continues_a_problem_starts_with_its_name(prepared, tmp_path):
     (tmp_path / "cells.tex").write_text(latex_cells(prepared))
-    (tmp_path / "doc.tex").write_text(latex_document(["cells"]))
-    for _ in range(2):  # longtable settles its column widths on the second run
-        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
-                              "doc.tex"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=120)
-        assert run.returncode == 0, run.stdout[-2000:]
+    _compile(tmp_path, ["cells"])
     text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "doc.pdf"), "-"],
                           capture_output=True, text=True, check=True).stdout
-    names = {p.replace("_", " "): p for p in prepared.problem.unique()}
+
+    def key(line: str) -> str:  # as pdftotext writes a display name: no spaces, ² as 2
+        return re.sub(r"\s+", "", line).replace("²", "2").replace("−", "-")
+
+    names = {key(plain(LABELS.problem(p))): p for p in prepared.problem.unique()}
     current, continued = None, 0
     for page in text.split("\f"):
         lines = [line.strip() for line in page.splitlines() if line.strip()]
@@ -779,27 +918,28 @@ def test_a_page_that_continues_a_problem_starts_with_its_name(prepared, tmp_path
         if header is None:
             continue
         first = lines[header + 1]
-        if current is not None and first not in names:
-            assert first == f"{current.replace('_', ' ')} (continued)", first
+        if current is not None and key(first) not in names:
+            assert key(first) == key(f"{plain(LABELS.problem(current))}(continued)"), first
             continued += 1
             # An estimator's rows stay together: the page starts with a name.
             assert not lines[header + 2][0].isdigit(), lines[header + 2]
         for line in lines[header + 1:]:
-            current = names.get(line, current)
+            current = names.get(key(line), current)
     assert continued >= 2
 
 
 @pytest.mark.parametrize("room", [0.0, 40.0, 80.0])
-def test_headers_break_where_needed_and_leave_no_short_piece(room):
-    names = [e.name for e in problems.registry.entries()]
-    for name in [*names, "x_verylongname_more", "a_b_c_d", "ab_cd_ef_gh_ij_kl_mn"]:
-        lines = _header_lines(name, room)
-        assert "".join(lines) == name
-        assert len(lines) == 1 or all(len(line.rstrip("_")) >= MIN_PIECE for line in lines), \
-            lines
-    assert _header_lines("bandit_bernoulli_k") == ["bandit_", "bernoulli_k"]
-    assert _header_lines("iwae_digits") == ["iwae_digits"]  # short enough: not broken
-    assert _header_lines("gaussian_quadratic_10d", 200.0) == ["gaussian_quadratic_10d"]
+def test_headers_and_names_break_between_words_only(room):
+    every = [LABELS.problem(e.name) for e in problems.registry.entries()]
+    every += [LABELS.estimator(e.name) for e in estimators.registry.entries()]
+    for name in [*every, "Gumbel-softmax (τ = 0.1)", "a b c d e f"]:
+        lines = wrap_words(name, room)
+        assert " ".join(lines) == name
+        assert all(line in name for line in lines)
+        for line in lines:  # "t = 0.5" is never cut at its "="
+            assert not line.startswith("=") and not line.endswith("=")
+    assert wrap_words("Bernoulli, t = 0.45", 1000.0) == ["Bernoulli, t = 0.45"]  # room: whole
+    assert wrap_words("Bernoulli, t = 0.45", 10.0) == ["Bernoulli,", "t = 0.45"]
 
 
 # ----------------------------------------------------------------------------- console, HTML
@@ -884,7 +1024,7 @@ def test_partial_and_merged_results(results, tmp_path):
     assert other.failed == 0
     build_report([results, tmp_path / "other"], tmp_path / "merged", formats=["png"],
                  spec=ReportSpec(figures=("tables",)))
-    assert "bandit_gaussian_10" in (tmp_path / "merged" / "summary.md").read_text()
+    assert LABELS.problem("bandit_gaussian_10") in (tmp_path / "merged" / "summary.md").read_text()
 
 
 def test_report_command(results, tmp_path):
@@ -968,8 +1108,276 @@ def test_metadata_of_figures_is_reproducible(results, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_a_wrapped_name_never_ends_in_a_short_piece():
-    width = text_width_in("bandit_bernoulli_", 7.0) * 1.05  # too narrow for the whole name
-    lines = wrap_name("bandit_bernoulli_k", width, 7.0).split("\n")
-    assert len(lines) >= 1 and all(len(line) >= 3 for line in lines)
-    assert "".join(lines) == "bandit_bernoulli_k"
+def test_a_wrapped_display_name_never_breaks_inside_a_word():
+    name = "REINFORCE, optimal baseline (τ = 0.5)"
+    width = text_width_in("REINFORCE,", 7.0) * 1.05  # narrower than two words
+    lines = wrap_label(name, width, 7.0).split("\n")
+    assert len(lines) >= 3 and " ".join(lines) == name
+    assert all(line in words(name) or " " in line for line in lines)
+    assert "(τ = 0.5)" in lines  # "name = value" stays whole
+    assert wrap_label("a_very_long_identifier", 0.1, 7.0) == "a_very_long_identifier"
+
+
+# ----------------------------------------------------------------------------- display names
+
+CUSTOM = {"score_function": "SF-custom", "rloo": "LOO-custom",
+          "reparameterization": "PW-custom", "exploding": "EXP-custom",
+          "disarm": "DIS-custom", "gumbel_softmax": "GS-custom",
+          "gaussian_quadratic": "Quad-custom", "bernoulli_toy": "Toy-custom"}
+CODE_NAMES = ("score_function", "reparameterization", "gaussian_quadratic", "bernoulli_toy",
+              "gumbel_softmax", "exploding")
+
+
+def test_display_names_reach_every_figure_table_and_caption(results, tmp_path, monkeypatch):
+    """A spec's labels (and a parameter's symbol) name every estimator and problem in every
+    figure (titles, legends, tick labels, axis labels), every table and every caption; no
+    results name is left in them."""
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text("[labels]\n" + "".join(f'{k} = "{v}"\n' for k, v in CUSTOM.items())
+                         + '[symbols]\ntemperature = "T"\n')
+    spec = load_spec(spec_file)
+    assert spec.labels.estimator("gumbel_softmax:temperature=0.2") == "GS-custom (T = 0.2)"
+    texts: dict[str, list[str]] = {}
+    save = plt.Figure.savefig
+
+    def record(fig, target, **kwargs):  # every text of a figure as it is written
+        texts[Path(target).stem] = [t.get_text() for t in fig.findobj(plt.Text)]
+        return save(fig, target, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", record)
+    out = tmp_path / "out"
+    report = build_report([results], out, formats=["pdf"], spec=spec)
+    assert {f.name for f in report.figures} == set(FIGURES) | {"training_variance"}
+    for stem, found in texts.items():
+        joined = " ".join(found)
+        assert any(label in joined for label in CUSTOM.values()), stem
+        assert not any(code in joined for code in CODE_NAMES), (stem, joined)
+    assert "GS-custom (T = 0.2)" in " ".join(texts["bias_vs_variance"])
+    for name in ("table_relative_variance.tex", "table_cells.tex", "table_cells_floats.tex",
+                 "summary.md"):
+        text = (out / name).read_text()
+        assert "SF-custom" in text and "Quad-custom" in text and "LOO-custom" in text, name
+        assert not any(code in text or code.replace("_", r"\_") in text
+                       for code in CODE_NAMES), name
+    assert "relative to SF-custom" in (out / "table_relative_variance.tex").read_text()
+    page = html.unescape((out / "index.html").read_text())
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S)
+    assert captions and all("custom" in c for c in captions if "relative to" in c)
+    assert "Toy-custom" in page and "DIS-custom" in page
+
+
+def test_a_plugin_without_a_display_name_gets_a_readable_one():
+    @dataclasses.dataclass(frozen=True)
+    class MyPlugin(Estimator):
+        temperature: float = 1.0
+        parameter_symbols = {"temperature": "τ"}  # noqa: RUF012 (a class attribute)
+
+        def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+            raise NotImplementedError
+
+    estimators.registry.add("my_plugin_estimator", MyPlugin, origin="test")
+    try:
+        assert LABELS.estimator("my_plugin_estimator") == "my plugin estimator"
+        assert LABELS.estimator("my_plugin_estimator:temperature=0.1") == \
+            "my plugin estimator (τ = 0.1)"
+        assert LABELS.estimator("my_plugin_estimator:temperature=1.0") == \
+            "my plugin estimator"  # the default is not repeated
+    finally:
+        del estimators.registry._entries["my_plugin_estimator"]
+    assert LABELS.estimator("not_registered_anywhere") == "not registered anywhere"
+    assert LABELS.problem("bernoulli_toy:t=0.45") == "Bernoulli, t = 0.45"
+    assert LABELS.estimator("gumbel_softmax") == "Gumbel-softmax (τ = 0.5)"
+    assert latex_name("Gumbel-softmax (τ = 0.5)") == r"Gumbel-softmax ($\tau$ = 0.5)"
+    assert latex_name("|x − c| & 1[x > 0]") == r"$|$x $-$ c$|$ \& 1[x $>$ 0]"
+
+
+def test_spec_labels_symbols_and_label_prefix_are_read_and_checked(tmp_path):
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text('label_prefix = "tab:sec4"\n[labels]\nrloo = "RLOO (n = 4)"\n'
+                         '[symbols]\nomega = "k"\n')
+    spec = load_spec(spec_file)
+    assert spec.label_prefix == "tab:sec4" and spec.labels.estimator("rloo") == "RLOO (n = 4)"
+    assert spec.labels.problem("gaussian_cosine:omega=2.0") == "cos(ωx), k = 2"
+    for text, message in (('label_prefix = "4 tables"\n', "must be a LaTeX label"),
+                          ('[labels]\nrloo = 4\n', "labels.rloo must be text")):
+        spec_file.write_text(text)
+        with pytest.raises(VrbenchError, match=message):
+            load_spec(spec_file)
+
+
+# ----------------------------------------------------------------------------- what is not drawn
+
+
+def test_a_figure_asked_for_and_not_drawn_fails_the_report_with_the_reason(results, tmp_path,
+                                                                          capsys):
+    """The README's spec with n = "largest" cannot draw variance against samples: the
+    report says so on the console and exits 1, and still writes what it can."""
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text('n = "largest"\nfigures = ["variance_vs_samples", "bias_vs_variance"]\n')
+    out = tmp_path / "out"
+    assert main(["report", str(results), "-o", str(out), "--spec", str(spec_file)]) == 1
+    captured = capsys.readouterr()
+    error = " ".join(captured.err.split())
+    assert ("variance_vs_samples was asked for and not drawn: needs two or more sample sizes "
+            "n; the selection has only n = 8") in error
+    assert (out / "bias_vs_variance.pdf").exists()
+    assert "variance_vs_samples" in (out / "index.html").read_text()
+    # Not asked for by name: said on the console, and not an error.
+    assert main(["report", str(results), "-o", str(tmp_path / "all"), "-n", "8"]) == 0
+    assert "not drawn: variance_vs_samples: needs two or more" in \
+        " ".join(capsys.readouterr().out.split())
+
+
+def test_a_refused_report_leaves_no_directory_behind(results, tmp_path, monkeypatch):
+    fresh = tmp_path / "fresh"
+    assert main(["report", str(results), "-o", str(fresh), "-e", "rlo"]) == 2
+    assert not fresh.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main(["report", str(results), "-o", str(kept), "-p", "nope"]) == 2
+    assert kept.exists()  # a directory that was there stays
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(figures, "variance_vs_samples", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        build_report([results], tmp_path / "half", formats=["pdf"])
+    assert not (tmp_path / "half").exists()  # nothing half-written left behind
+
+
+# ----------------------------------------------------------------------------- fair rankings
+
+
+def _ranking_frame(rng: np.random.Generator | None = None) -> pd.DataFrame:
+    """One problem: the reference, two unbiased estimators and two biased ones; a biased one
+    has the lowest variance of all but a larger mean squared error than an unbiased one."""
+    specs = [("score_function", "score function", True, 1.0, 0.0),
+             ("rloo", "score function", True, 0.5, 0.0),
+             ("disarm", "discrete", True, 0.8, 0.0),
+             ("gumbel_softmax", "relaxation", False, 0.01, 0.8),   # MSE 0.65 > rloo's 0.5
+             ("straight_through", "relaxation", False, 0.05, 0.3)]  # MSE 0.14: the best MSE
+    if rng is not None:
+        specs = [(n, f, c, v * 10 ** rng.uniform(-1, 1), b * rng.uniform(0, 2))
+                 for n, f, c, v, b in specs]
+    rows = []
+    for name, family, claim, variance, bias in specs:
+        rows.append({"problem": "bernoulli_toy", "estimator": name, "n_samples": 4,
+                     "replicates": 10_000, "seed": 0, "family": family,
+                     "unbiased_claim": claim, "estimator_params": "{}", "problem_params": "{}",
+                     "dim": 1, "true_grad_norm": 1.0, "status": "ok", "error": "",
+                     "variance": variance, "variance_ci_low": variance * 0.98,
+                     "variance_ci_high": variance * 1.02,
+                     "bias_norm": bias if not claim else math.sqrt(variance / 10_000),
+                     "bias_pvalue": 0.5, "mse": bias**2 + variance,
+                     "time_per_estimate_s": 1e-6, "f_evals": 4})
+    return prepare(to_frame(rows), ReportSpec())
+
+
+def test_a_biased_estimator_never_ranks_above_an_unbiased_one_of_lower_mse():
+    frame = _ranking_frame()
+    mse = frame.set_index("estimator")["mse"]
+    fig_style = apply_style("paper")
+    styles = estimator_styles(frame.estimator)
+    # The work-normalized figure: the best at the top, biased ones placed by MSE.
+    (_, fig), = figures.work_normalized(frame, styles, fig_style, "f_evals", 4)
+    ax = fig.axes[0]
+    order = [t.get_text().split(" (")[0] for t in ax.get_yticklabels()][::-1]  # top first
+    names = {LABELS.estimator(e).split(" (")[0]: e for e in frame.estimator}
+    ranked = [names[label] for label in order]
+    assert ranked.index("rloo") < ranked.index("gumbel_softmax")
+    assert ranked[0] == "straight_through"  # lowest MSE of all: first, biased or not
+    assert any("(biased: MSE)" in t.get_text() for t in ax.get_yticklabels())
+    plt.close(fig)
+    # The heatmap colours and writes the MSE ratio of a biased estimator.
+    (_, fig), = figures.relative_variance_heatmap(frame, fig_style, 4, styles)
+    cells = {(round(t.get_position()[1] - 0.53)): t.get_text() for t in fig.axes[0].texts}
+    rows = [names[t.get_text().split(" (")[0]] for t in fig.axes[0].get_yticklabels()]
+    for i, estimator in enumerate(rows):
+        if estimator != "score_function":
+            assert float(cells[i].replace("−", "-")) == pytest.approx(
+                math.log10(mse[estimator] if estimator in ("gumbel_softmax",
+                                                           "straight_through")
+                           else frame.set_index("estimator").variance[estimator]), abs=0.051)
+    plt.close(fig)
+    # The tables: biased rows hold the MSE ratio, and bold only ever marks unbiased ones.
+    table = _floats(latex_relative(frame, 4, numbers="compact"), frame)[0][2]
+    assert table["gumbel_softmax"]["bernoulli_toy"] == f"${math.log10(0.65):.1f}$"
+    assert "boldmath" in table["rloo"]["bernoulli_toy"]
+    assert not any("bold" in table[e]["bernoulli_toy"] for e in ("gumbel_softmax",
+                                                                  "straight_through"))
+
+
+def test_no_random_case_ranks_a_biased_estimator_above_an_unbiased_one_of_lower_mse():
+    from vrbench.reports.values import is_biased, ranked_ratios
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        frame = _ranking_frame(rng)
+        ranked = frame.join(ranked_ratios(frame).add_prefix("rank_"))
+        biased, unbiased = ranked[is_biased(ranked)], ranked[~is_biased(ranked)]
+        for _, b in biased.iterrows():
+            for _, u in unbiased.iterrows():
+                if u["mse"] < b["mse"] * 0.99:  # clearly lower error: ranked above
+                    assert u["rank_ratio"] < b["rank_ratio"], (u["estimator"], b["estimator"])
+
+
+# ----------------------------------------------------------------------------- small things
+
+
+def test_the_summaries_count_failed_and_missing_cells_apart(synthetic):
+    frame = pd.read_parquet(synthetic / RESULTS_FILE)
+    gone = (frame.problem == "chain_mdp") & (frame.estimator == "rloo")
+    frame.loc[gone, "status"] = "missing"
+    text = "\n".join(_render(summary_table(frame), 100))
+    header = next(line for line in text.splitlines() if "failed" in line and "problem" in line)
+    assert "missing" in header
+    chain = next(line for line in text.splitlines() if line.startswith("chain_mdp"))
+    assert chain.split()[-3:] == ["·", str(int(gone.sum())), "·"]  # failed, missing, †
+    from vrbench.reports.page import index_html
+    page = index_html(prepare(frame, ReportSpec()), [], [], ["png"], [], {},
+                      reference="score_function", n=16)
+    assert "<th>missing</th>" in page and "<div class='scroll'>" in page
+
+
+def test_list_estimators_shows_every_requirement(capsys):
+    assert main(["list", "estimators"]) == 0
+    out = capsys.readouterr().out
+    for name, needs in (("arm", "bernoulli_logits or bernoulli_latents"), ("rloo", "n ≥ 2"),
+                        ("unordered_set", "a listed support")):
+        line = next(line for line in out.splitlines() if line.startswith(f"│ {name} "))
+        assert needs in line, line
+    assert estimators.registry.get("disarm").requirements() == \
+        "bernoulli_logits or bernoulli_latents"
+    summary = problems.registry.get("gaussian_quadratic").summary()
+    assert summary.endswith("shines.")  # a description is a whole sentence
+
+
+def test_an_interval_reaching_zero_is_clipped_and_marked_on_the_log_axis():
+    rows = []
+    for n in (1, 4):
+        for name, variance, low in (("score_function", 1.0 / n, 0.8 / n),
+                                    ("rloo", 0.5 / n, -0.1)):  # reaches (past) zero
+            rows.append({"problem": "bernoulli_toy", "estimator": name, "n_samples": n,
+                         "replicates": 10_000, "seed": 0, "family": "score function",
+                         "unbiased_claim": True, "estimator_params": "{}",
+                         "problem_params": "{}", "dim": 1, "true_grad_norm": 1.0,
+                         "status": "ok", "error": "", "variance": variance,
+                         "variance_ci_low": low, "variance_ci_high": variance * 1.2,
+                         "bias_norm": 1e-3, "bias_pvalue": 0.5, "mse": variance,
+                         "time_per_estimate_s": 1e-6, "f_evals": n})
+    frame = prepare(to_frame(rows), ReportSpec())
+    fig_style = apply_style("column")
+    (_, fig), = figures.variance_vs_samples(frame, estimator_styles(frame.estimator),
+                                            fig_style)
+    ax = next(ax for ax in fig.axes if ax.get_visible())
+    carets = [line for line in ax.lines if line.get_gid() == "clipped"]
+    assert len(carets) == 2  # one per interval that reaches 0, at the axis' bottom
+    bottom = ax.get_ylim()[0]
+    assert all(line.get_ydata()[0] == pytest.approx(bottom) for line in carets)
+    intervals = [line for line in ax.lines if len(line.get_xdata()) == 2
+                 and line.get_xdata()[0] == line.get_xdata()[1]]
+    assert intervals and all(min(line.get_ydata()) >= bottom * 0.999 for line in intervals)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "interval reaches 0" in legend
+    plt.close(fig)

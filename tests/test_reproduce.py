@@ -21,7 +21,7 @@ from vrbench.reproduce import (
     reproduce,
 )
 
-NAMES = ["disarm2020", "kool2019", "mohamed2020", "relax2018"]
+NAMES = ["disarm2020", "kool2019", "liu2025", "mohamed2020", "relax2018", "shah2025", "tang2025"]
 
 
 def test_the_shipped_recipes_are_listed(capsys):
@@ -81,9 +81,40 @@ def test_a_training_recipe_reproduces_quickly(tmp_path):
     note = reproduce(recipe, tmp_path, quick=True)
     text = note.read_text()
     assert "training_variance" in text and (tmp_path / "train.parquet").exists()
+    assert "**Checked against the authors' code.**" in text
+    assert "figures/same_theta/training_variance.png" in text
     traces = pd.read_parquet(tmp_path / "train.parquet")
-    assert set(traces["estimator"]) == {"score_function", "rebar", "relax"}
+    names = {"score_function", "rebar", "rebar:relaxation=plain", "relax"}
+    assert set(traces["estimator"]) == names
     assert traces["variance"].notna().all() and (traces["error"] == "").all()
+    shared = pd.read_parquet(tmp_path / "same_theta" / "train.parquet")
+    assert set(shared["estimator"]) == names and set(shared["driver"]) == {"relax"}
+    # Every estimator is measured at the same θ_t: one exact J per step and seed.
+    assert (shared.groupby(["problem", "seed", "step"])["value"].nunique() == 1).all()
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "online").glob("*.parquet")}
+    reproduce(recipe, tmp_path, quick=True)  # the stored runs are reused
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "online").glob("*.parquet")} == mtimes
+
+
+def test_relax2018_holds_the_published_ordering_at_the_same_theta():
+    """REBAR against REINFORCE and against RELAX at the same θ_t along the run, with the
+    relaxation of the authors' released code, adapted as the authors adapt it."""
+    recipe = load_recipe("relax2018")
+    pairs = {(c["lower"], c["higher"]) for c in recipe.claims
+             if c["kind"] == "along_training" and c.get("run") == "same_theta"}
+    assert {("rebar", "score_function"), ("relax", "rebar"), ("relax", "score_function")} <= pairs
+    assert estimators.make("rebar").relaxation == "shifted"
+    online = recipe.online_settings(quick=False)
+    assert online["lr"] == online["control_lr"] == 0.01 and online["n_samples"] == 1
+    assert online["steps"]["default"] == 10_000
+    for source in ("github.com/tensorflow/models", "research/rebar", "github.com/duvenaud/relax",
+                   "rebar_toy.py"):
+        assert source in recipe.sources
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_note_names_the_authors_code_it_was_checked_against(name):
+    assert "github.com/" in load_recipe(name).sources
 
 
 def test_a_claim_the_numbers_contradict_is_not_reproduced(tmp_path):
@@ -121,3 +152,65 @@ def test_along_training_needs_significance_and_never_contradiction():
         "not reproduced"
     assert _claim_along_training(claim, pd.DataFrame(), traces(0.9, 2.0)).outcome == \
         "inconclusive"
+
+
+def test_tied_estimators_count_as_one_winner():
+    """Two estimators that trade the lead within their intervals are one winner, not two."""
+    def rows(winner_low: dict[str, float]) -> list[dict]:
+        out = []
+        for x, variances in winner_low.items():
+            for name, (variance, half) in variances.items():
+                out.append({"problem": f"gaussian_cosine:omega={x}", "estimator": name,
+                            "status": "ok", "n_samples": 1, "dim": 2, "variance": 2 * variance,
+                            "problem_params": f'{{"omega": {x}}}',
+                            "coordinate_variance": [variance, variance],
+                            "coordinate_variance_ci_low": [variance - half] * 2,
+                            "coordinate_variance_ci_high": [variance + half] * 2})
+        return out
+
+    alternating = {0.5: {"a": (1.0, 0.1), "b": (1.05, 0.1), "c": (5.0, 0.1)},
+                   2.0: {"a": (1.05, 0.1), "b": (1.0, 0.1), "c": (5.0, 0.1)}}
+    claim = {"text": "no single winner", "problems": ["gaussian_cosine"],
+             "symbols": {"omega": "k"}}
+    verdict = CLAIM_KINDS["no_single_winner"](claim, pd.DataFrame(rows(alternating)), None)
+    assert verdict.outcome == "not reproduced"  # a (tied with b) is best everywhere
+    assert any("a = b (k = 0.5 to 2)" in line for line in verdict.lines), verdict.lines
+    apart = {0.5: {"a": (1.0, 0.01), "b": (2.0, 0.01)}, 2.0: {"a": (2.0, 0.01),
+                                                              "b": (1.0, 0.01)}}
+    verdict = CLAIM_KINDS["no_single_winner"](claim, pd.DataFrame(rows(apart)), None)
+    assert verdict.outcome == "reproduced" and "2 estimators at least" in verdict.lines[-1]
+
+
+def test_online_runs_adapt_the_controls_at_one_theta():
+    from vrbench.bench.online import OnlineSettings, run
+    from vrbench.components import Spec
+
+    def last(control_lr: float) -> pd.DataFrame:
+        settings = OnlineSettings(steps=40, eval_every=20, variance_replicates=400,
+                                  control_lr=control_lr)
+        rows = pd.DataFrame(run(Spec("bernoulli_toy", {"t": 0.45, "theta": 1.0}),
+                                [Spec("score_function"), Spec("rebar")], "score_function", 0,
+                                settings))
+        assert (rows.groupby("step")["value"].nunique() == 1).all()  # one θ_t per step
+        return rows[rows["step"] == 40].set_index("estimator")
+
+    frozen, adapted = last(1e-12), last(0.05)
+    # θ follows REINFORCE's draws, the same in both runs; only REBAR's control differs.
+    assert frozen.loc["score_function", "variance"] == adapted.loc["score_function", "variance"]
+    assert frozen.loc["rebar", "variance"] != adapted.loc["rebar", "variance"]
+
+
+@pytest.mark.parametrize("relaxation", ["shifted", "plain"])
+def test_rebar_is_unbiased_with_either_relaxation_away_from_zero(relaxation):
+    import torch
+
+    problem = problems.make("bernoulli_toy", {"t": 0.45, "theta": 1.5})
+    theta = problem.initial_theta()
+    rebar = estimators.make("rebar", {"relaxation": relaxation})
+    state = {"eta": torch.tensor(1.3, dtype=torch.float64),
+             "log_temperature": torch.tensor(0.2, dtype=torch.float64)}
+    estimates = rebar.estimate(problem, theta, 1, 200_000, torch.Generator().manual_seed(0),
+                               state)
+    error = float(estimates.mean(0)[0] - problem.exact_grad(theta)[0])
+    standard_error = float(estimates.std(0)[0]) / 200_000**0.5
+    assert abs(error) < 4.5 * standard_error  # a bias of 4.5 SE would be caught

@@ -57,8 +57,9 @@ def test_config_file_round_trip(tmp_path):
     ("text", "message"),
     [
         ("replicate = 10\n", "unknown key 'replicate' (did you mean 'replicates'?)"),
-        ("n_samples = [0]\n", "key 'n_samples' = [0]: expected a non-empty list of positive"),
-        ("replicates = \"many\"\n", "key 'replicates' = 'many': expected an integer >= 2"),
+        ("n_samples = [0]\n", "key 'n_samples' = [0]: expected a non-empty list of distinct "
+                               "integers from 1 to 100,000"),
+        ("replicates = \"many\"\n", "key 'replicates' = 'many': expected an integer from 2"),
         ("problems = [3]\n", "entry 3 is not a name or a table with a name"),
         ("seeds = [\n", "not valid TOML"),
     ],
@@ -187,15 +188,17 @@ def test_timeouts_and_nan_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
                                                     Spec("score_function")],
                    problems=[Spec("bernoulli_toy")], n_samples=[2], seeds=[0],
                    cell_timeout=2.0)
+    import scipy.stats  # noqa: F401  (imported by the first cell in this process: not timed here)
+
     started = time.time()
-    outcome = run_sweep(config)
+    outcome = run_sweep(config, in_process=True)  # the components live in this process
     assert time.time() - started < 4.5, "the sleeping cell must be interrupted"
     rows = outcome.frame.set_index("estimator")
     assert rows.loc["sleepy", "status"] == "error"
     assert "time limit of 2 s" in rows.loc["sleepy", "error"]
     assert rows.loc["not_a_number", "status"] == "error"
     assert "non-finite" in rows.loc["not_a_number", "error"]
-    assert rows.loc["score_function", "status"] == "ok"
+    assert rows.loc["score_function", "status"] == "ok", rows.loc["score_function", "error"]
     assert outcome.failed == 2
 
 
@@ -221,7 +224,7 @@ def test_threads_and_memory_keys_in_configs(tmp_path):
     config = load_config(path)
     assert (config.threads, config.max_memory_mb) == (1, 64)
     path.write_text("max_memory_mb = 1\n")
-    with pytest.raises(ConfigError, match="expected an integer number of MiB >= 16"):
+    with pytest.raises(ConfigError, match="expected an integer number of MiB from 16"):
         load_config(path)
 
 

@@ -10,28 +10,29 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from vrbench import estimators, problems
-from vrbench.bench.config import SweepConfig, load_config, with_overrides
-from vrbench.bench.sweep import SweepInterrupted, SweepOutcome, run_sweep
+from vrbench.bench.config import CONFIRM_CELLS, SweepConfig, load_config, with_overrides
 from vrbench.bench.train import OPTIMIZERS, TrainSettings, train
 from vrbench.components import parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Capability, Problem
-from vrbench.reports import summary_table
-from vrbench.reports.console import StableETA
-from vrbench.reports.selection import FIGURE_NAMES
 from vrbench.testing import BIAS_TOLERANCE, check_estimator, check_instance, check_problem
 from vrbench.testing.estimator_checks import TIME_BUDGET as ESTIMATOR_TIME_BUDGET
 from vrbench.testing.problem_checks import TIME_BUDGET as PROBLEM_TIME_BUDGET
+
+if TYPE_CHECKING:
+    from vrbench.bench.sweep import SweepOutcome
+
+# pandas and pyarrow (the tables, the reports) are imported where they are used: worker
+# processes import this module as their main module, and need neither (0.1 GB each).
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -79,6 +80,8 @@ DEVICE_HELP = ("where estimates are computed: cpu, cuda or cuda:N (default cpu; 
 
 
 def _parser() -> argparse.ArgumentParser:
+    from vrbench.reports.selection import FIGURE_NAMES
+
     parser = argparse.ArgumentParser(
         prog="vrbench", description="Benchmark Monte Carlo gradient estimators."
     )
@@ -117,6 +120,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help=DEVICE_HELP + "; part of a cell's definition")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--yes", action="store_true",
+                     help=f"run a sweep that plans more than {CONFIRM_CELLS:,} cells")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check and plan the sweep, say how many cells it would compute and "
+                          "reuse, and stop: nothing runs and nothing is written")
+    run.add_argument("--in-process", action="store_true",
+                     help="run the cells one by one in this process instead of worker "
+                          "processes, for debuggers and profilers (a component that crashes "
+                          "or hangs then stops the sweep)")
     run.add_argument("--force", action="store_true",
                      help="recompute every cell, even those stored in the output directory")
     run.add_argument("--retry-errors", action="store_true",
@@ -284,7 +296,7 @@ def _list(console: Console, kind: str | None) -> None:
             table.add_row(
                 entry.name,
                 cls.family,
-                ", ".join(sorted(cls.requires)) or "—",
+                escape(cls.requirements()) or "—",
                 "yes" if cls.unbiased else "no",
                 entry.origin,
                 escape(cls.summary()),
@@ -330,7 +342,13 @@ def _config(args: argparse.Namespace) -> SweepConfig:
 
 
 def _run(console: Console, args: argparse.Namespace) -> int:
+    from vrbench.bench.sweep import SweepInterrupted, run_sweep
+    from vrbench.reports import summary_table
+    from vrbench.reports.console import StableETA
+
     config = _config(args)
+    if args.dry_run:
+        return _dry_run(console, config, args.scheduler)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("[red]{task.fields[failed]} failed"), StableETA(),
@@ -351,14 +369,27 @@ def _run(console: Console, args: argparse.Namespace) -> int:
     try:
         with progress:
             outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
-                                retry_errors=args.retry_errors, on_start=on_start,
-                                on_row=on_row)
+                                retry_errors=args.retry_errors, confirmed=args.yes,
+                                in_process=args.in_process, on_start=on_start, on_row=on_row)
     except SweepInterrupted as stop:
         outcome = stop.outcome
     console.print(summary_table(outcome.frame))
     for line in _closing_lines(outcome):
         console.print(line, highlight=False)
     return outcome.exit_code
+
+
+def _dry_run(console: Console, config: SweepConfig, scheduler: str | None) -> int:
+    from vrbench.bench.sweep import summarize_plan
+
+    plan = summarize_plan(config, scheduler)
+    console.print(f"{plan.cells:,} cells planned ({plan.skipped:,} incompatible combinations "
+                  f"skipped): {plan.stored:,} stored in {escape(config.output)} would be "
+                  f"reused, {plan.cells - plan.stored:,} computed.", highlight=False)
+    if plan.cells > CONFIRM_CELLS:
+        console.print(f"More than {CONFIRM_CELLS:,} cells: the sweep runs only with --yes.",
+                      highlight=False)
+    return 0
 
 
 def _closing_lines(outcome: SweepOutcome) -> list[str]:
@@ -458,8 +489,9 @@ def _check(console: Console, args: argparse.Namespace) -> int:
 
 
 def _report(console: Console, args: argparse.Namespace) -> int:
+    from vrbench.bench.store import StoreError
     from vrbench.reports.build import build_report
-    from vrbench.reports.selection import ReportSpec, load_spec
+    from vrbench.reports.selection import FIGURE_NAMES, ReportSpec, load_spec
 
     spec = load_spec(args.spec) if args.spec else ReportSpec()
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format \
@@ -475,9 +507,42 @@ def _report(console: Console, args: argparse.Namespace) -> int:
                          reference=args.reference, formats=formats, style=args.style,
                          layout=args.layout, figures=figures)
     output = args.output or str(Path(args.results[0]) / "report")
-    written = build_report(args.results, output, spec=spec)
-    console.print(f"{len(written)} files written to {output}; open {Path(output) / 'index.html'}")
+    _writable(Path(output))
+    try:
+        report = build_report(args.results, output, spec=spec)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise StoreError(f"could not write the report to {output}{where}: "
+                         f"{exc.strerror or exc}") from None
+    console.print(f"{len(report)} files written to {output}; open {Path(output) / 'index.html'}")
+    for name, why in report.not_drawn.items():
+        if name not in report.missing:
+            console.print(f"not drawn: {name}: {escape(why)}")
+    if report.missing:
+        errors = Console(stderr=True, soft_wrap=True)
+        for name, why in report.missing.items():
+            errors.print(f"[red]error:[/red] {name} was asked for and not drawn: "
+                         f"{escape(why)}", highlight=False)
+        return 1
     return 0
+
+
+def _writable(directory: Path) -> None:
+    """Refuse, before any work, a directory that cannot be created or written to; creates
+    nothing (a probe file in the nearest existing folder is removed at once)."""
+    import tempfile
+
+    from vrbench.bench.store import OutputError
+
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output directory {directory}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def _reproduce(console: Console, args: argparse.Namespace) -> int:
@@ -501,6 +566,10 @@ def _reproduce(console: Console, args: argparse.Namespace) -> int:
 
 
 def _train(console: Console, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from vrbench.reports.console import StableETA
+
     settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
                              optimizer=args.optimizer, eval_every=args.eval_every,
                              variance_replicates=args.eval_replicates,
@@ -540,6 +609,8 @@ def _warn_broken_plugins(console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vrbench`` console script."""
+    from vrbench.bench.store import StoreError
+
     args = _parser().parse_args(argv)
     # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -564,9 +635,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reproduce":
             return _reproduce(console, args)
         return _run(console, args)
+    except StoreError as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return 4
     except VrbenchError as exc:
         errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2
+    except KeyboardInterrupt:  # before a sweep started, or while its summary printed
+        errors.print("interrupted", highlight=False)
+        return 130
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class Spec:
 
 GRID_FORMS = ("grid", "linspace", "logspace")
 MAX_GRID = 1000
+"""Most values one parameter's grid may take, in any form."""
+MAX_GRID_POINTS = 100_000
+"""Most points the grids of one component may make together (the product of their sizes)."""
 
 
 def grid_values(key: str, value: Any) -> list[Any] | None:
@@ -45,7 +48,13 @@ def grid_values(key: str, value: Any) -> list[Any] | None:
     A grid is a string ``"a|b|c"`` or a table with one of :data:`GRID_FORMS`.
     """
     if isinstance(value, str):
-        return [v.strip() for v in value.split("|")] if "|" in value else None
+        if "|" not in value:
+            return None
+        values = [v.strip() for v in value.split("|")]
+        if len(values) > MAX_GRID:
+            raise ParameterError(f"{key}: a grid of {len(values):,} values; a grid takes at "
+                                 f"most {MAX_GRID:,}")
+        return values
     if not isinstance(value, Mapping):
         return None
     forms = [form for form in GRID_FORMS if form in value]
@@ -76,6 +85,11 @@ def grid_values(key: str, value: Any) -> list[Any] | None:
 def expand_grids(spec: Spec) -> list[Spec]:
     """One spec per point of the parameter grids of ``spec`` (itself if it has none)."""
     grids = {key: grid_values(key, value) for key, value in spec.params.items()}
+    sizes = {key: len(values) for key, values in grids.items() if values is not None}
+    if math.prod(sizes.values()) > MAX_GRID_POINTS:
+        product = " × ".join(f"{key}: {size:,}" for key, size in sizes.items())
+        raise ParameterError(f"{spec.name}: its grids make {math.prod(sizes.values()):,} "
+                             f"points ({product}); at most {MAX_GRID_POINTS:,} are allowed")
     specs = [dict(spec.params)]
     for key, values in grids.items():
         if values is not None:
@@ -99,7 +113,12 @@ def parse_specs(text: str) -> list[Spec]:
             if not entries:
                 raise ParameterError(f"parameter {raw!r} comes before any component name")
             key, _, value = raw.partition("=")
-            entries[-1][1][key.strip()] = value.strip()
+            name, params = entries[-1]
+            if key.strip() in params:
+                raise ParameterError(f"{name}: parameter {key.strip()!r} is given twice "
+                                     f"({key.strip()}={params[key.strip()]}, "
+                                     f"{key.strip()}={value.strip()})")
+            params[key.strip()] = value.strip()
         else:
             entries.append((raw, {}))
     return [point for name, params in entries for point in expand_grids(Spec(name, params))]
@@ -149,14 +168,27 @@ def _convert(owner: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, int):
         if isinstance(value, float) and not value.is_integer():
             raise refuse()
+        if not -(2**63) <= value < 2**63:
+            raise refuse(" from -2**63 to 2**63 - 1")
         return int(value)
     return float(value)
 
 
 class Component:
-    """Mixin for dataclass components: parameters, construction from a spec, and a description."""
+    """Mixin for dataclass components: parameters, construction from a spec, and a description.
+
+    ``display_name`` is how figures, tables and captions name the component ("REINFORCE",
+    "Gumbel-softmax (τ = {temperature})"): ``{parameter}`` is replaced by the parameter's
+    value, and parameters set to other than their defaults and not in the template follow it,
+    each written with its entry in ``parameter_symbols`` (default: the parameter's name). It
+    may hold Unicode (τ, ², −) and ``$...$`` mathtext, which LaTeX reads too. Left ``None``,
+    it is the registered name with spaces for underscores (see
+    :mod:`vrbench.reports.labels`).
+    """
 
     name: ClassVar[str] = "<unregistered>"
+    display_name: ClassVar[str | None] = None
+    parameter_symbols: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:
@@ -179,14 +211,15 @@ class Component:
             return cls(**converted)
         except ParameterError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise ParameterError(f"{cls.name}: {exc}") from None
 
     @classmethod
     def summary(cls) -> str:
-        """First line of the docstring."""
+        """The docstring's first paragraph, on one line (a sentence may wrap in the source)."""
         doc = (cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        paragraph = doc.split("\n\n")[0] if doc else ""
+        return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def check(condition: bool, owner: str, message: str) -> None:

@@ -13,17 +13,25 @@ A recipe's keys::
     [sweep]      # a sweep configuration (see vrbench.bench.config), without output
     [train]      # estimators, problems, steps, n_samples, lr, optimizer, eval_every,
                  # eval_replicates, seeds
+    [online]     # the papers' protocol (vrbench.bench.online): estimators, problems, steps
+                 # (a number, or a table by problem with default), n_samples, lr, control_lr,
+                 # optimizer, eval_every, eval_replicates, seeds, driver (the estimator whose
+                 # steps move θ in the shared run, or "exact")
     [figures]    # a figure spec (see vrbench.reports.selection.load_spec)
     [quick]      # quick.sweep and quick.train override the above for --quick
+    sources      # the authors' code each part was checked against, for the note
     [[claims]]   # each: text, kind, the kind's keys (see CLAIM_KINDS), and optionally
                  # explain: why the claim may not hold in vrbench's setting, printed when
-                 # the measurements do not bear it out
+                 # the measurements do not bear it out; along_training claims take run =
+                 # "own" (each estimator's own run, the default) or "same_theta" (the
+                 # estimators at the θ_t of one shared run)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -48,11 +56,15 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs" / "papers"
 """Where the shipped recipes live (in a source checkout)."""
 
 TRAIN_FILE = "train.parquet"
+SAME_THETA_DIR = "same_theta"
+"""Where the shared run's traces (``train.parquet``) and figures go, under the output."""
 NOTE_FILE = "NOTE.md"
-RECIPE_KEYS = ("title", "paper", "published", "setting", "sweep", "train", "figures", "quick",
-               "claims")
+RECIPE_KEYS = ("title", "paper", "published", "setting", "sources", "sweep", "train",
+               "online", "figures", "quick", "claims")
 TRAIN_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "optimizer", "eval_every",
               "eval_replicates", "seeds")
+ONLINE_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "control_lr", "optimizer",
+               "eval_every", "eval_replicates", "seeds", "driver")
 
 
 class RecipeError(VrbenchError):
@@ -74,6 +86,8 @@ class Recipe:
     figures: Mapping[str, Any]
     quick: Mapping[str, Any]
     claims: list[Mapping[str, Any]] = field(default_factory=list)
+    online: Mapping[str, Any] | None = None
+    sources: str = ""
 
     def sweep_config(self, output: Path, quick: bool, jobs: int | None) -> SweepConfig | None:
         if self.sweep is None:
@@ -90,6 +104,16 @@ class Recipe:
         if unknown:
             raise RecipeError(f"{self.path} [train]: unknown key {unknown[0]!r}; valid keys: "
                               f"{', '.join(TRAIN_KEYS)}")
+        return data
+
+    def online_settings(self, quick: bool) -> dict[str, Any] | None:
+        if self.online is None:
+            return None
+        data = {**self.online, **(self.quick.get("online", {}) if quick else {})}
+        unknown = sorted(set(data) - set(ONLINE_KEYS))
+        if unknown:
+            raise RecipeError(f"{self.path} [online]: unknown key {unknown[0]!r}; valid keys: "
+                              f"{', '.join(ONLINE_KEYS)}")
         return data
 
 
@@ -120,7 +144,8 @@ def load_recipe(name_or_path: str) -> Recipe:
                   paper=_text(data, "paper", path), published=_text(data, "published", path),
                   setting=_text(data, "setting", path), sweep=data.get("sweep"),
                   train=data.get("train"), figures=data.get("figures", {}),
-                  quick=data.get("quick", {}), claims=claims)
+                  quick=data.get("quick", {}), claims=claims, online=data.get("online"),
+                  sources=_text(data, "sources", path))
 
 
 def available() -> list[Recipe]:
@@ -199,7 +224,7 @@ def _pick(frame: pd.DataFrame, claim: Mapping[str, Any]) -> tuple[pd.DataFrame, 
         chosen = values[rows.index]
         target = chosen.max() if at == "largest" else chosen.min() if at == "smallest" else at
         rows = rows[np.isclose(chosen, float(target))]
-        where.append(f"{key} = {float(target):g}")
+        where.append(f"{claim.get('symbols', {}).get(key, key)} = {float(target):g}")
     n = claim.get("n", "largest")
     if not rows.empty:
         target_n = rows["n_samples"].max() if n == "largest" else int(n)
@@ -271,9 +296,14 @@ def _claim_ratio_by_n(claim: Mapping[str, Any], frame: pd.DataFrame,
 
 def _claim_no_single_winner(claim: Mapping[str, Any], frame: pd.DataFrame,
                             traces: pd.DataFrame | None) -> Verdict:
-    """Across ``problems`` (each swept), per coordinate and parameter value, the estimator of
-    lowest variance is not always the same one."""
-    lines, winners = [], set()
+    """Across ``problems`` (each swept), per coordinate and parameter value, no one estimator
+    is among the lowest-variance ones everywhere. At each point the best are the estimator
+    of lowest variance and every one whose 95% interval overlaps its interval (tied: the
+    measurements cannot order them), so two estimators that trade places within their
+    intervals count as one winner. The number of winners reported is the fewest estimators
+    that include one of the best at every point."""
+    lines, points = [], []
+    symbol = claim.get("symbols", {})
     for problem in claim["problems"]:
         key, values = _swept_value(frame, problem)
         ok = frame[(frame["status"] == "ok") & (frame["problem"].map(_base) == problem)]
@@ -281,25 +311,51 @@ def _claim_no_single_winner(claim: Mapping[str, Any], frame: pd.DataFrame,
             lines.append(f"{problem}: not measured over a swept parameter")
             continue
         ok = ok[ok["n_samples"] == ok["n_samples"].max()]
+        name = symbol.get(key, key)
         for k in range(int(ok["dim"].iloc[0])):
             best_by_x = []
             for x, cells in ok.groupby(values[ok.index]):
-                variances = cells["coordinate_variance"].map(lambda v, k=k: v[k])
-                best_by_x.append((x, cells.loc[variances.idxmin(), "estimator"]))
-            runs = _runs(best_by_x)
-            winners.update(name for name, _, _ in runs)
-            text = "; ".join(f"{name} ({key} {lo:g}–{hi:g})" if lo != hi else
-                             f"{name} ({key} = {lo:g})" for name, lo, hi in runs)
-            lines.append(f"{problem}, ∂J/∂{_names(problem)[k]}: lowest variance: {text}")
-    outcome = "reproduced" if len(winners) > 1 else "not reproduced"
-    lines.append(f"{len(winners)} different estimators have the lowest variance somewhere: "
-                 f"{', '.join(sorted(winners))}")
+                variance = cells["coordinate_variance"].map(lambda v, k=k: v[k]).astype(float)
+                low = cells["coordinate_variance_ci_low"].map(lambda v, k=k: v[k]).astype(float)
+                high = cells["coordinate_variance_ci_high"].map(
+                    lambda v, k=k: v[k]).astype(float)
+                leader = variance.idxmin()
+                tied = frozenset(cells.loc[low <= high[leader], "estimator"])
+                best_by_x.append((x, tied))
+                points.append(tied)
+            text = "; ".join(f"{' = '.join(sorted(tied))} ({name} = {_number(lo)}"
+                             + (f" to {_number(hi)})" if lo != hi else ")")
+                             for tied, lo, hi in _runs(best_by_x))
+            lines.append(f"{problem}, ∂J/∂{_names(problem)[k]}: lowest variance "
+                         f"(= : tied within the 95% intervals): {text}")
+    everywhere = frozenset.intersection(*points) if points else frozenset()
+    winners = _fewest_covering(points)
+    outcome = "reproduced" if points and not everywhere else "not reproduced"
+    if everywhere:
+        lines.append(f"among the lowest variance everywhere: {', '.join(sorted(everywhere))}")
+    lines.append(f"{len(winners)} estimators at least are needed to hold the lowest variance "
+                 f"(or a tie for it) at every point: {', '.join(sorted(winners))}")
     return Verdict(claim["text"], outcome, lines)
 
 
-def _runs(pairs: list[tuple[float, str]]) -> list[tuple[str, float, float]]:
-    """Consecutive parameter values with the same winner, as (winner, first, last)."""
-    runs: list[tuple[str, float, float]] = []
+def _number(value: float) -> str:
+    """A grid value as a reader writes it: ``0.631``, ``−3``, ``10``."""
+    return f"{float(value):.3g}".replace("-", "−")
+
+
+def _fewest_covering(sets: list[frozenset[str]]) -> set[str]:
+    """The fewest estimators that include a member of every set (ties counted as one)."""
+    names = sorted(set().union(*sets)) if sets else []
+    for size in range(1, len(names) + 1):
+        for chosen in itertools.combinations(names, size):
+            if all(s & set(chosen) for s in sets):
+                return set(chosen)
+    return set()
+
+
+def _runs(pairs: list[tuple[float, Any]]) -> list[tuple[Any, float, float]]:
+    """Consecutive parameter values with the same winners, as (winners, first, last)."""
+    runs: list[tuple[Any, float, float]] = []
     for x, name in pairs:
         if runs and runs[-1][0] == name:
             runs[-1] = (name, runs[-1][1], x)
@@ -339,18 +395,25 @@ def _step_ratios(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
 def _claim_along_training(claim: Mapping[str, Any], frame: pd.DataFrame,
                           traces: pd.DataFrame | None) -> Verdict:
     """``lower``'s variance below ``higher``'s along the run on ``problem``: never
-    significantly above it at any measured step (95% family-wise over the steps), and
-    significantly below at a fraction ``at_least`` (default 0.5) of them. Ratios are
-    geometric means over seeds."""
+    significantly above it at any measured step from ``from_step`` (default 0) on (95%
+    family-wise over the steps), and significantly below at a fraction ``at_least`` (default
+    0.5) of them. Ratios are geometric means over seeds; ``run = "same_theta"`` compares
+    the estimators at the θ_t of one shared run, step by step."""
     from scipy import stats
 
     if traces is None:
         return Verdict(claim["text"], "inconclusive", ["no training traces"])
+    run = claim.get("run", "own")
+    traces = traces[traces["run"] == run] if "run" in traces else traces
     rows = traces[_of_problem(traces, claim["problem"]) & traces["variance"].notna()]
     low, high = claim["lower"], claim["higher"]
     ratios = _step_ratios(rows, low, high)
     if ratios.empty:
         return Verdict(claim["text"], "inconclusive", [f"no traces of {low} and {high}"])
+    ratios = ratios[ratios["step"] >= claim.get("from_step", 0)]
+    if ratios.empty:
+        return Verdict(claim["text"], "inconclusive",
+                       [f"no measured step from {claim.get('from_step', 0)} on"])
     z = stats.norm.ppf(1 - 0.025 / len(ratios))  # Bonferroni over the steps
     below = int((ratios["log_ratio"] + z * ratios["log_error"] < 0).sum())
     above = int((ratios["log_ratio"] - z * ratios["log_error"] > 0).sum())
@@ -361,11 +424,19 @@ def _claim_along_training(claim: Mapping[str, Any], frame: pd.DataFrame,
         outcome = "reproduced"
     else:
         outcome = "inconclusive"
-    lines = [f"{claim['problem']}: variance of {low} ÷ {high} over {len(ratios)} measured "
-             f"steps (geometric mean over seeds): median {ratios['ratio'].median():.3g}, range "
+    where = (f"at the same θ_t (the run θ follows {rows['driver'].iloc[0]}'s steps), "
+             if run == "same_theta" and "driver" in rows else "along each one's own run, ")
+    lines = [f"{claim['problem']}: variance of {low} ÷ {high} {where}over {len(ratios)} "
+             f"measured steps (geometric mean over seeds): median "
+             f"{ratios['ratio'].median():.3g}, range "
              f"{ratios['ratio'].min():.3g}–{ratios['ratio'].max():.3g}; significantly below 1 "
              f"at {below}, above 1 at {above}, undecided at {len(ratios) - below - above} "
-             f"(95% family-wise; claimed: never above, below at ≥ {needed:.0%})"]
+             f"(95% family-wise; claimed: never above, below at ≥ {needed:.0%})"
+             + (f"; steps from {claim['from_step']} on" if claim.get("from_step") else "")]
+    picks = ratios.iloc[np.unique(np.linspace(0, len(ratios) - 1, 6).round().astype(int))]
+    lines.append("the ratio along the run: " + ", ".join(
+        f"{ratio:.3g} at step {int(step)}" for step, ratio in zip(picks["step"], picks["ratio"],
+                                                                  strict=True)))
     return Verdict(claim["text"], outcome, lines)
 
 
@@ -375,12 +446,13 @@ def _claim_final_value(claim: Mapping[str, Any], frame: pd.DataFrame,
     ``worse``'s, on ``problem`` (mean over seeds of the last measured step)."""
     if traces is None:
         return Verdict(claim["text"], "inconclusive", ["no training traces"])
+    traces = traces[traces["run"] == "own"] if "run" in traces else traces
     rows = traces[_of_problem(traces, claim["problem"])]
     last = rows[rows["step"] == rows["step"].max()]
     final = last.groupby("estimator")["value"].agg(["mean", "min", "max"])
     lines = [f"{claim['problem']}, final exact J at step {int(rows['step'].max())} (mean over "
              f"seeds, min–max): " + "; ".join(
-                 f"{e} {r['mean']:.5g} ({r['min']:.5g}–{r['max']:.5g})"
+                 f"{e} {r['mean']:.6g} ({r['min']:.6g}–{r['max']:.6g})"
                  for e, r in final.iterrows())]
     worse = final["mean"].get(claim["worse"], math.nan)
     lower = claim.get("direction", "lower") == "lower"
@@ -395,19 +467,134 @@ def _claim_final_value(claim: Mapping[str, Any], frame: pd.DataFrame,
     return Verdict(claim["text"], _combine(outcomes), lines)
 
 
+MEAN_MEASURES = ("relative_bias", "cosine", "projection")
+NOISE_DRAWS = 4000
+
+
+def _mean_interval(measure: str, row: pd.Series,
+                   generator: np.random.Generator) -> tuple[float, float, float]:
+    """``measure`` of a cell's mean estimate m against ∇J = g, with an interval of at least
+    95% coverage. The mean's error e ~ N(0, diag(coordinate variances)/R) has ‖e‖ ≤ r with
+    probability 95% (r from 4,000 draws), so by the triangle inequality the true mean's
+    ``relative_bias`` lies within ``r/‖g‖`` of the measured one and its angle to g within
+    ``arcsin(r/‖m‖)``; the ``projection`` m·g/‖g‖², linear in m, gets its exact Gaussian
+    interval."""
+    grad = np.asarray(row["true_grad"], dtype=float)
+    mean = grad + np.asarray(row["coordinate_bias"], dtype=float)
+    spread = np.sqrt(np.asarray(row["coordinate_variance"], dtype=float)
+                     / float(row["replicates"]))
+    norm, mean_norm = float(np.linalg.norm(grad)), float(np.linalg.norm(mean))
+    if measure == "projection":
+        value = float(mean @ grad) / norm**2
+        half = 1.96 * float(np.linalg.norm(grad * spread)) / norm**2
+        return value, value - half, value + half
+    radius = float(np.quantile(np.linalg.norm(
+        spread * generator.standard_normal((NOISE_DRAWS, grad.size)), axis=1), 0.95))
+    if measure == "relative_bias":
+        value = float(np.linalg.norm(mean - grad)) / norm
+        return value, max(0.0, value - radius / norm), value + radius / norm
+    value = float(mean @ grad) / (mean_norm * norm) if mean_norm > 0 else 0.0
+    angle = math.acos(min(1.0, max(-1.0, value)))
+    spread_angle = math.asin(radius / mean_norm) if radius < mean_norm else math.pi
+    return value, math.cos(min(math.pi, angle + spread_angle)), \
+        math.cos(max(0.0, angle - spread_angle))
+
+
+def _claim_estimate(claim: Mapping[str, Any], frame: pd.DataFrame,
+                    traces: pd.DataFrame | None) -> Verdict:
+    """A property ``measure`` of each of ``estimators``' mean estimate at ``problem`` (a name
+    or a full spec; ``n``, default the largest): ``relative_bias`` ‖E ĝ − ∇J‖/‖∇J‖,
+    ``cosine`` between E ĝ and ∇J, or ``projection`` E ĝ·∇J/‖∇J‖² (the step along ∇J in units
+    of the exact one), expected ``below`` or ``above`` ``threshold``, or ``near`` it (within
+    ``tolerance``); with ``versus`` (another problem spec), the ratio of the measure on
+    ``problem`` to that on ``versus`` (intervals divided as intervals). Intervals have at
+    least 95% coverage (see :func:`_mean_interval`)."""
+    rows, where = _pick(frame, claim)
+    by_name = {row["estimator"]: row for _, row in rows.iterrows()}
+    other: dict[str, pd.Series] = {}
+    if "versus" in claim:
+        versus_rows, versus_where = _pick(frame, {**claim, "problem": claim["versus"]})
+        other = {row["estimator"]: row for _, row in versus_rows.iterrows()}
+        where = f"{where} against {versus_where}"
+    measure, expect = claim["measure"], claim["expect"]
+    threshold = float(claim.get("threshold", 0.0))
+    tolerance = float(claim.get("tolerance", 0.0))
+    generator = np.random.default_rng(0)
+    lines, outcomes = [], []
+    for name in claim["estimators"]:
+        row = by_name.get(name)
+        if row is None or ("versus" in claim and name not in other):
+            lines.append(f"no measurement of {name} at {where}")
+            outcomes.append("inconclusive")
+            continue
+        value, low, high = _mean_interval(measure, row, generator)
+        if "versus" in claim:
+            base, base_low, base_high = _mean_interval(measure, other[name], generator)
+            value = value / base
+            low, high = (low / base_high, high / base_low) if base_low > 0 else \
+                (-math.inf, math.inf)
+        if expect == "near":
+            inside = low >= threshold - tolerance and high <= threshold + tolerance
+            outside = low > threshold + tolerance or high < threshold - tolerance
+            outcome = "reproduced" if inside else "not reproduced" if outside else \
+                "inconclusive"
+            wanted = f"expected {threshold:g} ± {tolerance:g}"
+        else:
+            outcome = _outcome(low, high, expect, threshold)
+            wanted = f"expected {expect} {threshold:g}"
+        outcomes.append(outcome)
+        what = measure.replace("_", " ") + (" ratio" if "versus" in claim else "")
+        lines.append(f"{where}, {name}: {what} of the mean estimate "
+                     f"{_interval(value, low, high)} ({wanted}): {outcome}")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
+def _claim_final_statistic(claim: Mapping[str, Any], frame: pd.DataFrame,
+                           traces: pd.DataFrame | None) -> Verdict:
+    """A trace column ``column`` (an exact statistic such as ``exact_kl``) at the last step,
+    or its change from the first step with ``change = true``: each of ``better`` ends
+    ``direction`` ("lower" or "higher") than ``worse``, seed by seed on ``problem``. Every
+    seed agreeing reproduces the claim, none contradicts it, a split is inconclusive."""
+    if traces is None or claim["column"] not in traces:
+        return Verdict(claim["text"], "inconclusive", [f"no traces with {claim['column']}"])
+    rows = traces[_of_problem(traces, claim["problem"])]
+    column, lower = claim["column"], claim.get("direction", "lower") == "lower"
+    first = rows[rows["step"] == rows["step"].min()].set_index(["estimator", "seed"])[column]
+    last = rows[rows["step"] == rows["step"].max()].set_index(["estimator", "seed"])[column]
+    values = last - first if claim.get("change", False) else last
+    label = f"change of {column} from step 0" if claim.get("change", False) else column
+    summary = values.groupby("estimator").agg(["mean", "min", "max"])
+    lines = [f"{claim['problem']}, {label} at step {int(rows['step'].max())} (mean over seeds, "
+             "min–max): " + "; ".join(f"{e} {r['mean']:.4g} ({r['min']:.4g}–{r['max']:.4g})"
+                                     for e, r in summary.iterrows())]
+    outcomes = []
+    for name in claim["better"]:
+        if name not in summary.index or claim["worse"] not in summary.index:
+            outcomes.append("inconclusive")
+            continue
+        pairs = pd.concat([values.xs(name), values.xs(claim["worse"])], axis=1).dropna()
+        holds = (pairs.iloc[:, 0] < pairs.iloc[:, 1]) if lower else \
+            (pairs.iloc[:, 0] > pairs.iloc[:, 1])
+        outcomes.append("reproduced" if holds.all() and len(holds) else
+                        "not reproduced" if not holds.any() else "inconclusive")
+    return Verdict(claim["text"], _combine(outcomes), lines)
+
+
 CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
     "ratio": _claim_ratio,
     "ratio_by_n": _claim_ratio_by_n,
     "no_single_winner": _claim_no_single_winner,
     "along_training": _claim_along_training,
     "final_value": _claim_final_value,
+    "estimate": _claim_estimate,
+    "final_statistic": _claim_final_statistic,
 }
 """How each kind of claim is checked against the measurements (see each function)."""
 
 
 # --- Running a recipe -------------------------------------------------------------------------
 
-def _train_all(settings: dict[str, Any], output: Path,
+def _train_all(settings: dict[str, Any],
                on_status: Callable[[str], None]) -> pd.DataFrame:
     """Every (problem, estimator, seed) training run; ``n_samples`` is one number, or a table
     of numbers by estimator (with ``default``) so estimators can be compared at equal
@@ -428,10 +615,73 @@ def _train_all(settings: dict[str, Any], output: Path,
             for seed in settings.get("seeds", [0, 1, 2]):
                 on_status(f"training {estimator} on {problem}, seed {seed}")
                 rows.extend(train(problem, estimator, seed, train_settings))
-    frame = pd.DataFrame(rows)
-    output.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(output / TRAIN_FILE, index=False)
-    return frame
+    return pd.DataFrame(rows)
+
+
+def _steps_for(steps: int | Mapping[str, int], problem: str) -> int:
+    """A number of steps, or a table of them by problem (with ``default``)."""
+    if isinstance(steps, Mapping):
+        return int(steps.get(problem, steps.get("default", 1000)))
+    return int(steps)
+
+
+ONLINE_DIR = "online"
+"""Where the runs of an ``[online]`` section are kept, with the settings that made them, so
+that running a recipe again reuses them."""
+
+
+def _online_all(settings: dict[str, Any], output: Path, on_status: Callable[[str], None]
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The papers' protocol (:mod:`vrbench.bench.online`): for each problem and seed, one
+    shared run that follows ``driver`` with every estimator measured at its θ_t, and each
+    other estimator's own run. Returns (own runs' traces, the shared runs' traces), reused
+    from ``output`` when the same settings (and vrbench version) made them."""
+    store = output / ONLINE_DIR
+    key = json.dumps({"settings": settings, "vrbench": vrbench.__version__}, sort_keys=True,
+                     default=str)
+    files = [store / "own.parquet", store / "same_theta.parquet"]
+    if (store / "settings.json").exists() and all(f.exists() for f in files) and \
+            (store / "settings.json").read_text() == key:
+        on_status("reusing the stored runs")
+        own, shared = (pd.read_parquet(f) for f in files)
+        return own, shared
+    own, shared = _online_runs(settings, on_status)
+    store.mkdir(parents=True, exist_ok=True)
+    own.to_parquet(files[0], index=False)
+    shared.to_parquet(files[1], index=False)
+    (store / "settings.json").write_text(key)
+    return own, shared
+
+
+def _online_runs(settings: dict[str, Any], on_status: Callable[[str], None]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from vrbench.bench.online import OnlineSettings, run
+
+    problem_specs = [s for text in settings["problems"] for s in parse_specs(text)]
+    estimator_specs = [s for text in settings["estimators"] for s in parse_specs(text)]
+    driver = settings.get("driver", str(estimator_specs[-1]))
+    own: list[dict[str, Any]] = []
+    shared: list[dict[str, Any]] = []
+    for problem in problem_specs:
+        run_settings = OnlineSettings(
+            steps=_steps_for(settings.get("steps", 1000), str(problem)),
+            n_samples=settings.get("n_samples", 1), lr=settings.get("lr", 0.01),
+            control_lr=settings.get("control_lr", settings.get("lr", 0.01)),
+            optimizer=settings.get("optimizer", "adam"),
+            eval_every=settings.get("eval_every", 100),
+            variance_replicates=settings.get("eval_replicates", 2000))
+        for seed in settings.get("seeds", [0, 1, 2]):
+            on_status(f"all estimators along {driver}'s run on {problem}, seed {seed}")
+            rows = run(problem, estimator_specs, driver, seed, run_settings)
+            shared += rows
+            own += [row for row in rows if row["estimator"] == driver]
+            for estimator in estimator_specs:
+                if str(estimator) == driver:  # its own run is the shared one
+                    continue
+                on_status(f"{estimator}'s own run on {problem}, seed {seed}")
+                own += run(problem, [estimator], str(estimator), seed, run_settings)
+    return (pd.DataFrame(own).assign(run="own"),
+            pd.DataFrame(shared).assign(run="same_theta"))
 
 
 def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
@@ -446,33 +696,55 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
     output = Path(output)
     config = recipe.sweep_config(output, quick, jobs)
     train_settings = recipe.train_settings(quick)
+    online_settings = recipe.online_settings(quick)
     frame = pd.DataFrame()
     if config is not None:
         on_status("running the sweep")
         frame = run_sweep(config).frame
-    traces = _train_all(train_settings, output, on_status) if train_settings else None
-    if train_settings is None and (output / TRAIN_FILE).exists():
-        (output / TRAIN_FILE).unlink()  # traces of an earlier version of the recipe
+    pieces = [_train_all(train_settings, on_status).assign(run="own")] \
+        if train_settings else []
+    shared = None
+    if online_settings:
+        own, shared = _online_all(online_settings, output, on_status)
+        pieces.append(own)
+    output.mkdir(parents=True, exist_ok=True)
+    same_theta = output / SAME_THETA_DIR
+    for stale in (output / TRAIN_FILE, same_theta / TRAIN_FILE):
+        if stale.exists():  # traces of an earlier version of the recipe
+            stale.unlink()
+    traces = pd.concat(pieces, ignore_index=True) if pieces else None
+    if traces is not None:
+        traces.drop(columns="run").to_parquet(output / TRAIN_FILE, index=False)
+    if shared is not None:
+        same_theta.mkdir(exist_ok=True)
+        shared.drop(columns="run").to_parquet(same_theta / TRAIN_FILE, index=False)
+        traces = pd.concat([traces, shared], ignore_index=True)
     spec_path = output / "figures.toml"
     spec_path.write_text(_toml(recipe.figures))
     on_status("drawing the figures")
-    figures_dir = output / "figures"
-    written = build_report([output], figures_dir, spec=load_spec(spec_path)
-                           if recipe.figures else ReportSpec())
+    spec = load_spec(spec_path) if recipe.figures else ReportSpec()
+    reports = [("", build_report([output], output / "figures", spec=spec))]
+    if shared is not None:
+        reports.append((SAME_THETA_DIR, build_report(
+            [same_theta], output / "figures" / SAME_THETA_DIR,
+            spec=dataclasses.replace(spec, figures=("training_variance",)))))
     if config is not None:
         frame, _ = read_results(output)
         frame = annotate(frame)
+    # Parameters are written as the figures write them ("k", not "omega").
+    symbols = dict(recipe.figures.get("symbols", {}))
+    claims = [{"symbols": symbols, **c} for c in recipe.claims]
     verdicts = [dataclasses.replace(CLAIM_KINDS[c["kind"]](c, frame, traces),
                                     explanation=" ".join(c.get("explain", "").split()))
-                for c in recipe.claims]
+                for c in claims]
     note = output / NOTE_FILE
-    images = sorted(p.relative_to(output) for p in written if p.suffix == ".png")
-    note.write_text(_note(recipe, verdicts, images, quick))
+    note.write_text(_note(recipe, verdicts, reports, output, quick))
     return note
 
 
 def _toml(values: Mapping[str, Any]) -> str:
-    """A flat mapping of strings, numbers and lists as TOML (figure specs are flat)."""
+    """A figure spec as TOML: strings, numbers and lists, and tables of them (``labels``,
+    ``symbols``) after the plain keys."""
     def literal(value: Any) -> str:
         if isinstance(value, str):
             return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -482,21 +754,31 @@ def _toml(values: Mapping[str, Any]) -> str:
             return "[" + ", ".join(literal(v) for v in value) + "]"
         return str(value)
 
-    return "".join(f"{key} = {literal(value)}\n" for key, value in values.items())
+    plain = "".join(f"{key} = {literal(value)}\n" for key, value in values.items()
+                    if not isinstance(value, Mapping))
+    tables = "".join(f"[{key}]\n" + "".join(f"{literal(k)} = {literal(v)}\n"
+                                              for k, v in value.items())
+                     for key, value in values.items() if isinstance(value, Mapping))
+    return plain + tables
 
 
-def _note(recipe: Recipe, verdicts: list[Verdict], images: list[Path], quick: bool) -> str:
+def _note(recipe: Recipe, verdicts: list[Verdict], reports: list[tuple[str, Any]],
+          output: Path, quick: bool) -> str:
     today = datetime.date.today().isoformat()
     revision = git_revision() or "unknown"
     parts = [f"# {recipe.title}", "", f"**Paper.** {recipe.paper}", "",
              f"**Published.** {recipe.published}", "",
-             f"**vrbench's setting.** {recipe.setting}", "", "## Claims against the measurements",
-             ""]
+             f"**vrbench's setting.** {recipe.setting}", ""]
+    if recipe.sources:
+        parts += [f"**Checked against the authors' code.** {recipe.sources}", ""]
+    parts += ["## Claims against the measurements", ""]
     counts = {o: sum(v.outcome == o for v in verdicts)
               for o in ("reproduced", "not reproduced", "inconclusive")}
     parts.append(f"{counts['reproduced']} reproduced, {counts['not reproduced']} not "
                  f"reproduced, {counts['inconclusive']} inconclusive (an interval that "
-                 "straddles the claim). Intervals are 95%, from the variances' batch means.")
+                 "straddles the claim). Intervals are 95%: of variance ratios from the "
+                 "variances' batch means, of properties of a mean estimate with at least 95% "
+                 "coverage from its coordinates' standard errors.")
     parts.append("")
     for verdict in verdicts:
         parts.append(f"- **{verdict.text}**: {verdict.outcome}.")
@@ -504,7 +786,16 @@ def _note(recipe: Recipe, verdicts: list[Verdict], images: list[Path], quick: bo
         if verdict.outcome != "reproduced" and verdict.explanation:
             parts.append(f"  - Why: {verdict.explanation}")
     parts += ["", "## Figures", ""]
-    parts += [f"![{image.stem}]({image.as_posix()})" for image in images] or ["(none)"]
+    for where, report in reports:
+        if where == SAME_THETA_DIR:
+            parts += ["", "Every estimator at the same θ_t, along the run that follows the "
+                      "driver's steps:", ""]
+        images = sorted(p.relative_to(output) for p in report if p.suffix == ".png")
+        parts += [f"![{image.stem}]({image.as_posix()})" for image in images] or ["(none)"]
+        asked = [f"{name}: {why}" for name, why in report.not_drawn.items()
+                 if name in report.requested]
+        if asked:
+            parts += ["", "Not drawn: " + "; ".join(asked) + "."]
     size = " with --quick (fewer replicates and steps: a smoke test, not a reproduction)" \
         if quick else ""
     parts += ["", "## Provenance", "",

@@ -13,6 +13,7 @@ import torch
 import vrbench
 from vrbench import devices, estimators, problems
 from vrbench.components import Spec
+from vrbench.errors import ParameterError
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
 
@@ -105,18 +106,28 @@ def plan(
     """Every compatible combination as a cell, the others with the reason they are skipped.
 
     Every component is built here, so unknown names and bad parameters are reported before
-    any work starts.
+    any work starts, and so is an n at which one estimate of a problem would not fit in the
+    memory budget (a :class:`~vrbench.errors.ParameterError`).
     """
+    from vrbench.bench.runner import chunk_size  # the runner needs cells: imported here
+
     built_problems = [resolve_spec(problems, s) for s in problem_specs]
     built_estimators = [resolve_spec(estimators, s) for s in estimator_specs]
     cells: list[Cell] = []
     skipped: list[Skipped] = []
-    for p_spec, problem in built_problems:
+    fits: set[tuple[int, int]] = set()  # (problem, n) whose one estimate fits the budget
+    for index, (p_spec, problem) in enumerate(built_problems):
         for e_spec, estimator in built_estimators:
             for n in n_samples:
                 reason = estimator.incompatibility(problem, n)
-                if reason is None:
-                    cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb, device))
-                else:
+                if reason is not None:
                     skipped.append(Skipped(p_spec, e_spec, n, reason))
+                    continue
+                if (index, n) not in fits:
+                    try:
+                        chunk_size(problem, n, replicates, max_memory_mb)
+                    except MemoryError as exc:
+                        raise ParameterError(f"n_samples = {n}: {exc}") from None
+                    fits.add((index, n))
+                cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb, device))
     return cells, skipped

@@ -230,6 +230,7 @@ def cell_metrics(
         coordinate_low = (per_coordinate - coordinate_half).clamp_min(0.0)
         coordinate_high = per_coordinate + coordinate_half
     true_norm = float(true_grad.norm())
+    mean_norm = float(total.mean.norm())
     return {
         "dim": true_grad.numel(),
         "true_grad_norm": true_norm,
@@ -240,6 +241,9 @@ def cell_metrics(
         "mse": float((total.m2 / count).sum() + (bias**2).sum()),
         "snr": true_norm / math.sqrt(variance) if variance > 0 else math.inf,
         "cosine": mean_cosine,
+        # The direction of the mean estimate: a biased estimator can still point along ∇J.
+        "mean_cosine": float(total.mean @ true_grad) / (mean_norm * true_norm)
+        if mean_norm > 0 and true_norm > 0 else math.nan,
         "true_grad": true_grad.tolist(),
         "coordinate_bias": bias.tolist(),
         "coordinate_variance": per_coordinate.tolist(),

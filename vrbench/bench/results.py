@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -47,6 +48,7 @@ COLUMNS: dict[str, str] = {
     "value": "float64",
     "snr": "float64",
     "cosine": "float64",
+    "mean_cosine": "float64",
     "fit_time_s": "float64",
     "device": "string",
     "problem_params": "string",
@@ -78,6 +80,71 @@ STORED_STATUSES = ("ok", "error")
 REQUIRED_COLUMNS = tuple(COLUMNS)[: list(COLUMNS).index("error") + 1]
 """Columns every results table has had since the first vrbench; a table without one of them
 is refused, naming it. Later columns are added empty when an older table lacks them."""
+
+
+OK_FINITE = ("true_grad_norm", "bias_norm", "variance", "mse", "cosine", "value",
+             "time_per_estimate_s", "fit_time_s")
+"""Columns a measured cell (status ``ok``) always holds as finite numbers."""
+
+OK_VECTORS = ("true_grad", "coordinate_bias", "coordinate_variance")
+"""Per-coordinate columns a measured cell holds as ``dim`` finite numbers."""
+
+IDENTITY = ("problem", "estimator", "n_samples", "replicates", "seed", "status", "error",
+            "device", "problem_params", "estimator_params", "cell_id")
+"""Columns a stored cell never leaves empty."""
+
+
+def _type_error(column: str, dtype: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as an entry of ``column`` (pandas ``dtype``), or None."""
+    if value is None:
+        return f"empty {column!r}" if column in IDENTITY else None
+    if dtype == "string":
+        fits = isinstance(value, str)
+    elif dtype in ("int64", "Int64"):
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif dtype == "float64":
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+    elif dtype == "boolean":
+        fits = isinstance(value, bool)
+    else:  # lists of numbers, one per coordinate
+        fits = isinstance(value, list) and all(
+            x is None or (isinstance(x, int | float) and not isinstance(x, bool))
+            for x in value)
+    return None if fits else f"{column!r} = {str(value)[:40]!r} is not of type {dtype}"
+
+
+def stored_row_error(row: Mapping[str, Any]) -> str | None:
+    """Why ``row`` cannot be a finished cell of a results table, or None if it can.
+
+    Every column is there with its type, the identifying columns are filled, and a cell
+    measured ``ok`` holds finite numbers: its metrics (:data:`OK_FINITE`) and ``dim`` of them
+    per coordinate (:data:`OK_VECTORS`). A file can parse and still fail this: columns
+    dropped or retyped by hand or by another tool.
+    """
+    absent = [column for column in COLUMNS if column not in row]
+    if absent:
+        return f"has no {', '.join(repr(c) for c in absent[:5])} column" + (
+            f" (and {len(absent) - 5} more)" if len(absent) > 5 else "")
+    for column, dtype in COLUMNS.items():
+        problem = _type_error(column, dtype, row[column])
+        if problem is not None:
+            return f"has {problem}"
+    if row["status"] not in STORED_STATUSES:
+        return f"has status {row['status']!r}, expected one of {', '.join(STORED_STATUSES)}"
+    if row["status"] != "ok":
+        return None if row["error"] else "has status 'error' without a message"
+    bad = [c for c in OK_FINITE if row[c] is None or not math.isfinite(row[c])]
+    if bad:
+        return f"has status 'ok' without finite {', '.join(repr(c) for c in bad)}"
+    dim = row["dim"]
+    if not isinstance(dim, int) or dim < 1:
+        return f"has status 'ok' with dim = {dim!r}"
+    for column in OK_VECTORS:
+        values = row[column]
+        if values is None or len(values) != dim or not all(
+                x is not None and math.isfinite(x) for x in values):
+            return f"has status 'ok' without {dim} finite numbers in {column!r}"
+    return None
 
 
 class ResultsError(VrbenchError):

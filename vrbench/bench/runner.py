@@ -191,6 +191,18 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def prepare_worker() -> None:
+    """Import what computing a cell needs beyond this module (scipy's statistics, the
+    registries and their plugins), so that a worker's first cell does not count the imports
+    against its time limit."""
+    import scipy.stats  # noqa: F401
+
+    from vrbench import estimators, problems
+
+    estimators.registry.names()
+    problems.registry.names()
+
+
 def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
     """Run one cell; any failure becomes a row with status ``error`` instead of an exception.
 

@@ -4,7 +4,8 @@
 
     OUTPUT/
       cells/<cell id>.parquet   one finished cell (status ok or error), written atomically
-      cells/unreadable/         parts that could not be read, moved aside (and recomputed)
+      cells/unreadable/         parts that could not be read or do not fit the table's schema,
+                                moved aside (and recomputed)
       plan.parquet              every row the latest sweep planned: its cells and skipped pairs
       results.parquet           the table: the plan with every stored cell filled in
       provenance.json           versions, revision, host, times and the configuration
@@ -41,6 +42,7 @@ from vrbench.bench.results import (
     STORED_STATUSES,
     NoResults,
     read_table,
+    stored_row_error,
     to_frame,
     write_results,
 )
@@ -60,6 +62,11 @@ class StoreWarning(UserWarning):
 
 class OutputError(VrbenchError):
     """An output directory that cannot be written, or that another sweep is writing."""
+
+
+class StoreError(VrbenchError):
+    """Something a sweep had to write could not be written (a full disk, say); the sweep
+    stops, keeping every cell stored so far."""
 
 
 def _write_atomically(target: Path, write: Any) -> None:
@@ -98,20 +105,22 @@ class CellStore:
                               f"{exc.strerror or exc}") from None
 
     def remove_temporaries(self) -> int:
-        """Delete the temporary files that interrupted writes left behind; how many."""
+        """Delete the temporary files that interrupted writes left behind, among the cells
+        and beside the table (``.results-*.tmp``, ``.plan*.tmp``); how many."""
         removed = 0
-        for leftover in self.directory.glob(f".*{TEMPORARY_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-                removed += 1
-        for leftover in self.directory.glob(f"tmp*{TEMPORARY_SUFFIX}"):  # older vrbench
-            with contextlib.suppress(FileNotFoundError):
+        leftovers = [*self.directory.glob(f".*{TEMPORARY_SUFFIX}"),
+                     *self.directory.glob(f"tmp*{TEMPORARY_SUFFIX}"),  # older vrbench
+                     *self.output.glob(f".*{TEMPORARY_SUFFIX}")]
+        for leftover in leftovers:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 leftover.unlink()
                 removed += 1
         return removed
 
     def read(self, path: Path) -> dict[str, Any]:
-        """The row stored at ``path``; raises ``ValueError`` when it is not a valid part."""
+        """The row stored at ``path``; raises ``ValueError`` when it is not a valid part: not
+        Parquet, not one row, another cell's, or not fitting the table's schema (see
+        :func:`~vrbench.bench.results.stored_row_error`)."""
         try:
             rows = pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several types for damaged files
@@ -125,6 +134,21 @@ class CellStore:
         if row.get("status") not in STORED_STATUSES:
             raise ValueError(f"has status {row.get('status')!r}, expected one of "
                              f"{', '.join(STORED_STATUSES)}")
+        problem = stored_row_error(row)
+        if problem is not None:
+            raise ValueError(problem)
+        return row
+
+    def read_cell(self, cell: Cell) -> dict[str, Any]:
+        """The row stored for ``cell``, checked as :meth:`read` does and against the cell's
+        definition; raises ``ValueError`` when it does not fit."""
+        row = self.read(self.path(cell))
+        mismatch = _mismatch(row, {"problem": str(cell.problem),
+                                   "estimator": str(cell.estimator),
+                                   "n_samples": cell.n_samples, "replicates": cell.replicates,
+                                   "seed": cell.seed, "device": cell.device})
+        if mismatch is not None:
+            raise ValueError(mismatch)
         return row
 
     def load(self, cells: Iterable[Cell], repair: bool = True) -> dict[str, dict[str, Any]]:
@@ -139,12 +163,15 @@ class CellStore:
             if not path.exists():
                 continue
             try:
-                stored[cell.key()] = self.read(path)
+                stored[cell.key()] = self.read_cell(cell)
             except ValueError as exc:
                 if repair:
-                    moved = self._move_aside(path)
-                    warnings.warn(f"stored cell {path} {exc}; moved it to {moved} and will "
-                                  "compute the cell again", StoreWarning, stacklevel=2)
+                    try:
+                        moved = f"moved it to {self._move_aside(path)}"
+                    except OSError as error:
+                        moved = f"could not move it aside ({error.strerror or error})"
+                    warnings.warn(f"stored cell {path} {exc}; {moved} and will compute the "
+                                  "cell again", StoreWarning, stacklevel=2)
                 else:
                     warnings.warn(f"stored cell {path} {exc}; it counts as missing",
                                   StoreWarning, stacklevel=2)
@@ -164,6 +191,18 @@ class CellStore:
             raise ValueError(f"only finished cells are stored, not status {row['status']!r}")
         frame = to_frame([row])
         _write_atomically(self.path(cell), lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+DEFINING = ("problem", "estimator", "n_samples", "replicates", "seed", "device")
+"""The columns of a stored row that its cell's definition fixes."""
+
+
+def _mismatch(row: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
+    """How a stored row differs from what its cell defines (:data:`DEFINING`), or None."""
+    for column in DEFINING:
+        if column in expected and row.get(column) != expected[column]:
+            return f"holds {column} = {row.get(column)!r}, but its cell has {expected[column]!r}"
+    return None
 
 
 class OutputLock:
@@ -199,7 +238,13 @@ class OutputLock:
                 "to finish (this command then reuses its cells) or choose another --output"
             ) from None
         self._handle = handle
-        self._write("running")
+        try:
+            self._write("running")
+        except OSError as exc:
+            self.__exit__()
+            raise StoreError(f"could not write the lock file {self.path}: "
+                             f"{exc.strerror or exc}; nothing was computed; free the space "
+                             "and run the same command again") from None
         return self
 
     def _write(self, state: str) -> None:
@@ -309,6 +354,13 @@ def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
     plan = path / PLAN_FILE
     if plan.exists():
         planned, _ = read_table(plan)
+        for row in planned.to_dict("records"):
+            key = row.get("cell_id")
+            mismatch = _mismatch(stored[key], row) if key in stored else None
+            if mismatch is not None:
+                warnings.warn(f"stored cell {CellStore(path).directory / f'{key}.parquet'} "
+                              f"{mismatch}; it counts as missing", StoreWarning, stacklevel=2)
+                del stored[key]
         reason = ("not computed yet: the sweep writing here is still running" if running else
                   "not computed: the sweep writing here was interrupted; run it again to "
                   "compute the rest")

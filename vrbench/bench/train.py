@@ -35,7 +35,7 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 TRACE_METRICS = ("true_grad_norm", "bias_norm", "bias_pvalue", "variance", "variance_ci_low",
-                 "variance_ci_high", "mse", "snr", "cosine", "coordinate_variance")
+                 "variance_ci_high", "mse", "snr", "cosine", "mean_cosine", "coordinate_variance")
 """The measurements of a trace row, besides the step, the time and the exact J."""
 
 
@@ -94,6 +94,14 @@ def _measured(problem: Problem, estimator: Estimator, cell: Cell, theta: torch.T
     return {**{key: metrics[key] for key in TRACE_METRICS}, "error": ""}
 
 
+def _statistics(problem: Problem, theta: torch.Tensor) -> dict[str, float]:
+    """The problem's exact statistics at θ, if it has any (``statistics(θ)``: the expected
+    output length of a sequence policy, say), as ``exact_<name>`` columns."""
+    statistics = getattr(problem, "statistics", None)
+    return {} if statistics is None else {f"exact_{key}": value
+                                          for key, value in statistics(theta).items()}
+
+
 def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estimator_spec: Spec,
               seed: int, settings: TrainSettings, device: torch.device) -> list[dict[str, Any]]:
     # The cell whose measurement at step 0 this run reproduces; later steps use its streams
@@ -117,6 +125,7 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
                 "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
                 "lr": settings.lr, "step": step, "wall_s": wall,
                 "value": float(problem.value(current)),
+                **_statistics(problem, current),
                 **_measured(problem, estimator, cell, current, step),
             })
         if step == settings.steps:

@@ -21,6 +21,8 @@ class _BernoulliLatents(Estimator):
     whose logits depend on θ (an amortized encoder), whose logit gradients they carry to θ
     by the chain rule (:meth:`~vrbench.problems.base.Problem.latent_pullback`)."""
 
+    requirement_note = "bernoulli_logits or bernoulli_latents"
+
     def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
         if not any(capability in problem.capabilities for capability in LATENTS):
             return (f"{self.name} requires a problem that is bernoulli_logits or "
@@ -60,6 +62,8 @@ class ARM(_BernoulliLatents):
     ICLR 2019, theorem 1.
     """
 
+    display_name = "ARM"
+
     family = "discrete"
     evals_per_sample = 2
     reference = "Yin & Zhou, 2019"
@@ -86,6 +90,8 @@ class DisARM(_BernoulliLatents):
     best subset selection via gradient-based optimization", arXiv:2006.06448, 2020: the same
     estimator, so vrbench lists it once.
     """
+
+    display_name = "DisARM"
 
     family = "discrete"
     evals_per_sample = 2

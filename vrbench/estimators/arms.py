@@ -39,6 +39,8 @@ class ARMS(Estimator):
     binary variables", ICML 2021 (the Dirichlet-copula estimator, ARMS-D).
     """
 
+    display_name = "ARMS"
+
     family = "discrete"
     requires = frozenset({Capability.BERNOULLI_LOGITS})
     min_samples = 2

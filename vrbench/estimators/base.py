@@ -37,6 +37,19 @@ class Estimator(Component, abc.ABC):
     evals_per_sample: ClassVar[int] = 1
     sample_average: ClassVar[bool] = False
     reference: ClassVar[str] = ""
+    requirement_note: ClassVar[str] = ""
+    """What :meth:`incompatibility` checks beyond ``requires`` and ``min_samples``, in words
+    (``vrbench list`` shows it)."""
+
+    @classmethod
+    def requirements(cls) -> str:
+        """What a problem and n must offer for this estimator to run, in words."""
+        parts = list(sorted(cls.requires))
+        if cls.requirement_note:
+            parts.append(cls.requirement_note)
+        if cls.min_samples > 1:
+            parts.append(f"n ≥ {cls.min_samples}")
+        return ", ".join(parts)
 
     def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
         """Why this estimator cannot run on ``problem`` with ``n_samples``, or ``None``."""

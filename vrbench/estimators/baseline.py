@@ -26,6 +26,8 @@ class ScoreFunctionBaseline(Estimator):
     JMLR 2004, discuss it and the optimal alternative).
     """
 
+    display_name = "REINFORCE, mean baseline"
+
     fit_samples: int = 1000
 
     family = "score function"

@@ -26,6 +26,8 @@ class DeltaMethod(Estimator):
     variates). Needs a differentiable f and the mean of x as a function of θ.
     """
 
+    display_name = "delta method"
+
     family = "control variate"
     sample_average = True
     requires = frozenset({Capability.CONTINUOUS, Capability.DIFFERENTIABLE,

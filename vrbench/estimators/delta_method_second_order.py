@@ -65,6 +65,9 @@ class DeltaMethodSecondOrder(Estimator):
     2,000 entries per sample.
     """
 
+    display_name = "delta method, 2nd order"
+    requirement_note = "the samples' mean and covariance, a small sample"
+
     family = "control variate"
     requires = frozenset({Capability.CONTINUOUS, Capability.DIFFERENTIABLE,
                           Capability.REPARAMETERIZABLE})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -24,6 +25,9 @@ class ScoreFunctionEMABaseline(Estimator):
     independent of the measured draws: ``ĝ = (1/n) Σ_j (f(x_j) − b) ∇θ log p(x_j; θ)`` stays
     unbiased.
     """
+
+    display_name = "REINFORCE, EMA baseline"
+    parameter_symbols: ClassVar = {"decay": "β"}
 
     decay: float = 0.9
     fit_batches: int = 50

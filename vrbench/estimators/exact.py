@@ -33,6 +33,9 @@ class ExactEnumeration(Estimator):
     log-derivative trick itself (Williams, 1992; Mohamed et al., JMLR 2020, section 4).
     """
 
+    display_name = "exact enumeration"
+    requirement_note = "a listed support (at most 65,536 outcomes)"
+
     family = "exact"
     reference = "Mohamed et al., 2020, section 4"
 

@@ -4,7 +4,7 @@ Gumbel noise given the discrete sample."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,6 +33,10 @@ class GumbelRao(Estimator):
     Maddison & Krause, "Rao-Blackwellizing the straight-through Gumbel-softmax gradient
     estimator", ICLR 2021, section 3 (the estimator and its Monte Carlo form).
     """
+
+    display_name = "Gumbel-Rao (τ = {temperature})"
+    parameter_symbols: ClassVar = {"temperature": "τ", "mc_samples": "K"}
+    requirement_note = "noise drawn given a discrete sample"
 
     temperature: float = 0.5
     mc_samples: int = 10

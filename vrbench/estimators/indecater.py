@@ -29,6 +29,8 @@ class IndeCateR(Estimator):
     expectation gradients of Titsias & Lázaro-Gredilla (NeurIPS 2015).
     """
 
+    display_name = "IndeCateR"
+
     family = "discrete"
     requires = frozenset({Capability.CATEGORICAL_LOGITS})
     reference = "De Smet et al., 2023"

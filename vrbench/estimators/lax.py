@@ -132,6 +132,9 @@ class LAX(Estimator):
     fitted baseline. One evaluation of f per draw; at most 1,000 entries per sample.
     """
 
+    display_name = "LAX"
+    requirement_note = "a small sample"
+
     hidden: int = 16
     fit_samples: int = 2000
 

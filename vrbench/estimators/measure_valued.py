@@ -31,6 +31,8 @@ class MVDGaussian(Estimator):
     1996.
     """
 
+    display_name = "measure-valued"
+
     coupled: ClassVar[bool] = False
 
     family = "measure-valued"
@@ -92,6 +94,8 @@ class MVDGaussianCoupled(MVDGaussian):
     shares W as in ``mvd_gaussian``. Unbiased; 4D evaluations of f per draw.
     """
 
+    display_name = "measure-valued, coupled"
+
     coupled = True
 
 
@@ -104,6 +108,8 @@ class MVDBernoulli(Estimator):
     as usual: for each draw and coordinate, f is evaluated with bit ``i`` set and cleared.
     Unbiased; ``2D`` evaluations of f per draw. Mohamed et al., JMLR 2020, section 6.
     """
+
+    display_name = "measure-valued (Bernoulli)"
 
     family = "measure-valued"
     requires = frozenset({Capability.BERNOULLI_LOGITS})

@@ -31,6 +31,9 @@ class MuProp(Estimator):
     Applies to relaxable discrete problems that know the mean of their samples.
     """
 
+    display_name = "MuProp"
+    requirement_note = "the samples' mean"
+
     family = "control variate"
     requires = frozenset({Capability.DISCRETE, Capability.RELAXABLE})
     reference = "Gu et al., 2016"

@@ -114,6 +114,8 @@ class AntitheticScoreFunction(_UniformScheme):
     technique: antithetic variates", 1956; Mohamed et al., JMLR 2020, section 8.2).
     """
 
+    display_name = "antithetic REINFORCE"
+
     scheme = "antithetic"
     family = "antithetic sampling"
     requires = SCORE
@@ -125,6 +127,8 @@ class AntitheticScoreFunction(_UniformScheme):
 @dataclass(frozen=True)
 class AntitheticReparameterization(AntitheticScoreFunction):
     """Pathwise gradient over antithetic pairs (ε, −ε): unbiased, and exact for odd f′."""
+
+    display_name = "antithetic pathwise"
 
     pathwise = True
     requires = PATHWISE
@@ -140,6 +144,8 @@ class StratifiedScoreFunction(_UniformScheme):
     theory, methods and examples", 2013, chapter 8; Mohamed et al., JMLR 2020, section 8).
     """
 
+    display_name = "stratified REINFORCE"
+
     scheme = "stratified"
     family = "stratified sampling"
     requires = SCORE
@@ -150,6 +156,8 @@ class StratifiedScoreFunction(_UniformScheme):
 @dataclass(frozen=True)
 class StratifiedReparameterization(StratifiedScoreFunction):
     """Pathwise gradient with stratified draws (see ``stratified_score_function``)."""
+
+    display_name = "stratified pathwise"
 
     pathwise = True
     requires = PATHWISE
@@ -170,6 +178,8 @@ class QMCScoreFunction(_UniformScheme):
     falls faster than 1/n.
     """
 
+    display_name = "RQMC REINFORCE"
+
     scheme = "qmc"
     family = "quasi-Monte Carlo"
     requires = SCORE
@@ -180,6 +190,8 @@ class QMCScoreFunction(_UniformScheme):
 @dataclass(frozen=True)
 class QMCReparameterization(QMCScoreFunction):
     """Pathwise gradient with randomized quasi-Monte Carlo draws (see ``qmc_score_function``)."""
+
+    display_name = "RQMC pathwise"
 
     pathwise = True
     requires = PATHWISE

@@ -41,6 +41,8 @@ class NVIL(Estimator):
     unchanged); vrbench reports the estimate before that division, which estimates ∇J.
     """
 
+    display_name = "NVIL"
+
     hidden: int = 100
     fit_samples: int = 1024
     fit_steps: int = 100

@@ -25,6 +25,8 @@ class ScoreFunctionOptimalBaseline(Estimator):
     ``fit_samples`` independent draws, so the estimator stays unbiased.
     """
 
+    display_name = "REINFORCE, optimal baseline"
+
     fit_samples: int = 2000
 
     family = "score function"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ class GumbelSoftmax(Estimator):
     "Categorical reparameterization with Gumbel-softmax", ICLR 2017; Maddison, Mnih & Teh,
     "The Concrete distribution", ICLR 2017.
     """
+
+    display_name = "Gumbel-softmax (τ = {temperature})"
+    parameter_symbols: ClassVar = {"temperature": "τ"}
 
     temperature: float = 0.5
 
@@ -61,6 +64,9 @@ class StraightThrough(GumbelSoftmax):
     at every temperature (Bengio, Léonard & Courville, "Estimating or propagating gradients
     through stochastic neurons", 2013; Jang et al., ICLR 2017).
     """
+
+    display_name = "straight-through (τ = {temperature})"
+    parameter_symbols: ClassVar = {"temperature": "τ"}
 
     reference = "Bengio et al., 2013; Jang et al., 2017"
 

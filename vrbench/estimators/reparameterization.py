@@ -24,6 +24,8 @@ class Reparameterization(Estimator):
     "Auto-Encoding Variational Bayes", ICLR 2014; Rezende, Mohamed & Wierstra, ICML 2014.
     """
 
+    display_name = "pathwise"
+
     family = "pathwise"
     sample_average = True
     requires = frozenset({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE})

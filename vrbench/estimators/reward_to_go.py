@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,6 +33,8 @@ class ReinforceRewardToGo(Estimator):
     (Williams, 1992; the "reward-to-go" of Sutton et al., NeurIPS 1999, and of most
     policy-gradient implementations).
     """
+
+    display_name = "REINFORCE, reward-to-go"
 
     family = "policy gradient"
     requires = frozenset({Capability.SEQUENTIAL})
@@ -88,6 +90,8 @@ class ValueBaselineExact(_ValueBaseline):
     depends on the state only. An oracle: real agents must fit V (``value_baseline_fitted``).
     """
 
+    display_name = "value baseline (exact)"
+
     reference = "Sutton et al., 1999; Greensmith et al., 2004"
 
     def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Tensor:
@@ -105,6 +109,8 @@ class ValueBaselineFitted(_ValueBaseline):
     because the fitted values are independent of the measured episodes (Greensmith et al.,
     JMLR 2004).
     """
+
+    display_name = "value baseline (fitted)"
 
     fit_episodes: int = 2000
 
@@ -156,6 +162,9 @@ class GAEExact(_GAE):
     "High-dimensional continuous control using generalized advantage estimation", ICLR 2016.
     """
 
+    display_name = "GAE (exact values)"
+    parameter_symbols: ClassVar = {"lam": "λ"}
+
     def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Tensor:
         return problem.exact_values(theta)
 
@@ -169,6 +178,9 @@ class GAEFitted(_GAE):
     episodes. With an imperfect V, GAE is biased for λ < 1 (Schulman et al., ICLR 2016,
     section 3): it declares so, and the harness measures how much.
     """
+
+    display_name = "GAE (fitted values)"
+    parameter_symbols: ClassVar = {"lam": "λ"}
 
     fit_episodes: int = 2000
 

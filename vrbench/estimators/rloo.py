@@ -24,6 +24,8 @@ class RLOO(Estimator):
     get a baseline for free!", ICLR 2019 workshop (DeepRLStructPred).
     """
 
+    display_name = "RLOO"
+
     family = "score function"
     min_samples = 2
     reference = "Kool et al., 2019"

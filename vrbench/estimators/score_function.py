@@ -25,6 +25,8 @@ class ScoreFunction(Estimator):
     algorithms for connectionist reinforcement learning", Machine Learning 8, 1992.
     """
 
+    display_name = "REINFORCE"
+
     family = "score function"
     sample_average = True
     reference = "Williams, 1992"

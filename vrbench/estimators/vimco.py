@@ -59,6 +59,8 @@ class MultiSampleScoreFunction(_MultiSample):
     objectives", ICML 2016, section 2 (the estimator VIMCO improves on).
     """
 
+    display_name = "REINFORCE, multi-sample"
+
     reference = "Mnih & Rezende, 2016"
 
 
@@ -76,6 +78,8 @@ class VIMCO(_MultiSample):
     ICML 2016, section 3 (the geometric-mean variant, which the paper found slightly better
     than the arithmetic mean).
     """
+
+    display_name = "VIMCO"
 
     leave_one_out = True
     reference = "Mnih & Rezende, 2016"

@@ -44,6 +44,8 @@ class _WithoutReplacement(Estimator):
     """What both estimators need: a listed support with exact probabilities, and no more
     samples than it has outcomes, since none is drawn twice."""
 
+    requirement_note = "a listed support (at most 65,536 outcomes), n at most its size"
+
     family = "without replacement"
 
     def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
@@ -76,6 +78,8 @@ class SumAndSample(_WithoutReplacement):
     gradients for discrete distributions", ICML 2019, section 2 (with the plain score function
     as the base estimator).
     """
+
+    display_name = "sum-and-sample"
 
     reference = "Liu et al., 2019"
 
@@ -156,6 +160,8 @@ class UnorderedSet(_WithoutReplacement):
     without replacement", ICLR 2020, section 4 (the unordered set policy gradient estimator
     with built-in baseline).
     """
+
+    display_name = "unordered set"
 
     min_samples = 2
     reference = "Kool et al., 2020"

@@ -31,6 +31,7 @@ from vrbench.problems import (  # noqa: E402, F401
     lqr,
     mdp,
     potts,
+    sequences,
     vae,
 )
 

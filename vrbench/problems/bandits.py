@@ -113,6 +113,9 @@ class BanditGaussian10(_SoftmaxBandit):
     Learning: An Introduction" (2nd ed., 2018), section 2.8.
     """
 
+    display_name = "Gaussian bandit"
+    parameter_symbols: ClassVar = {"theta": "θ"}
+
     noise: float = 1.0
 
     reference: ClassVar = "Sutton & Barto, 2018, section 2.8"
@@ -140,6 +143,9 @@ class BanditBernoulliK(_SoftmaxBandit):
     ``∇J = π ⊙ (q − J)``. The Bernoulli bandit of Lattimore & Szepesvári, "Bandit Algorithms"
     (2020), chapter 4; with K = 100 the softmax spreads the signal over many arms.
     """
+
+    display_name = "Bernoulli bandit, K = {arms}"
+    parameter_symbols: ClassVar = {"theta": "θ"}
 
     arms: int = 5
 
@@ -181,6 +187,9 @@ class ContextualBandit(Problem):
     contextual-bandit approach to personalized news article recommendation", WWW 2010, with
     a softmax (policy-gradient) learner.
     """
+
+    display_name = "contextual bandit"
+    parameter_symbols: ClassVar = {"theta": "θ"}
 
     contexts: int = 8
     actions: int = 5

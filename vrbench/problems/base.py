@@ -98,6 +98,14 @@ class Capability(StrEnum):
     """A sample holds one latent per data item, drawn independently from q(z_b | x_b; θ), and
     f = (1/B) Σ_b f_b(z_b) (see :meth:`Problem.item_f`): input-dependent baselines (NVIL)
     apply."""
+    SEQUENCES = "sequences"
+    """x holds one output sequence per prompt of a prompt set, drawn from an autoregressive
+    policy over tokens (see :mod:`vrbench.problems.sequences`); f is the mean over prompts of
+    the reward minus ``beta`` times the sequence log-ratio to a reference policy. The problem
+    gives per-prompt rewards, per-token log-probabilities under θ and the reference, token
+    masks, token-weighted scores, a stale behaviour policy (``behaviour_theta``,
+    ``sample_behaviour``) and the exact per-token values of a policy: group-baseline
+    (RLOO, GRPO), clipped-ratio (PPO, GSPO) and KL-penalty estimators apply."""
     MULTI_SAMPLE = "multi_sample"
     """f is a multi-sample bound (1/B) Σ_b log (1/K) Σ_k w(x_b, z_bk) whose importance weights
     depend on θ (see :meth:`Problem.log_weights`): ∇J is not E[f ∇θ log p], so only
@@ -147,6 +155,10 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
                           "per-item terms: input-dependent baselines (NVIL) apply",
     Capability.MULTI_SAMPLE: "f is a multi-sample bound whose importance weights depend on θ: "
                              "only VIMCO and the multi-sample score function apply",
+    Capability.SEQUENCES: "x holds one output sequence per prompt of an autoregressive policy, "
+                          "with per-prompt rewards, per-token log-probabilities under θ, the "
+                          "reference and a stale behaviour policy: group-baseline (RLOO, GRPO), "
+                          "clipped-ratio (PPO, GSPO) and KL-penalty estimators apply",
 })
 """One line per capability, shown by ``vrbench list capabilities``."""
 
@@ -161,6 +173,9 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.CATEGORICAL_LOGITS: ("support", "log_prob"),
     Capability.AMORTIZED: ("item_inputs", "item_f", "item_weighted_score"),
     Capability.MULTI_SAMPLE: ("log_weights", "code_weighted_score"),
+    Capability.SEQUENCES: ("beta", "prompt_rewards", "token_mask", "token_log_probs",
+                           "reference_token_log_probs", "token_weighted_score",
+                           "behaviour_theta", "sample_behaviour", "exact_token_values"),
 })
 """The members beyond the required ones that each capability needs (see the problem docs);
 ``f_relaxed`` (RELAXABLE) and ``sample_mean`` (for the delta method) have defaults or are

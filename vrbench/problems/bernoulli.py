@@ -85,6 +85,9 @@ class BernoulliToy(IndependentBernoullis):
     gradient estimates for discrete latent variable models", NeurIPS 2017, section 5.1.
     """
 
+    display_name = "Bernoulli, t = {t}"
+    parameter_symbols: ClassVar = {"theta": "θ"}
+
     t: float = 0.499
     theta: float = 0.0
 
@@ -127,6 +130,9 @@ class BernoulliVector(BernoulliToy):
     version of the REBAR toy used to compare ARM (Yin & Zhou, ICLR 2019), RELAX (Grathwohl et
     al., ICLR 2018) and DisARM (Dong, Mnih & Tucker, NeurIPS 2020).
     """
+
+    display_name = "Bernoulli, D = {D}, t = {t}"
+    parameter_symbols: ClassVar = {"theta": "θ"}
 
     D: int = 20
 

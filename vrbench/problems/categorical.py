@@ -25,6 +25,9 @@ class CategoricalTarget(Problem):
     ICLR 2017; Grathwohl et al., RELAX, ICLR 2018).
     """
 
+    display_name = "categorical, K = {K}"
+    parameter_symbols: ClassVar = {"theta": "θ"}
+
     K: int = 10
     target: int = 3
     theta: float = 0.0

@@ -40,6 +40,8 @@ class CategoricalVAEDigits(Problem):
     al., ICLR 2020), at a size where the truth is computable.
     """
 
+    display_name = "categorical VAE (digits)"
+
     batch: int = 8
     D: int = 4
     K: int = 4

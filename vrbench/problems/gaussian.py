@@ -115,6 +115,9 @@ class GaussianQuadratic(_Gaussian):
     which are known in closed form here.
     """
 
+    display_name = "(x − k)²"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
+
     mu: float = 1.0
     sigma: float = 1.5
     k: float = 0.0
@@ -143,6 +146,9 @@ class GaussianBump(_Gaussian):
     of Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020,
     section 3 (figure 2), whose variance comparison across k this problem reproduces.
     """
+
+    display_name = "exp(−kx²)"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 1.0
     sigma: float = 1.0
@@ -178,6 +184,9 @@ class GaussianStep(_Gaussian):
     the step is zero almost everywhere, hence biased; the problem declares f non-differentiable.
     A standard discontinuous test function (Mohamed et al., JMLR 2020, section 5).
     """
+
+    display_name = "1[x > 0]"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 0.5
     sigma: float = 1.0
@@ -217,6 +226,9 @@ class GaussianAbs(_Gaussian):
     unbiased because the kink has probability zero. Cf. Mohamed et al., JMLR 2020, section 3.
     """
 
+    display_name = "|x − c|"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
+
     c: float = 0.5
     mu: float = 1.0
     sigma: float = 1.0
@@ -251,6 +263,9 @@ class GaussianCosine(_Gaussian):
     the pathwise estimator's variance grow like ω², while the score function's does not depend
     on ω's smoothness: the trade-off studied by Mohamed et al., JMLR 2020, section 3.
     """
+
+    display_name = "cos(ωx)"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0
     mu: float = 0.5
@@ -363,6 +378,9 @@ class GaussianQuadraticND(_DiagonalGaussian):
     Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3.
     """
 
+    display_name = "‖x − k‖², D = {D}"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
+
     k: float = 0.5
 
     def __post_init__(self) -> None:
@@ -392,6 +410,9 @@ class GaussianCosineND(_DiagonalGaussian):
     ``gaussian_cosine`` (Mohamed et al., JMLR 2020, section 3), with the same defaults
     ω = 3, μ_d = 0.5, σ_d = 0.5.
     """
+
+    display_name = "cos(ω Σx/√D), D = {D}"
+    parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0
     mu: float = 0.5

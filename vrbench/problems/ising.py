@@ -30,6 +30,9 @@ class BernoulliIsing(IndependentBernoullis):
     binary toy problems of Yin & Zhou (ICLR 2019) and Dimitriev & Zhou (ICML 2021).
     """
 
+    display_name = "Ising, D = {D}"
+    parameter_symbols: ClassVar = {"coupling": "J"}
+
     D: int = 10
     coupling: float = 0.5
     seed: int = 0

@@ -43,6 +43,8 @@ class IWAEDigits(Problem):
     sum gives ∇J).
     """
 
+    display_name = "IWAE bound (digits)"
+
     batch: int = 4
     latents: int = 4
     K: int = 4

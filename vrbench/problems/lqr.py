@@ -326,6 +326,9 @@ class StableLQR(LinearQuadraticRegulator):
     H = 20, γ = 0.99. See :class:`LinearQuadraticRegulator` for the exact J and gradient.
     """
 
+    display_name = "LQR, stable"
+    parameter_symbols: ClassVar = {"gamma": "γ", "sigma": "σ"}
+
     reference: ClassVar = "Fazel et al., 2018 (ICML)"
     # A gain of order one moves the cost visibly (B is 0.1), so ‖∇J‖ stands out against the
     # spread of the score-function estimate: a 1% error shows in ~3x fewer draws than at K = 0.
@@ -357,6 +360,9 @@ class UnstableLQR(LinearQuadraticRegulator):
     grows with the horizon, as in Parmas, Rasmussen, Peters & Doya, "PIPPS", ICML 2018);
     ``gain > 0.024`` stabilizes it (K = gain·I). σ = 0.5, H = 20, γ = 0.99.
     """
+
+    display_name = "LQR, unstable"
+    parameter_symbols: ClassVar = {"gamma": "γ", "sigma": "σ"}
 
     reference: ClassVar = "Dean et al., 2020; Fazel et al., 2018 (ICML)"
     # Checked around a stabilizing gain: in the open loop the score-function estimate's spread

@@ -351,6 +351,9 @@ class FrozenLake(TabularMDP):
     Reinforcement Learning Environments", 2024).
     """
 
+    display_name = "FrozenLake 4×4"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
+
     slippery: bool = True
 
     reference: ClassVar = "Towers et al., 2024 (Gymnasium), FrozenLake-v1"
@@ -373,6 +376,9 @@ class FrozenLake8x8(TabularMDP):
     Same dynamics as ``frozenlake`` on a larger map with ten holes; θ ∈ R^{64×4}. Under the
     uniform policy the return is tiny, so gradients are small and noisy (Towers et al., 2024).
     """
+
+    display_name = "FrozenLake 8×8"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     slippery: bool = True
 
@@ -397,6 +403,9 @@ class CliffWalking(TabularMDP):
     2018), example 6.6; gymnasium's implementation (Towers et al., 2024).
     """
 
+    display_name = "CliffWalking"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
+
     horizon: int = 50
 
     reference: ClassVar = "Sutton & Barto, 2018, example 6.6"
@@ -416,6 +425,9 @@ class Taxi(TabularMDP):
     episode); θ ∈ R^{500×6}. Dietterich, "Hierarchical reinforcement learning with the MAXQ
     value function decomposition", JAIR 2000; gymnasium's implementation.
     """
+
+    display_name = "Taxi"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     horizon: int = 50
 
@@ -439,6 +451,9 @@ class ChainMDP(TabularMDP):
     learning", ICML 2000). The large reward needs N − 1 forward moves in a row: a hard
     exploration problem whose score-function gradients have huge variance.
     """
+
+    display_name = "N-chain"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     n_states: int = 5
     small: float = 2.0
@@ -484,6 +499,9 @@ class RandomMDP(TabularMDP):
     Markov decision processes", J. Oper. Res. Soc. 1995; Bhatnagar et al., "Natural
     actor-critic algorithms", Automatica 2009).
     """
+
+    display_name = "random MDP"
+    parameter_symbols: ClassVar = {"gamma": "γ", "theta": "θ"}
 
     S: int = 20
     A: int = 4

@@ -52,6 +52,9 @@ class CategoricalPotts(Problem):
     van Hoof & Welling (ICLR 2020) and De Smet et al. (NeurIPS 2023).
     """
 
+    display_name = "Potts, D = {D}, K = {K}"
+    parameter_symbols: ClassVar = {"coupling": "J"}
+
     D: int = 5
     K: int = 4
     coupling: float = 1.0

@@ -74,6 +74,8 @@ class SigmoidBeliefVAEDigits(Problem):
     (Dong et al., NeurIPS 2020), at a size where the truth is computable.
     """
 
+    display_name = "binary VAE (digits)"
+
     batch: int = 16
     seed: int = 0
     init_scale: float = 0.1

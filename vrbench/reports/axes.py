@@ -1,22 +1,22 @@
 """Axis helpers of the figures: log axes that always label 2–5 ticks, a strip at the bottom
 of a log axis where exact (zero-variance) estimators are drawn, and text measured in inches
-so that titles, legends and tick labels are sized to fit rather than guessed."""
+so that titles, legends and tick labels are sized to fit rather than guessed; display names
+broken into lines between words, never inside one."""
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.textpath import TextPath
 from matplotlib.ticker import Formatter, Locator, LogLocator, NullFormatter
 
-STRIP_COLOR = "0.92"
+from vrbench.reports.labels import words
 
-MIN_PIECE = 3
-"""No line of a name broken at underscores is shorter than this many characters."""
+STRIP_COLOR = "0.92"
 
 TIERS: tuple[tuple[float, ...], ...] = ((1.0, 3.0), (1.0, 2.0, 5.0),
                                         (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
@@ -134,8 +134,11 @@ class LogLabels(Formatter):
 
 
 def _mixed(which: str, plain: bool) -> int:
-    """Most labels that are not decades: ``m×10^k`` is wide, so two side by side on x."""
-    return 3 if which == "y" or plain else 2
+    """Most labels that are not decades: ``m×10^k`` is wide, so two side by side on x;
+    plain numbers (0.5, 1, 2, 5) are narrow, so four."""
+    if plain:
+        return 4
+    return 3 if which == "y" else 2
 
 
 def log_axis(ax: plt.Axes, which: str, most: int = 5, plain: bool = False) -> None:
@@ -204,37 +207,19 @@ def exact_axis(ax: plt.Axes, which: str, values: np.ndarray, exact_count: int,
     return strip
 
 
-def break_at_underscores(name: str, fits: Callable[[str], bool]) -> list[str]:
-    """``name`` broken after underscores into as few lines as keep ``fits(line)``; a line
-    shorter than :data:`MIN_PIECE` characters joins its neighbour (``bandit_`` /
-    ``bernoulli_k``, never ``bandit_bernoulli_`` / ``k``)."""
-    pieces = name.split("_")
-    lines = [pieces[0]]
-    for piece in pieces[1:]:
-        if fits(f"{lines[-1]}_{piece}"):
-            lines[-1] += "_" + piece
+def wrap_label(text: str, width_in: float, size_pt: float) -> str:
+    """A display name broken at spaces into lines that fit ``width_in``, never inside a
+    word, a formula or a ``name = value`` (see :func:`~vrbench.reports.labels.words`); a
+    word wider than the room keeps a line of its own."""
+    if text_width_in(text, size_pt) <= width_in:
+        return text
+    lines: list[str] = []
+    for word in words(text):
+        if lines and text_width_in(f"{lines[-1]} {word}", size_pt) <= width_in:
+            lines[-1] += " " + word
         else:
-            lines[-1] += "_"
-            lines.append(piece)
-    merged: list[str] = []
-    for line in lines:  # a short line joins the next one; a short last line, the previous
-        if merged and len(merged[-1].rstrip("_")) < MIN_PIECE:
-            merged[-1] += line
-        else:
-            merged.append(line)
-    if len(merged) > 1 and len(merged[-1]) < MIN_PIECE:
-        last = merged.pop()
-        merged[-1] += last
-    return merged
-
-
-def wrap_name(name: str, width_in: float, size_pt: float) -> str:
-    """``name`` broken after underscores into lines that fit ``width_in`` (see
-    :func:`break_at_underscores`)."""
-    if text_width_in(name, size_pt) <= width_in:
-        return name
-    return "\n".join(break_at_underscores(
-        name, lambda line: text_width_in(line, size_pt) <= width_in))
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def drop_colliding_labels(fig: plt.Figure, pad_pt: float = 1.5) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,16 @@ from vrbench.bench.store import read_results
 from vrbench.errors import VrbenchError
 from vrbench.reports import figures, page
 from vrbench.reports.axes import drop_colliding_labels
+from vrbench.reports.labels import Labels, resolve
 from vrbench.reports.selection import LAYOUTS, ReportSpec
 from vrbench.reports.style import DISTINCT_COLORS, STYLES, apply_style, estimator_styles
-from vrbench.reports.tables import latex_cells, latex_document, latex_relative, markdown_tables
+from vrbench.reports.tables import (
+    latex_cells,
+    latex_cells_floats,
+    latex_document,
+    latex_relative,
+    markdown_tables,
+)
 from vrbench.reports.values import (
     REFERENCE,
     annotate,
@@ -78,9 +86,11 @@ def prepare(frame: pd.DataFrame, spec: ReportSpec, reference: str = REFERENCE) -
                            f"valid: {', '.join(sorted(known))}")
     marked = with_references(annotate(frame), reference)
     marked = marked.join(relative(marked, reference))
+    marked = marked.join(relative(marked, reference, quantity="mse").add_prefix("mse_"))
     for cost in COSTS:
-        ratios = relative(marked, reference, cost=cost).add_prefix(f"{cost}_")
-        marked = marked.join(ratios)
+        for quantity, prefix in (("variance", f"{cost}_"), ("mse", f"{cost}_mse_")):
+            ratios = relative(marked, reference, cost=cost, quantity=quantity)
+            marked = marked.join(ratios.add_prefix(prefix))
     chosen = spec.selection.apply(marked)
     return chosen.assign(best=best(chosen))
 
@@ -115,12 +125,44 @@ class Figure:
     caption: str
 
 
+@dataclass(frozen=True)
+class Report:
+    """What :func:`build_report` wrote, and what it did not draw and why.
+
+    Iterating over it gives the files, as a list would."""
+
+    files: list[Path]
+    figures: list[Figure]
+    not_drawn: dict[str, str]
+    """Figure (or ``tables``) → why it was not drawn, for everything not drawn."""
+    requested: tuple[str, ...] = ()
+    """What the spec asked for by name (empty: everything that can be drawn)."""
+
+    @property
+    def missing(self) -> dict[str, str]:
+        """What was asked for by name and not drawn, with the reasons: the report is
+        incomplete, and ``vrbench report`` exits non-zero."""
+        return {name: why for name, why in self.not_drawn.items() if name in self.requested}
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.files
+
+
 def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                  formats: Sequence[str] = ("pdf", "png"), style: str = "paper",
-                 spec: ReportSpec | None = None) -> list[Path]:
+                 spec: ReportSpec | None = None) -> Report:
     """Write every figure (in each format, split into pages that fit), the tables and
-    ``index.html``; return the files. ``spec`` selects what is shown (its ``style``,
-    ``formats``, ``reference`` and ``layout`` win over the arguments)."""
+    ``index.html``; return what was written and what could not be drawn, and why.
+    ``spec`` selects what is shown (its ``style``, ``formats``, ``reference`` and ``layout``
+    win over the arguments). Everything is checked before the output directory is made: a
+    refused report leaves nothing behind, and a directory this call made is removed again
+    if writing fails."""
     spec = spec or ReportSpec()
     formats = list(spec.formats or formats)
     style = spec.style or style
@@ -137,15 +179,30 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     if (raw.empty or not (raw["status"] != "skipped").any()) and traces is None:
         raise VrbenchError(f"nothing to report in {', '.join(map(str, paths))}: no cell ran "
                            "and there are no optimization traces")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frame = prepare(raw, spec, reference)
+    frame = prepare(raw, spec, reference)  # refuses unknown names: before any file is made
     traces = _select_traces(traces, spec)
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write(frame, metas, traces, out, formats, style, reference, layout, spec)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFrame | None,
+           out: Path, formats: list[str], style: str, reference: str, layout: str,
+           spec: ReportSpec) -> Report:
     fig_style = apply_style(style)
     families = dict(zip(frame["estimator"], frame["family"], strict=True)) if not frame.empty \
         else {}
     names = list(frame["estimator"].dropna()) if not frame.empty else []
     names += list(traces["estimator"]) if traces is not None else []
+    problems = list(frame["problem"].dropna()) if not frame.empty else []
+    problems += list(traces["problem"]) if traces is not None else []
+    labels = resolve(spec.labels, names, problems)
     shown = {name.split(":")[0] for name in names}
     styles = estimator_styles(names, families, distinct=len(shown) <= len(DISTINCT_COLORS))
     n = spec.selection.one_n() or (int(frame.loc[frame["status"] == "ok", "n_samples"].max())
@@ -153,13 +210,18 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
                                    else None)
     written: list[Path] = []
     done: list[Figure] = []
-    notes: list[str] = []
-    for name, make, caption in _plans(frame, traces, styles, fig_style, n, reference, layout):
+    not_drawn: dict[str, str] = {}
+    for name, make, caption in _plans(frame, traces, styles, fig_style, n, reference, layout,
+                                      labels):
         if not spec.wanted(name):
             continue
-        pages = make()
-        if not pages:
-            notes.append(name)
+        if isinstance(make, str):  # the reason it cannot be drawn
+            not_drawn[name] = make
+            continue
+        try:
+            pages = make()
+        except figures.NotDrawn as reason:
+            not_drawn[name] = str(reason)
             continue
         stems = []
         for suffix, fig in pages:
@@ -173,82 +235,116 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
             stems.append(stem)
         done.append(Figure(name, stems, caption))
     tables: list[str] = []
-    if not frame.empty and n is not None and spec.wanted("tables") and \
-            (frame["status"] != "skipped").any():
-        for filename, text in (
-                ("table_relative_variance.tex",
-                 latex_relative(frame, n, reference, STYLES[style].table_width_pt,
-                                env=STYLES[style].table_env)),
-                ("table_cells.tex", latex_cells(frame, reference)),
-                ("tables_preview.tex", latex_document(["table_relative_variance",
-                                                       "table_cells"])),
-                ("summary.md", markdown_tables(frame, n, reference))):
-            target = out / filename
-            target.write_text(text)
-            written.append(target)
-            tables.append(filename)
+    if spec.wanted("tables"):
+        why = _no_tables(frame, n)
+        if why is not None:
+            not_drawn["tables"] = why
+        else:
+            assert n is not None
+            prefix = spec.label_prefix or "tab:vrbench"
+            chosen = STYLES[style]
+            for filename, text in (
+                    ("table_relative_variance.tex",
+                     latex_relative(frame, n, reference, chosen.table_width_pt,
+                                    env=chosen.table_env, labels=labels, prefix=prefix)),
+                    ("table_cells.tex", latex_cells(frame, reference, labels, prefix)),
+                    ("table_cells_floats.tex",
+                     latex_cells_floats(frame, reference, labels, prefix)),
+                    ("tables_preview.tex", latex_document(
+                        ["table_relative_variance", "table_cells_floats", "table_cells"])),
+                    ("summary.md", markdown_tables(frame, n, reference, labels))):
+                target = out / filename
+                target.write_text(text)
+                written.append(target)
+                tables.append(filename)
     index = out / "index.html"
-    index.write_text(page.index_html(frame, metas, done, formats, tables, notes,
-                                     reference=reference, n=n, spec=spec, style=style))
+    index.write_text(page.index_html(frame, metas, done, formats, tables, not_drawn,
+                                     reference=reference, n=n, spec=spec, style=style,
+                                     labels=labels))
     written.append(index)
-    return written
+    return Report(written, done, not_drawn, spec.requested)
+
+
+def _no_tables(frame: pd.DataFrame, n: int | None) -> str | None:
+    """Why the tables cannot be written, or None."""
+    if frame.empty or not (frame["status"] != "skipped").any():
+        return "no cell of the selection ran (the tables hold cells, not training traces)"
+    if n is None:
+        return "no cell of the selection ran without error"
+    return None
 
 
 def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_style,
-           n: int | None, reference: str, layout: str) -> list[tuple[str, Any, str]]:
-    """(name, how to draw it, caption) of every figure, in the order of the page."""
+           n: int | None, reference: str, layout: str, labels: Labels
+           ) -> list[tuple[str, Any, str]]:
+    """(name, how to draw it or why it cannot be, caption) of every figure, in the order of
+    the page."""
     plans: list[tuple[str, Any, str]] = []
+    cells = ("variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
+             "work_normalized_time", "relative_variance", "bias_vs_temperature",
+             "variance_vs_parameter")
     if not frame.empty and n is not None:
-        ref = describe_sweep_reference(frame, reference)
+        ref = describe_sweep_reference(frame, reference, labels.estimator, labels.problem)
         plans += [
             ("variance_vs_samples",
-             lambda: figures.variance_vs_samples(frame, styles, fig_style, layout),
+             lambda: figures.variance_vs_samples(frame, styles, fig_style, layout, labels),
              "Variance of one estimate against samples per estimate n, with 95% intervals; "
-             "the dashed guide has slope −1 (plain averaging). Exact estimators sit in the "
-             "grey strip labelled “exact”."),
+             "the broad grey band has slope −1 (plain averaging). Exact estimators sit in "
+             "the grey strip labelled “exact”."),
             ("bias_vs_variance",
-             lambda: figures.bias_vs_variance(frame, styles, fig_style, n, layout),
+             lambda: figures.bias_vs_variance(frame, styles, fig_style, n, layout, labels),
              f"Measured bias against variance at n = {n}. Dashed: √(variance / R), the bias "
              "that sampling error alone shows; points well above it are biased. “(biased)”: "
              "biased by design; †: the claim of unbiasedness is rejected."),
             ("work_normalized_fevals",
              lambda: figures.work_normalized(frame, styles, fig_style, "f_evals", n,
-                                             reference, layout),
+                                             reference, layout, labels),
              f"Variance × f-evaluations per estimate relative to {ref} at n = {n}, "
-             "with 95% intervals (from both variances); below 1 is better."),
+             "with 95% intervals (from both variances); below 1 is better. Biased "
+             "estimators are placed by their mean squared error instead (“MSE”)."),
             ("work_normalized_time",
              lambda: figures.work_normalized(frame, styles, fig_style, "time_per_estimate_s",
-                                             n, reference, layout),
-             f"Variance × seconds per estimate relative to {ref} at n = {n}. Intervals "
-             "carry the variances' uncertainty only: each time is a single measurement of its "
-             "cell."),
+                                             n, reference, layout, labels),
+             f"Variance × seconds per estimate relative to {ref} at n = {n} (biased "
+             "estimators: MSE × seconds). Intervals carry the variances' uncertainty only: "
+             "each time is a single measurement of its cell."),
             ("relative_variance",
              lambda: figures.relative_variance_heatmap(frame, fig_style, n, styles, reference,
-                                                       layout),
-             f"log10 of each estimator's variance relative to {ref} at n = {n}; “ref”: "
-             "the reference of the problem."),
+                                                       layout, labels),
+             f"log10 of each estimator's variance (biased estimators: mean squared error) "
+             f"relative to {ref} at n = {n}; “ref”: the reference of the problem."),
             ("bias_vs_temperature",
-             lambda: figures.bias_vs_temperature(frame, styles, fig_style, n, layout),
+             lambda: figures.bias_vs_temperature(frame, styles, fig_style, n, layout, labels),
              f"Bias of the relaxed (biased) estimators against their temperature at n = {n}."),
             ("variance_vs_parameter",
-             lambda: figures.variance_vs_parameter(frame, styles, fig_style, n, layout),
+             lambda: figures.variance_vs_parameter(frame, styles, fig_style, n, layout,
+                                                   labels),
              f"Variance of one estimate against a swept problem parameter at n = {n}, with "
              "95% intervals, per coordinate of θ where θ has few; thin lines: the variance "
              "computed exactly (without sampling) where it can be."),
         ]
+    else:
+        why = ("the results hold training traces only, no sweep cells" if frame.empty else
+               "no cell of the selection ran without error")
+        plans += [(name, why, "") for name in cells]
+    training = ("training_by_step", "training_by_time", "training_variance")
     if traces is not None:
         plans += [
             ("training_by_step",
-             lambda: figures.training_traces(traces, styles, fig_style, "step", layout),
+             lambda: figures.training_traces(traces, styles, fig_style, "step", layout,
+                                             labels),
              "Exact objective during optimization, mean over seeds with min–max band."),
             ("training_by_time",
-             lambda: figures.training_traces(traces, styles, fig_style, "wall_s", layout),
+             lambda: figures.training_traces(traces, styles, fig_style, "wall_s", layout,
+                                             labels),
              "The same against wall-clock time."),
             ("training_variance",
-             lambda: figures.training_variance(traces, styles, fig_style, layout),
+             lambda: figures.training_variance(traces, styles, fig_style, layout, labels),
              "Variance of one estimate at θ_t along optimization (geometric mean over seeds, "
              "min–max band), and the exact ‖∇J(θ_t)‖² (dashed)."),
         ]
+    else:
+        plans += [(name, figures.NO_TRACES, "") for name in training]
     return plans
 
 

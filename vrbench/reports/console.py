@@ -18,8 +18,9 @@ from vrbench.reports.values import (
     REFERENCE,
     annotate,
     best,
-    describe_sweep_reference,
+    describe_reference,
     format_sci,
+    problem_references,
     relative,
     with_references,
 )
@@ -27,6 +28,9 @@ from vrbench.reports.values import (
 __all__ = ["FAMILY_ALPHA", "StableETA", "format_interval", "summary_table"]
 
 SUMMARY_WIDTH = 100
+SUMMARY_PROBLEMS = 100
+"""Most problems the console summary lists, one line each; the rest are counted. A sweep of
+a wide parameter grid has a problem per point, too many lines to read (and to lay out)."""
 """The summary fits a terminal this wide, whatever the console's width."""
 
 
@@ -95,7 +99,9 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     if ran.empty:
         parts.append(_skip_reasons(marked))
         return Group(*parts)
-    ref = describe_sweep_reference(ran, reference)
+    problems = list(dict.fromkeys(ran["problem"]))
+    ref = describe_reference(problem_references(ran, reference), reference,
+                             problems[:SUMMARY_PROBLEMS])  # the exceptions among those listed
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False,
                   padding=(0, 1), expand=False,
                   caption=f"var/ref: the best's variance ÷ that of {ref} at the same n; "
@@ -103,14 +109,20 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
     table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
     table.add_column("ran", justify="right", width=3)
     table.add_column("n", justify="right", width=3)
-    table.add_column("best unbiased (ties)", width=36, overflow="fold")
+    # Failed (an error) and missing (not computed) apart, as the headline counts them.
+    any_missing = bool((ran["status"] == "missing").any())
+    table.add_column("best unbiased (ties)", width=28 if any_missing else 36, overflow="fold")
     table.add_column("var/ref", justify="right", width=7)
     table.add_column("failed", justify="right", width=6)
+    if any_missing:
+        table.add_column("missing", justify="right", width=7)
     table.add_column("†", justify="right", width=1)
     ok = ran[ran["status"] == "ok"]
-    for problem in dict.fromkeys(ran["problem"]):
-        rows = ran[ran["problem"] == problem]
-        good = ok[ok["problem"] == problem]
+    listed = ran[ran["problem"].isin(problems[:SUMMARY_PROBLEMS])]
+    groups = dict(tuple(listed.groupby("problem", sort=False)))  # once, not a scan each
+    for problem in problems[:SUMMARY_PROBLEMS]:
+        rows = groups[problem]
+        good = rows[rows["status"] == "ok"]
         n = int(good["n_samples"].max()) if not good.empty else int(rows["n_samples"].max())
         at_n = good[good["n_samples"] == n]
         marks = best(at_n)
@@ -123,13 +135,18 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
             ratio = ("exact" if leader["exact"] else
                      format_sci(leader["ratio"], 2) if pd.notna(leader["ratio"])
                      else NO_REFERENCE)
-        failed = int(rows["status"].isin(["error", "missing"]).sum())
+        failed = int((rows["status"] == "error").sum())
+        missing = int((rows["status"] == "missing").sum())
         flagged = int(rows["bias_rejected"].sum())
         table.add_row(escape(problem), str(rows["estimator"].nunique()), str(n),
                       escape(names), ratio,
                       f"[red]{failed}[/red]" if failed else "·",
+                      *([f"[red]{missing}[/red]" if missing else "·"] if any_missing else []),
                       f"[red]{flagged}[/red]" if flagged else "·")
     parts.append(table)
+    if len(problems) > SUMMARY_PROBLEMS:
+        parts.append(Text(f"… and {len(problems) - SUMMARY_PROBLEMS:,} more problems (see the "
+                          "results table, or vrbench report)"))
     failures = ran[ran["status"].isin(["error", "missing"])]
     if not failures.empty:
         parts.append(Text("Failed (error) and missing cells:", style="bold red"))
@@ -147,8 +164,10 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         parts.append(Text(f"† Unbiasedness rejected (p < {FAMILY_ALPHA:g}/{claims}, "
                           "family-wise):", style="bold"))
         for row in rejected.head(20).itertuples(index=False):
+            pvalue = ("p < 1e-10" if row.bias_pvalue < 1e-10 else
+                      f"p = {row.bias_pvalue:.1e}")
             parts.append(Text(_clip(f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
-                                    f"p = {row.bias_pvalue:.1e}", SUMMARY_WIDTH)))
+                                    f"{pvalue}", SUMMARY_WIDTH)))
     return Group(*parts)
 
 

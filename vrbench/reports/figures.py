@@ -23,26 +23,35 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import patheffects
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from vrbench.reports.axes import Strip, exact_axis, log_axis, text_width_in, wrap_name
+from vrbench.reports.axes import Strip, exact_axis, log_axis, text_width_in, wrap_label
+from vrbench.reports.labels import Labels, words
 from vrbench.reports.paging import paginate
 from vrbench.reports.style import EstimatorStyle, FigureStyle, estimator_order
 from vrbench.reports.values import (
     NO_REFERENCE,
     REFERENCE,
     describe_reference,
+    is_biased,
     ok_cells,
     problem_groups,
     problem_references,
+    ranked_ratios,
     shown_variance,
 )
 
 Pages = list[tuple[str, Figure]]
+
+
+class NotDrawn(Exception):
+    """A figure that the selected results cannot show; the message says why."""
+
 
 REFERENCE_COLOR = "0.45"
 DAGGER = "\u2020"
@@ -60,8 +69,9 @@ def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
 # ----------------------------------------------------------------------------- legends
 
 
-def _label(name: str, biased: AbstractSet[str]) -> str:
-    return f"{name} (biased)" if name in biased else name
+def _label(name: str, biased: AbstractSet[str], labels: Labels) -> str:
+    shown = labels.estimator(name)
+    return f"{shown} (biased)" if name in biased else shown
 
 
 def _handle(style: EstimatorStyle, label: str) -> Line2D:
@@ -78,7 +88,7 @@ class _LegendLayout:
     height: float
     """Inches, with the padding around the legend."""
     wrap: float | None
-    """Width (in) labels are broken to, at underscores, when they would force one column."""
+    """Width (in) labels are broken to, between words, when they would force one column."""
 
 
 def _legend_layout(labels: list[str], fig_style: FigureStyle, width: float) -> _LegendLayout:
@@ -96,11 +106,11 @@ def _legend_layout(labels: list[str], fig_style: FigureStyle, width: float) -> _
     if columns == 1 and len(labels) > 4:
         wrap = (width - 0.1) / 2 - handle
         if all(text_width_in(line, size) <= wrap for label in labels
-               for line in wrap_name(label, wrap, size).split("\n")):
+               for line in wrap_label(label, wrap, size).split("\n")):
             columns = 2
         else:
             wrap = None
-    lines = [len(wrap_name(label, wrap, size).split("\n")) if wrap else 1 for label in labels]
+    lines = [len(wrap_label(label, wrap, size).split("\n")) if wrap else 1 for label in labels]
     per_column = math.ceil(len(labels) / columns)
     tallest = max(sum(lines[i:i + per_column]) * 1.2 + 0.5 * len(lines[i:i + per_column])
                   for i in range(0, len(lines), per_column))
@@ -112,7 +122,7 @@ def _add_legend(fig: Figure, handles: list[Line2D], layout: _LegendLayout,
     # Above the panels, in room added to the figure's height for it: no panel gives way.
     if layout.wrap is not None:
         for handle in handles:
-            handle.set_label(wrap_name(handle.get_label(), layout.wrap, size))
+            handle.set_label(wrap_label(handle.get_label(), layout.wrap, size))
     fig.legend(handles=handles, loc="outside upper center", ncols=layout.columns,
                frameon=False,
                handlelength=2.2, columnspacing=1.0, handletextpad=0.4, borderaxespad=0.1,
@@ -145,18 +155,23 @@ def _grid_width(fig_style: FigureStyle, layout: str, columns: int | None) -> tup
     return fig_style.width, columns or fig_style.columns
 
 
+def figure_width(fig_style: FigureStyle, layout: str) -> float:
+    """The width of every figure of a style: the text (or column) width, so that all of
+    them print at one scale, their fonts at the style's sizes; one column (3.25 in) each
+    with the per-problem layout."""
+    return _grid_width(fig_style, layout, None)[0]
+
+
 def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
                         legend_labels: Callable[[list[str]], list[str]],
-                        columns: int | None = None
+                        title: Callable[[str], str], columns: int | None = None
                         ) -> list[tuple[str, Figure, list[tuple[plt.Axes, str]], _LegendLayout]]:
     """Pages of one titled panel per problem, each figure with room for its legend above.
-    Returns ``(suffix, figure, [(axes, problem)], legend layout)``."""
+    Returns ``(suffix, figure, [(axes, problem)], legend layout)``. Every page has the
+    style's width; a page of fewer panels than a row holds centres them at the size they
+    have in a full row."""
     width, per_row = _grid_width(fig_style, layout, columns)
     groups = problem_groups(rows)
-    count = sum(len(group) for group in groups)
-    if count < per_row:  # a few panels: narrower, not stretched flat across the page
-        width = max(min(fig_style.width, 3.25), width * count / per_row)
-        per_row = count
 
     def height(page: list[str]) -> float:
         legend = _legend_layout(legend_labels(page), fig_style, width).height
@@ -164,19 +179,20 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
 
     pages = _paginate(groups, height, fig_style, layout)
     out = []
-    # A title spans its panel, which is the figure's share less the y tick labels.
-    title_in = width / min(per_row, max(len(p) for p in pages)) - 0.75
+    title_in = width / per_row - 0.45  # a panel's share, less its y tick labels
     for suffix, page in zip(_suffixes(pages, layout), pages, strict=True):
         legend_layout = _legend_layout(legend_labels(page), fig_style, width)
-        count = min(per_row, len(page))
-        rows_ = math.ceil(len(page) / count)
+        rows_ = math.ceil(len(page) / per_row)
         fig = plt.figure(figsize=(width, height(page)), layout="constrained")
-        axes = fig.subplots(rows_, count, squeeze=False).ravel().tolist()
-        for extra in axes[len(page):]:
-            extra.set_visible(False)
-        for ax, problem in zip(axes, page, strict=False):
-            ax.set_title(wrap_name(problem, title_in, fig_style.font))
-        out.append((suffix, fig, list(zip(axes, page, strict=False)), legend_layout))
+        # Half-slots: a single row of fewer panels than a row holds sits in the middle.
+        grid = fig.add_gridspec(rows_, 2 * per_row)
+        offset = per_row - len(page) if rows_ == 1 else 0
+        axes = [fig.add_subplot(grid[i // per_row, offset + 2 * (i % per_row):
+                                     offset + 2 * (i % per_row) + 2])
+                for i in range(len(page))]
+        for ax, problem in zip(axes, page, strict=True):
+            ax.set_title(wrap_label(title(problem), title_in, fig_style.font))
+        out.append((suffix, fig, list(zip(axes, page, strict=True)), legend_layout))
     return out
 
 
@@ -187,6 +203,7 @@ class _EstimatorLegend:
 
     rows: pd.DataFrame
     styles: dict[str, EstimatorStyle]
+    labels: Labels
     biased: AbstractSet[str] = frozenset()
     extras: Sequence[Line2D] = ()
     column: str = "estimator"
@@ -194,24 +211,26 @@ class _EstimatorLegend:
     def _names(self, page: list[str]) -> list[str]:
         return estimator_order(self.rows.loc[self.rows["problem"].isin(page), self.column])
 
-    def labels(self, page: list[str]) -> list[str]:
+    def texts(self, page: list[str]) -> list[str]:
         """The entries' texts, which size the legend while pages are laid out."""
-        return ([_label(e, self.biased) for e in self._names(page)]
+        return ([_label(e, self.biased, self.labels) for e in self._names(page)]
                 + [h.get_label() for h in self.extras])
 
     def handles(self, page: list[str]) -> list[Line2D]:
-        return ([_handle(self.styles[e], _label(e, self.biased))
+        return ([_handle(self.styles[e], _label(e, self.biased, self.labels))
                  for e in self._names(page)] + list(self.extras))
 
 
 def _problem_figures(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
                      legend: _EstimatorLegend, draw: Callable[[plt.Axes, str], None],
-                     xlabel: str, ylabel: str, columns: int | None = None) -> Pages:
+                     xlabel: Sequence[str], ylabel: Sequence[str], columns: int | None = None,
+                     title: Callable[[str], str] | None = None) -> Pages:
     """Pages of one panel per problem, each drawn by ``draw(axes, problem)``, with the page's
-    legend above and the axis labels shared."""
+    legend above and the axis labels (phrases, see :func:`_shared_labels`) shared. Panels
+    are titled with the problem's display name, or ``title(problem)``."""
     pages: Pages = []
     for suffix, fig, panels, legend_layout in _problem_grid_pages(
-            rows, fig_style, layout, legend.labels, columns):
+            rows, fig_style, layout, legend.texts, title or legend.labels.problem, columns):
         for ax, problem in panels:
             draw(ax, problem)
         _add_legend(fig, legend.handles([problem for _, problem in panels]), legend_layout,
@@ -221,18 +240,26 @@ def _problem_figures(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     return pages
 
 
-def _shared_labels(fig: Figure, xlabel: str, ylabel: str | None = None) -> None:
-    """Axis labels shared by all panels, broken into lines that fit the figure."""
+def _shared_labels(fig: Figure, xlabel: Sequence[str], ylabel: Sequence[str] | None = None
+                   ) -> None:
+    """Axis labels shared by all panels, each given as phrases ("variance of one estimate",
+    "at n = 16", "(log scale)") and broken into lines only between phrases, never inside
+    one."""
     width, height = fig.get_size_inches()
     size = plt.rcParams["figure.labelsize"]
     size = size if isinstance(size, float) else plt.rcParams["font.size"]
     panels = [ax for ax in fig.axes if ax.get_visible()]
-    if len(panels) == 1 and ylabel:  # beside its panel, not beside the legend above it
-        panels[0].set_ylabel(ylabel)
+    rows = {ax.get_subplotspec().rowspan.start for ax in panels if ax.get_subplotspec()}
+    if ylabel and (len(panels) == 1 or len(rows) == 1):
+        # One row: beside its first panel (which may sit in the middle of the page), not
+        # at the page's edge or beside the legend above it.
+        first = min(panels, key=lambda ax: ax.get_subplotspec().colspan.start
+                    if ax.get_subplotspec() else 0)
+        first.set_ylabel(_lines(list(ylabel), height - 0.9, size, " "))
         ylabel = None
-    fig.supxlabel(_lines(xlabel.split(" "), width - 0.3, size, " "))
+    fig.supxlabel(_lines(list(xlabel), width - 0.3, size, " "))
     if ylabel:
-        fig.supylabel(_lines(ylabel.split(" "), height - 0.5, size, " "))
+        fig.supylabel(_lines(list(ylabel), height - 0.5, size, " "))
 
 
 def _biased(rows: pd.DataFrame) -> set[str]:
@@ -259,27 +286,79 @@ def _at(strip: Strip | None, slots: dict[str, int], name: str, value: float,
 # ----------------------------------------------------------------------------- figures
 
 
+GUIDE = {"color": "0.8", "linewidth": 4.0, "solid_capstyle": "butt", "alpha": 0.9}
+"""The slope guide: a broad pale band, behind the data, that no estimator's line (thin,
+coloured or dark, with markers) can be taken for."""
+CLIPPED = "clipped"
+
+
 def variance_vs_samples(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                        fig_style: FigureStyle, layout: str = "pages") -> Pages:
+                        fig_style: FigureStyle, layout: str = "pages",
+                        labels: Labels | None = None) -> Pages:
     """Variance of one estimate against samples per estimate, log–log, with 95% intervals.
 
-    The dashed grey guide has slope −1 (plain Monte Carlo averaging), drawn above every
-    curve. The x ticks are the sample sizes that were run. Drawn when the results hold at
-    least two sample sizes.
+    The broad pale band is a guide of slope −1 (plain Monte Carlo averaging), behind and
+    above every curve. The x ticks are the sample sizes that were run. An interval whose
+    lower end reaches 0 runs to the bottom of the axis and ends in a caret. Drawn when the
+    results hold at least two sample sizes.
     """
+    labels = labels or Labels()
     ok = ok_cells(frame)
-    if ok.empty or ok["n_samples"].nunique() < 2:
-        return []
+    if ok.empty:
+        raise NotDrawn("no cell of the selection ran")
+    sizes = sorted(int(n) for n in ok["n_samples"].unique())
+    if len(sizes) < 2:
+        raise NotDrawn(f"needs two or more sample sizes n; the selection has only n = "
+                       f"{sizes[0]} (choose n = \"all\" or several n)")
     biased = _biased(ok)
-    extras = [Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=0.8,
-                     label="slope −1 (∝ 1/n)")]
+    extras = [Line2D([], [], label="slope −1 (∝ 1/n)", **GUIDE)]
     if ok["bias_rejected"].any():
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
+    if _reaches_zero(ok):
+        extras.append(_caret_handle("interval reaches 0", "v"))
 
     return _problem_figures(
-        ok, fig_style, layout, _EstimatorLegend(ok, styles, biased, extras),
+        ok, fig_style, layout, _EstimatorLegend(ok, styles, labels, biased, extras),
         lambda ax, problem: _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
-        "samples per estimate n (log scale)", "variance of one estimate (log scale)")
+        ["samples per estimate n", "(log scale)"], ["variance of one estimate", "(log scale)"])
+
+
+def _reaches_zero(rows: pd.DataFrame) -> bool:
+    """Whether some measured (not exact) variance's interval reaches down to 0."""
+    low = rows["variance_ci_low"].astype(float)
+    return bool(((low <= 0) & ~rows["exact"].fillna(False).astype(bool)).any())
+
+
+def _caret_handle(label: str, marker: str) -> Line2D:
+    return Line2D([], [], linestyle="none", marker=marker, color="0.3", markersize=3.5,
+                  label=label)
+
+
+def _interval(ax: plt.Axes, at: float, low: float, high: float, floor: float, color: str,
+              vertical: bool = True) -> None:
+    """A 95% interval ``[low, high]`` at ``at`` on a log axis whose visible range starts at
+    ``floor``: a lower end at or below it (0, say) is drawn to the floor and marked by a
+    caret, never sent off the axis."""
+    if not (math.isfinite(high) and high > 0):
+        return
+    clipped = not (low > floor)
+    start = floor if clipped else low
+    ends = ([at, at], [start, high]) if vertical else ([start, high], [at, at])
+    ax.plot(*ends, color=color, linewidth=0.7, solid_capstyle="butt", zorder=1.5)
+    if clipped:
+        point = (at, floor) if vertical else (floor, at)
+        ax.plot(*[[v] for v in point], linestyle="none", marker="v" if vertical else "<",
+                color=color, markersize=3.0, clip_on=False, zorder=1.6, gid=CLIPPED)
+
+
+def _set_log_limits(ax: plt.Axes, which: str, values: np.ndarray) -> None:
+    """Log-axis limits around the positive ``values`` with a margin of 6% of the span."""
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return
+    lo, hi = float(values.min()), float(values.max())
+    margin = 10 ** (0.06 * max(math.log10(hi / lo), 0.3))
+    (ax.set_ylim if which == "y" else ax.set_xlim)(lo / margin, hi * margin)
 
 
 def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
@@ -287,35 +366,42 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
     shown = shown_variance(rows)
     exact = rows["exact"].to_numpy(dtype=bool)
     measured = shown["variance"].to_numpy()[~exact]
+    ends = np.concatenate([shown["low"].to_numpy()[~exact], shown["high"].to_numpy()[~exact]])
     n = np.array(sorted(rows["n_samples"].unique()), dtype=float)
     first = rows.loc[(rows["n_samples"] == n[0]) & ~rows["exact"], "variance"].astype(float)
-    anchor = 2.0 * float(first.max()) if not first.empty else None
-    span = measured if anchor is None else np.append(measured, anchor)
+    # Half a decade above the largest variance at the smallest n: above every curve that
+    # falls at least as fast as 1/n, and clear of the highest one.
+    anchor = 3.0 * float(first.max()) if not first.empty else None
+    span = np.concatenate([measured, ends, [] if anchor is None else
+                           [anchor, anchor * n[0] / n[-1]]])
     slots = _exact_slots(rows, "exact")
     strip = exact_axis(ax, "y", span, len(slots))
+    if strip is None:
+        _set_log_limits(ax, "y", span)
+    floor = strip.start if strip is not None else ax.get_ylim()[0]
     for estimator in estimator_order(rows["estimator"]):
         group = rows[rows["estimator"] == estimator].sort_values("n_samples")
         values = shown.loc[group.index]
         is_exact = group["exact"].to_numpy(dtype=bool)
         y = np.array([_at(strip, slots, estimator, v, e)
                       for v, e in zip(values["variance"], is_exact, strict=True)])
-        low = np.where(is_exact, 0.0, (values["variance"] - values["low"]).clip(lower=0))
-        high = np.where(is_exact, 0.0, values["high"] - values["variance"])
         style = styles[estimator]
-        ax.errorbar(group["n_samples"], y, yerr=[low, high], capsize=0, elinewidth=0.7,
-                    markersize=fig_style.marker, **{**style.line_kwargs(), "linestyle": "none"})
+        x = group["n_samples"].to_numpy(dtype=float)
+        for xi, e, lo, hi in zip(x, is_exact, values["low"], values["high"], strict=True):
+            if not e:
+                _interval(ax, xi, lo, hi, floor, style.color)
+        ax.plot(x, y, linestyle="none", markersize=fig_style.marker, zorder=2,
+                **style.marker_kwargs())
         # The line joins measured points, and exact ones, but never crosses the axis break
         # between them: a slope from a variance into the "exact" strip means nothing.
-        x = group["n_samples"].to_numpy(dtype=float)
         breaks = np.flatnonzero(is_exact[1:] != is_exact[:-1]) + 1
         ax.plot(np.insert(x, breaks, np.nan), np.insert(y, breaks, np.nan),
-                color=style.color, linestyle=style.linestyle)
+                color=style.color, linestyle=style.linestyle, zorder=1.8)
         rejected = group["bias_rejected"].to_numpy(dtype=bool)
-        for xi, yi in zip(group["n_samples"].to_numpy()[rejected], y[rejected], strict=True):
+        for xi, yi in zip(x[rejected], y[rejected], strict=True):
             _dagger(ax, xi, yi, style.color)
     if anchor is not None:
-        ax.plot(n, anchor * n[0] / n, linestyle="--", color=REFERENCE_COLOR, linewidth=0.8,
-                zorder=0.5)
+        ax.plot(n, anchor * n[0] / n, zorder=0.6, **GUIDE)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(n))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
@@ -324,7 +410,8 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
 
 
 def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                     fig_style: FigureStyle, n: int, layout: str = "pages") -> Pages:
+                     fig_style: FigureStyle, n: int, layout: str = "pages",
+                     labels: Labels | None = None) -> Pages:
     """Measured bias against variance at one sample size ``n``, one point per estimator.
 
     The dashed line ``‖bias‖ = sqrt(variance / R)`` is the root-mean-square of an unbiased
@@ -333,10 +420,11 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     whose claim of unbiasedness the bias test rejects; "(biased)" in the legend, one that
     does not claim it.
     """
+    labels = labels or Labels()
     ok = ok_cells(frame)
     ok = ok[ok["n_samples"] == n]
     if ok.empty:
-        return []
+        raise NotDrawn(f"no cell of the selection ran at n = {n}")
     biased = _biased(ok)
     extras = [Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=0.8,
                      label="√(variance / R)")]
@@ -344,9 +432,10 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
     return _problem_figures(
-        ok, fig_style, layout, _EstimatorLegend(ok, styles, biased, extras),
+        ok, fig_style, layout, _EstimatorLegend(ok, styles, labels, biased, extras),
         lambda ax, problem: _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
-        f"variance of one estimate at n = {n} (log scale)", "measured ‖bias‖ (log scale)")
+        ["variance of one estimate", f"at n = {n}", "(log scale)"],
+        ["measured ‖bias‖", "(log scale)"])
 
 
 def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
@@ -390,27 +479,35 @@ WORK_PLOT_IN = 1.45
 
 def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
                     fig_style: FigureStyle, cost: str, n: int, reference: str = REFERENCE,
-                    layout: str = "pages") -> Pages:
+                    layout: str = "pages", labels: Labels | None = None) -> Pages:
     """Variance × cost per estimate relative to ``reference`` at one ``n``, a dot per
     estimator with its 95% interval, ranked: which estimator gives the most precision per
     f-evaluation (``cost="f_evals"``) or per second (``cost="time_per_estimate_s"``). The
-    ratio is at the same n for both; below 1 is better. A log scale of ratios with the
-    reference line at 1 shows factors evenly in both directions (no bar lengths from an
-    arbitrary origin). Intervals carry the uncertainty of both variances; costs are single
-    measurements (f-evaluations are exact counts; times are one timing of the cell).
+    ratio is at the same n for both; below 1 is better. A biased estimator (by design, or
+    its claim rejected by the bias test) is placed and ranked by its mean squared error
+    × cost instead, and says so ("MSE"): a low variance bought with bias never outranks an
+    unbiased estimator of lower error. A log scale of ratios with the reference line at 1
+    shows factors evenly in both directions (no bar lengths from an arbitrary origin).
+    Intervals carry the uncertainty of both variances; costs are single measurements
+    (f-evaluations are exact counts; times are one timing of the cell).
 
-    Expects the columns ``<cost>_ratio``, ``<cost>_ratio_low``, ``<cost>_ratio_high`` (see
-    :func:`vrbench.reports.values.relative`).
+    Expects the columns ``<cost>_ratio``, ``<cost>_ratio_low``, ``<cost>_ratio_high`` and
+    their ``<cost>_mse_`` counterparts (see :func:`vrbench.reports.values.relative`).
     """
+    labels = labels or Labels()
     column = f"{cost}_ratio"
     ran = frame[(frame["status"] != "skipped") & (frame["n_samples"] == n)]
-    if ran.empty or column not in ran or ran[column].notna().sum() == 0:
-        return []
+    if ran.empty:
+        raise NotDrawn(f"no cell of the selection ran at n = {n}")
+    if column not in ran or ran[column].notna().sum() == 0:
+        raise NotDrawn(f"no reference estimator ({reference}, or a fallback) ran on the "
+                       f"selected problems at n = {n}")
+    ran = ran.join(ranked_ratios(ran, f"{cost}_").add_prefix("_rank_"))
     biased = _biased(ran)
     refs = problem_references(ran, reference)  # each problem's own
-    label_in = max(text_width_in(_work_label(r, biased, refs.get(r["problem"])),
+    label_in = max(text_width_in(_work_label(r, biased, refs.get(r["problem"]), labels),
                                  fig_style.small) for _, r in ran.iterrows()) + 0.12
-    width = fig_style.width if layout != "per-problem" else min(fig_style.width, 3.25)
+    width = figure_width(fig_style, layout)
     per_row = max(1, int(width // (label_in + WORK_PLOT_IN)))
     row_in = fig_style.small * 1.45 / 72
 
@@ -419,7 +516,7 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
 
     def height(page: list[str]) -> float:
         rows = [page[i:i + per_row] for i in range(0, len(page), per_row)]
-        return sum(max(panel_height(p) for p in r) for r in rows) + AXIS_LABEL_IN + 0.2
+        return sum(max(panel_height(p) for p in r) for r in rows) + AXIS_LABEL_IN + 0.3
 
     pages_ = _paginate(problem_groups(ran), height, fig_style, layout)
     pages: Pages = []
@@ -431,18 +528,25 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         for r, row_problems in enumerate(rows_of):
             for c, problem in enumerate(row_problems):
                 _work_panel(fig.add_subplot(grid[r, c]), ran[ran["problem"] == problem],
-                            problem, column, styles, fig_style, biased, refs.get(problem))
-        _shared_labels(fig, f"{WORK_LABELS[cost]} per estimate relative to "
-                            f"{describe_reference(refs, reference, page)}, at "
-                            f"n = {n} (log scale; < 1 is better)")
+                            problem, styles, fig_style, biased, refs.get(problem), labels,
+                            width / min(per_row, len(page)) - 0.15)
+        what = [f"{WORK_LABELS[cost]} per estimate", "(MSE × cost for biased estimators)"] \
+            if is_biased(ran).any() else [f"{WORK_LABELS[cost]} per estimate"]
+        _shared_labels(fig, [*what, "relative to",
+                             describe_reference(refs, reference, page, labels.estimator,
+                                                labels.problem) + ",",
+                             f"at n = {n}", "(log scale; < 1 is better)"])
         pages.append((suffix, fig))
     return pages
 
 
-def _work_label(row: pd.Series, biased: set[str], reference: str | None) -> str:
-    label = _label(row["estimator"], biased)
-    if row.get("bias_rejected", False):
-        label += f" {DAGGER}"
+def _work_label(row: pd.Series, biased: set[str], reference: str | None,
+                labels: Labels) -> str:
+    label = labels.estimator(row["estimator"])
+    if row["estimator"] in biased:
+        label += " (biased: MSE)"
+    elif row.get("bias_rejected", False):
+        label += f" {DAGGER} (MSE)"
     if row["status"] != "ok":
         label += " (failed)" if row["status"] == "error" else " (missing)"
     elif row["estimator"] == reference:
@@ -450,126 +554,181 @@ def _work_label(row: pd.Series, biased: set[str], reference: str | None) -> str:
     return label
 
 
-def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str, column: str,
+def _work_panel(ax: plt.Axes, rows: pd.DataFrame, problem: str,
                 styles: dict[str, EstimatorStyle], fig_style: FigureStyle, biased: set[str],
-                reference: str | None) -> None:
-    order = rows.assign(_key=rows[column].astype(float).fillna(np.inf)).sort_values(
+                reference: str | None, labels: Labels, title_in: float = 3.0) -> None:
+    """One problem's ranked dots: best (lowest ratio) at the top. The title ends at the
+    plot's right edge and extends over the estimators' names, broken to the panel's width:
+    never past the figure's edge."""
+    order = rows.assign(_key=rows["_rank_ratio"].astype(float).fillna(np.inf)).sort_values(
         ["_key", "estimator"], ascending=[False, True])
-    values = order[column].astype(float).to_numpy()
-    low = order[f"{column}_low"].astype(float).to_numpy()
-    high = order[f"{column}_high"].astype(float).to_numpy()
+    values = order["_rank_ratio"].astype(float).to_numpy()
+    low = order["_rank_ratio_low"].astype(float).to_numpy()
+    high = order["_rank_ratio_high"].astype(float).to_numpy()
     exact = order["exact"].fillna(False).to_numpy(dtype=bool) & (values == 0)
     positive = np.isfinite(values) & (values > 0)
-    ends = np.concatenate([values[positive], low[positive], high[positive], [1.0]])
+    ends = np.concatenate([values[positive], low[positive & (low > 0)], high[positive], [1.0]])
     slots = {name: i for i, name in enumerate(order.loc[exact, "estimator"])}
     strip = exact_axis(ax, "x", ends, len(slots), most=4, plain=True)
+    if strip is None:
+        _set_log_limits(ax, "x", np.concatenate([ends, [0.5, 2.0]]))
+    floor_x = strip.start if strip is not None else ax.get_xlim()[0]
     ax.axvline(1.0, color=REFERENCE_COLOR, linestyle="--", linewidth=0.8, zorder=0.5)
-    floor_x = strip.start if strip is not None else 0.0
     for y, (_, row) in enumerate(order.iterrows()):
         value = values[y]
         if row["status"] != "ok" or not np.isfinite(value):
             continue
         style = styles[row["estimator"]]
         x = _at(strip, slots, row["estimator"], value, exact[y])
-        if value > 0 and row["estimator"] != reference and np.isfinite(high[y]):
-            ax.plot([max(low[y], floor_x), high[y]], [y, y], color=style.color,
-                    linewidth=1.0, solid_capstyle="butt")
+        if value > 0 and row["estimator"] != reference:
+            _interval(ax, y, low[y], high[y], floor_x, style.color, vertical=False)
         ax.plot([x], [y], linestyle="none", markersize=fig_style.marker, clip_on=False,
-                **style.marker_kwargs())
-    ax.set_yticks(range(len(order)), [_work_label(r, biased, reference)
+                zorder=2, **style.marker_kwargs())
+    ax.set_yticks(range(len(order)), [_work_label(r, biased, reference, labels)
                                       for _, r in order.iterrows()])
     ax.tick_params(axis="y", length=0)
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.spines["left"].set_visible(False)
-    ax.set_title(problem)
-    for tick, name in zip(ax.get_yticklabels(), order["estimator"], strict=True):
-        if name in biased:
+    ax.set_title(wrap_label(labels.problem(problem), title_in, fig_style.font), loc="right")
+    for tick, (_, row) in zip(ax.get_yticklabels(), order.iterrows(), strict=True):
+        if row["estimator"] in biased:
             tick.set_fontstyle("italic")
-    if strip is None:  # 1 in view, with room on both sides
-        low_, high_ = ax.get_xlim()
-        ax.set_xlim(min(low_, 0.5), max(high_, 2.0))
     if reference is None:  # no ratios: say why the panel is empty
         ax.text(0.5, 0.5, f"{NO_REFERENCE}: no reference ran", transform=ax.transAxes,
                 ha="center", va="center", fontsize=fig_style.small, color=REFERENCE_COLOR)
 
 
+HEAT_LIMIT = 12.0
+"""The colour scale of the heatmap spans the data up to this many decades either way (the
+ratio of an exact estimator's rounding error, :data:`~vrbench.reports.values.EXACT_RTOL`):
+it never saturates on a measured ratio, so no value looks like another, or like "exact"."""
+EXACT_HATCH = "#8fb3d9"
+
+
+def _heat_norm(logs: pd.Series, most: int = 9) -> tuple[TwoSlopeNorm, np.ndarray, str]:
+    """The heatmap's colour scale (centred at 0, each side as long as the data need), its
+    colour-bar ticks (at most ``most``), and whether the bar ends in arrows (values beyond
+    the scale)."""
+    finite = logs[np.isfinite(logs)]
+    low = float(finite.min()) if finite.size else -0.5
+    high = float(finite.max()) if finite.size else 0.5
+    vmin = -min(max(-low, 0.5), HEAT_LIMIT)
+    vmax = min(max(high, 0.5), HEAT_LIMIT)
+    for step in (0.5, 1, 2, 4, 5, 10):
+        ticks = np.arange(math.ceil(vmin / step), math.floor(vmax / step) + 1) * step
+        if len(ticks) <= most:
+            break
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (low < vmin - 1e-9, high > vmax + 1e-9), "neither")
+    return TwoSlopeNorm(vmin=vmin, vcenter=0.0, vmax=vmax), ticks, extend
+
+
 def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: int,
                               styles: dict[str, EstimatorStyle] | None = None,
-                              reference: str = REFERENCE, layout: str = "pages") -> Pages:
+                              reference: str = REFERENCE, layout: str = "pages",
+                              labels: Labels | None = None) -> Pages:
     """log10(variance / variance of ``reference``) at one ``n``, estimators × problems.
 
-    Blue is better. Exact estimators read "exact" in the darkest blue; grey cells are pairs
-    that do not apply; "err" marks a failed cell; boxed bold cells are the best unbiased
-    estimator and those tied with it; a dagger, a rejected claim of unbiasedness. Estimators
-    come grouped by family, each with its marker. Expects the columns ``ratio`` and ``best``
-    (see :func:`vrbench.reports.values.relative` and :func:`~vrbench.reports.values.best`).
+    Blue is better. The colour scale reaches the largest ratio either way (see
+    :data:`HEAT_LIMIT`), so −8.2 is darker than −6 and not saturated. A biased estimator
+    (italic row; a dagger where the test rejects a claim) is coloured by its mean squared
+    error relative to the reference variance, never by its variance alone. Exact
+    estimators read "exact" on hatched white; grey cells are pairs that do not apply; "err"
+    marks a failed cell; the best unbiased estimator and those tied with it have a bold
+    number and a black outline with a white edge (seen on dark and light cells alike).
+    Estimators come grouped by family, each with its marker. Expects the columns ``ratio``,
+    ``mse_ratio`` and ``best`` (see :func:`vrbench.reports.values.relative` and
+    :func:`~vrbench.reports.values.best`).
     """
+    labels = labels or Labels()
     ran = frame[(frame["n_samples"] == n) & (frame["status"] != "skipped")]
-    if ran.empty or ran["ratio"].notna().sum() == 0:
-        return []
+    if ran.empty:
+        raise NotDrawn(f"no cell of the selection ran at n = {n}")
+    if ran["ratio"].notna().sum() == 0:
+        raise NotDrawn(f"no reference estimator ({reference}, or a fallback) ran on the "
+                       f"selected problems at n = {n}")
+    ran = ran.join(ranked_ratios(ran).add_prefix("_rank_"))
     refs = problem_references(ran, reference)
     size = fig_style.small
-    label_in = max(text_width_in(e, size) for e in ran["estimator"]) + 0.25
-    cell_in = text_width_in("exact†", size * 0.92) + 0.1
-    room = fig_style.width - label_in - 0.1
+    width = figure_width(fig_style, layout)
+    cell_in = max(text_width_in("exact†", size * 0.92) + 0.12, 0.42)
+    names = {e: labels.estimator(e) for e in ran["estimator"]}
+    label_in = max(text_width_in(name, size) for name in names.values()) + 0.25
+    count = ran["problem"].nunique()
+    if layout != "per-problem" and label_in + count * cell_in > width - 0.15:
+        # Long names break between words, so that the problems fit across the page.
+        room = max(width - 0.4 - count * cell_in, max(
+            text_width_in(word, size) for name in names.values() for word in words(name)))
+        names = {e: wrap_label(name, room, size) for e, name in names.items()}
+        label_in = max(text_width_in(line, size) for name in names.values()
+                       for line in name.split("\n")) + 0.25
+    room = width - label_in - 0.15
     columns = 1 if layout == "per-problem" else max(1, int(room // cell_in))
     page_problems = ([[p] for group in problem_groups(ran) for p in group]
                      if layout == "per-problem" else
                      paginate(problem_groups(ran), len, float(columns)))
-    row_in = size * 1.55 / 72
-    logs = np.log10(ran["ratio"].astype(float).where(ran["ratio"] > 0))
-    largest = float(np.nanmax(np.abs(logs))) if logs.notna().any() else 1.0
-    bound = min(max(largest, 0.5), 6.0)
-    norm = TwoSlopeNorm(vmin=-bound, vcenter=0.0, vmax=bound)
-    step = 0.5 if bound < 2 else 1 if bound < 4 else 2
-    ticks = np.arange(-math.floor(bound / step), math.floor(bound / step) + 1) * step
-    extend = "both" if largest > bound else "neither"  # arrows: the scale clips the values
+    lines = max(name.count("\n") + 1 for name in names.values())
+    row_in = size * (0.35 + 1.2 * lines) / 72
+    logs = np.log10(ran["_rank_ratio"].astype(float).where(ran["_rank_ratio"] > 0))
+    # As many colour-bar labels as the narrowest bar (the cells of a page) holds, a third
+    # of an inch apart, and the same on every page.
+    bar_in = min(len(page) for page in page_problems) * cell_in
+    norm, ticks, extend = _heat_norm(logs, most=max(3, int(bar_in / 0.33)))
     cmap = plt.get_cmap("RdBu_r")
     parts = ["exact: zero variance", "grey: not applicable", "err: failed",
-             "box: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
+             "outline, bold: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
              "italic: biased by design", "ref: the problem's reference"]
+    if is_biased(ran).any():
+        parts.append("italic rows and † cells: MSE, not variance")
     pages: Pages = []
     sheets = []
     for problems in page_problems:
         cells = ran[ran["problem"].isin(problems)]
-        header_in = max(text_width_in(p, size) for p in problems) * 0.66 + 0.1
-        # At least a column wide, so that the colour bar over the cells has room.
-        width = min(fig_style.width, max(3.25, label_in + len(problems) * cell_in + 0.3))
+        header_in = max(text_width_in(labels.problem(p), size) for p in problems) * 0.66 + 0.1
         notes = parts + ([f"{NO_REFERENCE}: no reference variance to compare with"]
                          if cells.loc[cells["status"] == "ok", "ratio"].isna().any() else [])
         note = _lines(notes, width - 0.1, size * 0.95)
-        label_parts = ["log10 variance ratio",
-                       f"to {describe_reference(refs, reference, problems)}",
+        label_parts = ["log₁₀ variance ratio",
+                       "to " + describe_reference(refs, reference, problems, labels.estimator,
+                                                  labels.problem),
                        f"at n = {n}", "(< 0: better)"]
-        label = _lines(label_parts, width - label_in - 0.2, size, joint=" ")
-        fixed = (header_in + 0.75 + (note.count("\n") + 1) * size * 1.4 / 72
-                 + label.count("\n") * size * 1.4 / 72)
+        label = _lines(label_parts, width - 0.2, size, joint=" ")
+        fixed = (header_in + 0.8 + (note.count("\n") + 1) * size * 1.4 / 72
+                 + (label.count("\n") + 1) * size * 1.4 / 72)
         # Too many estimators for one page: rows split between families where possible.
         family_of = dict(zip(cells["estimator"], cells["family"], strict=True))
         families = [list(group) for _, group in itertools.groupby(
             estimator_order(cells["estimator"]), key=family_of.get)]
         for rows in paginate(families, lambda part, fixed=fixed: fixed + len(part) * row_in,
                              fig_style.max_height):
-            sheets.append((problems, rows, width, note, label, fixed + len(rows) * row_in))
+            sheets.append((problems, rows, note, label, fixed + len(rows) * row_in))
     split_rows = len(sheets) > len(page_problems)
     if layout == "per-problem" and not split_rows:
         suffixes = _suffixes(page_problems, layout)
     else:
         suffixes = _suffixes([rows for _, rows, *_ in sheets], "pages")
-    for suffix, (problems, estimators, width, note, label, height) in zip(
-            suffixes, sheets, strict=True):
+    for suffix, (problems, estimators, note, label, height) in zip(suffixes, sheets,
+                                                                     strict=True):
         cells = ran[ran["problem"].isin(problems) & ran["estimator"].isin(estimators)]
         fig = plt.figure(figsize=(width, height), layout="constrained")
-        ax = fig.add_subplot()
-        _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, refs)
+        # The cells keep their size, centred in the style's width: every figure of a style
+        # is as wide as the others, so that all of them print at one scale.
+        content = min(width, label_in + len(problems) * cell_in + 0.2)
+        side = max((width - content) / 2, 0.01)
+        grid = fig.add_gridspec(1, 3, width_ratios=[side, content, side])
+        ax = fig.add_subplot(grid[0, 1])
+        _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, refs, labels,
+                 names)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
                            location="top", fraction=0.04, pad=0.02, aspect=35, ticks=ticks,
                            extend=extend)
-        # Over the colour bar, which is as wide as the cells, not the figure.
-        bar.set_label(label, fontsize=size)
         bar.ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}".replace("-", "−")))
         bar.ax.tick_params(labelsize=size)
         bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
+        bar.solids.set_edgecolor("face")  # no hairline gaps between the bar's patches
+        bar.outline.set_linewidth(0.5)
+        # The scale's title across the whole width, so that no word of it is cut off.
+        fig.suptitle(label, fontsize=size)
         fig.supxlabel(note, fontsize=size * 0.95)
         pages.append((suffix, fig))
     return pages
@@ -588,7 +747,8 @@ def _lines(parts: list[str], width_in: float, size: float, joint: str = " · ") 
 
 def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems: list[str],
              norm: TwoSlopeNorm, cmap, fig_style: FigureStyle,  # type: ignore[no-untyped-def]
-             styles: dict[str, EstimatorStyle] | None, refs: dict[str, str | None]) -> None:
+             styles: dict[str, EstimatorStyle] | None, refs: dict[str, str | None],
+             labels: Labels, names: dict[str, str]) -> None:
     index = {(r["problem"], r["estimator"]): r for _, r in cells.iterrows()}
     for i, estimator in enumerate(estimators):
         if styles is not None and estimator in styles:  # the estimator's identity marker
@@ -600,9 +760,9 @@ def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems:
                        estimator == refs.get(problem))
     ax.set_xlim(-0.5, len(problems))
     ax.set_ylim(len(estimators), 0)
-    ax.set_xticks(np.arange(len(problems)) + 0.5, problems, rotation=40, ha="right",
-                  rotation_mode="anchor")
-    ax.set_yticks(np.arange(len(estimators)) + 0.5, estimators)
+    ax.set_xticks(np.arange(len(problems)) + 0.5, [labels.problem(p) for p in problems],
+                  rotation=40, ha="right", rotation_mode="anchor")
+    ax.set_yticks(np.arange(len(estimators)) + 0.5, [names[e] for e in estimators])
     biased = _biased(cells)
     for tick, name in zip(ax.get_yticklabels(), estimators, strict=True):
         if name in biased:
@@ -615,38 +775,46 @@ def _heatmap(ax: plt.Axes, cells: pd.DataFrame, estimators: list[str], problems:
 def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlopeNorm,
                cmap, fig_style: FigureStyle,  # type: ignore[no-untyped-def]
                is_reference: bool) -> None:
-    face, text, color = "0.87", "", "black"  # grey: not applicable, or not in the results
+    face, text, color, hatch = "0.87", "", "black", False  # grey: not applicable
     if row is not None and row["status"] != "ok":
         face, text, color = "white", "err" if row["status"] == "error" else "miss", "#B00000"
-    elif row is not None and row["exact"]:
-        face, text, color = cmap(norm(norm.vmin)), "exact", "white"
-    elif row is not None and pd.notna(row["ratio"]) and row["ratio"] > 0:
-        value = math.log10(row["ratio"])
-        face = cmap(norm(float(np.clip(value, norm.vmin, norm.vmax))))
-        rounded = round(value, 1)
-        text = "ref" if is_reference else f"{rounded + 0.0:.1f}".replace("-", "−")
-        color = "white" if abs(value) > 0.55 * norm.vmax else "black"
+    elif row is not None and row["exact"] and row["_rank_ratio"] == 0:
+        face, text, hatch = "white", "exact", True
+    elif row is not None and pd.notna(row["_rank_ratio"]) and row["_rank_ratio"] > 0:
+        value = math.log10(row["_rank_ratio"])
+        shade = float(norm(float(np.clip(value, norm.vmin, norm.vmax))))
+        face = cmap(shade)
+        text = "ref" if is_reference else f"{round(value, 1) + 0.0:.1f}".replace("-", "−")
+        color = "white" if abs(shade - 0.5) > 0.32 else "black"
     elif row is not None:
         face, text = "white", NO_REFERENCE
     best = row is not None and bool(row.get("best", False))
     if row is not None and row.get("bias_rejected", False):
         text += DAGGER
     ax.add_patch(Rectangle((j, i), 1, 1, facecolor=face, edgecolor="white", linewidth=0.6))
-    if best:
-        ax.add_patch(Rectangle((j + 0.05, i + 0.07), 0.9, 0.86, facecolor="none",
-                               edgecolor="black", linewidth=0.9))
+    if hatch:  # exact: unlike any colour of the scale, however dark
+        ax.add_patch(Rectangle((j + 0.03, i + 0.05), 0.94, 0.9, facecolor="none",
+                               edgecolor=EXACT_HATCH, hatch="//////", linewidth=0))
+    if best:  # black with a white edge: seen on the darkest and the palest cells
+        ax.add_patch(Rectangle((j + 0.07, i + 0.1), 0.86, 0.8, facecolor="none",
+                               edgecolor="black", linewidth=1.0, path_effects=[
+                                   patheffects.withStroke(linewidth=2.6, foreground="white")]))
     if text:
+        halo = [patheffects.withStroke(linewidth=2.0, foreground="white")] if hatch else None
         ax.text(j + 0.5, i + 0.53, text, ha="center", va="center", color=color,
-                fontsize=fig_style.small * 0.92, fontweight="bold" if best else "normal")
+                fontsize=fig_style.small * 0.92, fontweight="bold" if best else "normal",
+                path_effects=halo)
 
 
 def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                    fig_style: FigureStyle, x: str, layout: str = "pages") -> Pages:
+                    fig_style: FigureStyle, x: str, layout: str = "pages",
+                    labels: Labels | None = None) -> Pages:
     """Exact objective along optimization, mean over seeds with a min–max band; ``x`` is
     ``"step"`` or ``"wall_s"``. The comparison of the REBAR, RELAX and DisARM papers, with
     J(θ) exact instead of a Monte Carlo bound."""
+    labels = labels or Labels()
     if traces is None or traces.empty:
-        return []
+        raise NotDrawn(NO_TRACES)
 
     def draw(ax: plt.Axes, problem: str) -> None:
         rows = traces[traces["problem"] == problem]
@@ -664,23 +832,35 @@ def training_traces(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
         if x == "wall_s":
             log_axis(ax, "x", most=4)
 
-    xlabel = {"step": "optimization step", "wall_s": "wall-clock time (s, log scale)"}[x]
-    return _problem_figures(traces, fig_style, layout, _EstimatorLegend(traces, styles), draw,
-                            xlabel + _train_settings(traces), "exact objective J(θ)",
+    xlabel = {"step": ["optimization step"],
+              "wall_s": ["wall-clock time", "(s, log scale)"]}[x]
+    return _problem_figures(traces, fig_style, layout, _EstimatorLegend(traces, styles, labels),
+                            draw, xlabel + _train_settings(traces), ["exact objective J(θ)"],
                             columns=min(3, fig_style.columns))
 
 
-def _train_settings(traces: pd.DataFrame) -> str:
-    """The settings the traces share, for the axis label: ", n = 4, adam, lr = 0.05"."""
+NO_TRACES = ("needs optimization traces (vrbench train, or a recipe's training runs: "
+             "train.parquet in a results directory)")
+
+
+def _train_settings(traces: pd.DataFrame) -> list[str]:
+    """The settings the traces share, as phrases of the axis label: "(n = 4,", "Adam,",
+    "lr = 0.05)"."""
     parts = []
     for column, text in (("n_samples", "n = {}"), ("optimizer", "{}"), ("lr", "lr = {:g}")):
         if column in traces and traces[column].nunique() == 1:
-            parts.append(text.format(traces[column].iloc[0]))
-    return "".join(f", {part}" for part in parts)
+            value = traces[column].iloc[0]
+            parts.append(text.format({"adam": "Adam", "sgd": "SGD"}.get(value, value)))
+    if not parts:
+        return []
+    phrases = [f"{part}," for part in parts[:-1]] + [parts[-1]]
+    phrases[0], phrases[-1] = f"({phrases[0]}", f"{phrases[-1]})"
+    return phrases
 
 
 def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                        fig_style: FigureStyle, n: int, layout: str = "pages") -> Pages:
+                        fig_style: FigureStyle, n: int, layout: str = "pages",
+                        labels: Labels | None = None) -> Pages:
     """Bias of relaxed estimators against their temperature at one ``n``, one panel per
     problem.
 
@@ -696,7 +876,8 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
     ok = ok[ok["temperature"].notna() & (ok["n_samples"] == n)]
     ok = ok[ok.groupby(["problem", "base"])["temperature"].transform("nunique") > 1]
     if ok.empty:
-        return []
+        raise NotDrawn(f"needs one estimator at several temperatures at n = {n} (e.g. -e "
+                       "'gumbel_softmax:temperature=0.1,gumbel_softmax:temperature=1')")
     base_styles = {base: styles[min(v for v in styles if v.split(":")[0] == base)]
                    for base in ok["base"].unique()}
 
@@ -709,9 +890,9 @@ def bias_vs_temperature(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         _log_axes(ax)
 
     return _problem_figures(ok, fig_style, layout,
-                            _EstimatorLegend(ok, base_styles, column="base"), draw,
-                            f"temperature τ at n = {n} (log scale)", "‖bias‖ (log scale)",
-                            columns=min(3, fig_style.columns))
+                            _EstimatorLegend(ok, base_styles, labels, column="base"), draw,
+                            ["temperature τ", f"at n = {n}", "(log scale)"],
+                            ["‖bias‖", "(log scale)"], columns=min(3, fig_style.columns))
 
 
 # ----------------------------------------------------------------------------- landscapes
@@ -756,9 +937,10 @@ def swept_parameters(frame: pd.DataFrame) -> dict[str, str]:
     return swept
 
 
-def _landscape_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+def _landscape_rows(frame: pd.DataFrame, n: int, labels: Labels) -> pd.DataFrame:
     """One row per panel point: the swept problems' ok cells at ``n``, with ``x`` (the
-    parameter's value) and ``panel`` (problem and coordinate, or the trace)."""
+    parameter's value), ``panel`` (problem and coordinate, or the trace, in the
+    ``problem`` column), ``coordinate`` and the panel's ``title``."""
     ok = ok_cells(frame)
     ok = ok[ok["n_samples"] == n]
     pieces = []
@@ -771,14 +953,28 @@ def _landscape_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
                                                     json.loads(p).get(k, d))
         rows = rows.assign(x=pd.to_numeric(x, errors="coerce"), parameter=key)
         rows = rows[rows["x"].notna()]
+        shown = labels.problem(_fixed_spec(rows["problem_params"], name, key))
         dim = int(rows["dim"].iloc[0])
         if dim <= MAX_COORDINATE_PANELS:
             names = _coordinate_names(name, dim)
             for k, coordinate in enumerate(names):
-                pieces.append(rows.assign(problem=f"{name}: ∂J/∂{coordinate}", coordinate=k))
+                pieces.append(rows.assign(problem=f"{name}: ∂J/∂{coordinate}", coordinate=k,
+                                          title=f"{shown}: ∂J/∂{coordinate}"))
         else:
-            pieces.append(rows.assign(problem=f"{name}: trace", coordinate=-1))
+            pieces.append(rows.assign(problem=f"{name}: trace", coordinate=-1,
+                                      title=f"{shown}: trace"))
     return pd.concat(pieces) if pieces else pd.DataFrame()
+
+
+def _fixed_spec(params: pd.Series, name: str, swept: str) -> str:
+    """``name`` with the parameters its rows share, the swept one left out: the problem a
+    panel of the landscape shows, as a results name (``gaussian_cosine:mu=1.0,sigma=1.0``)."""
+    decoded = [json.loads(p) for p in params.fillna("{}")]
+    shared = {key: value for key, value in decoded[0].items()
+              if key != swept and all(d.get(key) == value for d in decoded)}
+    if not shared:
+        return name
+    return name + ":" + ",".join(f"{k}={v}" for k, v in sorted(shared.items()))
 
 
 def _coordinate(rows: pd.DataFrame, column: str, k: int) -> np.ndarray:
@@ -793,30 +989,44 @@ def _coordinate(rows: pd.DataFrame, column: str, k: int) -> np.ndarray:
 
 
 def variance_vs_parameter(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                          fig_style: FigureStyle, n: int, layout: str = "pages") -> Pages:
+                          fig_style: FigureStyle, n: int, layout: str = "pages",
+                          labels: Labels | None = None) -> Pages:
     """Variance of one estimate against a swept problem parameter at one ``n``, one line per
     estimator, with 95% intervals: the variance landscapes of Mohamed et al. (JMLR 2020,
-    figure 2). Problems whose θ has at most :data:`MAX_COORDINATE_PANELS` coordinates get a
-    panel per coordinate (the variance of ∂J/∂μ and of ∂J/∂σ apart, as the paper draws them);
-    others, the trace. Where the variance was computed without sampling
+    figures 2 and 3). Problems whose θ has at most :data:`MAX_COORDINATE_PANELS`
+    coordinates get a panel per coordinate, side by side, one row per problem (the variance
+    of ∂J/∂μ beside that of ∂J/∂σ for each cost, as the paper draws them); others, the
+    trace. Each panel's x axis is the swept parameter, written with its symbol (see
+    :mod:`vrbench.reports.labels`). Where the variance was computed without sampling
     (``exact_variance``), a thin line of the estimator's colour traces it under the points.
     """
-    rows = _landscape_rows(frame, n)
+    labels = labels or Labels()
+    rows = _landscape_rows(frame, n, labels)
     if rows.empty:
-        return []
+        raise NotDrawn(f"needs a problem run over a grid of one of its parameters at n = {n} "
+                       "(e.g. -p 'gaussian_cosine:omega=0.5|1|2|4')")
     biased = _biased(rows)
     has_exact = rows["exact_variance"].notna().any()
     extras = ([Line2D([], [], color="0.3", linewidth=0.8, label="computed exactly")]
               if has_exact else [])
-
+    if _reaches_zero(rows):
+        extras.append(_caret_handle("interval reaches 0", "v"))
+    dims = {int(c) + 1 for c in rows.groupby(rows["problem"].map(
+        lambda p: p.split(":")[0]))["coordinate"].max()}
+    # Every problem's coordinates side by side, a row per problem, as the paper draws them.
+    columns = next(iter(dims)) if len(dims) == 1 and \
+        2 <= next(iter(dims)) <= MAX_COORDINATE_PANELS else None
+    titles = dict(zip(rows["problem"], rows["title"], strict=False))
     return _problem_figures(
-        rows, fig_style, layout, _EstimatorLegend(rows, styles, biased, extras),
-        lambda ax, panel: _parameter_panel(ax, rows[rows["problem"] == panel], styles, fig_style),
-        f"the swept problem parameter (n = {n})", "variance of one estimate (log scale)")
+        rows, fig_style, layout, _EstimatorLegend(rows, styles, labels, biased, extras),
+        lambda ax, panel: _parameter_panel(ax, rows[rows["problem"] == panel], styles,
+                                           fig_style, labels),
+        [f"n = {n} sample{'s' if n > 1 else ''} per estimate"],
+        ["variance of one estimate", "(log scale)"], columns=columns, title=titles.get)
 
 
 def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                     fig_style: FigureStyle) -> None:
+                     fig_style: FigureStyle, labels: Labels) -> None:
     k = int(rows["coordinate"].iloc[0])
     variance = _coordinate(rows, "variance", k)
     exact_values = _coordinate(rows, "exact_variance", k)
@@ -829,18 +1039,23 @@ def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimat
                                                                        "estimator"]))}
     span = np.concatenate([variance[~zero], exact_values[np.isfinite(exact_values)
                                                          & (exact_values > 0)]])
-    strip = exact_axis(ax, "y", span, len(slots))
+    ends = np.concatenate([rows["_low"].to_numpy()[~zero], rows["_high"].to_numpy()[~zero]])
+    strip = exact_axis(ax, "y", np.concatenate([span, ends]), len(slots))
+    if strip is None:
+        _set_log_limits(ax, "y", np.concatenate([span, ends]))
+    floor = strip.start if strip is not None else ax.get_ylim()[0]
     for estimator in estimator_order(rows["estimator"]):
         group = rows[rows["estimator"] == estimator].sort_values("x")
         style = styles[estimator]
         is_zero = group["_zero"].to_numpy(dtype=bool)
         y = np.array([_at(strip, slots, estimator, v, z)
                       for v, z in zip(group["_variance"], is_zero, strict=True)])
-        low = np.where(is_zero, 0.0, (group["_variance"] - group["_low"]).clip(lower=0))
-        high = np.where(is_zero, 0.0, group["_high"] - group["_variance"])
-        ax.errorbar(group["x"], y, yerr=[np.nan_to_num(low), np.nan_to_num(high)], capsize=0,
-                    elinewidth=0.7, markersize=fig_style.marker,
-                    **{**style.line_kwargs(), "linestyle": "none"})
+        for xi, z, lo, hi in zip(group["x"], is_zero, group["_low"], group["_high"],
+                                 strict=True):
+            if not z:
+                _interval(ax, xi, lo, hi, floor, style.color)
+        ax.plot(group["x"], y, linestyle="none", markersize=fig_style.marker, zorder=2,
+                **style.marker_kwargs())
         known = group["_exact"].notna() & (group["_exact"] > 0)
         if known.any():
             ax.plot(group.loc[known, "x"], group.loc[known, "_exact"], color=style.color,
@@ -849,20 +1064,25 @@ def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimat
             ax.plot(group["x"], y, color=style.color, linewidth=0.6, alpha=0.6,
                     linestyle=style.line_kwargs().get("linestyle", "-"), zorder=0.7)
     x = rows["x"].astype(float)
-    if (x > 0).all() and x.max() / x.min() >= 20:
+    if (x > 0).all() and x.max() / x.min() >= 8:  # a decade or so: log-spaced grids
         log_axis(ax, "x", most=4, plain=True)
-    ax.set_xlabel(str(rows["parameter"].iloc[0]), labelpad=1)
+    ax.set_xlabel(labels.symbol(str(rows["parameter"].iloc[0]),
+                                _base_name(str(rows["problem"].iloc[0]))), labelpad=1)
 
 
 def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
-                      fig_style: FigureStyle, layout: str = "pages") -> Pages:
+                      fig_style: FigureStyle, layout: str = "pages",
+                      labels: Labels | None = None) -> Pages:
     """Variance of the estimator at θ_t against the optimization step (log scale), mean over
     seeds with a min–max band, beside the exact ‖∇J(θ_t)‖² (dashed): the variance figures of
     REBAR (Tucker et al. 2017), RELAX (Grathwohl et al. 2018) and DisARM (Dong et al. 2020),
     with the gradient's own size exact. A variance below the dashed line is an SNR above 1.
     """
-    if traces is None or "variance" not in traces or traces["variance"].notna().sum() == 0:
-        return []
+    labels = labels or Labels()
+    if traces is None:
+        raise NotDrawn(NO_TRACES)
+    if "variance" not in traces or traces["variance"].notna().sum() == 0:
+        raise NotDrawn("the optimization traces hold no measured variance")
     traces = traces[traces["variance"].notna()]
     extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
                      label="‖∇J(θ_t)‖² (exact)")]
@@ -886,7 +1106,7 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
             log_axis(ax, "y")
 
     return _problem_figures(traces, fig_style, layout,
-                            _EstimatorLegend(traces, styles, extras=extras), draw,
-                            "optimization step" + _train_settings(traces),
-                            "variance of one estimate (log scale)",
+                            _EstimatorLegend(traces, styles, labels, extras=extras), draw,
+                            ["optimization step", *_train_settings(traces)],
+                            ["variance of one estimate", "(log scale)"],
                             columns=min(3, fig_style.columns))

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vrbench.reports.console import format_interval
+from vrbench.reports.labels import Labels, plain
 from vrbench.reports.style import estimator_order
-from vrbench.reports.tables import pivot
+from vrbench.reports.tables import pivot, pvalue_cell
 from vrbench.reports.values import (
     FAMILY_ALPHA,
     NO_REFERENCE,
@@ -38,6 +39,7 @@ h2{margin-top:1.6em;border-bottom:1px solid #eee} figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.9em;color:#444}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 td,th{border-bottom:1px solid #e4e4e4;padding:2px 8px;text-align:right;white-space:nowrap}
+td.wrap{white-space:normal;min-width:12em} .scroll{overflow-x:auto;max-width:100%}
 td.l,th.l{text-align:left} th{cursor:pointer;background:#f6f6f6;position:sticky;top:2em}
 th.sorted-asc::after{content:" ▲"} th.sorted-desc::after{content:" ▼"}
 .best{font-weight:bold} .exact{color:#1a5e20} .na{color:#999} .bad{color:#b00000}
@@ -81,8 +83,14 @@ def _table(header: Sequence[str], rows: list[str], left: int = 1, sortable: bool
     heads = "".join(f"<th class='l'>{html.escape(h)}</th>" if i < left else
                     f"<th>{html.escape(h)}</th>" for i, h in enumerate(header))
     cls = " class='sortable'" if sortable else ""
-    return (f"<table{cls}><thead><tr>{heads}</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table>")
+    # In a scrolling box: a wide table never spills out of the page's column.
+    return (f"<div class='scroll'><table{cls}><thead><tr>{heads}</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def _name(text: str, code: str) -> str:
+    """A display name, with the name in the results as its tooltip."""
+    return f"<span title='{html.escape(code)}'>{html.escape(plain(text))}</span>"
 
 
 def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str,
@@ -125,7 +133,7 @@ def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str
     return parts
 
 
-def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
+def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
     ran = frame[frame["status"] != "skipped"]
     references = problem_references(ran, reference)
     counts = frame["status"].value_counts()
@@ -136,7 +144,10 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
              "estimator of lowest variance at the problem's largest n, and every unbiased one "
              "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
              f"(family-wise level {FAMILY_ALPHA:g}). Ratios are to the reference "
-             f"{html.escape(describe_reference(references, reference))}.</p>"]
+             + html.escape(plain(describe_reference(references, reference, None,
+                                                    labels.estimator, labels.problem)))
+             + ".</p>"]
+    any_missing = bool((ran["status"] == "missing").any())
     rows = []
     ok = ran[ran["status"] == "ok"]
     for problem in problem_order(ran):
@@ -149,7 +160,8 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
             n = int(good["n_samples"].max())
             at_n = good[good["n_samples"] == n]
             winners = at_n[at_n["best"]]
-        names = ", ".join(html.escape(e) for e in estimator_order(winners["estimator"]))
+        names = ", ".join(_name(labels.estimator(e), e)
+                          for e in estimator_order(winners["estimator"]))
         lead = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
         ref = good[(good["estimator"] == references.get(problem)) & (good["n_samples"] == n)]
         ref_var = shown_variance(ref)["variance"].iloc[0] if not ref.empty else math.nan
@@ -161,34 +173,41 @@ def _summary(frame: pd.DataFrame, reference: str) -> list[str]:
             ratio_cell = _cell(NO_REFERENCE, math.inf, "na")
         else:
             ratio_cell = _cell(format_sci(lead["ratio"], 2), lead["ratio"])
-        failed = int(cells["status"].isin(["error", "missing"]).sum())
+        # Failed (an error) and missing (not computed) apart, as the headline counts them.
+        failed = int((cells["status"] == "error").sum())
+        missing = int((cells["status"] == "missing").sum())
         flagged = int(cells["bias_rejected"].sum())
-        rows.append("<tr>" + _cell(f"<a href='#cells'>{html.escape(problem)}</a>",
-                                   problem, "l")
+        rows.append("<tr>" + _cell(f"<a href='#cells'>{_name(labels.problem(problem), problem)}"
+                                   "</a>", problem, "l")
                     + _cell(str(cells["estimator"].nunique()), cells["estimator"].nunique())
-                    + _cell(str(n), n) + _cell(names or "—", names, "l") + ratio_cell
+                    + _cell(str(n), n) + _cell(names or "—", plain(names), "l wrap")
+                    + ratio_cell
                     + _cell(format_sci(ref_var, 3) + _named(references.get(problem),
-                                                             reference), ref_var)
+                                                             reference, labels), ref_var)
                     + _cell(str(failed) if failed else "·", failed, "bad" if failed else "")
+                    + (_cell(str(missing) if missing else "·", missing,
+                             "bad" if missing else "") if any_missing else "")
                     + _cell(str(flagged) if flagged else "·", flagged,
                             "bad" if flagged else "") + "</tr>")
     parts.append(_table(["problem", "ran", "n", "best unbiased (ties)",
-                         "variance ÷ reference's", "reference's variance", "failed", "†"],
-                        rows))
+                         "variance ÷ reference's", "reference's variance", "failed",
+                         *(["missing"] if any_missing else []), "†"], rows))
     return parts
 
 
-def _named(used: str | None, reference: str) -> str:
+def _named(used: str | None, reference: str, labels: Labels) -> str:
     """After a reference variance: the estimator, where it is not ``reference``."""
-    return "" if used == reference else f" ({html.escape(used or NO_REFERENCE)})"
+    if used == reference:
+        return ""
+    return f" ({_name(labels.estimator(used), used) if used else NO_REFERENCE})"
 
 
-def _pivot_html(frame: pd.DataFrame, n: int, reference: str) -> str:
+def _pivot_html(frame: pd.DataFrame, n: int, reference: str, labels: Labels) -> str:
     table = pivot(frame, n, reference)
     rows = []
     for estimator in table.estimators:
         cls = "l biased" if estimator in table.italic else "l"
-        cells = [_cell(html.escape(estimator), estimator, cls)]
+        cells = [_cell(_name(labels.estimator(estimator), estimator), estimator, cls)]
         for problem in table.problems:
             cell = table.cells.get((problem, estimator))
             if cell is None:
@@ -206,10 +225,10 @@ def _pivot_html(frame: pd.DataFrame, n: int, reference: str) -> str:
                                        "bad" if cell.mantissa == "err" else "") if c)
             cells.append(_cell(text, key, cls))
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return _table(["estimator", *table.problems], rows)
+    return _table(["estimator", *(plain(labels.problem(p)) for p in table.problems)], rows)
 
 
-def _cells_html(frame: pd.DataFrame) -> str:
+def _cells_html(frame: pd.DataFrame, labels: Labels) -> str:
     ran = frame[frame["status"] == "ok"]
     rows = []
     for problem in problem_order(ran):
@@ -232,11 +251,14 @@ def _cells_html(frame: pd.DataFrame) -> str:
                               + (" †" if row["bias_rejected"] else ""), row["bias_norm"],
                               "bad" if row["bias_rejected"] else ""))
                 cls = "l biased" if row["unbiased_claim"] is False else "l"
-                rows.append("<tr>" + _cell(html.escape(problem), problem, "l")
-                            + _cell(html.escape(estimator), estimator, cls)
+                rows.append("<tr>" + _cell(_name(labels.problem(problem), problem), problem,
+                                           "l")
+                            + _cell(_name(labels.estimator(estimator), estimator), estimator,
+                                    cls)
                             + _cell(html.escape(str(row["family"])), str(row["family"]), "l")
                             + _cell(str(row["n_samples"]), row["n_samples"]) + bias
-                            + _cell(format_sci(row["bias_pvalue"], 2), row["bias_pvalue"])
+                            + _cell(pvalue_cell(row["bias_pvalue"]).markdown(),
+                                    row["bias_pvalue"])
                             + variance + rel
                             + (_cell("exact", 0.0, "exact") if row["exact"] and
                                row["bias_exact"] else _cell(format_sci(row["mse"], 2),
@@ -248,10 +270,11 @@ def _cells_html(frame: pd.DataFrame) -> str:
 
 
 def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[Figure],
-               formats: Sequence[str], tables: list[str], missing: list[str],
+               formats: Sequence[str], tables: list[str], not_drawn: dict[str, str],
                reference: str, n: int | None, spec: ReportSpec | None = None,
-               style: str = "paper") -> str:
-    """The report's page."""
+               style: str = "paper", labels: Labels | None = None) -> str:
+    """The report's page; ``not_drawn`` says why each figure not drawn was not."""
+    labels = labels or Labels()
     image = "png" if "png" in formats else ("svg" if "svg" in formats else None)
     nav = ["<a href='#provenance'>Provenance</a>"]
     if not frame.empty:
@@ -264,10 +287,12 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              "<title>vrbench report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>vrbench report</h1>", "<nav>" + " ".join(nav) + "</nav>"]
-    described = describe_sweep_reference(frame, reference) if not frame.empty else reference
+    described = plain(describe_sweep_reference(frame, reference, labels.estimator,
+                                               labels.problem)
+                      if not frame.empty else labels.estimator(reference))
     parts += _provenance(metas, spec, style, described, n)
     if not frame.empty:
-        parts += _summary(frame, reference)
+        parts += _summary(frame, reference, labels)
     for figure in figures:
         parts.append(f"<h2 id='{figure.name}'>{html.escape(figure.name.replace('_', ' '))}</h2>")
         for stem in figure.stems:
@@ -275,12 +300,12 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
             img = f"<img src='{stem}.{image}' alt='{stem}'>" if image else ""
             parts.append(f"<figure>{img}<figcaption>{html.escape(figure.caption)} "
                          f"<b>{html.escape(stem)}</b>: {links}</figcaption></figure>")
-    if missing:
-        parts.append("<p class='note'>Not drawn, for want of data in this selection: "
-                     + html.escape(", ".join(missing)) + " (variance against samples needs "
-                     "two or more n; the ratio figures need a reference estimator; "
-                     "temperatures need one estimator at several temperatures; training "
-                     "figures need <code>vrbench train</code> traces).</p>")
+    if not_drawn:
+        asked = set(spec.requested) if spec is not None else set()
+        items = "".join(f"<li{' class=bad' if name in asked else ''}><b>"
+                        f"{html.escape(name)}</b>{' (asked for)' if name in asked else ''}: "
+                        f"{html.escape(why)}</li>" for name, why in not_drawn.items())
+        parts.append(f"<p class='note'>Not drawn, and why:</p><ul class='note'>{items}</ul>")
     if tables:
         links = " · ".join(f"<a href='{t}'>{t}</a>" for t in tables)
         parts.append(f"<h2 id='tables'>Tables</h2><p>{links}</p>")
@@ -289,11 +314,12 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
                          f"n = {n}; 9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹ (95% interval); bold: best "
                          "unbiased and ties; †: unbiasedness rejected; italic: biased by "
                          "design; exact: zero variance; —: not applicable.</p>")
-            parts.append(_pivot_html(frame, n, reference))
+            parts.append(_pivot_html(frame, n, reference, labels))
     if not frame.empty:
         ok = frame[frame["status"] == "ok"]
         parts.append(f"<h2 id='cells'>Every cell</h2><details><summary>{len(ok)} cells "
-                     "(click a column to sort)</summary>" + _cells_html(frame) + "</details>")
+                     "(click a column to sort)</summary>" + _cells_html(frame, labels)
+                     + "</details>")
         failed = frame[frame["status"].isin(["error", "missing"])]
         if failed.empty:
             parts.append("<h2 id='failures'>Failures</h2><p>No failed or missing cells.</p>")

@@ -8,6 +8,12 @@ a file::
     n = "largest"             # or 16, or [4, 16], or "all"
     style = "column"
     figures = ["variance_vs_samples", "relative_variance", "tables"]
+    label_prefix = "tab:sec4"   # LaTeX labels tab:sec4-relative-variance, tab:sec4-cells
+
+    [labels]                  # display names (see vrbench.reports.labels)
+    score_function = "REINFORCE"
+    [symbols]
+    temperature = "τ"
 
 ``vrbench report results --spec figures/section4.toml``; options given on the command line
 override the file's.
@@ -19,6 +25,7 @@ import dataclasses
 import difflib
 import fnmatch
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from vrbench.errors import VrbenchError
+from vrbench.reports.labels import Labels
 from vrbench.tomlfiles import read_toml, refuse_unknown_keys
 
 N_WORDS = ("all", "largest", "smallest")
@@ -168,9 +176,19 @@ class ReportSpec:
     figures: tuple[str, ...] | None = None
     reference: str | None = None
     layout: str | None = None
+    labels: Labels = field(default_factory=Labels)
+    """Display names and parameter symbols that override the components' own."""
+    label_prefix: str | None = None
+    """Prefix of the LaTeX ``\\label``s (default ``tab:vrbench``), so that the tables of two
+    reports can sit in one document."""
 
     def wanted(self, name: str) -> bool:
         return self.figures is None or name in self.figures
+
+    @property
+    def requested(self) -> tuple[str, ...]:
+        """The figures asked for by name (none when the report draws what it can)."""
+        return self.figures or ()
 
     def override(self, **values: Any) -> ReportSpec:
         """This spec with every non-None value replaced (command-line options)."""
@@ -185,7 +203,8 @@ class ReportSpec:
 
 
 SPEC_KEYS = ("estimators", "problems", "n", "style", "formats", "figures", "reference",
-             "layout")
+             "layout", "labels", "symbols", "label_prefix")
+LABEL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9:_.-]*$")
 
 
 def load_spec(path: str | os.PathLike[str]) -> ReportSpec:
@@ -203,7 +222,15 @@ def load_spec(path: str | os.PathLike[str]) -> ReportSpec:
         raise VrbenchError(f"{path}: unknown layout {layout!r}; valid layouts: "
                            f"{', '.join(LAYOUTS)}")
     formats = tuple(_tokens(data.get("formats"))) or None
+    try:
+        labels = Labels.from_spec(data.get("labels"), data.get("symbols"), str(path))
+    except TypeError as exc:
+        raise VrbenchError(str(exc)) from None
+    prefix = data.get("label_prefix")
+    if prefix is not None and not (isinstance(prefix, str) and LABEL_PREFIX.match(prefix)):
+        raise VrbenchError(f"{path}: label_prefix {prefix!r} must be a LaTeX label: a letter "
+                           "followed by letters, digits and : _ . -")
     return ReportSpec(
         selection=Selection.parse(data.get("estimators"), data.get("problems"), data.get("n")),
         style=data.get("style"), formats=formats, figures=figures,
-        reference=data.get("reference"), layout=layout)
+        reference=data.get("reference"), layout=layout, labels=labels, label_prefix=prefix)

@@ -164,15 +164,16 @@ def problem_references(frame: pd.DataFrame, reference: str = REFERENCE
     """
     problems = list(dict.fromkeys(frame["problem"])) if "problem" in frame else []
     if "reference" in frame:
-        named = frame.drop_duplicates("problem").set_index("problem")["reference"]
+        named = frame.drop_duplicates("problem").set_index("problem")["reference"].to_dict()
         return {p: (named[p] if isinstance(named[p], str) else None) for p in problems}
     ran = ok_cells(frame) if "status" in frame else frame
     candidates = [reference, *(e for e in REFERENCE_FALLBACKS if e != reference)]
-    out: dict[str, str | None] = {}
-    for problem in problems:
-        present = set(ran.loc[ran["problem"] == problem, "estimator"])
-        out[problem] = next((e for e in candidates if e in present), None)
-    return out
+    # One pass over the rows: a scan per problem is quadratic in a grid of 10^5 problems.
+    present: dict[str, set[str]] = {}
+    for problem, estimator in zip(ran["problem"], ran["estimator"], strict=True):
+        present.setdefault(problem, set()).add(estimator)
+    return {problem: next((e for e in candidates if e in present.get(problem, ())), None)
+            for problem in problems}
 
 
 def with_references(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
@@ -202,36 +203,65 @@ def reference_exceptions(references: dict[str, str | None], reference: str,
 
 def describe_reference(references: dict[str, str | None], reference: str,
                        problems: list[str] | None = None,
-                       code: Callable[[str], str] = str) -> str:
-    """The reference as a caption names it, with its exceptions: ``score_function
-    (multi_sample_score_function on iwae_digits; no reference ran on p: n/r)``. ``code``
-    formats estimator and problem names (LaTeX's ``\\texttt``, say)."""
+                       code: Callable[[str], str] = str,
+                       problem_code: Callable[[str], str] | None = None) -> str:
+    """The reference as a caption names it, with its exceptions: ``REINFORCE
+    (REINFORCE, multi-sample on IWAE bound; no reference ran on p: n/r)``. ``code`` formats
+    estimator names (a display name, or LaTeX's ``\\texttt``), ``problem_code`` problem
+    names (default: as ``code``)."""
+    problem_code = problem_code or code
     exceptions = reference_exceptions(references, reference, problems)
     if not exceptions:
         return code(reference)
-    parts = [f"{code(used)} on " + ", ".join(code(p) for p in shown) if used is not None
-             else "no reference ran on " + ", ".join(code(p) for p in shown)
+    parts = [f"{code(used)} on " + ", ".join(problem_code(p) for p in shown)
+             if used is not None
+             else "no reference ran on " + ", ".join(problem_code(p) for p in shown)
              + f": {NO_REFERENCE}" for used, shown in exceptions.items()]
     return f"{code(reference)} ({'; '.join(parts)})"
 
 
 def describe_sweep_reference(frame: pd.DataFrame, reference: str = REFERENCE,
-                             code: Callable[[str], str] = str) -> str:
+                             code: Callable[[str], str] = str,
+                             problem_code: Callable[[str], str] | None = None) -> str:
     """:func:`describe_reference` for the problems of ``frame`` that ran, each with the
     reference :func:`problem_references` chooses: how every view's caption names it."""
     ran = frame[frame["status"] != "skipped"]
-    return describe_reference(problem_references(ran, reference), reference, code=code)
+    return describe_reference(problem_references(ran, reference), reference, code=code,
+                              problem_code=problem_code)
 
 
-def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None = None
-             ) -> pd.DataFrame:
-    """Each ok cell's variance (times ``cost`` per estimate, if given: ``"f_evals"`` or
-    ``"time_per_estimate_s"``) relative to its problem's reference (see
-    :func:`problem_references`) at the same n, with its 95% interval: columns ``ratio``,
-    ``ratio_low``, ``ratio_high``. Cells without a reference (or with an exact one) get
-    NaN. Costs are single measurements: their uncertainty is not in the interval."""
+def is_biased(rows: pd.DataFrame) -> pd.Series:
+    """Cells of an estimator biased by design, or whose claim of unbiasedness the bias test
+    rejects: ranked by their mean squared error, never by their variance alone."""
+    claims = rows["unbiased_claim"]
+    by_design = claims.notna() & ~claims.fillna(True).astype(bool)
+    rejected = rows["bias_rejected"].fillna(False).astype(bool) if "bias_rejected" in rows \
+        else False
+    return by_design | rejected
+
+
+def shown_mse(rows: pd.DataFrame) -> pd.DataFrame:
+    """``variance``, ``low`` and ``high`` of the mean squared error ‖bias‖² + variance: the
+    variance's interval shifted by the measured ‖bias‖² (whose own sampling error, of order
+    variance / R, is left out); exactly 0 where both are exact."""
+    shown = shown_variance(rows)
+    bias2 = rows["bias_norm"].astype(float).fillna(0.0) ** 2
+    bias2 = bias2.where(~rows["bias_exact"].fillna(False).astype(bool), 0.0) \
+        if "bias_exact" in rows else bias2
+    return shown.add(bias2, axis=0)
+
+
+def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None = None,
+             quantity: str = "variance") -> pd.DataFrame:
+    """Each ok cell's variance (or, with ``quantity="mse"``, its mean squared error) times
+    ``cost`` per estimate, if given (``"f_evals"`` or ``"time_per_estimate_s"``), relative to
+    the variance of its problem's reference (see :func:`problem_references`) at the same n,
+    with its 95% interval: columns ``ratio``, ``ratio_low``, ``ratio_high``. Cells without a
+    reference (or with an exact one) get NaN. Costs are single measurements: their
+    uncertainty is not in the interval."""
     ok = ok_cells(frame)
     shown = shown_variance(ok)
+    mine = shown_mse(ok) if quantity == "mse" else shown
     weight = ok[cost].astype(float) if cost else pd.Series(1.0, index=ok.index)
     ref_rows = ok[is_reference(ok, reference)] if not ok.empty else ok
     refs = {(p, n): (s["variance"] * w, s["low"] * w, s["high"] * w)
@@ -241,12 +271,26 @@ def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None =
     out = []
     for index, row in ok.iterrows():
         ref = refs.get((row["problem"], row["n_samples"]))
-        s, w = shown.loc[index], weight[index]
+        s, w = mine.loc[index], weight[index]
         if ref is None or not math.isfinite(w):
             out.append((math.nan, math.nan, math.nan))
             continue
         out.append(ratio_interval(s["variance"] * w, s["low"] * w, s["high"] * w, *ref))
     return pd.DataFrame(out, index=ok.index, columns=["ratio", "ratio_low", "ratio_high"])
+
+
+def ranked_ratios(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """The ratio each cell is ranked by, with its interval: the variance ratio
+    (``<prefix>ratio``) of an unbiased estimator, the MSE ratio (``<prefix>mse_ratio``) of a
+    biased one (:func:`is_biased`), so that no biased estimator ranks above an unbiased one
+    of lower mean squared error. Columns ``ratio``, ``ratio_low``, ``ratio_high``."""
+    biased = is_biased(frame)
+    out = {}
+    for suffix in ("", "_low", "_high"):
+        variance = frame[f"{prefix}ratio{suffix}"].astype(float)
+        mse = frame.get(f"{prefix}mse_ratio{suffix}", variance).astype(float)
+        out[f"ratio{suffix}"] = mse.where(biased, variance)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def one_n(frame: pd.DataFrame, requested: int | None = None) -> int | None:

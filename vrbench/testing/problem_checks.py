@@ -440,6 +440,8 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
         _amortized_identities(report, problem, theta, samples, seed, device)
     if Capability.MULTI_SAMPLE in caps:
         _multi_sample_identities(report, problem, theta, samples, seed, device)
+    if Capability.SEQUENCES in caps:
+        _sequence_identities(report, problem, theta, samples, seed, device)
     if Capability.RELAXABLE in caps:
         uniforms = torch.rand((2, 3, problem.noise_dim), generator=devices.generator(
             device, seed + 3), dtype=DTYPE).clamp(UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
@@ -589,6 +591,50 @@ def _multi_sample_identities(report: CheckReport, problem: Problem, theta: Tenso
         "code_weighted_score(θ, x, w·1_BK) against weighted_score(θ, x, w)"))
 
 
+def _sequence_identities(report: CheckReport, problem: Any, theta: Tensor, samples: Any,
+                         seed: int, device: torch.device) -> None:
+    rewards = problem.prompt_rewards(samples)
+    mask = problem.token_mask(samples)
+    log_probs = problem.token_log_probs(theta, samples)
+    reference = problem.reference_token_log_probs(samples)
+    prompts = rewards.shape[-1] if rewards.dim() == 3 else 0
+    ok = (rewards.shape[:2] == SHAPE and rewards.dim() == 3 and mask.dim() == 4
+          and mask.shape[:3] == rewards.shape and log_probs.shape == mask.shape
+          and reference.shape == mask.shape)
+    report.record("prompt rewards (R, n, P) and token tables (R, n, P, L)", None if ok else
+                  f"prompt_rewards {tuple(rewards.shape)}, token_mask {tuple(mask.shape)}, "
+                  f"token_log_probs {tuple(log_probs.shape)}, reference_token_log_probs "
+                  f"{tuple(reference.shape)}")
+    if not ok:
+        return
+    if _implements(problem, "log_prob"):
+        report.record("token log-probabilities add up to log_prob", _mismatch(
+            (log_probs * mask).sum((-1, -2)), problem.log_prob(theta, samples),
+            "Σ_p Σ_t token_log_probs against log_prob"))
+    penalized = rewards - problem.beta * ((log_probs - reference) * mask).sum(-1)
+    report.record("f is the mean over prompts of R − β log(π/π_ref)", _mismatch(
+        problem.f(samples), penalized.mean(-1), "f against mean_p (R − β Σ_t ℓ_t)"))
+    weights = torch.randn(SHAPE, generator=devices.generator(device, seed + 5), dtype=DTYPE)
+    expanded = weights[..., None, None].expand(*SHAPE, prompts, mask.shape[-1])
+    report.record("token_weighted_score with per-sample weights is n × weighted_score",
+                  _mismatch(problem.token_weighted_score(theta, samples, expanded) / SHAPE[1],
+                            problem.weighted_score(theta, samples, weights),
+                            "token_weighted_score(θ, x, w·1) / n against weighted_score"))
+    values = problem.exact_token_values(theta, samples, problem.beta)
+    first = values[..., 0].mean(-1) if values.shape == mask.shape else values
+    report.record("exact value of the first token averages over prompts to J", _mismatch(
+        first, problem.value(theta).detach().expand(SHAPE),
+        "mean_p exact_token_values[..., 0] against value(θ)"))
+    old_theta = problem.behaviour_theta(theta)
+    behaviour = problem.sample_behaviour(theta, (2, 3), devices.generator(device, seed + 6))
+    report.record("behaviour samples' token log-probabilities add up to log_prob at θ_old",
+                  _mismatch((problem.token_log_probs(old_theta, behaviour)
+                             * problem.token_mask(behaviour)).sum((-1, -2)),
+                            problem.log_prob(old_theta, behaviour),
+                            "Σ_p Σ_t token_log_probs(θ_old) against log_prob(θ_old)")
+                  if _implements(problem, "log_prob") else None)
+
+
 def _multi_sample_bound(log_weights: Tensor) -> Tensor:
     """``(1/B) Σ_b log (1/K) Σ_k w_bk`` from ``log w`` of shape ``(..., B, K)``."""
     return (torch.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1])).mean(-1)
@@ -720,6 +766,13 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
     if Capability.AMORTIZED in caps:
         tests.append(_Sampled("E[(1/B) Σ_b (f_b − J) ∇θ log q(z_b|x_b)] equals ∇J",
                               stream(per_item_gradient), expected_grad, norm, "‖∇J‖", true_grad))
+    if Capability.SEQUENCES in caps:
+        with on_device(device):
+            old_theta = problem.behaviour_theta(theta)  # type: ignore[attr-defined]
+            old_value = float64_cpu(problem.value(old_theta).detach()).reshape(1)
+        tests.append(_Sampled("mean of f under sample_behaviour equals J at behaviour_theta",
+                              f_mean(lambda size, g: problem.sample_behaviour(  # type: ignore
+                                  theta, (size, 1), g)), old_value, old_value.abs(), "|J|"))
     if Capability.SEQUENTIAL in caps:
         with on_device(device):
             exact_values = problem.exact_values(theta)  # type: ignore[attr-defined]
