@@ -85,3 +85,18 @@ def test_a_mean_test_sees_calls_whose_replicates_share_randomness(generator):
                      (torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)),
                      max_count=50_000)
     assert test.dependent
+
+
+def test_the_call_size_test_does_not_separate_equal_estimates_by_their_last_bits(generator):
+    """Estimates with few distinct values tie in most places; the same value computed in
+    calls of two sizes may differ in its last bit (another kernel), which must not break every
+    tie the same way. A spread twice as wide is still seen."""
+    values = torch.tensor([-1.0, 0.1, 0.3, 2.0], dtype=DTYPE)
+
+    def draw(count):
+        return values[torch.randint(4, (count, 3), generator=generator)]
+
+    last_bit = draw(512) * (1 + 4 * torch.finfo(DTYPE).eps)
+    assert call_size_test(draw(16_384), {"calls of 2": last_bit}).passed
+    wider = call_size_test(draw(16_384), {"calls of 2": 2 * draw(512)})
+    assert not wider.passed

@@ -373,6 +373,24 @@ def _rank_z(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return as_tensor(u / (a * b)), as_tensor(z), as_tensor(se)
 
 
+TIE_RESOLUTION = 1e-10
+"""Distances from the median closer than this fraction of the largest estimate are ties."""
+
+
+def _tied_to_rounding(first: Tensor, second: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """The distances on a grid of ``TIE_RESOLUTION · scale``, so that equal estimates stay tied.
+
+    Estimates with few distinct values (a sequence policy's, at n = 1) tie in most places,
+    and the same value computed in a call of 2 and in a call of 16,384 may differ in its last
+    bits (another kernel for the product with the directions, or in the estimator): every
+    such tie would then be broken the same way, and the ranks would separate the call sizes
+    by rounding alone."""
+    step = TIE_RESOLUTION * scale
+    if step <= 0:
+        return first, second
+    return torch.round(first / step), torch.round(second / step)
+
+
 def _spread(values: Tensor) -> Tensor:
     return (values - values.median(dim=0).values).abs().mean(dim=0)
 
@@ -396,8 +414,9 @@ def call_size_test(reference: Tensor, arms: Mapping[str, Tensor], *, alpha: floa
         values = values.to(torch.float64)
         pooled = torch.cat([reference, values])
         center = pooled.median(dim=0).values
-        aucs[label], zs[label], errors[label] = _rank_z((values - center).abs(),
-                                                        (reference - center).abs())
+        aucs[label], zs[label], errors[label] = _rank_z(
+            *_tied_to_rounding((values - center).abs(), (reference - center).abs(),
+                               float(pooled.abs().max())))
         # Rounding scales with the whole estimate: an exact estimator's projections all vary
         # by ~1e-16 of its largest one, and their ranks mean nothing.
         rounding = pooled.std(dim=0) <= 1e-14 * (1.0 + float(pooled.mean(dim=0).abs().max()))
