@@ -8,6 +8,7 @@ import math
 import torch
 
 from vrbench.problems.base import DTYPE
+from vrbench.testing.report import CheckReport, PowerRecord
 from vrbench.testing.statistics import call_size_test, correlation_test, mean_test
 
 RUNS = 200
@@ -100,3 +101,15 @@ def test_the_call_size_test_does_not_separate_equal_estimates_by_their_last_bits
     assert call_size_test(draw(16_384), {"calls of 2": last_bit}).passed
     wider = call_size_test(draw(16_384), {"calls of 2": 2 * draw(512)})
     assert not wider.passed
+
+
+def test_the_summary_gives_the_smallest_and_largest_detectable_bias_where_1_percent_was_missed():
+    report = CheckReport("estimator x", power=[
+        PowerRecord("unbiased", "taxi", 1, 0.16, 0.01),
+        PowerRecord("unbiased", "taxi", 16, 0.10, 0.01),
+        PowerRecord("unbiased", "taxi", 2, 0.12, 0.01),
+        PowerRecord("unbiased", "bernoulli_toy", 1, 0.008, 0.01),
+    ])
+    (line,) = report.summary_lines()
+    assert "at every n on 1 of 2 problem(s)" in line
+    assert line.endswith("the smallest detectable deviation was taxi 10.0% at n=16 to 16.0% at n=1")
