@@ -178,6 +178,8 @@ def main() -> None:
     for problem_name in problem_names:
         problem = (problems.make(problem_name) if args.where == "training"
                    else check_instance(problem_name))
+        if not problem.has_exact_gradient:
+            continue  # the level is measured against exact gradients only
         for seed in (int(s) for s in args.seeds.split(",")):
             thetas = (training_thetas(problem, seed) if args.where == "training" else
                       {label or "θ₀": theta for label, theta in check_thetas(problem, seed=seed)})

@@ -497,6 +497,99 @@ CONTINUOUS_FLOOR = {
 takes its fitted ``surrogate`` (fitted by vrbench, outside the timing)."""
 
 
+# The workloads of the side-by-side table (vrbench, numpy, JAX): floors of the estimators not
+# covered above, each ``kernel(R, n, rng)`` at the problem's default parameters.
+
+def floor_score_bernoulli_vector(replicates: int, n: int, rng: np.random.Generator,
+                                 size: int = 20, t: float = 0.499) -> np.ndarray:
+    """score_function on bernoulli_vector (θ = 0, so p = 1/2): f = mean_i (b_i − t)²."""
+    bits = (rng.random((replicates, n, size)) < 0.5).astype(np.float64)
+    f = ((bits - t) ** 2).mean(-1)
+    return np.einsum("rn,rnd->rd", f, bits - 0.5) / n
+
+
+def floor_disarm_bernoulli_vector(replicates: int, n: int, rng: np.random.Generator,
+                                  size: int = 20, t: float = 0.499) -> np.ndarray:
+    """disarm on bernoulli_vector (θ = 0): ½ (f(b) − f(b̃)) (−1)^{b̃} 1[b ≠ b̃] σ(|θ|)."""
+    u = rng.random((replicates, n, size))
+    bits, antithetic = u < 0.5, 1 - u < 0.5
+    difference = (((bits - t) ** 2).mean(-1) - ((antithetic - t) ** 2).mean(-1))
+    weight = np.where(bits != antithetic, np.where(antithetic, -0.25, 0.25), 0.0)
+    return np.einsum("rn,rnd->rd", difference, weight) / n
+
+
+def floor_rloo_bandit_bernoulli(replicates: int, n: int, rng: np.random.Generator,
+                                arms: int = 5) -> np.ndarray:
+    """rloo on bandit_bernoulli_k (θ = 0, K = 5): arm means evenly spaced in [0.05, 0.95]."""
+    means = 0.05 + 0.9 * np.arange(arms) / (arms - 1)
+    policy = np.full(arms, 1 / arms)  # softmax(θ) at θ = 0, drawn by inverse CDF as vrbench does
+    cdf = np.cumsum(policy)
+    pulled = np.minimum(np.searchsorted(cdf, rng.random((replicates, n)), side="right"),
+                        arms - 1)
+    rewards = (rng.random((replicates, n)) < means[pulled]).astype(np.float64)
+    w = _weights(rewards, "rloo")
+    rows = np.repeat(np.arange(replicates) * arms, n) + pulled.ravel()
+    per_arm = np.bincount(rows, weights=w.ravel(), minlength=replicates * arms)
+    return (per_arm.reshape(replicates, arms) - w.sum(1, keepdims=True) * policy) / n
+
+
+def floor_pathwise_quadratic(replicates: int, n: int, rng: np.random.Generator,
+                             size: int = 10, mu: float = 1.0, sigma: float = 1.0,
+                             k: float = 0.5) -> np.ndarray:
+    """reparameterization on gaussian_quadratic_10d: ∇μ = 2(x − k), ∇σ = 2(x − k)ε."""
+    eps = rng.standard_normal((replicates, n, size))
+    slope = 2 * (mu + sigma * eps - k)
+    return np.concatenate([slope.mean(1), (slope * eps).mean(1)], axis=-1)
+
+
+def floor_reward_to_go_frozenlake(replicates: int, n: int, rng: np.random.Generator,
+                                  table=None, gamma: float = 0.99,
+                                  horizon: int = 100) -> np.ndarray:
+    """reinforce_reward_to_go on frozenlake (uniform policy): Σ_t ∇log π(a_t|s_t) G_t with
+    G_t = Σ_{k≥t} γ^k r_k = G_0 − (discounted rewards before t), in one pass over the steps."""
+    prob, nxt, reward, done = table if table is not None else frozenlake_table()
+    outcome_cdf = np.cumsum(prob, axis=-1).reshape(64, 3)
+    batch = replicates * n
+    state = np.zeros(batch, dtype=np.int64)
+    alive = np.ones(batch, dtype=bool)
+    earned = np.zeros(batch)  # discounted rewards so far
+    visits = np.zeros((batch, 64))
+    earned_at_visit = np.zeros((batch, 64))
+    rows = np.arange(batch)
+    discount = 1.0
+    for _ in range(horizon):
+        action = np.minimum((rng.random(batch) * 4).astype(np.int64), 3)
+        pair = state * 4 + action
+        k = np.minimum((rng.random(batch)[:, None] > outcome_cdf[pair]).sum(1), 2)
+        flat = pair * 3 + k
+        visits[rows, pair] += alive
+        earned_at_visit[rows, pair] += alive * earned
+        earned += discount * alive * reward.ravel()[flat]
+        alive &= ~done.ravel()[flat]
+        state = nxt.ravel()[flat]
+        discount *= gamma
+        if not alive.any():
+            break
+    weighted = (earned[:, None] * visits - earned_at_visit).reshape(replicates, n, 16, 4)
+    scores = weighted - weighted.sum(-1, keepdims=True) * 0.25
+    return scores.reshape(replicates, n, 64).mean(1)
+
+
+WORKLOAD_FLOOR = {
+    ("score_function", "bernoulli_toy"): lambda r, n, rng: floor_bernoulli(
+        "score_function", r, n, rng),
+    ("score_function", "bernoulli_vector"): floor_score_bernoulli_vector,
+    ("rloo", "bandit_bernoulli_k"): floor_rloo_bandit_bernoulli,
+    ("reparameterization", "gaussian_quadratic_10d"): floor_pathwise_quadratic,
+    ("reinforce_reward_to_go", "frozenlake"): floor_reward_to_go_frozenlake,
+    ("lax", "gaussian_step"): floor_lax_step,
+    ("reparameterization", "lqr_unstable"): floor_lqr_pathwise,
+    ("disarm", "bernoulli_vector"): floor_disarm_bernoulli_vector,
+}
+"""Numpy floors of the side-by-side workloads, ``kernel(R, n, rng, **extra)`` (lax's takes its
+fitted ``surrogate``)."""
+
+
 # Language-model RL estimators on the sequence problems: one floor per family (group
 # baselines, group normalization with per-output token means, batch whitening, a critic's
 # advantages, a KL loss), each for G outputs per prompt of every prompt.

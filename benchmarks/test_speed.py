@@ -1,14 +1,16 @@
-"""Speed of vrbench's batched estimators against the naive loop and the numpy floor.
+"""Speed of vrbench's batched estimators against the naive loop, the numpy floor and JAX.
 
 Run with ``make bench``; ``python benchmarks/report.py`` then turns the JSON into the tables
 of ``benchmarks/README.md``. Every estimator benchmark records ``replicates`` in
 ``extra_info`` so times convert to estimates per second; the system benchmarks record the
-sweep's cell count and a cell's peak memory. Nothing here asserts a time.
+sweep's cell count and a cell's peak memory. Every estimator runs pinned to one core with one
+thread (``benchmarks/conftest.py``). Nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,7 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import kernels
+from benchmarks import kernels, workloads
+from benchmarks.conftest import ALL_CORES
+from benchmarks.pinning import ONE_THREAD
 from vrbench import estimators, problems
 from vrbench.bench.runner import estimate_in_chunks
 
@@ -98,9 +102,13 @@ def test_default_sweep(benchmark, tmp_path):
     """Wall-clock of ``make sweep``: the default configuration, from nothing stored."""
     command = [sys.executable, "-m", "vrbench.cli", "run", "--config", "configs/default.toml",
                "--output", str(tmp_path / "sweep")]
+    # The sweep runs as `make sweep` would: on every core, with its own thread counts.
+    environment = {k: v for k, v in os.environ.items() if k not in ONE_THREAD}
     benchmark.group = "system"
     benchmark.pedantic(subprocess.run, args=(command,),
-                       kwargs={"check": True, "capture_output": True}, rounds=1)
+                       kwargs={"check": True, "capture_output": True, "env": environment,
+                               "preexec_fn": lambda: os.sched_setaffinity(0, ALL_CORES)},
+                       rounds=1)
     record = json.loads((tmp_path / "sweep" / "provenance.json").read_text())
     benchmark.extra_info.update(kind="default sweep", cells=record["cells"])
 
@@ -183,6 +191,24 @@ def test_numpy_floor_continuous(benchmark, estimator_name, problem_name, size):
     benchmark.group = f"{problem_name} {estimator_name}"
     benchmark.extra_info.update(replicates=replicates, kind="numpy floor")
     benchmark.pedantic(run, rounds=ROUNDS[size], warmup_rounds=WARMUP_ROUNDS[size])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("workload", workloads.WORKLOADS, ids=lambda w: f"{w.estimator}-"
+                         f"{w.problem}-n{w.n}")
+@pytest.mark.parametrize("contender", sorted(workloads.CONTENDERS))
+def test_side_by_side(benchmark, contender, workload, size):
+    """The side-by-side workloads: vrbench, the numpy floor and the jitted JAX kernel (skipped
+    without JAX), each warmed up, the latter two at their best batch size per call."""
+    replicates = SIZES[size]
+    try:
+        run, batch = workloads.CONTENDERS[contender](workload, replicates)
+    except ImportError:
+        pytest.skip("JAX is not installed (pip install 'vrbench[jax]')")
+    benchmark.group = f"side-by-side {workload.problem} {workload.estimator} {workload.n}"
+    benchmark.extra_info.update(replicates=replicates, kind=contender, batch=batch,
+                                n=workload.n)
+    benchmark.pedantic(run, rounds=ROUNDS[size], warmup_rounds=1)
 
 
 SEQUENCE_CHUNK = 25_000

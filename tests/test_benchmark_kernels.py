@@ -109,6 +109,61 @@ def test_continuous_floor_is_the_same_estimator(estimator, problem_name):
     assert abs(theirs - mine) <= 5.0 * np.hypot(se_theirs, se_mine), (theirs, mine)
 
 
+WORKLOAD_REPLICATES = 4_000
+
+
+def _workload_n(problem_name: str) -> int:
+    """The n of each workload of ``benchmarks/side_by_side.py``."""
+    return 4 if problem_name in ("frozenlake", "gaussian_step", "lqr_unstable") else 16
+
+
+def _workload_reference(estimator_name: str, problem_name: str, n: int):
+    """vrbench's estimates of a workload and what its floor and JAX kernel need besides."""
+    problem = problems.make(problem_name)
+    estimator = estimators.make(estimator_name)
+    theta = problem.initial_theta()
+    state = estimator.fit(problem, theta, torch.Generator().manual_seed(1))
+    ours = estimator.estimate(problem, theta, n, WORKLOAD_REPLICATES,
+                              torch.Generator().manual_seed(9), state)
+    extra = continuous_floor_extra(estimator_name, problem_name)
+    return ours.numpy(), extra
+
+
+def _same_estimator(problem_name: str, theirs: np.ndarray, ours: np.ndarray) -> None:
+    assert theirs.shape == ours.shape
+    assert _z(problem_name, theirs) <= 5.0
+    (mine, se_mine), (other, se_other) = _trace_variance(ours), _trace_variance(theirs)
+    assert abs(other - mine) <= 5.0 * np.hypot(se_other, se_mine), (other, mine)
+
+
+@pytest.mark.parametrize(("estimator", "problem_name"), sorted(kernels.WORKLOAD_FLOOR))
+def test_workload_floor_is_the_same_estimator(estimator, problem_name):
+    """The numpy floors of the side-by-side workloads: unbiased (5 SE) and with vrbench's
+    variance (5 SE) on 4,000 estimates each."""
+    n = _workload_n(problem_name)
+    ours, extra = _workload_reference(estimator, problem_name, n)
+    floor = kernels.WORKLOAD_FLOOR[estimator, problem_name](
+        WORKLOAD_REPLICATES, n, np.random.default_rng(9), **extra)
+    _same_estimator(problem_name, floor, ours)
+
+
+@pytest.mark.parametrize(("estimator", "problem_name"), sorted(kernels.WORKLOAD_FLOOR))
+def test_jax_kernel_is_the_same_estimator(estimator, problem_name):
+    """The jitted JAX kernels (when JAX is installed): unbiased (5 SE) and with vrbench's
+    variance (5 SE) on 4,000 estimates each."""
+    jax_kernels = pytest.importorskip("benchmarks.jax_kernels", exc_type=ImportError)
+    n = _workload_n(problem_name)
+    ours, extra = _workload_reference(estimator, problem_name, n)
+    if problem_name == "lqr_unstable":
+        extra["system"] = kernels.lqr_system()
+    if problem_name == "frozenlake":
+        extra["table"] = kernels.frozenlake_table()
+    kernel = jax_kernels.make(estimator, problem_name, WORKLOAD_REPLICATES, n, **extra)
+    theta = jax_kernels.jnp.asarray(problems.make(problem_name).initial_theta().numpy())
+    theirs = np.array(kernel(jax_kernels.jax.random.key(9), theta))
+    _same_estimator(problem_name, theirs, ours)
+
+
 @pytest.mark.parametrize(("estimator", "problem_spec"), kernels.SEQUENCE_FLOOR)
 def test_sequence_floor_is_the_same_estimator(estimator, problem_spec):
     """The language-model RL floors compute vrbench's estimators, biased ones included: the

@@ -366,6 +366,30 @@ def test_an_estimator_caching_its_first_theta_is_caught_at_the_other_theta(seed,
     assert {o.theta for o in twin.outcomes if o.check == "unbiased"} == {None, "θ₁", "θ₂"}
 
 
+class _ScaledAwayFromTheCheckTheta(wrong.CopiedScoreFunction):
+    """Score function 20% too large at any θ but the problem's check θ."""
+
+    def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+        estimates = super().estimate(problem, theta, n_samples, replicates, generator, state)
+        at_check = theta.is_meta or torch.equal(theta, problem.check_theta().to(theta))
+        return estimates if at_check else 1.2 * estimates
+
+
+def test_a_problem_without_an_exact_gradient_is_checked_against_references_at_every_theta(
+        one_thread):
+    """Each other θ has a reference of its own (quadrature here), which an estimator wrong
+    only away from the check θ fails against; the correct twin passing there is in
+    test_reference.py."""
+    report = check_estimator(_ScaledAwayFromTheCheckTheta(),
+                             problems=["bayesian_logistic_regression"], n=[2],
+                             max_estimates=80_000, chunking_replicates=1024)
+    assert not failed(report, "unbiased")
+    assert {o.theta for o in report.outcomes if o.check == "unbiased" and o.failure} == {
+        "θ₁", "θ₂"}, report.failures
+    assert any("reference gradients: at the check θ" in note and "at θ₂, quadrature" in note
+               for note in report.notes), report.notes
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("estimator", [wrong.PairedReplicates(), wrong.RepeatedHalves()])
 def test_replicates_that_repeat_each_other_are_caught(estimator, seed, one_thread):

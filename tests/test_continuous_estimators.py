@@ -4,6 +4,7 @@ cases and the identities their fits rely on."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch
 from vrbench import estimators, problems
 from vrbench.estimators.lax import Surrogate, lax_regression
 from vrbench.problems.base import DTYPE
+from vrbench.testing import check_problem
 
 
 def _variance_and_se(estimates: torch.Tensor) -> tuple[float, float]:
@@ -143,3 +145,48 @@ def test_surrogates_refuse_samples_too_large_to_fit(name, params, message):
     reason = estimators.make(name).incompatibility(problems.make("lqr_unstable", {
         **params, "gain": 0.5}), 4)
     assert reason is not None and message in reason
+
+
+OWN_PATHWISE = sorted(name for name in problems.registry.names()
+                      if type(problems.make(name)).pathwise_gradient
+                      is not problems.Problem.pathwise_gradient)
+
+
+def test_problems_that_write_out_their_pathwise_gradient_are_known():
+    assert {"lqr_unstable", "lqr_stable", "gaussian_quadratic_10d"} <= set(OWN_PATHWISE)
+
+
+@pytest.mark.parametrize("name", OWN_PATHWISE)
+def test_written_out_pathwise_gradient_is_autograds(name):
+    """A problem's own ``pathwise_gradient`` against autograd through its transform (the base
+    class's), at the check θ, replicate by replicate."""
+    problem = problems.make(name)
+    theta = problem.check_theta()
+    noise = problem.sample_noise((6, 3), torch.Generator().manual_seed(0))
+    autograd = problems.Problem.pathwise_gradient(problem, theta, noise)
+    torch.testing.assert_close(problem.pathwise_gradient(theta, noise), autograd,
+                               rtol=1e-12, atol=1e-12 * float(autograd.abs().max()))
+
+
+@dataclass(frozen=True)
+class _PathwiseWithoutNoise(problems.registry.get("gaussian_quadratic_10d")):
+    """gaussian_quadratic_10d whose written-out pathwise gradient forgets the ε of ∂x/∂σ."""
+
+    name = "pathwise_without_noise_for_test"
+
+    def pathwise_gradient(self, theta, noise):
+        slope = 2 * (self.transform(theta, noise) - self.k)
+        return torch.cat([slope.mean(1), slope.mean(1)], dim=-1)
+
+
+PATHWISE_CHECK = "pathwise_gradient equals autograd through transform"
+
+
+def test_conformance_holds_a_written_out_pathwise_gradient_to_autograd():
+    """``vrbench check`` compares a problem's own pathwise_gradient with autograd: a wrong one
+    fails that check, the right one passes it (the sampled checks on few draws here; every
+    registered problem runs the whole suite in test_estimators.py)."""
+    wrong = check_problem(_PathwiseWithoutNoise(), time_budget=None, max_draws=1_000)
+    assert any(f.startswith(PATHWISE_CHECK) for f in wrong.failures), wrong.failures
+    right = check_problem("gaussian_quadratic_10d", time_budget=None, max_draws=1_000)
+    assert PATHWISE_CHECK in right.passed, right.passed

@@ -933,12 +933,13 @@ def test_leftover_temporary_files_beside_the_table_are_removed(tmp_path):
     assert not any(leftover.exists() for leftover in leftovers)
 
 
-def test_two_quick_sigints_still_write_the_table_and_release_the_lock(tmp_path):
+@pytest.mark.parametrize("gap", [0.05, 0.3])  # the second within the sweep's end, or after it
+def test_two_quick_sigints_still_write_the_table_and_release_the_lock(tmp_path, gap):
     output = tmp_path / "twice"
     process = start("run", "--config", str(sweep_file(tmp_path, "twice")))
     wait_for_parts(output, 2, process)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    time.sleep(gap)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stdout + stderr

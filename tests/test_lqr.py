@@ -183,3 +183,18 @@ def test_exact_values_are_the_expected_returns_from_each_step(name, generator):
 def test_bad_parameters_are_named(name, params, message):
     with pytest.raises(ParameterError, match=message):
         problems.make(name, params)
+
+
+@pytest.mark.parametrize(("name", "params"), [("lqr_unstable", {}), ("lqr_unstable", {"gain": 0.3}),
+                                              ("lqr_stable", {"horizon": 7})])
+def test_hand_written_pathwise_gradient_is_autograds(name, params):
+    """The adjoint recursion of ``pathwise_gradient`` against autograd through the rollout
+    (the base class's), at a θ whose K differs in every entry, per replicate."""
+    from vrbench.problems.base import Problem
+
+    problem = problems.make(name, params)
+    theta = problem.check_theta()
+    noise = problem.sample_noise((6, 3), torch.Generator().manual_seed(0))
+    autograd = Problem.pathwise_gradient(problem, theta, noise)
+    torch.testing.assert_close(problem.pathwise_gradient(theta, noise), autograd,
+                               rtol=1e-12, atol=1e-12 * float(autograd.abs().max()))

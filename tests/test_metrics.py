@@ -129,6 +129,27 @@ def test_bias_pvalue_holds_its_level_when_replicates_come_in_identical_pairs(gen
     assert sum(p < 0.05 for p in plain) / runs > bound
 
 
+def test_a_references_standard_error_counts_in_both_bias_tests(generator):
+    """Against a reference of standard error s, the plain and the batch-means t-tests compare
+    in units of √(se² + s²): a mean 0.3 from a reference of s = 0.3 is no evidence of bias,
+    though it is 6 of the mean's own standard errors; a reference's directions are used."""
+    truth = torch.full((2,), 0.1, dtype=DTYPE)
+    directions = torch.eye(2, dtype=DTYPE)
+    estimates = torch.randn(400, 2, generator=generator, dtype=DTYPE) + truth + 0.3
+    exact = EstimateAccumulator(truth, 400, directions, None)
+    referenced = EstimateAccumulator(truth, 400, directions, torch.full((2,), 0.3, dtype=DTYPE))
+    for accumulator in (exact, referenced):
+        accumulator.update(estimates)
+    assert torch.equal(referenced.directions, directions)
+    assert exact.bias_test()[1] < 1e-6
+    t_stat, pvalue = referenced.bias_test()
+    assert t_stat < 1.5 and pvalue > 0.1
+    # Deterministic estimates against an uncertain reference are tested, not compared exactly.
+    constant = EstimateAccumulator(truth, 2, directions, torch.full((2,), 0.3, dtype=DTYPE))
+    constant.update(torch.stack([truth + 0.3, truth + 0.3]))
+    assert constant.bias_test()[1] > 0.1
+
+
 def test_bias_test_of_deterministic_estimates():
     constant = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=DTYPE)
     assert _pvalue(constant, torch.tensor([1.0, 0.0], dtype=DTYPE)) == 1.0

@@ -48,7 +48,8 @@ def test_plugin_runs_against_built_ins(example_plugin, tmp_path):
     assert set(frame.problem) == {"poisson_capped", "bernoulli_toy"}
     report = vrbench("report", str(tmp_path), "-o", str(tmp_path / "report"), "--format", "png")
     assert report.returncode == 0, report.stderr
-    assert "median_baseline" in (tmp_path / "report" / "summary.md").read_text()
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "REINFORCE, median baseline" in summary and "Poisson, capped at 3" in summary
 
 
 @pytest.mark.parametrize("target", ["vrbench_plugin_example:MedianBaseline",

@@ -6,4 +6,4 @@ harness (:mod:`vrbench.bench`) measures their bias, variance and time; reports
 (:mod:`vrbench.reports`) render the comparison.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

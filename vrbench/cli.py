@@ -19,8 +19,14 @@ from rich.table import Table
 
 from vrbench import estimators, problems
 from vrbench.bench.config import CONFIRM_CELLS, SweepConfig, load_config, with_overrides
-from vrbench.bench.train import OPTIMIZERS, TrainSettings, train
-from vrbench.components import parse_specs
+from vrbench.bench.reference import (
+    DEFAULT_MAX_ESTIMATES,
+    DEFAULT_PRECISION,
+    ReferenceSettings,
+    ReferenceStore,
+)
+from vrbench.bench.train import OPTIMIZERS, SHARED_FILE, TrainSettings, shared_run, train
+from vrbench.components import Spec, parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Capability, Problem
@@ -54,6 +60,8 @@ RUN_FLAGS = {
     "cell_timeout": ("cell_timeout", "--cell-timeout"),
     "max_memory_mb": ("max_memory_mb", "--max-memory"), "threads": ("threads", "--threads"),
     "device": ("device", "--device"),
+    "reference_precision": ("reference_precision", "--reference-precision"),
+    "reference_estimates": ("reference_estimates", "--reference-estimates"),
 }
 """``vrbench run`` options that override the configuration file: option → (config key, the
 option as the user writes it)."""
@@ -118,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int,
                      help="torch threads per worker (default: cores / jobs)")
     run.add_argument("--device", help=DEVICE_HELP + "; part of a cell's definition")
+    run.add_argument("--reference-precision", type=_positive_float, metavar="FRACTION",
+                     help="for problems without an exact gradient: the standard error of the "
+                          "reference gradient the cells are measured against, relative to "
+                          "‖∇J‖ (default 0.01)")
+    run.add_argument("--reference-estimates", type=_positive_int, metavar="N",
+                     help="the most estimates such a reference averages (default 1000000)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--yes", action="store_true",
@@ -267,12 +281,31 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-replicates", type=_positive_int, default=1000, metavar="R",
                        help="independent estimates behind each measurement of the estimator's "
                             "bias and variance along the run (default 1000)")
+    train.add_argument("--eval-samples", type=_positive_int, metavar="N",
+                       help="samples per estimate of those measurements (default: -n, the "
+                            "samples of an optimization step)")
     train.add_argument("--max-memory", type=_positive_int, default=256, metavar="MB",
                        dest="max_memory_mb",
                        help="working memory of one measurement (default 256)")
     train.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    train.add_argument("--measure", metavar="NAMES",
+                       help="shared-run mode: measure these estimators (comma-separated, or "
+                            "'all': every registered one that applies) at the same θ_t along "
+                            "each run, which the estimators of -e drive; writes "
+                            "OUTPUT/shared_run.parquet instead of train.parquet (default: "
+                            "none, each estimator measured along its own run)")
+    train.add_argument("--reference-precision", type=_positive_float,
+                       default=DEFAULT_PRECISION, metavar="FRACTION",
+                       help="for problems without an exact gradient: the standard error of "
+                            "the reference gradient at each θ_t, relative to ‖∇J‖ "
+                            f"(default {DEFAULT_PRECISION:g})")
+    train.add_argument("--reference-estimates", type=_positive_int,
+                       default=DEFAULT_MAX_ESTIMATES, metavar="N",
+                       help="the most estimates such a reference averages (default "
+                            f"{DEFAULT_MAX_ESTIMATES})")
     train.add_argument("-o", "--output", default="results/train", metavar="DIR",
-                       help="directory of train.parquet (default results/train)")
+                       help="directory of train.parquet (default results/train); references "
+                            "go to DIR/references")
     return parser
 
 
@@ -356,8 +389,12 @@ def _run(console: Console, args: argparse.Namespace) -> int:
     )
     task = progress.add_task("cells", total=None, failed=0, reused=0)
     failures = 0
+    started = False
+    outcome: SweepOutcome | None = None
 
     def on_start(total: int, reused: int) -> None:
+        nonlocal started
+        started = True
         progress.update(task, total=total, completed=reused, reused=reused,
                         description=f"cells ({reused} reused)" if reused else "cells")
 
@@ -366,16 +403,35 @@ def _run(console: Console, args: argparse.Namespace) -> int:
         failures += row["status"] != "ok"
         progress.update(task, advance=1, failed=failures)
 
+    def stop_before_the_sweep(signum: int, frame: Any) -> None:
+        # Once the sweep has started it handles its own signals; one arriving after it ended
+        # (a second Ctrl-C) must not cut off the summary whose last line is the table's status.
+        if not started:
+            raise KeyboardInterrupt
+
+    # A signal the sweep was started to ignore (nohup, a background job) stays ignored.
+    previous = {sig: signal.signal(sig, stop_before_the_sweep)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        with progress:
-            outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
-                                retry_errors=args.retry_errors, confirmed=args.yes,
-                                in_process=args.in_process, on_start=on_start, on_row=on_row)
-    except SweepInterrupted as stop:
-        outcome = stop.outcome
-    console.print(summary_table(outcome.frame))
-    for line in _closing_lines(outcome):
-        console.print(line, highlight=False)
+        try:
+            with progress:
+                outcome = run_sweep(config, scheduler=args.scheduler, force=args.force,
+                                    retry_errors=args.retry_errors, confirmed=args.yes,
+                                    in_process=args.in_process, on_start=on_start,
+                                    on_row=on_row)
+        except SweepInterrupted as stop:
+            outcome = stop.outcome
+        console.print(summary_table(outcome.frame))
+        for line in _closing_lines(outcome):
+            console.print(line, highlight=False)
+    finally:
+        for sig, handler in previous.items():
+            # A sweep stopped by a signal leaves the process only to exit: a second Ctrl-C
+            # must not turn its exit status (130) into a death by signal.
+            stopped = outcome is not None and outcome.interrupted is not None
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
+    assert outcome is not None
     return outcome.exit_code
 
 
@@ -570,11 +626,23 @@ def _train(console: Console, args: argparse.Namespace) -> int:
 
     from vrbench.reports.console import StableETA
 
+    try:
+        reference = ReferenceSettings(args.reference_precision, args.reference_estimates)
+    except VrbenchError as exc:
+        raise VrbenchError(f"option --reference-precision/--reference-estimates: {exc}"
+                           ) from None
     settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
                              optimizer=args.optimizer, eval_every=args.eval_every,
                              variance_replicates=args.eval_replicates,
-                             max_memory_mb=args.max_memory_mb, device=args.device)
+                             max_memory_mb=args.max_memory_mb, device=args.device,
+                             reference=reference, eval_samples=args.eval_samples)
     problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
+    measured = None
+    if args.measure is not None:
+        measured = ([Spec(name) for name in estimators.registry.names()]
+                    if args.measure.strip() == "all" else parse_specs(args.measure))
+        for spec in measured:
+            estimators.make(spec.name, spec.params)  # refuse unknown names before any work
     runs = []
     for p_spec in problem_specs:
         problem = problems.make(p_spec.name, p_spec.params)
@@ -586,14 +654,16 @@ def _train(console: Console, args: argparse.Namespace) -> int:
                 continue
             runs.extend((p_spec, e_spec, seed) for seed in args.seed)
     rows: list[dict[str, Any]] = []
+    store = ReferenceStore(args.output)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   StableETA(), console=console, transient=True) as progress:
         task = progress.add_task("training runs", total=len(runs))
         for p_spec, e_spec, seed in runs:
-            rows.extend(train(p_spec, e_spec, seed, settings))
+            rows.extend(train(p_spec, e_spec, seed, settings, store) if measured is None
+                        else shared_run(p_spec, e_spec, measured, seed, settings, store))
             progress.advance(task)
     Path(args.output).mkdir(parents=True, exist_ok=True)
-    target = Path(args.output) / "train.parquet"
+    target = Path(args.output) / ("train.parquet" if measured is None else SHARED_FILE)
     pd.DataFrame(rows).to_parquet(target, index=False)
     console.print(f"{len(runs)} runs, traces in {target}")
     return 0

@@ -17,14 +17,18 @@ A recipe's keys::
                  # (a number, or a table by problem with default), n_samples, lr, control_lr,
                  # optimizer, eval_every, eval_replicates, seeds, driver (the estimator whose
                  # steps move θ in the shared run, or "exact")
+    [shared]     # shared runs (vrbench train --measure): driver, estimators (measured),
+                 # problems, and the keys of [train] with eval_samples; measured against a
+                 # reference where the problem has no exact gradient
     [figures]    # a figure spec (see vrbench.reports.selection.load_spec)
-    [quick]      # quick.sweep and quick.train override the above for --quick
+    [quick]      # quick.sweep, quick.train, quick.online and quick.shared override the above
+                 # for --quick
     sources      # the authors' code each part was checked against, for the note
     [[claims]]   # each: text, kind, the kind's keys (see CLAIM_KINDS), and optionally
                  # explain: why the claim may not hold in vrbench's setting, printed when
                  # the measurements do not bear it out; along_training claims take run =
                  # "own" (each estimator's own run, the default) or "same_theta" (the
-                 # estimators at the θ_t of one shared run)
+                 # estimators at the θ_t of one shared run: [online]'s or [shared]'s)
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ import pandas as pd
 import vrbench
 from vrbench.bench.config import SweepConfig, parse_config
 from vrbench.bench.provenance import git_revision
+from vrbench.bench.reference import ReferenceStore
 from vrbench.bench.store import read_results
 from vrbench.bench.sweep import run_sweep
-from vrbench.bench.train import TrainSettings, train
+from vrbench.bench.train import SHARED_FILE, TrainSettings, shared_run, train
 from vrbench.components import parse_specs
 from vrbench.errors import VrbenchError
 from vrbench.tomlfiles import read_toml, refuse_unknown_keys
@@ -60,11 +65,12 @@ SAME_THETA_DIR = "same_theta"
 """Where the shared run's traces (``train.parquet``) and figures go, under the output."""
 NOTE_FILE = "NOTE.md"
 RECIPE_KEYS = ("title", "paper", "published", "setting", "sources", "sweep", "train",
-               "online", "figures", "quick", "claims")
+               "online", "shared", "figures", "quick", "claims")
 TRAIN_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "optimizer", "eval_every",
               "eval_replicates", "seeds")
 ONLINE_KEYS = ("estimators", "problems", "steps", "n_samples", "lr", "control_lr", "optimizer",
                "eval_every", "eval_replicates", "seeds", "driver")
+SHARED_KEYS = (*TRAIN_KEYS, "driver", "eval_samples")
 
 
 class RecipeError(VrbenchError):
@@ -88,6 +94,7 @@ class Recipe:
     claims: list[Mapping[str, Any]] = field(default_factory=list)
     online: Mapping[str, Any] | None = None
     sources: str = ""
+    shared: Mapping[str, Any] | None = None
 
     def sweep_config(self, output: Path, quick: bool, jobs: int | None) -> SweepConfig | None:
         if self.sweep is None:
@@ -96,14 +103,17 @@ class Recipe:
         config = parse_config(data, f"{self.path} [sweep]")
         return dataclasses.replace(config, output=str(output), jobs=jobs or config.jobs)
 
-    def train_settings(self, quick: bool) -> dict[str, Any] | None:
-        if self.train is None:
+    def train_settings(self, quick: bool, section: str = "train") -> dict[str, Any] | None:
+        """The ``[train]`` (or ``[shared]``) settings, with ``[quick.…]`` over them."""
+        base = self.train if section == "train" else self.shared
+        if base is None:
             return None
-        data = {**self.train, **(self.quick.get("train", {}) if quick else {})}
-        unknown = sorted(set(data) - set(TRAIN_KEYS))
+        data = {**base, **(self.quick.get(section, {}) if quick else {})}
+        valid = TRAIN_KEYS if section == "train" else SHARED_KEYS
+        unknown = sorted(set(data) - set(valid))
         if unknown:
-            raise RecipeError(f"{self.path} [train]: unknown key {unknown[0]!r}; valid keys: "
-                              f"{', '.join(TRAIN_KEYS)}")
+            raise RecipeError(f"{self.path} [{section}]: unknown key {unknown[0]!r}; valid "
+                              f"keys: {', '.join(valid)}")
         return data
 
     def online_settings(self, quick: bool) -> dict[str, Any] | None:
@@ -143,7 +153,8 @@ def load_recipe(name_or_path: str) -> Recipe:
     return Recipe(name=path.stem, path=path, title=_text(data, "title", path),
                   paper=_text(data, "paper", path), published=_text(data, "published", path),
                   setting=_text(data, "setting", path), sweep=data.get("sweep"),
-                  train=data.get("train"), figures=data.get("figures", {}),
+                  train=data.get("train"), shared=data.get("shared"),
+                  figures=data.get("figures", {}),
                   quick=data.get("quick", {}), claims=claims, online=data.get("online"),
                   sources=_text(data, "sources", path))
 
@@ -594,7 +605,7 @@ CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
 
 # --- Running a recipe -------------------------------------------------------------------------
 
-def _train_all(settings: dict[str, Any],
+def _train_all(settings: dict[str, Any], output: Path,
                on_status: Callable[[str], None]) -> pd.DataFrame:
     """Every (problem, estimator, seed) training run; ``n_samples`` is one number, or a table
     of numbers by estimator (with ``default``) so estimators can be compared at equal
@@ -614,7 +625,8 @@ def _train_all(settings: dict[str, Any],
                 variance_replicates=settings.get("eval_replicates", 1000))
             for seed in settings.get("seeds", [0, 1, 2]):
                 on_status(f"training {estimator} on {problem}, seed {seed}")
-                rows.extend(train(problem, estimator, seed, train_settings))
+                rows.extend(train(problem, estimator, seed, train_settings,
+                                  ReferenceStore(output)))
     return pd.DataFrame(rows)
 
 
@@ -684,6 +696,29 @@ def _online_runs(settings: dict[str, Any], on_status: Callable[[str], None]
             pd.DataFrame(shared).assign(run="same_theta"))
 
 
+def _shared_all(settings: dict[str, Any], output: Path,
+                on_status: Callable[[str], None]) -> pd.DataFrame:
+    """Every (problem, seed) shared run driven by ``driver``, measuring ``estimators``."""
+    measured = [s for text in settings["estimators"] for s in parse_specs(text)]
+    (driver,) = parse_specs(settings["driver"])
+    train_settings = TrainSettings(
+        steps=settings.get("steps", 200), n_samples=settings.get("n_samples", 4),
+        lr=settings.get("lr", 0.05), optimizer=settings.get("optimizer", "adam"),
+        eval_every=settings.get("eval_every", 10),
+        variance_replicates=settings.get("eval_replicates", 1000),
+        eval_samples=settings.get("eval_samples"))
+    store = ReferenceStore(output)
+    rows: list[dict[str, Any]] = []
+    for problem in (s for text in settings["problems"] for s in parse_specs(text)):
+        for seed in settings.get("seeds", [0, 1, 2]):
+            on_status(f"shared run driven by {driver} on {problem}, seed {seed}")
+            rows.extend(shared_run(problem, driver, measured, seed, train_settings, store))
+    frame = pd.DataFrame(rows)
+    output.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(output / SHARED_FILE, index=False)
+    return frame
+
+
 def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
               jobs: int | None = None,
               on_status: Callable[[str], None] = lambda message: None) -> Path:
@@ -701,7 +736,7 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
     if config is not None:
         on_status("running the sweep")
         frame = run_sweep(config).frame
-    pieces = [_train_all(train_settings, on_status).assign(run="own")] \
+    pieces = [_train_all(train_settings, output, on_status).assign(run="own")] \
         if train_settings else []
     shared = None
     if online_settings:
@@ -709,7 +744,7 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
         pieces.append(own)
     output.mkdir(parents=True, exist_ok=True)
     same_theta = output / SAME_THETA_DIR
-    for stale in (output / TRAIN_FILE, same_theta / TRAIN_FILE):
+    for stale in (output / TRAIN_FILE, same_theta / TRAIN_FILE, output / SHARED_FILE):
         if stale.exists():  # traces of an earlier version of the recipe
             stale.unlink()
     traces = pd.concat(pieces, ignore_index=True) if pieces else None
@@ -719,6 +754,10 @@ def reproduce(recipe: Recipe, output: str | Path, quick: bool = False,
         same_theta.mkdir(exist_ok=True)
         shared.drop(columns="run").to_parquet(same_theta / TRAIN_FILE, index=False)
         traces = pd.concat([traces, shared], ignore_index=True)
+    shared_settings = recipe.train_settings(quick, "shared")
+    if shared_settings:  # drawn by the report of the output (shared_run_variance)
+        measured = _shared_all(shared_settings, output, on_status)
+        traces = pd.concat([traces, measured.assign(run="same_theta")], ignore_index=True)
     spec_path = output / "figures.toml"
     spec_path.write_text(_toml(recipe.figures))
     on_status("drawing the figures")
@@ -770,7 +809,7 @@ def _note(recipe: Recipe, verdicts: list[Verdict], reports: list[tuple[str, Any]
              f"**Published.** {recipe.published}", "",
              f"**vrbench's setting.** {recipe.setting}", ""]
     if recipe.sources:
-        parts += [f"**Checked against the authors' code.** {recipe.sources}", ""]
+        parts += [f"**Code checked against.** {recipe.sources}", ""]
     parts += ["## Claims against the measurements", ""]
     counts = {o: sum(v.outcome == o for v in verdicts)
               for o in ("reproduced", "not reproduced", "inconclusive")}

@@ -12,6 +12,7 @@ import torch
 
 import vrbench
 from vrbench import devices, estimators, problems
+from vrbench.bench.reference import ReferenceSettings
 from vrbench.components import Spec
 from vrbench.errors import ParameterError
 from vrbench.estimators.base import Estimator
@@ -32,10 +33,13 @@ class Cell:
     seed: int
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
     device: str = "cpu"
+    reference: ReferenceSettings | None = None
+    """How the reference gradient is computed, for a problem without an exact gradient."""
 
     def definition(self) -> dict[str, object]:
         """What the cell's numbers depend on. The device is named only when it is not the CPU,
-        so CPU cells keep the definition (and random streams) they had before devices."""
+        and the reference's settings only for a problem without an exact gradient, so other
+        cells keep the definition (and random streams) they had before."""
         definition: dict[str, object] = {
             "problem": self.problem.name,
             "problem_params": dict(sorted(self.problem.params.items())),
@@ -48,6 +52,8 @@ class Cell:
         }
         if self.device != "cpu":
             definition["device"] = self.device
+        if self.reference is not None:
+            definition["reference"] = self.reference.definition()
         return definition
 
     def _digest(self, salt: str) -> bytes:
@@ -102,12 +108,14 @@ def plan(
     seed: int,
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
     device: str = "cpu",
+    reference: ReferenceSettings | None = None,
 ) -> tuple[list[Cell], list[Skipped]]:
     """Every compatible combination as a cell, the others with the reason they are skipped.
 
     Every component is built here, so unknown names and bad parameters are reported before
     any work starts, and so is an n at which one estimate of a problem would not fit in the
-    memory budget (a :class:`~vrbench.errors.ParameterError`).
+    memory budget (a :class:`~vrbench.errors.ParameterError`). Cells of problems without an
+    exact gradient carry ``reference`` (default settings when None).
     """
     from vrbench.bench.runner import chunk_size  # the runner needs cells: imported here
 
@@ -129,5 +137,8 @@ def plan(
                     except MemoryError as exc:
                         raise ParameterError(f"n_samples = {n}: {exc}") from None
                     fits.add((index, n))
-                cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb, device))
+                settings = None if problem.has_exact_gradient else (
+                    reference or ReferenceSettings())
+                cells.append(Cell(p_spec, e_spec, n, replicates, seed, max_memory_mb, device,
+                                  settings))
     return cells, skipped

@@ -29,6 +29,12 @@ from typing import Any
 
 from vrbench import estimators, problems
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, resolve_spec
+from vrbench.bench.reference import (
+    DEFAULT_MAX_ESTIMATES,
+    DEFAULT_PRECISION,
+    PILOT_ESTIMATES,
+    ReferenceSettings,
+)
 from vrbench.components import Spec, expand_grids, parse_specs
 from vrbench.errors import VrbenchError
 
@@ -52,6 +58,13 @@ class SweepConfig:
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB  # working memory of one cell
     threads: int | None = None  # torch threads per worker; None: cores / jobs
     device: str = "cpu"  # where estimates are computed: cpu, cuda or cuda:N
+    reference_precision: float = DEFAULT_PRECISION  # of references where no exact ∇J exists
+    reference_estimates: int = DEFAULT_MAX_ESTIMATES  # their budget, in estimates
+
+    @property
+    def reference(self) -> ReferenceSettings:
+        """How references are computed for problems without an exact gradient."""
+        return ReferenceSettings(self.reference_precision, self.reference_estimates)
 
     def resolved(self) -> dict[str, Any]:
         """The configuration as plain data, for provenance."""
@@ -67,6 +80,8 @@ class SweepConfig:
             "max_memory_mb": self.max_memory_mb,
             "threads": self.threads,
             "device": self.device,
+            "reference_precision": self.reference_precision,
+            "reference_estimates": self.reference_estimates,
         }
 
 
@@ -93,6 +108,10 @@ _EXPECTED = {
     "max_memory_mb": f"an integer number of MiB from 16 to {MAX_MEMORY_MB} (1 TiB)",
     "threads": f"an integer from 1 to {MAX_JOBS}",
     "device": "a device name: cpu, cuda or cuda:N",
+    "reference_precision": "a number in (0, 1): the standard error of a reference gradient "
+                           "relative to ‖∇J‖",
+    "reference_estimates": f"an integer from {PILOT_ESTIMATES} to {MAX_REPLICATES:,}: the most "
+                           "estimates a reference gradient averages",
 }
 
 
@@ -165,6 +184,8 @@ _VALID: dict[str, Callable[[Any], bool]] = {
     "max_memory_mb": lambda v: _is_int(v) and 16 <= v <= MAX_MEMORY_MB,
     "threads": lambda v: _is_int(v) and 1 <= v <= MAX_JOBS,
     "device": lambda v: isinstance(v, str) and re.fullmatch(r"cpu|cuda(:\d{1,4})?", v) is not None,
+    "reference_precision": lambda v: _is_number(v) and 0 < v < 1,
+    "reference_estimates": lambda v: _is_int(v) and PILOT_ESTIMATES <= v <= MAX_REPLICATES,
 }
 """How each scalar or list key is checked; ``_EXPECTED`` says the same in words."""
 
@@ -176,7 +197,7 @@ def _checked(where: str, key: str, value: Any) -> Any:
     if not _VALID[key](value):
         hint = " (a value is listed twice)" if _repeats(value) else ""
         raise ConfigError(f"{where} = {_shown(value)}{hint}: expected {_EXPECTED[key]}")
-    return float(value) if key == "cell_timeout" else value
+    return float(value) if key in ("cell_timeout", "reference_precision") else value
 
 
 def _shown(value: Any, limit: int = 200) -> str:

@@ -92,8 +92,8 @@ def _varies(projected: Moments) -> Tensor:
     return projected.variance() > (1e-14 * (1.0 + scale)) ** 2
 
 
-def bias_test(projected: Moments, expected: Tensor,
-              groups: list[Moments] | None = None) -> tuple[float, float]:
+def bias_test(projected: Moments, expected: Tensor, groups: list[Moments] | None = None,
+              expected_se: Tensor | None = None) -> tuple[float, float]:
     """``(max |t|, p-value)`` of H0: the projected means equal ``expected``.
 
     One t-test per direction, Bonferroni-corrected, on the sample variance (``N − 1`` degrees
@@ -102,22 +102,29 @@ def bias_test(projected: Moments, expected: Tensor,
     with ``G − 1`` degrees of freedom, which stays right when neighbouring replicates are
     dependent; the result is the larger p-value of the two, so it holds its level where
     either test does (the batch means' few degrees of freedom make them the more fragile
-    under heavy tails, the plain variance under dependence). If no projection varies the
-    estimator is deterministic and is compared exactly: equal to rounding passes (p = 1),
-    else p = 0.
+    under heavy tails, the plain variance under dependence). ``expected_se``, the standard
+    errors of a reference's projections (see :mod:`vrbench.bench.reference`), adds in
+    quadrature to the mean's standard error in both. If no projection varies (and the
+    reference is exact) the estimator is deterministic and is compared exactly: equal to
+    rounding passes (p = 1), else p = 0.
     """
     diff = (projected.mean - expected).abs()
     varies = _varies(projected)
+    reference_variance = torch.zeros_like(diff)
+    if expected_se is not None and bool((expected_se > 0).any()):
+        reference_variance = expected_se.to(diff) ** 2
+        varies = varies | (expected_se > 0)
     if not bool(varies.any()):
         exact = bool((diff <= 1e-10 * (1.0 + expected.abs())).all())
         return (0.0, 1.0) if exact else (math.inf, 0.0)
-    tests = [(projected.variance() / projected.count, projected.count - 1)]
+    tests = [(projected.variance() / projected.count + reference_variance, projected.count - 1)]
     batches = [g for g in groups or [] if g.count > 0]
     if len(batches) >= 2:
         counts = torch.tensor([g.count for g in batches], dtype=torch.float64)
         means = torch.stack([g.mean for g in batches])
         spread = (counts[:, None] * (means - projected.mean) ** 2).sum(dim=0)
-        tests.append((spread / ((len(batches) - 1) * projected.count), len(batches) - 1))
+        tests.append((spread / ((len(batches) - 1) * projected.count) + reference_variance,
+                      len(batches) - 1))
     return max((_t_test(diff[varies], variance[varies], df) for variance, df in tests),
                key=lambda result: result[1])
 
@@ -136,14 +143,18 @@ def _t_test(diff: Tensor, variance_of_mean: Tensor, df: int) -> tuple[float, flo
 class EstimateAccumulator:
     """Accumulates ``R`` estimates, chunk by chunk, against the exact gradient."""
 
-    def __init__(self, true_grad: Tensor, replicates: int) -> None:
+    def __init__(self, true_grad: Tensor, replicates: int, directions: Tensor | None = None,
+                 expected_se: Tensor | None = None) -> None:
         self.true_grad = true_grad.to(torch.float64)
         self.replicates = replicates
         self.groups = min(MAX_GROUPS, replicates // 2)
         dim = true_grad.numel()
         self.group_moments = [Moments.empty(dim) for _ in range(max(self.groups, 1))]
-        # Projections, not coordinates: see bias_directions and bias_test.
-        self.directions = bias_directions(self.true_grad, coordinates=False)
+        # Projections, not coordinates: see bias_directions and bias_test. A reference gradient
+        # brings its own test directions, fixed before it was drawn, and their standard errors.
+        self.directions = (bias_directions(self.true_grad, coordinates=False)
+                           if directions is None else directions.to(torch.float64))
+        self.expected_se = expected_se
         self.projected = Moments.empty(self.directions.shape[0])
         self.projected_groups = [Moments.empty(self.directions.shape[0])
                                  for _ in range(max(self.groups, 1))]
@@ -177,10 +188,12 @@ class EstimateAccumulator:
 
     def bias_test(self) -> tuple[float, float]:
         """``(max |t|, p-value)`` of the bias test along ∇J and :data:`RANDOM_DIRECTIONS`
-        random directions, on the sample variance and on the batch means of the replicates'
-        contiguous groups (see :func:`bias_test`)."""
+        random directions (or a reference's directions), on the sample variance and on the
+        batch means of the replicates' contiguous groups, with a reference's standard errors
+        in quadrature (see :func:`bias_test`)."""
         groups = self.projected_groups if self.groups >= 2 else None
-        return bias_test(self.projected, self.directions @ self.true_grad, groups)
+        return bias_test(self.projected, self.directions @ self.true_grad, groups,
+                         self.expected_se)
 
     def constant(self) -> bool:
         """Whether every estimate so far is the same vector, to float64 resolution."""

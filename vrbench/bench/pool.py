@@ -31,10 +31,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vrbench.bench.cells import Cell
 from vrbench.bench.runner import CellTimeout, cell_row, lost_row, prepare_worker, run_cell
+
+if TYPE_CHECKING:
+    from vrbench.bench.reference import Reference
 
 KILL_GRACE_S = 2.0
 """Seconds past ``cell_timeout`` a worker may take to stop a cell itself before it is killed."""
@@ -129,8 +132,9 @@ def _serve(connection: Connection, threads: int, parent: int, environ: dict[str,
             return
         if task is None:
             return
-        cell, timeout = task
-        connection.send(("row", run_cell(cell, timeout)))
+        cell, timeout, reference = task
+        arguments = (cell, timeout) if reference is None else (cell, timeout, reference)
+        connection.send(("row", run_cell(*arguments)))
 
 
 # --- In the sweep's process ------------------------------------------------------------------
@@ -175,8 +179,9 @@ class _Worker:
     stopped_s: float = 0.0  # time the worker has been seen stopped, in a row
     was_stopped: bool = False  # seen stopped while it held this cell
 
-    def send(self, cell: Cell, timeout: float | None, alone: bool) -> None:
-        self.connection.send((cell, timeout))
+    def send(self, cell: Cell, timeout: float | None, alone: bool,
+             reference: Reference | None = None) -> None:
+        self.connection.send((cell, timeout, reference))
         self.cell, self.alone = cell, alone
         self.running_s = self.stopped_s = 0.0
         self.was_stopped = False
@@ -206,10 +211,11 @@ class WorkerPool:
     """
 
     def __init__(self, jobs: int, threads: int, timeout: float | None,
-                 attempts: int = 3) -> None:
+                 attempts: int = 3, references: dict[str, Reference] | None = None) -> None:
         self.jobs = jobs
         self.threads = threads
         self.timeout = timeout
+        self.references = references or {}  # cell id: the reference gradient it is held against
         self.attempts = attempts
         self.patience = STOPPED_PATIENCE_S if timeout is None else min(timeout,
                                                                        STOPPED_PATIENCE_S)
@@ -289,12 +295,16 @@ class WorkerPool:
         running = any(w.cell is not None for w in self._workers)
         if again:
             if not running and idle:
-                idle[0].send(again.popleft(), self.timeout, alone=True)
+                cell = again.popleft()
+                idle[0].send(cell, self.timeout, alone=True,
+                             reference=self.references.get(cell.key()))
             return
         for worker in idle:
             if not queue:
                 break
-            worker.send(queue.popleft(), self.timeout, alone=False)
+            cell = queue.popleft()
+            worker.send(cell, self.timeout, alone=False,
+                        reference=self.references.get(cell.key()))
 
     def _receive(self, worker: _Worker, again: deque[Cell], faults: _Faults
                  ) -> Iterator[tuple[Cell, dict[str, Any]]]:

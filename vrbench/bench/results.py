@@ -19,9 +19,10 @@ from vrbench.errors import VrbenchError
 
 RESULTS_FILE = "results.parquet"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the table's layout, stored in its metadata. 1: vrbench 0.1; 2: adds the
-``missing`` status and the per-coordinate columns. Older tables are read as they are (their
+``missing`` status and the per-coordinate columns; 3: adds the reference and
+parameter-group columns. Older tables are read as they are (their
 columns are a subset); newer ones are refused."""
 
 COLUMNS: dict[str, str] = {
@@ -64,6 +65,21 @@ COLUMNS: dict[str, str] = {
     # The variance computed without sampling, where it can be (else empty):
     "exact_variance": "float64",
     "exact_coordinate_variance": "object",
+    # The ground truth the cell was measured against (see vrbench.bench.reference): "exact",
+    # or a reference with the standard error of its gradient (‖se‖₂) and of J:
+    "reference": "string",
+    "reference_se": "float64",
+    "reference_estimates": "Int64",
+    "reference_seconds": "float64",
+    "value_se": "float64",
+    # Per parameter group of θ (lists, one entry per group, in the order of parameter_groups);
+    # the only per-coordinate summaries of a θ with more than 10,000 entries, whose
+    # per-coordinate columns above are then empty:
+    "parameter_groups": "object",
+    "group_true_grad_norm": "object",
+    "group_bias_norm": "object",
+    "group_variance": "object",
+    "group_reference_se": "object",
 }
 """Every column of a results table and its pandas dtype, in order."""
 
@@ -89,6 +105,9 @@ OK_FINITE = ("true_grad_norm", "bias_norm", "variance", "mse", "cosine", "value"
 OK_VECTORS = ("true_grad", "coordinate_bias", "coordinate_variance")
 """Per-coordinate columns a measured cell holds as ``dim`` finite numbers."""
 
+NAME_LISTS = ("parameter_groups",)
+"""List columns that hold names (one per parameter group) rather than numbers."""
+
 IDENTITY = ("problem", "estimator", "n_samples", "replicates", "seed", "status", "error",
             "device", "problem_params", "estimator_params", "cell_id")
 """Columns a stored cell never leaves empty."""
@@ -106,7 +125,9 @@ def _type_error(column: str, dtype: str, value: Any) -> str | None:
         fits = isinstance(value, int | float) and not isinstance(value, bool)
     elif dtype == "boolean":
         fits = isinstance(value, bool)
-    else:  # lists of numbers, one per coordinate
+    elif column in NAME_LISTS:
+        fits = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    else:  # lists of numbers, one per coordinate or parameter group
         fits = isinstance(value, list) and all(
             x is None or (isinstance(x, int | float) and not isinstance(x, bool))
             for x in value)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
+import gc
 import json
 import math
 import signal
@@ -19,6 +23,7 @@ from torch import Tensor
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, Skipped
 from vrbench.bench.exact import exact_variance
 from vrbench.bench.metrics import EstimateAccumulator, numerical_failure
+from vrbench.bench.reference import Reference, compute_reference, reference_columns
 from vrbench.devices import on_device, synchronize
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
@@ -26,16 +31,27 @@ from vrbench.problems.base import Problem
 WORKING_COPIES = 4
 """Intermediate tensors per stored number while an estimator runs (samples, scores, products)."""
 
-WARMUP_REPLICATES = 8
+CHUNK_MB = 8
+"""Working memory of one chunk (as :func:`chunk_size` counts it): small enough for a chunk's
+tensors to stay in the CPU's caches and for the allocator to hand the same memory to every
+chunk (see :func:`keep_freed_memory`), so that time goes to the estimator and not to faulting
+in fresh pages. The memory budget only caps it."""
+
+MIN_DRAWS = 2**14
+"""Fewest draws (replicates × n) per chunk, budget permitting: every tensor operation costs a
+few µs of fixed work, which tensors of fewer numbers would not amortize (the steps of an
+episode, a rollout's time steps)."""
 
 
 def chunk_size(problem: Problem, n_samples: int, replicates: int,
                max_memory_mb: int = DEFAULT_MAX_MEMORY_MB) -> int:
-    """Replicates per chunk so that a chunk's tensors fit in ``max_memory_mb``.
+    """Replicates per chunk: about :data:`CHUNK_MB` of tensors, at least :data:`MIN_DRAWS`
+    draws, and never more than fit in ``max_memory_mb``.
 
     The chunking changes the order in which random numbers are drawn, so the memory budget
-    is part of a cell's definition: the same definition always gives the same numbers.
-    Raises ``MemoryError`` when even one estimate does not fit.
+    is part of a cell's definition (and these constants part of vrbench's version): the same
+    definition always gives the same numbers. Raises ``MemoryError`` when even one estimate
+    does not fit.
     """
     per_replicate = n_samples * (2 * problem.dim + problem.sample_width())
     numbers = max_memory_mb * 2**20 // (8 * WORKING_COPIES)
@@ -45,7 +61,49 @@ def chunk_size(problem: Problem, n_samples: int, replicates: int,
             f"one estimate of {problem.name} from {n_samples} samples needs about "
             f"{needed:.0f} MiB, more than the cell's memory budget of {max_memory_mb} MiB; "
             "raise max_memory_mb (--max-memory) or use fewer samples or a smaller problem")
-    return min(replicates, numbers // per_replicate)
+    cached = max(-(-MIN_DRAWS // n_samples),
+                 int(CHUNK_MB * 2**20) // (8 * WORKING_COPIES * per_replicate))
+    return min(replicates, numbers // per_replicate, cached)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's mallopt parameters (malloc.h)."""
+
+MMAP_THRESHOLD = 32 * 2**20
+"""The largest threshold glibc accepts on 64-bit systems (HEAP_MAX_SIZE / 2)."""
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for the next allocation (once per process).
+
+    By default glibc serves large blocks from fresh ``mmap`` pages and returns freed memory to
+    the system, so every chunk's tensors fault in new pages (~2 µs per 4 KiB, more than many
+    estimators spend on the numbers in them). Serving blocks up to 32 MiB from the heap and
+    never trimming it lets each chunk reuse the previous chunk's memory; the heap then stays
+    at the largest chunk's size. Returns whether the allocator accepted (glibc only).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(M_TRIM_THRESHOLD, 2**30))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's garbage collector off inside the block (as ``timeit`` does): a full collection
+    of a process that has just imported torch takes tens of ms, and it would land in
+    whichever chunk is being timed; it runs between chunks instead."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def estimate_in_chunks(
@@ -61,13 +119,14 @@ def estimate_in_chunks(
     error names the estimator. Peak memory is set by :func:`chunk_size`, not by ``replicates``.
     A ``deadline`` is checked before each chunk.
     """
+    keep_freed_memory()
     chunk = chunk_size(problem, n_samples, replicates, max_memory_mb)
     done = 0
     while done < replicates:
         if deadline is not None:
             deadline.check()
         size = min(chunk, replicates - done)
-        with on_device(device) as where:
+        with on_device(device) as where, _collector_paused():
             start = time.perf_counter()
             estimates = estimator.estimate(problem, theta, n_samples, size, generator, state)
             synchronize(where)
@@ -108,9 +167,20 @@ class Deadline:
             raise CellTimeout(f"cell exceeded the time limit of {self.seconds:g} s")
 
 
+def cell_reference(problem: Problem, estimator: Estimator, cell: Cell,
+                   theta: Tensor | None = None) -> Reference:
+    """The cell's ground truth at θ (default: the initial θ): the exact gradient, or a
+    reference of the cell's settings from an estimator other than the measured one (see
+    :mod:`vrbench.bench.reference`)."""
+    with on_device(cell.device):
+        theta = problem.initial_theta() if theta is None else theta
+    return compute_reference(problem, theta, cell.reference, estimator.name, cell.seed,
+                             cell.device)
+
+
 def measure(
     problem: Problem, estimator: Estimator, cell: Cell, deadline: Deadline | None = None,
-    theta: Tensor | None = None, stream: str = "",
+    theta: Tensor | None = None, stream: str = "", reference: Reference | None = None,
 ) -> tuple[dict[str, Any], float, float]:
     """Fit, warm up and measure one cell: ``(metrics, seconds per estimate, fit seconds)``.
 
@@ -121,12 +191,16 @@ def measure(
     exact gradient or the metrics are not finite, or the estimates are numerically
     meaningless (see :func:`vrbench.bench.metrics.numerical_failure`). Where the estimator's
     variance can be computed without sampling (:mod:`vrbench.bench.exact`), the metrics
-    include it as ``exact_variance``.
+    include it as ``exact_variance``. ``reference`` is the ground truth at θ (computed by
+    :func:`cell_reference` when not given); the metrics say what it is and summarize each
+    parameter group (:func:`~vrbench.bench.reference.reference_columns`).
     """
     with on_device(cell.device) as device:
         theta = problem.initial_theta() if theta is None else theta
         theta_before = theta.clone()
-        true_grad = problem.exact_grad(theta).cpu()
+        if reference is None:
+            reference = cell_reference(problem, estimator, cell, theta)
+        true_grad = reference.grad.cpu()
         if not bool(torch.isfinite(true_grad).all()):
             raise FloatingPointError(f"{problem.name}'s exact gradient is not finite at these "
                                      f"parameters: {true_grad.tolist()[:8]}")
@@ -136,11 +210,19 @@ def measure(
         state = estimator.fit(problem, theta, cell.generator("fit" + stream))
         synchronize(device)
         fit_seconds = time.perf_counter() - start
-        warmup = min(cell.replicates, WARMUP_REPLICATES)
+        # One chunk's worth of warm-up, so that the timed chunks run on memory the allocator
+        # already holds (see keep_freed_memory) and on warm caches: time_per_estimate_s is
+        # then the estimator's, as in a warm process, not the first touch of fresh pages.
+        keep_freed_memory()
+        warmup = chunk_size(problem, cell.n_samples, cell.replicates, cell.max_memory_mb)
         estimator.estimate(problem, theta, cell.n_samples, warmup,
                            cell.generator("warmup" + stream), state)
 
-    accumulator = EstimateAccumulator(true_grad, cell.replicates)
+    # An exact gradient is tested along the harness's own projections; a reference along the
+    # directions its standard errors were accumulated on.
+    accumulator = (EstimateAccumulator(true_grad, cell.replicates) if reference.exact else
+                   EstimateAccumulator(true_grad, cell.replicates, reference.directions,
+                                       reference.direction_se))
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
                                                  cell.replicates,
@@ -157,6 +239,7 @@ def measure(
     exact = exact_variance(problem, estimator, theta, cell.n_samples, state)
     metrics["exact_variance"] = math.nan if exact is None else exact.trace
     metrics["exact_coordinate_variance"] = None if exact is None else exact.per_coordinate
+    metrics.update(reference_columns(reference, problem, metrics))
     return metrics, elapsed / cell.replicates, fit_seconds
 
 
@@ -203,12 +286,14 @@ def prepare_worker() -> None:
     problems.registry.names()
 
 
-def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
+def run_cell(cell: Cell, timeout: float | None = None,
+             reference: Reference | None = None) -> dict[str, Any]:
     """Run one cell; any failure becomes a row with status ``error`` instead of an exception.
 
     ``timeout`` (seconds) limits the whole cell: building the components, the exact value
-    and gradient, fitting and every estimate. Where the process allows it the cell is
-    interrupted at the limit (see :func:`_time_limit`), elsewhere at its next step.
+    and gradient (or the reference, when not given), fitting and every estimate. Where the
+    process allows it the cell is interrupted at the limit (see :func:`_time_limit`),
+    elsewhere at its next step.
     """
     row = cell_row(cell)
     deadline = None if timeout is None else Deadline.after(timeout)
@@ -217,12 +302,14 @@ def run_cell(cell: Cell, timeout: float | None = None) -> dict[str, Any]:
             problem, estimator = cell.build()
             row.update(family=estimator.family, unbiased_claim=estimator.unbiased,
                        f_evals=estimator.f_evals(problem, cell.n_samples))
-            with on_device(cell.device):
-                row["value"] = float(problem.value(problem.initial_theta()))
+            if reference is None:
+                reference = cell_reference(problem, estimator, cell)
+            row["value"] = reference.value
             if not math.isfinite(row["value"]):
                 raise FloatingPointError(f"{problem.name}'s exact value J = {row['value']} is "
                                          "not finite at these parameters")
-            metrics, seconds, fit_seconds = measure(problem, estimator, cell, deadline)
+            metrics, seconds, fit_seconds = measure(problem, estimator, cell, deadline,
+                                                    reference=reference)
         if deadline is not None:
             deadline.check()
         row.update(metrics, time_per_estimate_s=seconds, fit_time_s=fit_seconds, status="ok")

@@ -40,6 +40,7 @@ from vrbench.bench.cells import Cell, plan
 from vrbench.bench.config import CONFIRM_CELLS, SweepConfig
 from vrbench.bench.pool import KILL_GRACE_S, WorkerPool, error_row, is_stopped
 from vrbench.bench.provenance import provenance
+from vrbench.bench.reference import Reference, sweep_references
 from vrbench.bench.results import RESULTS_FILE
 from vrbench.bench.runner import cell_row, lost_row, prepare_worker, run_cell, skipped_row
 from vrbench.bench.store import (
@@ -79,9 +80,11 @@ class SchedulerError(VrbenchError):
 
 def run_local(cells: list[Cell], jobs: int, timeout: float | None,
               threads: int | None = None, attempts: int = MAX_ATTEMPTS,
-              in_process: bool = False) -> Iterator[tuple[Cell, dict[str, Any]]]:
+              in_process: bool = False, references: dict[str, Reference] | None = None
+              ) -> Iterator[tuple[Cell, dict[str, Any]]]:
     """Run cells in ``jobs`` worker processes, each with ``threads`` torch threads (default:
-    the cores shared out among the workers), and yield each cell with its row.
+    the cores shared out among the workers) and its reference from ``references`` (by cell
+    id) where one was computed beforehand, and yield each cell with its row.
 
     A worker that dies, overruns ``timeout`` or is stopped costs only the cell it holds (see
     :mod:`vrbench.bench.pool`). ``in_process`` runs the cells one by one in this process
@@ -90,15 +93,24 @@ def run_local(cells: list[Cell], jobs: int, timeout: float | None,
     """
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     if not in_process:
-        yield from WorkerPool(jobs, threads, timeout, attempts).run(cells)
+        yield from WorkerPool(jobs, threads, timeout, attempts, references).run(cells)
         return
+    references = references or {}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for cell in cells:
-            yield cell, run_cell(cell, timeout)
+            yield cell, run_cell(*_cell_arguments(cell, timeout, references.get(cell.key())))
     finally:
         torch.set_num_threads(previous)
+
+
+def _cell_arguments(cell: Cell, timeout: float | None, reference: Reference | None
+                    ) -> tuple[Any, ...]:
+    """The arguments of :func:`run_cell`: the reference only where one was computed
+    beforehand (a problem without an exact gradient), so that a stand-in for run_cell with
+    the two-argument form still serves every other cell."""
+    return (cell, timeout) if reference is None else (cell, timeout, reference)
 
 
 def _describe(exc: BaseException) -> str:
@@ -157,14 +169,16 @@ def _tell(cell: Cell, event: str) -> None:
                                       "pid": os.getpid()})
 
 
-def run_cell_on_dask(cell: Cell, timeout: float | None) -> dict[str, Any]:
-    """:func:`run_cell` on a Dask worker, telling the sweep when the cell starts there and
-    when it is done, so that its time limit counts from its start (after the imports) and a
-    death of that worker while it runs is charged to it."""
+def run_cell_on_dask(cell: Cell, timeout: float | None,
+                     reference: Reference | None = None) -> dict[str, Any]:
+    """:func:`run_cell` on a Dask worker (against ``reference`` where one was computed
+    beforehand), telling the sweep when the cell starts there and when it is done, so that its
+    time limit counts from its start (after the imports) and a death of that worker while it
+    runs is charged to it."""
     prepare_worker()
     _tell(cell, "start")
     time.sleep(EVENT_FLUSH_S)  # lets the worker send it before the cell can kill the process
-    row = run_cell(cell, timeout)
+    row = run_cell(*_cell_arguments(cell, timeout, reference))
     _tell(cell, "done")
     return row
 
@@ -184,11 +198,13 @@ RESTART_TIMEOUT_S = 30.0
 class _DaskCells:
     """The futures of a sweep's cells on a Dask cluster, when and where each started."""
 
-    def __init__(self, client: Any, timeout: float | None) -> None:
+    def __init__(self, client: Any, timeout: float | None,
+                 references: dict[str, Reference] | None = None) -> None:
         from dask.distributed import as_completed as dask_completed
 
         self.client = client
         self.timeout = timeout
+        self.references = references or {}  # cell id: its reference gradient
         self.cells: dict[Any, Cell] = {}
         self.tries: dict[str, int] = {}
         self.started: dict[str, tuple[float, dict[str, Any]]] = {}  # cell id: (time, where)
@@ -218,7 +234,8 @@ class _DaskCells:
         self.started.pop(key, None)
         self.unfinished.pop(key, None)
         name = f"cell-{key}" + (f"-try{self.tries[key]}" if self.tries[key] > 1 else "")
-        future = self.client.submit(run_cell_on_dask, cell, self.timeout, pure=False, key=name)
+        future = self.client.submit(run_cell_on_dask, cell, self.timeout,
+                                    self.references.get(key), pure=False, key=name)
         self.cells[future] = cell
         self.completed.add(future)
 
@@ -298,7 +315,8 @@ class _DaskCells:
 
 
 def run_dask(cells: list[Cell], client: Any, timeout: float | None,
-             attempts: int = MAX_ATTEMPTS) -> Iterator[tuple[Cell, dict[str, Any]]]:
+             attempts: int = MAX_ATTEMPTS, references: dict[str, Reference] | None = None
+             ) -> Iterator[tuple[Cell, dict[str, Any]]]:
     """Run cells on the Dask cluster of ``client``, releasing each future once it is yielded
     so the cluster forgets a stored cell (and never recomputes it when a worker is lost).
 
@@ -310,7 +328,7 @@ def run_dask(cells: list[Cell], client: Any, timeout: float | None,
     it is submitted again (up to ``attempts`` times), and one lost with the scheduler is
     ``missing``.
     """
-    run = _DaskCells(client, timeout)
+    run = _DaskCells(client, timeout, references)
     try:
         for cell in cells:
             run.submit(cell)
@@ -508,7 +526,8 @@ def plan_sweep(config: SweepConfig, confirmed: bool = True
     skipped_rows: list[dict[str, Any]] = []
     for seed in config.seeds:
         seed_cells, skipped = plan(problem_specs, estimator_specs, config.n_samples,
-                                   config.replicates, seed, config.max_memory_mb, config.device)
+                                   config.replicates, seed, config.max_memory_mb, config.device,
+                                   config.reference)
         cells.extend(seed_cells)
         skipped_rows.extend(skipped_row(s, config.replicates, seed) for s in skipped)
     if len(cells) > CONFIRM_CELLS and not confirmed:
@@ -648,14 +667,27 @@ def _run_pending(pending: list[Cell], store: CellStore, stored: dict[str, dict[s
                  config: SweepConfig, client: Any, jobs: int,
                  on_row: Callable[[dict[str, Any]], None] | None, signals: _StopSignals,
                  in_process: bool) -> _Tally:
-    """Run and store the pending cells; ``stored`` gains every stored row. Nothing runs
-    when a signal came while the sweep was being prepared."""
+    """Run and store the pending cells; ``stored`` gains every stored row. The reference
+    gradients of problems without an exact one are computed (or read) first, once each.
+    Nothing runs when a signal came while the sweep was being prepared."""
     tally = _Tally()
     if signals.received:
         return tally
-    results = (run_dask(pending, client, config.cell_timeout) if client is not None
+    try:
+        signals.armed = True
+        references = sweep_references(pending, config.output)
+    except KeyboardInterrupt:
+        if not signals.received:  # not ours: a KeyboardInterrupt raised some other way
+            raise
+        return tally
+    finally:
+        signals.armed = False
+    if signals.received:
+        return tally
+    results = (run_dask(pending, client, config.cell_timeout, references=references)
+               if client is not None
                else run_local(pending, jobs, config.cell_timeout, config.threads,
-                              in_process=in_process))
+                              in_process=in_process, references=references))
     try:
         signals.armed = True
         for cell, row in results:

@@ -25,6 +25,7 @@ from vrbench.estimators import (  # noqa: E402, F401
     arms,
     baseline,
     dapo,
+    delta_control_variate,
     delta_method,
     delta_method_second_order,
     dr_grpo,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import contextvars
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -11,6 +13,10 @@ from torch import Tensor
 
 from vrbench.components import Component
 from vrbench.problems.base import Capability, Problem
+from vrbench.problems.latents import VIEWS, is_view, logit_view, view_capabilities
+
+LOGIT_CAPABILITIES = frozenset({Capability.BERNOULLI_LOGITS, Capability.CATEGORICAL_LOGITS})
+"""Requirements that the logit view of an amortized problem meets (see :class:`Estimator`)."""
 
 
 class Estimator(Component, abc.ABC):
@@ -28,6 +34,15 @@ class Estimator(Component, abc.ABC):
     * ``sample_average``: whether an estimate from n draws is the mean of n independent
       single-draw terms (given the fitted state), so its variance is the one-draw variance
       over n (lets :mod:`vrbench.bench.exact` compute it for any n).
+
+    **Amortized problems.** An estimator whose requirements a problem does not meet, but the
+    problem's logit view does (a problem with ``bernoulli_latents`` or
+    ``categorical_latents``: see :mod:`vrbench.problems.latents`), runs on that view: its
+    ``incompatibility``, ``fit``, ``estimate`` and ``f_evals`` receive the view (θ: the
+    logits of every data item) instead of the problem, and its estimates are carried to the
+    problem's θ by the chain rule. Every estimator for Bernoulli or categorical logits thus
+    applies to every amortized problem without a line of its own; this base class does it
+    (:meth:`__init_subclass__` wraps those four methods of every subclass).
     """
 
     family: ClassVar[str] = "other"
@@ -44,12 +59,28 @@ class Estimator(Component, abc.ABC):
     @classmethod
     def requirements(cls) -> str:
         """What a problem and n must offer for this estimator to run, in words."""
-        parts = list(sorted(cls.requires))
+        # A logits capability is met by a problem with such latents too, through its logit
+        # view and the chain rule (see the class docstring): "bernoulli_logits or
+        # bernoulli_latents".
+        alternatives = {logits: latents for latents, view in VIEWS.items()
+                        if cls.requires and cls.requires <= view.capabilities
+                        for logits in LOGIT_CAPABILITIES & cls.requires}
+        parts = [f"{c} or {alternatives[c]}" if c in alternatives else str(c)
+                 for c in sorted(cls.requires)]
+        views = [str(latents) for latents, view in VIEWS.items()
+                 if cls.requires and cls.requires <= view.capabilities]
+        if views and not alternatives:  # "relaxable (or bernoulli_latents, ...)"
+            parts[-1] += f" (or {', '.join(views)}, through the logits)"
         if cls.requirement_note:
             parts.append(cls.requirement_note)
-        if cls.min_samples > 1:
+        # (an instance's own minimum, a property, is in the requirement note)
+        if isinstance(cls.min_samples, int) and cls.min_samples > 1:
             parts.append(f"n ≥ {cls.min_samples}")
         return ", ".join(parts)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _route_through_views(cls)
 
     def incompatibility(self, problem: Problem, n_samples: int) -> str | None:
         """Why this estimator cannot run on ``problem`` with ``n_samples``, or ``None``."""
@@ -93,6 +124,94 @@ class Estimator(Component, abc.ABC):
         """
 
 
+_DIRECT = contextvars.ContextVar("vrbench_direct_compatibility", default=False)
+"""Set while an estimator's compatibility with a problem itself (not its view) is decided, so
+that the ``super().incompatibility`` calls of subclasses answer for the problem alone."""
+
+
+def _direct_reason(estimator: Estimator, problem: Problem, n_samples: int) -> str | None:
+    """Why ``estimator`` cannot run on ``problem`` itself (its logit view aside)."""
+    token = _DIRECT.set(True)
+    try:
+        return estimator.incompatibility(problem, n_samples)
+    finally:
+        _DIRECT.reset(token)
+
+
+def runs_on_view(estimator: Estimator, problem: Problem, n_samples: int) -> bool:
+    """Whether ``estimator`` runs on the logit view of ``problem`` rather than on it."""
+    if is_view(problem) or view_capabilities(problem) is None:
+        return False
+    return _direct_reason(estimator, problem, n_samples) is not None
+
+
+def _incompatibility_through_view(method: Callable[..., str | None]) -> Callable[..., str | None]:
+    @functools.wraps(method)
+    def incompatibility(self: Estimator, problem: Problem, n_samples: int) -> str | None:
+        if _DIRECT.get() or is_view(problem) or view_capabilities(problem) is None:
+            return method(self, problem, n_samples)
+        reason = _direct_reason(self, problem, n_samples)
+        if reason is None:
+            return None
+        view = logit_view(problem, problem.initial_theta())
+        on_view = method(self, view, n_samples)
+        # Where the view meets the requirements, its reason (n too small, say) is the one.
+        return on_view if on_view is None or self.requires <= view.capabilities else reason
+
+    return incompatibility
+
+
+def _fit_through_view(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def fit(self: Estimator, problem: Problem, theta: Tensor, generator: torch.Generator) -> Any:
+        if not runs_on_view(self, problem, self.min_samples):
+            return method(self, problem, theta, generator)
+        view = logit_view(problem, theta)
+        return method(self, view, view.initial_theta(), generator)
+
+    return fit
+
+
+def _estimate_through_view(method: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    @functools.wraps(method)
+    def estimate(self: Estimator, problem: Problem, theta: Tensor, n_samples: int,
+                 replicates: int, generator: torch.Generator, state: Any = None) -> Tensor:
+        if not runs_on_view(self, problem, n_samples):
+            return method(self, problem, theta, n_samples, replicates, generator, state)
+        view = logit_view(problem, theta)
+        estimates = method(self, view, view.initial_theta(), n_samples, replicates, generator,
+                           state)
+        return view.pullback(estimates)  # type: ignore[union-attr]
+
+    return estimate
+
+
+def _f_evals_through_view(method: Callable[..., int]) -> Callable[..., int]:
+    @functools.wraps(method)
+    def f_evals(self: Estimator, problem: Problem, n_samples: int) -> int:
+        if not runs_on_view(self, problem, n_samples):
+            return method(self, problem, n_samples)
+        return method(self, logit_view(problem, problem.initial_theta()), n_samples)
+
+    return f_evals
+
+
+_THROUGH_VIEW = {"incompatibility": _incompatibility_through_view, "fit": _fit_through_view,
+                 "estimate": _estimate_through_view, "f_evals": _f_evals_through_view}
+
+
+def _route_through_views(cls: type) -> None:
+    """Wrap the methods that ``cls`` itself defines so that they run on logit views where
+    the problem itself does not suit them (see :class:`Estimator`)."""
+    for name, wrap in _THROUGH_VIEW.items():
+        if name in cls.__dict__ and not getattr(cls.__dict__[name], "__isabstractmethod__",
+                                                False):
+            setattr(cls, name, wrap(cls.__dict__[name]))
+
+
+_route_through_views(Estimator)
+
+
 def weighted_score(problem: Problem, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
     """``(1/n) Σ_j w_j ∇θ log p(x_j; θ)`` for each replicate: the core of score-function methods.
 
@@ -127,6 +246,20 @@ def pathwise_from_uniforms(problem: Problem, theta: Tensor, uniforms: Tensor) ->
     return per_replicate_gradient(
         theta, uniforms.shape[0],
         lambda copies: problem.f(problem.from_uniforms(copies, uniforms)).mean(dim=1))
+
+
+VARIANT_NUMBERS = 2**14
+"""Numbers that the variants of one draw may hold at once (f evaluated at a draw with one
+coordinate or variable changed, for each of them): beyond, they are evaluated in blocks, so
+that an estimator's memory grows with the problem's samples, not with their square."""
+
+
+def variant_blocks(problem: Problem, items: int, evaluations_per_item: int) -> list[slice]:
+    """Consecutive blocks of ``items`` (coordinates, variables) whose variants, each costing
+    ``evaluations_per_item`` evaluations of f on samples of ``problem.sample_width()``
+    numbers, hold at most :data:`VARIANT_NUMBERS` numbers per draw."""
+    per_block = max(1, VARIANT_NUMBERS // (evaluations_per_item * problem.sample_width()))
+    return [slice(start, min(start + per_block, items)) for start in range(0, items, per_block)]
 
 
 MAX_SUPPORT = 2**16

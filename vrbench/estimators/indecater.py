@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from vrbench.estimators import register
-from vrbench.estimators.base import Estimator
+from vrbench.estimators.base import Estimator, variant_blocks
 from vrbench.problems.base import Capability, Problem
 
 
@@ -43,10 +43,12 @@ class IndeCateR(Estimator):
         samples = problem.sample(theta, (replicates, n_samples), generator)  # (R, n, D, K)
         variables, categories = samples.shape[-2:]
         probs = torch.softmax(theta.reshape(variables, categories), dim=-1)
-        # Variant (d, k) of a draw has variable d set to category k: (R, n, D, K, D, K).
+        # Variant (d, k) of a draw has variable d set to category k: (R, n, block, K, D, K).
         same_variable = torch.eye(variables, dtype=torch.bool)[:, None, :, None]
         category = torch.eye(categories, dtype=samples.dtype)[None, :, None, :]
-        variants = torch.where(same_variable, category, samples[..., None, None, :, :])
-        values = problem.f(variants)  # (R, n, D, K)
+        values = torch.cat([
+            problem.f(torch.where(same_variable[block], category,
+                                  samples[..., None, None, :, :]))
+            for block in variant_blocks(problem, variables, categories)], dim=-3)  # (R, n, D, K)
         centred = values - (values * probs).sum(-1, keepdim=True)
         return (probs * centred).mean(dim=1).flatten(-2)

@@ -51,8 +51,11 @@ def _value_and_slope(surrogate: Surrogate, flat: Tensor) -> tuple[Tensor, Tensor
     through = weights[1 + 2 * inputs :]
     z = (flat - surrogate.centre) / surrogate.scale
     hidden = torch.tanh(z @ surrogate.projection + surrogate.offset)
-    value = weights[0] + z @ linear + z**2 @ square + hidden @ through
-    slope = linear + 2 * square * z + ((1 - hidden**2) * through) @ surrogate.projection.T
+    value = weights[0] + z @ linear + (z * z) @ square + hidden @ through
+    # ((1 − h²) ⊙ w) Vᵀ = w Vᵀ − h² (w ⊙ Vᵀ): one product of the hidden layer, no 1 − h².
+    through_projection = through[:, None] * surrogate.projection.T
+    slope = (linear + through_projection.sum(0) + 2 * square * z
+             - (hidden * hidden) @ through_projection)
     return value, slope / surrogate.scale
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from vrbench.estimators import register
-from vrbench.estimators.base import Estimator
+from vrbench.estimators.base import Estimator, variant_blocks
 from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
 
 
@@ -123,9 +123,11 @@ class MVDBernoulli(Estimator):
         dim = problem.dim
         p = torch.sigmoid(theta)
         bits = problem.sample(theta, (replicates, n_samples), generator)  # (R, n, D)
-        expanded = bits[..., None, :].expand(replicates, n_samples, dim, dim)
         eye = torch.eye(dim, dtype=torch.bool)
-        ones = torch.where(eye, 1.0, expanded)
-        zeros = torch.where(eye, 0.0, expanded)
-        difference = problem.f(ones) - problem.f(zeros)  # (R, n, D)
-        return p * (1 - p) * difference.mean(dim=1)
+        differences = []
+        for block in variant_blocks(problem, dim, 2):  # (R, n, block, D): bit i set or cleared
+            expanded = bits[..., None, :].expand(replicates, n_samples, eye[block].shape[0], dim)
+            ones = torch.where(eye[block], 1.0, expanded)
+            zeros = torch.where(eye[block], 0.0, expanded)
+            differences.append(problem.f(ones) - problem.f(zeros))
+        return p * (1 - p) * torch.cat(differences, dim=-1).mean(dim=1)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from vrbench.estimators import register
-from vrbench.estimators.base import Estimator, per_replicate_gradient
+from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Capability, Problem
 
 
@@ -20,7 +20,8 @@ class Reparameterization(Estimator):
 
     Applies when ``x = g(θ, ε)`` is differentiable in θ and f is differentiable in x; then it
     is unbiased and usually of far lower variance than the score function. All ``R``
-    estimates come from one backward pass (see ``per_replicate_gradient``). Kingma & Welling,
+    estimates come from one backward pass, or from the problem's own gradient of the path
+    (see :meth:`~vrbench.problems.base.Problem.pathwise_gradient`). Kingma & Welling,
     "Auto-Encoding Variational Bayes", ICLR 2014; Rezende, Mohamed & Wierstra, ICML 2014.
     """
 
@@ -41,5 +42,4 @@ class Reparameterization(Estimator):
         state: Any = None,
     ) -> Tensor:
         noise = problem.sample_noise((replicates, n_samples), generator)
-        return per_replicate_gradient(
-            theta, replicates, lambda copies: problem.f(problem.transform(copies, noise)).mean(1))
+        return problem.pathwise_gradient(theta, noise)

@@ -46,8 +46,9 @@ KL_PLACEMENTS = ("reward", "loss")
 KL_LEVELS = ("sequence", "token")
 
 STD_EPSILON = 1e-8
-"""Added to a group's standard deviation before dividing by it (``(r − mean)/(std + ε)``, as
-in the GRPO implementations of TRL, verl and oat): an all-equal group gets advantage 0."""
+"""Added to a group's standard deviation before dividing by it (``(r − mean)/(std + ε)``), as
+in oat, the framework of Liu et al.'s Dr. GRPO code (TRL adds 10⁻⁴, verl 10⁻⁶; all three take
+the std with n − 1): an all-equal group gets advantage 0."""
 
 WHITEN_EPSILON = 1e-8
 """Added to a batch's variance before its square root (``masked_whiten`` of OpenRLHF)."""

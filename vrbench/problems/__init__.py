@@ -28,6 +28,7 @@ from vrbench.problems import (  # noqa: E402, F401
     gaussian,
     ising,
     iwae,
+    logistic,
     lqr,
     mdp,
     potts,

@@ -16,6 +16,7 @@ from vrbench.problems.base import (
     Capability,
     Problem,
     asymmetric_theta,
+    below,
     check_magnitude,
     check_size,
 )
@@ -57,10 +58,13 @@ class _SoftmaxBandit(Problem):
         return torch.full((self.dim,), self.theta, dtype=DTYPE)
 
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Pulls:
-        probs = torch.softmax(theta, dim=0)
-        arms = torch.multinomial(probs, shape[0] * shape[1], replacement=True, generator=generator)
-        arms = arms.reshape(shape)
-        return Pulls(torch.zeros_like(arms), arms, self.draw_rewards(arms, generator))
+        # Inverse-CDF sampling: arm a where cdf[a − 1] ≤ u < cdf[a], several times faster than
+        # torch.multinomial.
+        cdf = torch.cumsum(torch.softmax(theta, dim=0), dim=0)
+        uniforms = torch.rand(shape, generator=generator, dtype=DTYPE)
+        arms = torch.searchsorted(cdf, uniforms, right=True).clamp_(max=self.dim - 1)
+        no_context = arms.new_zeros(()).expand(shape)  # one stored zero, read everywhere
+        return Pulls(no_context, arms, self.draw_rewards(arms, generator))
 
     def f(self, samples: Pulls) -> Tensor:
         return samples.rewards
@@ -160,7 +164,7 @@ class BanditBernoulliK(_SoftmaxBandit):
 
     def draw_rewards(self, arms: Tensor, generator: torch.Generator) -> Tensor:
         uniforms = torch.rand(arms.shape, generator=generator, dtype=DTYPE)
-        return (uniforms < _lookup(self.means, arms)).to(DTYPE)
+        return below(uniforms, _lookup(self.means, arms), out=uniforms)
 
     def log_prob(self, theta: Tensor, samples: Pulls) -> Tensor:
         # Exact, so that the support's probabilities add up: log π(a) + log P(r | a).

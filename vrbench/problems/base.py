@@ -6,7 +6,7 @@ import abc
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -86,8 +86,13 @@ class Capability(StrEnum):
     does not implement it is univariate)."""
     BERNOULLI_LATENTS = "bernoulli_latents"
     """x is made of independent Bernoulli latents whose logits are a differentiable function
-    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 latents: ARM and DisARM
-    apply through the chain rule (an amortized encoder, say)."""
+    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 (and relaxed) latents:
+    every estimator for Bernoulli logits applies through the chain rule (an amortized
+    encoder, say; see :mod:`vrbench.problems.latents`)."""
+    CATEGORICAL_LATENTS = "categorical_latents"
+    """x is made of independent categorical latents whose logits are a differentiable function
+    of θ, and f accepts any one-hot (and relaxed) latents: every estimator for categorical
+    logits applies through the chain rule (see :mod:`vrbench.problems.latents`)."""
     RELAXABLE = "relaxable"
     """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
     CATEGORICAL_LOGITS = "categorical_logits"
@@ -143,8 +148,13 @@ CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
                          "samples (R, n) when D = 1 and (R, n, D) otherwise, and f accepts any "
                          "real tensor: measure-valued gradients apply",
     Capability.BERNOULLI_LATENTS: "x is made of independent Bernoulli latents whose logits are "
-                                  "latent_logits(θ), and f accepts any 0/1 latents: ARM and "
-                                  "DisARM apply through the chain rule",
+                                  "latent_logits(θ), and f accepts any 0/1 or relaxed latents: "
+                                  "every estimator for Bernoulli logits applies through the "
+                                  "chain rule",
+    Capability.CATEGORICAL_LATENTS: "x is made of independent categorical latents whose logits "
+                                    "are latent_logits(θ), and f accepts any one-hot or "
+                                    "relaxed latents: every estimator for categorical logits "
+                                    "applies through the chain rule",
     Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
                           "f_relaxed accepts and harden() rounds to an exact sample: "
                           "Gumbel-softmax, straight-through, REBAR and RELAX apply",
@@ -166,7 +176,8 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
     Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
     Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
     Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
-    Capability.BERNOULLI_LATENTS: ("latent_logits", "latents", "latent_pullback"),
+    Capability.BERNOULLI_LATENTS: ("latent_logits", "latent_samples", "latent_pullback"),
+    Capability.CATEGORICAL_LATENTS: ("latent_logits", "latent_samples", "latent_pullback"),
     Capability.SEQUENTIAL: ("gamma", "horizon", "step_score", "step_rewards", "reward_to_go",
                             "exact_values", "step_values"),
     Capability.TABULAR: ("policy",),
@@ -180,6 +191,18 @@ CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
 """The members beyond the required ones that each capability needs (see the problem docs);
 ``f_relaxed`` (RELAXABLE) and ``sample_mean`` (for the delta method) have defaults or are
 optional."""
+
+
+class NumericalReference(NamedTuple):
+    """J and ∇J from a deterministic numerical method (quadrature, a sum over part of the
+    model), each with an estimate of its error: ``grad_error`` per coordinate of θ."""
+
+    value: Tensor
+    grad: Tensor
+    value_error: Tensor
+    grad_error: Tensor
+    method: str = "numerical"
+    """The method, in a few words, for results and captions."""
 
 
 class Problem(Component, abc.ABC):
@@ -202,6 +225,40 @@ class Problem(Component, abc.ABC):
     (explicit parameters still win). Choose them so that ‖∇J‖ is not tiny against the spread
     of a score-function estimate, so that a 1% bias is detectable in seconds; see
     :meth:`check_theta`."""
+
+    reference_estimators: ClassVar[tuple[str, ...]] = ()
+    """For a problem without an exact gradient: unbiased estimators (names, or
+    ``name:key=value`` specs) whose mean over many estimates is its reference gradient, in
+    order of preference (see :mod:`vrbench.bench.reference`). An estimator is never its own
+    reference: the next one serves when the first is the one measured."""
+
+    @property
+    def has_exact_gradient(self) -> bool:
+        """Whether :meth:`value` and :meth:`exact_grad` are exact. A problem where they are not
+        (no closed form, no enumeration) returns False, raises ``NotImplementedError`` from
+        both (unless a numerical value is known) and offers :meth:`numerical_reference` or
+        :attr:`reference_estimators`: vrbench then measures against a reference of stated
+        precision (:mod:`vrbench.bench.reference`)."""
+        return True
+
+    def numerical_reference(self, theta: Tensor) -> NumericalReference:
+        """J and ∇J at θ by a deterministic numerical method with an error estimate, for a
+        problem without an exact gradient (quadrature of a low-dimensional integral, an exact
+        sum over part of the model); preferred to :attr:`reference_estimators` when offered."""
+        raise NotImplementedError(f"{self.name} offers no numerical reference")
+
+    def regularizer(self, theta: Tensor) -> Tensor | None:
+        """An exact, differentiable term c(θ) of the objective that optimization follows, beside
+        J (the KL of an ELBO against its prior, in closed form), or None (default).
+        ``vrbench train`` steps along ĝ + ∇c(θ) and records J(θ) + c(θ); estimators estimate
+        ∇J alone, whose variance is that of ĝ + ∇c."""
+        return None
+
+    def parameter_groups(self) -> dict[str, slice]:
+        """Named, contiguous groups of θ's coordinates (the layers of a network: encoder,
+        decoder; the means and scales of a Gaussian), over which results summarize the
+        per-coordinate statistics; default: one group, θ."""
+        return {"θ": slice(0, self.dim)}
 
     @property
     @abc.abstractmethod
@@ -240,7 +297,9 @@ class Problem(Component, abc.ABC):
         problems override it when contracting the weights first is cheaper than forming all
         ``R × n`` scores (the conformance suite checks the two agree).
         """
-        return torch.einsum("rn,rnd->rd", weights, self.score(theta, samples)) / weights.shape[1]
+        # A product and a sum over n: several times faster on the CPU than einsum's batched
+        # matrix products of (1, n) by (n, dim), which are too small for a BLAS.
+        return (weights[..., None] * self.score(theta, samples)).sum(1) / weights.shape[1]
 
     @abc.abstractmethod
     def value(self, theta: Tensor) -> Tensor:
@@ -310,6 +369,21 @@ class Problem(Component, abc.ABC):
         """
         raise NotImplementedError(f"{self.name} is not reparameterizable")
 
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        """``(1/n) Σ_j ∇θ f(transform(θ, ε_j))`` for each replicate, ``(R, dim)``, from noise
+        of batch shape ``(R, n)``: the pathwise estimate.
+
+        By default one backward pass of autograd through a copy of θ per replicate (each
+        replicate's copy only touches its own draws, so the gradient of the sum holds every
+        replicate's own). A problem may override it with the gradient written out where
+        autograd's graph costs more than the math (tests check the two agree).
+        """
+        with torch.enable_grad():
+            copies = theta.detach().expand(noise.shape[0], -1).clone().requires_grad_(True)
+            objective = self.f(self.transform(copies[:, None, :], noise)).mean(dim=1)
+            (grad,) = torch.autograd.grad(objective.sum(), copies)
+        return grad
+
     # Problems with INVERSE_TRANSFORM implement the two members below.
     noise_dim: ClassVar[int] = 0
 
@@ -358,20 +432,23 @@ class Problem(Component, abc.ABC):
         entries of :meth:`sample_mean` (x flattened in the same order)."""
         raise NotImplementedError(f"{self.name} does not know the covariance of its samples")
 
-    # Problems with BERNOULLI_LATENTS implement the three methods below; the defaults are
-    # those of BERNOULLI_LOGITS problems, whose latents are the sample and logits θ itself.
+    # Problems with BERNOULLI_LATENTS or CATEGORICAL_LATENTS implement the three methods below
+    # (see vrbench.problems.latents): estimators for logits then run on them.
     def latent_logits(self, theta: Tensor) -> Tensor:
-        """The logits of the independent Bernoulli latents, of any shape (the latent shape)."""
-        return theta
+        """The logits of the independent latents: ``(B, L)`` Bernoulli logits, one row per
+        data item, or ``(B, D, K)`` categorical logits."""
+        raise NotImplementedError(f"{self.name} has no latents with logits")
 
-    def latents(self, theta: Tensor, bits: Tensor) -> Any:
-        """Samples made of 0/1 latents ``bits`` of shape ``(R, n, *latent shape)``."""
-        return bits
+    def latent_samples(self, theta: Tensor, codes: Tensor) -> Any:
+        """Samples made of the latents ``codes`` (0/1 or one-hot, of any leading batch shape
+        followed by the shape of :meth:`latent_logits`; relaxed codes where f extends to
+        them), with θ the parameters they were drawn under."""
+        raise NotImplementedError(f"{self.name} has no latents with logits")
 
     def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
-        """``(R, dim)`` gradients in θ from gradients in the logits ``(R, *latent shape)``:
+        """``(R, dim)`` gradients in θ from gradients in the logits ``(R, *logit shape)``:
         the chain rule through :meth:`latent_logits`."""
-        return grad_logits
+        raise NotImplementedError(f"{self.name} has no latents with logits")
 
     def coordinate_names(self) -> list[str]:
         """A short name for each coordinate of θ, for figures that show them separately."""
@@ -389,6 +466,20 @@ class Problem(Component, abc.ABC):
     def sample_width(self) -> int:
         """Numbers stored per sample besides the score; sizes the harness's memory chunks."""
         return 1
+
+
+def below(values: Tensor, bounds: Tensor | float, out: Tensor | None = None) -> Tensor:
+    """``1.0`` where ``values < bounds`` and ``0.0`` elsewhere, in float64 (broadcast shape).
+
+    Comparing straight into a float64 tensor is one pass; ``(values < bounds).to(DTYPE)``
+    is two, and converting booleans to float64 is the slower of them on the CPU. ``out`` may
+    be ``values`` itself when it is no longer needed.
+    """
+    with torch.no_grad():  # an indicator has no gradient, and out= refuses inputs that do
+        if out is None:
+            shape = torch.broadcast_shapes(values.shape, torch.as_tensor(bounds).shape)
+            out = values.new_empty(shape, dtype=DTYPE)
+        return torch.lt(values, bounds, out=out)
 
 
 def gradient_of_value(problem: Problem, theta: Tensor) -> Tensor:

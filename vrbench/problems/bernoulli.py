@@ -11,7 +11,14 @@ from torch import Tensor
 
 from vrbench.components import check
 from vrbench.problems import register
-from vrbench.problems.base import DTYPE, Capability, Problem, asymmetric_theta, check_size
+from vrbench.problems.base import (
+    DTYPE,
+    Capability,
+    Problem,
+    asymmetric_theta,
+    below,
+    check_size,
+)
 
 MAX_SUPPORT_BITS = 12
 """Up to this many bits the support (2^D vectors) is enumerated."""
@@ -35,11 +42,11 @@ class IndependentBernoullis(Problem):
         return self.dim
 
     def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
-        return (uniforms < torch.sigmoid(theta)).to(DTYPE)
+        return below(uniforms, torch.sigmoid(theta))
 
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         uniforms = torch.rand((*shape, self.dim), generator=generator, dtype=DTYPE)
-        return self.from_uniforms(theta, uniforms)
+        return below(uniforms, torch.sigmoid(theta), out=uniforms)  # the bits replace u
 
     def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
         """Binary Concrete: sigmoid((θ + log u − log(1 − u)) / τ) (Maddison et al., 2017)."""
@@ -58,6 +65,11 @@ class IndependentBernoullis(Problem):
 
     def score(self, theta: Tensor, samples: Tensor) -> Tensor:
         return samples - torch.sigmoid(theta)
+
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # Σ_j w_j (b_j − p) = Σ_j w_j b_j − p Σ_j w_j: no (R, n, D) tensor of scores.
+        weighted = (weights[..., None] * samples).sum(1)
+        return (weighted - weights.sum(1, keepdim=True) * torch.sigmoid(theta)) / weights.shape[1]
 
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         return (samples * theta - torch.nn.functional.softplus(theta)).sum(-1)
@@ -109,7 +121,11 @@ class BernoulliToy(IndependentBernoullis):
         return torch.full((self.dim,), self.theta, dtype=DTYPE)
 
     def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.t) ** 2).mean(dim=-1)
+        if samples.shape[-1] == 1:  # one bit: its own mean, without a reduction's cost
+            distance = samples[..., 0] - self.t
+            return distance * distance
+        distance = samples - self.t
+        return (distance * distance).mean(dim=-1)
 
     def value(self, theta: Tensor) -> Tensor:
         p = torch.sigmoid(theta)

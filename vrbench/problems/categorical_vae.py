@@ -33,8 +33,10 @@ class CategoricalVAEDigits(Problem):
     one-hot code ``z ∈ {0,1}^{DK}``, with ``V`` drawn N(0, 1) from ``seed`` and ``d`` the
     log-odds of the pixel means; uniform prior ``K^{−D}``. A sample draws one code per image;
     ``f = (1/B) Σ_b f_b`` with ``f_b = log p(x_b|z_b) + log p(z_b) − log q(z_b|x_b)`` (log q at
-    the θ of the draw), so ``J = E_q[f]`` is the batch-mean ELBO and, since ``E_q[∇θ log q] =
-    0``, ``∇J = E_q[f ∇θ log q]``. The exact J and ∇J enumerate the K^D codes of each image.
+    the θ of the draw; both log-likelihoods are linear in the one-hot code, which extends f to
+    relaxed codes on the simplex), so ``J = E_q[f]`` is the batch-mean ELBO and, since
+    ``E_q[∇θ log q] = 0``, ``∇J = E_q[f ∇θ log q]``. The exact J and ∇J enumerate the K^D
+    codes of each image.
     The categorical VAE of Jang, Gu & Poole ("Categorical reparameterization with
     Gumbel-softmax", ICLR 2017) and of the sampling-without-replacement estimators (Kool et
     al., ICLR 2020), at a size where the truth is computable.
@@ -48,7 +50,8 @@ class CategoricalVAEDigits(Problem):
     seed: int = 0
     init_scale: float = 0.1
 
-    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED})
+    capabilities: ClassVar = frozenset({Capability.DISCRETE, Capability.AMORTIZED,
+                                        Capability.CATEGORICAL_LATENTS})
     maximize: ClassVar = True
     reference: ClassVar = "Jang et al., 2017; Kool et al., 2020"
     # f averages the images' bounds, whose noise adds up in the score-function forms of ∇J:
@@ -64,6 +67,11 @@ class CategoricalVAEDigits(Problem):
               "solution enumerates them)")
         check(0 < self.init_scale <= 10, self.name,
               f"init_scale={self.init_scale} must lie in (0, 10]")
+
+    def parameter_groups(self) -> dict[str, slice]:
+        weights = self._width * 64
+        return {"encoder weights": slice(0, weights),
+                "encoder biases": slice(weights, weights + self._width)}
 
     @property
     def _width(self) -> int:
@@ -108,6 +116,16 @@ class CategoricalVAEDigits(Problem):
 
     def f(self, samples: Latents) -> Tensor:
         return self.item_f(samples).mean(-1)
+
+    def latent_logits(self, theta: Tensor) -> Tensor:
+        return self._encoder_logits(theta)
+
+    def latent_samples(self, theta: Tensor, codes: Tensor) -> Latents:
+        log_probs = torch.log_softmax(self._encoder_logits(theta), dim=-1)
+        return Latents(codes, (codes * log_probs).sum(dim=(-2, -1)))
+
+    def latent_pullback(self, theta: Tensor, grad_logits: Tensor) -> Tensor:
+        return self._per_image_to_theta(grad_logits.flatten(-2))
 
     def item_inputs(self) -> Tensor:
         return self._model[0]

@@ -18,6 +18,7 @@ from vrbench.problems.base import (
     Capability,
     Problem,
     asymmetric_theta,
+    below,
     check_magnitude,
     check_scale,
     check_size,
@@ -97,6 +98,13 @@ class _Gaussian(Problem):
         mu, sigma = theta[0], theta[1]
         eps = (samples - mu) / sigma
         return torch.stack([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
+
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # Σ_j w_j ε_j / σ and Σ_j (w_j ε_j) ε_j − w_j over σ: no (R, n, 2) tensor of scores.
+        eps = (samples - theta[0]) / theta[1]
+        weighted = weights * eps
+        sums = torch.stack([weighted.sum(1), (weighted * eps).sum(1) - weights.sum(1)], dim=-1)
+        return sums / (theta[1] * weights.shape[1])
 
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         eps = (samples - theta[0]) / theta[1]
@@ -197,7 +205,7 @@ class GaussianStep(_Gaussian):
     reference: ClassVar = "Mohamed et al., 2020 (JMLR), section 5"
 
     def f(self, samples: Tensor) -> Tensor:
-        return (samples > 0).to(DTYPE)
+        return below(-samples, 0.0)
 
     def nonsmooth_points(self, theta: Tensor) -> list[float]:
         return [0.0]
@@ -293,33 +301,18 @@ class GaussianCosine(_Gaussian):
         ])
 
 
-@dataclass(frozen=True)
-class _DiagonalGaussian(Problem):
-    """Shared sampling and score of ``x ~ N(μ, diag σ²)`` in D dimensions.
+class DiagonalGaussianSampling(Problem):
+    """Shared sampling and score of ``x ~ N(μ, diag σ²)`` in D dimensions (``self.D``).
 
     ``θ = (μ_1..μ_D, σ_1..σ_D)``; the score is ``(ε/σ, (ε² − 1)/σ)`` coordinate-wise with
-    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it. The defaults set every ``μ_d`` to
-    ``mu`` and every ``σ_d`` to ``sigma``.
+    ``ε = (x − μ)/σ``; ``x = μ + σε`` reparameterizes it.
     """
 
-    D: int = 10
-    mu: float = 1.0
-    sigma: float = 1.0
-
-    capabilities: ClassVar = _SMOOTH_GAUSSIAN_CAPABILITIES
-    reference: ClassVar = _TEST_FUNCTION_REFERENCE
-
-    def __post_init__(self) -> None:
-        check_size(self.name, "D", self.D)
-        _check_mean_and_scale(self.name, self.mu, self.sigma)
+    D: int
 
     @property
     def dim(self) -> int:
         return 2 * self.D
-
-    def initial_theta(self) -> Tensor:
-        return torch.cat([torch.full((self.D,), self.mu, dtype=DTYPE),
-                          torch.full((self.D,), self.sigma, dtype=DTYPE)])
 
     def sample_noise(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         return torch.randn((*shape, self.D), generator=generator, dtype=DTYPE)
@@ -351,6 +344,15 @@ class _DiagonalGaussian(Problem):
         eps = (samples - mu) / sigma
         return torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
 
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # As the univariate one, coordinate-wise: no (R, n, 2D) tensor of scores.
+        sigma = theta[self.D :]
+        eps = (samples - theta[: self.D]) / sigma
+        weighted = weights[..., None] * eps
+        sums = torch.cat([weighted.sum(1), (weighted * eps).sum(1)
+                          - weights.sum(1, keepdim=True)], dim=-1)
+        return sums / (torch.cat([sigma, sigma]) * weights.shape[1])
+
     def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
         mu, sigma = theta[: self.D], theta[self.D :]
         eps = (samples - mu) / sigma
@@ -363,8 +365,32 @@ class _DiagonalGaussian(Problem):
         return torch.cat([center[: self.D] + offsets[: self.D],
                           center[self.D :] * torch.exp(offsets[self.D :])])
 
+    def parameter_groups(self) -> dict[str, slice]:
+        return {"means": slice(0, self.D), "scales": slice(self.D, 2 * self.D)}
+
     def sample_width(self) -> int:
         return self.D
+
+
+@dataclass(frozen=True)
+class _DiagonalGaussian(DiagonalGaussianSampling):
+    """A diagonal Gaussian in D dimensions whose defaults set every ``μ_d`` to ``mu`` and
+    every ``σ_d`` to ``sigma`` (see :class:`DiagonalGaussianSampling`)."""
+
+    D: int = 10
+    mu: float = 1.0
+    sigma: float = 1.0
+
+    capabilities: ClassVar = _SMOOTH_GAUSSIAN_CAPABILITIES
+    reference: ClassVar = _TEST_FUNCTION_REFERENCE
+
+    def __post_init__(self) -> None:
+        check_size(self.name, "D", self.D)
+        _check_mean_and_scale(self.name, self.mu, self.sigma)
+
+    def initial_theta(self) -> Tensor:
+        return torch.cat([torch.full((self.D,), self.mu, dtype=DTYPE),
+                          torch.full((self.D,), self.sigma, dtype=DTYPE)])
 
 
 @register("gaussian_quadratic_10d")
@@ -389,7 +415,13 @@ class GaussianQuadraticND(_DiagonalGaussian):
         check_magnitude(self.name, "(mu - k)/sigma", (self.mu - self.k) / self.sigma)
 
     def f(self, samples: Tensor) -> Tensor:
-        return ((samples - self.k) ** 2).sum(dim=-1)
+        distance = samples - self.k
+        return (distance * distance).sum(dim=-1)
+
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        """With ``x = μ + σε``: ``∇μ f = 2(x − k)`` and ``∇σ f = 2(x − k) ε``, averaged over n."""
+        slope = 2 * (self.transform(theta, noise) - self.k)
+        return torch.cat([slope.sum(1), (slope * noise).sum(1)], dim=-1) / noise.shape[1]
 
     def value(self, theta: Tensor) -> Tensor:
         return ((theta[: self.D] - self.k) ** 2 + theta[self.D :] ** 2).sum()

@@ -188,6 +188,42 @@ class LinearQuadraticRegulator(Problem):
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         return self.transform(theta, self.sample_noise(shape, generator))
 
+    def pathwise_gradient(self, theta: Tensor, noise: Tensor) -> Tensor:
+        """Backpropagation through time written out: the adjoint recursion, a few products of
+        the batch per step instead of autograd's graph of the rollout.
+
+        With ``λ_t = ∂F/∂x_t`` and ``μ_t = ∂F/∂u_t`` of ``F = Σ_t γ^t (x_tᵀQx_t + u_tᵀRu_t)``,
+        backwards from ``λ_H = 0``: ``μ_t = γ^t (R + Rᵀ) u_t + Bᵀλ_{t+1}`` and
+        ``λ_t = γ^t (Q + Qᵀ) x_t + Aᵀλ_{t+1} − Kᵀμ_t``; then ``∂F/∂K = −Σ_t μ_t x_tᵀ`` and
+        ``∂F/∂log σ = Σ_t μ_t·σε_t``, averaged over the n rollouts of each replicate.
+        """
+        system = self._system
+        n = self.states
+        gain, sigma = self._policy(theta)
+        with torch.no_grad():
+            samples = self.transform(theta.detach(), noise)
+            states, actions = samples[..., :n], samples[..., n:]
+            state_weight, action_weight = system.Q + system.Q.mT, system.R + system.R.mT
+            discounts = [self.gamma**t for t in range(self.horizon)]
+            adjoint = torch.zeros_like(states[..., 0, :])
+            action_adjoints = torch.empty_like(actions)
+            for t in range(self.horizon - 1, -1, -1):  # the horizon loop, backwards
+                following = adjoint  # λ_{t+1}
+                action_adjoint = torch.addmm(following.reshape(-1, n) @ system.B,
+                                             actions[..., t, :].reshape(-1, self.actions),
+                                             action_weight, alpha=discounts[t]
+                                             ).reshape(action_adjoints[..., t, :].shape)
+                action_adjoints[..., t, :] = action_adjoint
+                adjoint = (torch.addmm(following.reshape(-1, n) @ system.A,
+                                       states[..., t, :].reshape(-1, n), state_weight,
+                                       alpha=discounts[t]).reshape(following.shape)
+                           - action_adjoint @ gain)
+            replicates, draws = noise.shape[:2]
+            d_gain = -(action_adjoints.reshape(replicates, -1, self.actions).mT
+                       @ states.reshape(replicates, -1, n))
+            d_log_sigma = sigma * (action_adjoints * noise[..., n:]).sum((1, 2, 3))
+            return torch.cat([d_gain.flatten(1), d_log_sigma[:, None]], dim=-1) / draws
+
     def from_uniforms(self, theta: Tensor, uniforms: Tensor) -> Tensor:
         noise = torch.special.ndtri(uniforms).reshape(
             *uniforms.shape[:-1], self.horizon, self.states + self.actions)

@@ -184,28 +184,41 @@ class TabularMDP(Problem):
         flat_done = table.done.reshape(-1)
 
         state = torch.multinomial(table.initial, batch, replacement=True, generator=generator)
-        alive = torch.ones(batch, dtype=torch.bool)
-        pairs, rewards = [], []
+        # Episodes leave the batch as they end: each step draws and computes for the running
+        # ones only (``running`` holds their indices) and writes into steps × episodes tables.
+        running = torch.arange(batch)
+        pairs = torch.full((self.horizon, batch), -1, dtype=torch.int64)
+        rewards = torch.zeros((self.horizon, batch), dtype=DTYPE)
+        steps = 0
         # index_select rather than tensor[index]: the latter is many times slower on CPU here.
-        for _ in range(self.horizon):
-            uniforms = torch.rand((2, batch), generator=generator, dtype=DTYPE)
+        for t in range(self.horizon):
+            uniforms = torch.rand((2, running.shape[0]), generator=generator, dtype=DTYPE)
             action_cdf = policy_cdf.index_select(0, state)
             action = (uniforms[0, :, None] > action_cdf).sum(-1).clamp_(max=last_action)
             pair = state * n_actions + action
             pair_cdf = outcome_cdf.index_select(0, pair)
             outcome = (uniforms[1, :, None] > pair_cdf).sum(-1).clamp_(max=last_outcome)
             flat = pair * outcome_cdf.shape[1] + outcome
-            pairs.append(torch.where(alive, pair, -1))
-            rewards.append(alive.to(DTYPE) * flat_reward.index_select(0, flat))
-            alive = alive & ~flat_done.index_select(0, flat)
+            pairs[t].index_copy_(0, running, pair)
+            rewards[t].index_copy_(0, running, flat_reward.index_select(0, flat))
+            steps = t + 1
             state = flat_next.index_select(0, flat)
-            if not bool(alive.any()):
-                break
-        steps = len(pairs)
-        reward_steps = torch.stack(rewards, dim=-1)
+            ended = flat_done.index_select(0, flat)
+            if bool(ended.any()):
+                going_on = ~ended
+                remaining = int(going_on.sum())
+                if remaining == 0:
+                    break
+                # Packed in order by scatter (ended episodes to a spare last slot), not by
+                # nonzero(), whose output shape no device can know before reading the data.
+                slot = torch.where(going_on, going_on.cumsum(0) - 1, remaining)
+                running = running.new_empty(remaining + 1).scatter_(0, slot, running)
+                state = state.new_empty(remaining + 1).scatter_(0, slot, state)
+                running, state = running[:remaining], state[:remaining]
+        reward_steps = rewards[:steps].T
         discounts = self.gamma ** torch.arange(steps, dtype=DTYPE)
         return Trajectories(
-            torch.stack(pairs, dim=-1).reshape(*shape, steps),
+            pairs[:steps].T.reshape(*shape, steps),
             reward_steps.reshape(*shape, steps),
             (reward_steps @ discounts).reshape(shape),
         )

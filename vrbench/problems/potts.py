@@ -34,9 +34,85 @@ def one_hot_by_inversion(probs: Tensor, shape: tuple[int, int], generator: torch
     return torch.nn.functional.one_hot(index, probs.shape[-1]).to(DTYPE)
 
 
+class IndependentCategoricals(Problem):
+    """Shared sampling, score and relaxation of independent categoricals ``x_v ~
+    softmax(θ_v)``, ``v = 1..V``, each of K categories, with θ their logits row-major (V×K)
+    and one-hot samples ``(R, n, V, K)``, for problems whose sample is the one-hots themselves.
+
+    The score is ``x − π`` with ``π_v = softmax(θ_v)`` and ``log p(x; θ) = Σ_v x_v·log π_v``;
+    the relaxation is Gumbel-softmax per variable. Subclasses supply :attr:`variables`,
+    :attr:`categories`, f, J and ∇J.
+    """
+
+    @property
+    def variables(self) -> int:
+        """V, the number of categorical variables."""
+        raise NotImplementedError
+
+    @property
+    def categories(self) -> int:
+        """K, the number of categories of each variable."""
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        return self.variables * self.categories
+
+    def _logits(self, theta: Tensor) -> Tensor:
+        return theta.reshape(*theta.shape[:-1], self.variables, self.categories)
+
+    def _probs(self, theta: Tensor) -> Tensor:
+        return torch.softmax(self._logits(theta), dim=-1)
+
+    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+        return one_hot_by_inversion(self._probs(theta), shape, generator)
+
+    def score(self, theta: Tensor, samples: Tensor) -> Tensor:
+        return (samples - self._probs(theta)).flatten(-2)
+
+    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
+        # Σ_j w_j (x_j − π) = Σ_j w_j x_j − (Σ_j w_j) π.
+        counts = torch.einsum("rn,rndk->rdk", weights, samples).flatten(-2)
+        probs = self._probs(theta).flatten()
+        return (counts - weights.sum(dim=1, keepdim=True) * probs) / weights.shape[1]
+
+    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
+        log_probs = torch.log_softmax(self._logits(theta), dim=-1)
+        return (samples * log_probs).sum(dim=(-2, -1))
+
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        return self.dim
+
+    def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
+        """Gumbel-softmax of each variable: softmax((θ_v + g)/τ), g = −log(−log u)."""
+        gumbel = -torch.log(-torch.log(self._logits(uniforms)))
+        return torch.softmax((self._logits(theta) + gumbel) / temperature, dim=-1)
+
+    def harden(self, relaxed: Tensor) -> Tensor:
+        return torch.nn.functional.one_hot(relaxed.argmax(-1), self.categories).to(DTYPE)
+
+    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
+        """Gumbels given their argmax, in uniforms: with ``v`` fresh and k the argmax,
+        ``u_k = v_k^{π_k}`` and ``u_i = v_i v_k^{π_i}``: the top perturbed logit is
+        Gumbel(log Σ e^θ) and the others are Gumbels truncated below it (Maddison, Tarlow &
+        Minka, "A* sampling", NeurIPS 2014)."""
+        probs = self._probs(theta)
+        v = self._logits(uniforms)
+        v_top = (v * hard).sum(-1, keepdim=True)
+        u = torch.where(hard > 0, v_top ** probs, v * v_top ** probs)
+        return u.flatten(-2)
+
+    def sample_mean(self, theta: Tensor) -> Tensor:
+        return self._probs(theta)
+
+    def sample_width(self) -> int:
+        return self.dim
+
+
 @register("categorical_potts")
 @dataclass(frozen=True)
-class CategoricalPotts(Problem):
+class CategoricalPotts(IndependentCategoricals):
     """D independent categoricals with logits θ (D×K) and a Potts energy as f.
 
     ``x_d ~ softmax(θ_d)`` independently, one-hot ``(D, K)``; ``f(x) = Σ_d h_d·x_d +
@@ -80,38 +156,23 @@ class CategoricalPotts(Problem):
         return fields, torch.triu(couplings, diagonal=1)
 
     @property
-    def dim(self) -> int:
-        return self.D * self.K
+    def variables(self) -> int:
+        return self.D
+
+    @property
+    def categories(self) -> int:
+        return self.K
 
     @built_on_cpu
     def initial_theta(self) -> Tensor:
         g = torch.Generator().manual_seed(self.seed + 1)
         return self.init_scale * torch.randn(self.dim, generator=g, dtype=DTYPE)
 
-    def _probs(self, theta: Tensor) -> Tensor:
-        return torch.softmax(theta.reshape(*theta.shape[:-1], self.D, self.K), dim=-1)
-
-    def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
-        return one_hot_by_inversion(self._probs(theta), shape, generator)
-
     def f(self, samples: Tensor) -> Tensor:
         fields, couplings = self._energy
         unary = (samples * fields).sum(dim=(-2, -1))
         overlaps = samples @ samples.transpose(-1, -2)  # (…, D, D): x_d·x_e
         return unary + (overlaps * couplings).sum(dim=(-2, -1))
-
-    def score(self, theta: Tensor, samples: Tensor) -> Tensor:
-        return (samples - self._probs(theta)).flatten(-2)
-
-    def weighted_score(self, theta: Tensor, samples: Tensor, weights: Tensor) -> Tensor:
-        # Σ_j w_j (x_j − π) = Σ_j w_j x_j − (Σ_j w_j) π.
-        counts = torch.einsum("rn,rndk->rdk", weights, samples).flatten(-2)
-        probs = self._probs(theta).flatten()
-        return (counts - weights.sum(dim=1, keepdim=True) * probs) / weights.shape[1]
-
-    def log_prob(self, theta: Tensor, samples: Tensor) -> Tensor:
-        log_probs = torch.log_softmax(theta.reshape(*theta.shape[:-1], self.D, self.K), dim=-1)
-        return (samples * log_probs).sum(dim=(-2, -1))
 
     def support(self) -> Tensor:
         if self.K**self.D > MAX_SUPPORT:
@@ -125,34 +186,3 @@ class CategoricalPotts(Problem):
 
     def exact_grad(self, theta: Tensor) -> Tensor:
         return gradient_of_value(self, theta)
-
-    @property
-    def noise_dim(self) -> int:  # type: ignore[override]
-        return self.dim
-
-    def relax(self, theta: Tensor, uniforms: Tensor, temperature: float) -> Tensor:
-        """Gumbel-softmax of each variable: softmax((θ_d + g)/τ), g = −log(−log u)."""
-        logits = theta.reshape(*theta.shape[:-1], self.D, self.K)
-        gumbel = -torch.log(-torch.log(uniforms.reshape(*uniforms.shape[:-1], self.D, self.K)))
-        return torch.softmax((logits + gumbel) / temperature, dim=-1)
-
-    def harden(self, relaxed: Tensor) -> Tensor:
-        return torch.nn.functional.one_hot(relaxed.argmax(-1), self.K).to(DTYPE)
-
-    def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
-        """Gumbels given their argmax, in uniforms: with ``v`` fresh and k the argmax,
-        ``u_k = v_k^{π_k}`` and ``u_i = v_i v_k^{π_i}``: the top perturbed logit is
-        Gumbel(log Σ e^θ) and the others are Gumbels truncated below it (Maddison, Tarlow &
-        Minka, "A* sampling", NeurIPS 2014)."""
-        probs = self._probs(theta)
-        v = uniforms.reshape(*uniforms.shape[:-1], self.D, self.K)
-        v_top = (v * hard).sum(-1, keepdim=True)
-        u = torch.where(hard > 0, v_top ** probs, v * v_top ** probs)
-        return u.flatten(-2)
-
-    def sample_mean(self, theta: Tensor) -> Tensor:
-        return self._probs(theta)
-
-    def sample_width(self) -> int:
-        return self.dim
-

@@ -37,12 +37,14 @@ from vrbench.reports.values import (
     annotate,
     best,
     describe_sweep_reference,
+    ground_truth_note,
     relative,
     with_references,
 )
 
 FORMATS = ("pdf", "png", "svg")
 TRAIN_FILE = "train.parquet"
+SHARED_FILE = "shared_run.parquet"
 COSTS = ("f_evals", "time_per_estimate_s")
 
 
@@ -62,13 +64,24 @@ def load(paths: Iterable[str | os.PathLike[str]]
         try:
             frame, meta = read_results(path)
         except NoResults:
-            if trace_file.exists():
+            if trace_file.exists() or _shared_file(path).exists():
                 continue
             raise
         frames.append(frame)
         metas.append({"source": str(path), **meta})
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return frame, metas, (pd.concat(traces, ignore_index=True) if traces else None)
+
+
+def _shared_file(path: Path) -> Path:
+    return (path if path.is_dir() else path.parent) / SHARED_FILE
+
+
+def load_shared(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame | None:
+    """The traces of shared runs (``vrbench train --measure``) in the results sets, merged."""
+    found = [pd.read_parquet(_shared_file(Path(path))) for path in paths
+             if _shared_file(Path(path)).exists()]
+    return pd.concat(found, ignore_index=True) if found else None
 
 
 def prepare(frame: pd.DataFrame, spec: ReportSpec, reference: str = REFERENCE) -> pd.DataFrame:
@@ -176,7 +189,9 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     if layout not in LAYOUTS:
         raise VrbenchError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     raw, metas, traces = load(paths)  # before creating anything: it may refuse the input
-    if (raw.empty or not (raw["status"] != "skipped").any()) and traces is None:
+    shared = _select_traces(load_shared(paths), spec)
+    if (raw.empty or not (raw["status"] != "skipped").any()) and traces is None \
+            and shared is None:
         raise VrbenchError(f"nothing to report in {', '.join(map(str, paths))}: no cell ran "
                            "and there are no optimization traces")
     frame = prepare(raw, spec, reference)  # refuses unknown names: before any file is made
@@ -185,7 +200,8 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _write(frame, metas, traces, out, formats, style, reference, layout, spec)
+        return _write(frame, metas, traces, shared, out, formats, style, reference, layout,
+                      spec)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
@@ -193,15 +209,17 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
 
 
 def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFrame | None,
-           out: Path, formats: list[str], style: str, reference: str, layout: str,
-           spec: ReportSpec) -> Report:
+           shared: pd.DataFrame | None, out: Path, formats: list[str], style: str,
+           reference: str, layout: str, spec: ReportSpec) -> Report:
     fig_style = apply_style(style)
     families = dict(zip(frame["estimator"], frame["family"], strict=True)) if not frame.empty \
         else {}
     names = list(frame["estimator"].dropna()) if not frame.empty else []
     names += list(traces["estimator"]) if traces is not None else []
+    names += list(shared["estimator"]) if shared is not None else []
     problems = list(frame["problem"].dropna()) if not frame.empty else []
     problems += list(traces["problem"]) if traces is not None else []
+    problems += list(shared["problem"]) if shared is not None else []
     labels = resolve(spec.labels, names, problems)
     shown = {name.split(":")[0] for name in names}
     styles = estimator_styles(names, families, distinct=len(shown) <= len(DISTINCT_COLORS))
@@ -211,8 +229,12 @@ def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFram
     written: list[Path] = []
     done: list[Figure] = []
     not_drawn: dict[str, str] = {}
-    for name, make, caption in _plans(frame, traces, styles, fig_style, n, reference, layout,
-                                      labels):
+    plans = _plans(frame, traces, styles, fig_style, n, reference, layout, labels)
+    plans += _shared_plans(shared, styles, fig_style, layout, labels)
+    note = ground_truth_note(frame, labels.problem)
+    plans = [(name, make, caption + note if name == "bias_vs_variance" else caption)
+             for name, make, caption in plans]
+    for name, make, caption in plans:
         if not spec.wanted(name):
             continue
         if isinstance(make, str):  # the reason it cannot be drawn
@@ -346,6 +368,23 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
     else:
         plans += [(name, figures.NO_TRACES, "") for name in training]
     return plans
+
+
+def _shared_plans(shared: pd.DataFrame | None, styles: dict, fig_style, layout: str,
+                  labels: Labels) -> list[tuple[str, Any, str]]:
+    """The shared-run figure, or why it cannot be drawn."""
+    if shared is None:
+        return [("shared_run_variance", "there are no shared runs (vrbench train --measure)",
+                 "")]
+    exact = "reference" not in shared or (shared["reference"].fillna("exact") == "exact").all()
+    truth = ("the exact ‖∇J(θ_t)‖²" if exact else
+             "‖∇J(θ_t)‖² of the reference (variances and biases vs reference, ± its "
+             "standard error)")
+    return [("shared_run_variance",
+             lambda: figures.shared_run_variance(shared, styles, fig_style, layout, labels),
+             "Variance of one estimate of every estimator at the same θ_t along one "
+             "optimization run (geometric mean over seeds, min–max band), per parameter group "
+             f"where θ has a few; dashed: {truth}.")]
 
 
 def _metadata(fmt: str) -> dict[str, Any]:

@@ -1084,8 +1084,9 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if "variance" not in traces or traces["variance"].notna().sum() == 0:
         raise NotDrawn("the optimization traces hold no measured variance")
     traces = traces[traces["variance"].notna()]
+    exact = "reference" not in traces or (traces["reference"].fillna("exact") == "exact").all()
     extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
-                     label="‖∇J(θ_t)‖² (exact)")]
+                     label="‖∇J(θ_t)‖² " + ("(exact)" if exact else "(reference)"))]
 
     def draw(ax: plt.Axes, problem: str) -> None:
         rows = traces[traces["problem"] == problem]
@@ -1110,3 +1111,95 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
                             ["optimization step", *_train_settings(traces)],
                             ["variance of one estimate", "(log scale)"],
                             columns=min(3, fig_style.columns))
+
+
+MAX_GROUP_PANELS = 4
+"""Most parameter groups drawn as panels of their own in the shared-run figure."""
+
+
+def _by_group(shared: pd.DataFrame) -> pd.DataFrame:
+    """The shared-run rows with one row per parameter group (``problem`` naming the panel,
+    ``variance`` and ``true_grad_norm`` the group's) where a problem has 2 to
+    :data:`MAX_GROUP_PANELS` groups; otherwise the rows as they are."""
+    if "parameter_groups" not in shared:
+        return shared
+    parts = []
+    for problem, rows in shared.groupby("problem", sort=False):
+        names = rows["parameter_groups"].dropna()
+        count = len(names.iloc[0]) if not names.empty else 0
+        if not 2 <= count <= MAX_GROUP_PANELS:
+            parts.append(rows)
+            continue
+        for index, group in enumerate(names.iloc[0]):
+            parts.append(rows.assign(
+                problem=f"{problem}: {group}",
+                variance=rows["group_variance"].map(lambda v, i=index: v[i]),
+                true_grad_norm=rows["group_true_grad_norm"].map(lambda v, i=index: v[i])))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _biased_by_claim(rows: pd.DataFrame) -> set[str]:
+    """Estimators of ``rows`` (specs) that do not claim to be unbiased, by their registry."""
+    from vrbench import estimators
+    from vrbench.components import parse_specs
+
+    biased = set()
+    for name in set(rows["estimator"]):
+        try:
+            (spec,) = parse_specs(name)
+            if not estimators.make(spec.name, spec.params).unbiased:
+                biased.add(name)
+        except Exception:  # an estimator this installation does not know
+            continue
+    return biased
+
+
+def shared_run_variance(shared: pd.DataFrame | None, styles: dict[str, EstimatorStyle],
+                        fig_style: FigureStyle, layout: str = "pages",
+                        labels: Labels | None = None) -> Pages:
+    """Variance of one estimate of every estimator at the same θ_t along one optimization run
+    (``vrbench train --measure``), geometric mean over seeds with a min–max band, beside
+    ‖∇J(θ_t)‖² (dashed), a panel per problem and, where θ has a few parameter groups, per
+    group: the figure of Dong et al. (2020, figure 2), Tucker et al. (2017) and Mohamed et
+    al. (2020, section 8), with every estimator measured at the same θ_t."""
+    labels = labels or Labels()
+    if shared is None:
+        raise NotDrawn("there are no shared runs (vrbench train --measure)")
+    if "variance" not in shared or shared["variance"].notna().sum() == 0:
+        raise NotDrawn("the shared runs hold no measured variance")
+    shared = _by_group(shared[shared["variance"].notna()])
+    reference = shared.get("reference")
+    exact = reference is None or (reference.fillna("exact") == "exact").all()
+    extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
+                     label="‖∇J(θ_t)‖² " + ("(exact)" if exact else "(reference)"))]
+
+    def draw(ax: plt.Axes, problem: str) -> None:
+        rows = shared[shared["problem"] == problem]
+        for estimator in estimator_order(rows["estimator"]):
+            group = rows[rows["estimator"] == estimator]
+            by_step = group.groupby("step")["variance"].agg(
+                mean=lambda v: float(np.exp(np.log(v.clip(lower=1e-300)).mean())),
+                low="min", high="max")
+            style = styles[estimator]
+            ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
+                    markersize=fig_style.marker, **style.line_kwargs())
+            ax.fill_between(by_step.index, by_step["low"], by_step["high"],
+                            color=style.color, alpha=0.15, linewidth=0)
+        grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
+        ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
+        if (rows["variance"] > 0).any() or (grad.to_numpy() > 0).any():
+            log_axis(ax, "y")
+
+    def title(panel: str) -> str:  # "problem: parameter group" where θ is drawn by group
+        problem, _, group = panel.partition(": ")
+        return labels.problem(problem) + (f": {group}" if group else "")
+
+    drivers = sorted(set(shared["driver"].dropna())) if "driver" in shared else []
+    driven = ([f"(run driven by {', '.join(labels.estimator(d) for d in drivers)})"]
+              if drivers else [])
+    return _problem_figures(shared, fig_style, layout,
+                            _EstimatorLegend(shared, styles, labels, _biased_by_claim(shared),
+                                             extras=extras), draw,
+                            ["optimization step", *driven, *_train_settings(shared)],
+                            ["variance of one estimate", "at θ_t", "(log scale)"],
+                            columns=min(3, fig_style.columns), title=title)

@@ -156,9 +156,18 @@ class Labels:
             or name.replace("_", " ")
         values = {**defaults, **given}
         shown = {key for key in PLACEHOLDER.findall(template) if key in values}
-        text = PLACEHOLDER.sub(lambda m: format_value(values[m.group(1)])
-                               if m.group(1) in shown else m.group(0), template)
-        rest = [f"{self.symbol(key, name)} = {format_value(value)}"
+        # A parameter naming another component (delta_cv's base) is written as its name.
+        components = getattr(cls, "component_parameters", {}) if cls is not None else {}
+
+        def written(key: str) -> str:
+            value = values[key]
+            if key in components and isinstance(value, str):
+                return self._display(components[key], value)
+            return format_value(value)
+
+        text = PLACEHOLDER.sub(lambda m: written(m.group(1)) if m.group(1) in shown
+                               else m.group(0), template)
+        rest = [f"{self.symbol(key, name)} = {written(key)}"
                 for key, value in given.items()
                 if key not in shown and not (key in defaults and _same(value, defaults[key]))]
         if not rest:

@@ -162,7 +162,7 @@ def _unknown(kind: str, token: str, valid: list[str]) -> None:
 FIGURE_NAMES = ("variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
                 "work_normalized_time", "relative_variance", "bias_vs_temperature",
                 "variance_vs_parameter", "training_by_step", "training_by_time",
-                "training_variance", "tables")
+                "training_variance", "shared_run_variance", "tables")
 LAYOUTS = ("pages", "per-problem")
 
 

@@ -39,6 +39,7 @@ from vrbench.reports.values import (
     describe_reference,
     describe_sweep_reference,
     format_sci,
+    ground_truth_note,
     is_biased,
     problem_groups,
     problem_order,
@@ -604,7 +605,8 @@ def _cells_caption(frame: pd.DataFrame, reference: str, labels: Labels) -> str:
             r"of its 95\% interval in parentheses; rel.\ variance: relative to "
             rf"{ref} at the same $n$; $p$(bias): the bias test's $p$-value. \textbf{{Bold}}: "
             r"the lowest-variance unbiased estimator and its ties; \textit{Italic}: biased by "
-            r"design; $^\dagger$: unbiasedness rejected.")
+            r"design; $^\dagger$: unbiasedness rejected."
+            + latex(ground_truth_note(frame, labels.problem)))
 
 
 def _cell_header() -> str:
@@ -777,7 +779,9 @@ def markdown_tables(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
             for p in table.problems]
     lines.append("| *reference variance* | " + " | ".join(refs) + " |")
     header = ("problem", "estimator", *CELL_COLUMNS)
-    lines += ["", "## Every cell", "", "| " + " | ".join(header) + " |",
+    note = plain(ground_truth_note(frame, labels.problem)).strip()
+    lines += ["", "## Every cell", *(["", note] if note else []), "",
+              "| " + " | ".join(header) + " |",
               "|---|---|" + "---:|" * (len(header) - 2)]
     for problem, estimator, cells in cell_rows(frame, reference):
         values = [c.markdown() for c in cells.values()]

@@ -334,3 +334,21 @@ def format_sci(value: float, digits: int = 3) -> str:
     if abs(mantissa) >= 10:
         mantissa, exponent = mantissa / 10, exponent + 1
     return f"{mantissa:.{digits - 1}f}e{exponent}"
+
+
+def ground_truth_note(frame: pd.DataFrame, name: Callable[[str], str] = str) -> str:
+    """A caption's sentence naming the problems (by ``name``) measured against a reference
+    gradient rather than an exact one (empty when every problem has an exact gradient)."""
+    if frame.empty or "reference" not in frame:
+        return ""
+    ok = frame[frame["status"] == "ok"]
+    referenced = ok[ok["reference"].notna() & (ok["reference"] != "exact")]
+    if referenced.empty:
+        return ""
+    worst = referenced.groupby("problem")["reference_se"].max() / referenced.groupby(
+        "problem")["true_grad_norm"].max()
+    named = "; ".join(f"{name(problem)} (its standard error: {share:.2g} ‖∇J‖)"
+                      if share >= 1e-4 else name(problem) for problem, share in worst.items())
+    return (f" No exact gradient on {named}: bias there is measured against a reference "
+            "gradient, whose standard error the bias tests include (see the reference "
+            "column).")

@@ -11,8 +11,7 @@ from torch import Tensor
 
 from vrbench import estimators as estimator_registry
 from vrbench import problems as problem_registry
-from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB
-from vrbench.bench.runner import WORKING_COPIES
+from vrbench.bench.runner import chunk_size
 from vrbench.components import Component
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
@@ -131,10 +130,9 @@ def metadata_failure(component: Component, kind: str) -> str | None:
 
 
 def chunks(problem: Problem, n_samples: int, count: int) -> Iterator[int]:
-    """Chunk sizes that add up to ``count`` draws of ``n_samples`` samples within the harness's
-    default memory budget (see :func:`vrbench.bench.runner.chunk_size`)."""
-    per_draw = n_samples * (2 * problem.dim + problem.sample_width())
-    size = max(1, min(count, DEFAULT_MAX_MEMORY_MB * 2**20 // (8 * WORKING_COPIES * per_draw)))
+    """Chunk sizes that add up to ``count`` draws of ``n_samples`` samples, as the harness
+    chunks a cell at its default memory budget (:func:`vrbench.bench.runner.chunk_size`)."""
+    size = chunk_size(problem, n_samples, count)
     done = 0
     while done < count:
         yield min(size, count - done)

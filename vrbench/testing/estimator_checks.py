@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vrbench import devices
 from vrbench import problems as problem_registry
-from vrbench.bench.metrics import bias_directions
+from vrbench.bench.reference import Reference, ReferenceSettings, compute_reference
 from vrbench.bench.runner import estimate_in_chunks
 from vrbench.devices import on_device, resolve_device
 from vrbench.estimators.base import Estimator
@@ -32,7 +32,7 @@ from vrbench.testing.common import (
     theta_note,
 )
 from vrbench.testing.meta import meta_estimates_failure
-from vrbench.testing.problem_checks import determinism_failure
+from vrbench.testing.problem_checks import OTHER_THETA_REFERENCE, determinism_failure
 from vrbench.testing.report import CheckReport, PowerRecord, percent, tolerance_text
 from vrbench.testing.statistics import (
     CallSizeTest,
@@ -76,6 +76,12 @@ SMALL_CALLS = (1, 2, 4)
 SMALL_CALL_ESTIMATES = 512
 """... and the estimates from each size (512 calls of 1, 256 of 2, 128 of 4), at the
 smallest n checked."""
+
+CHECK_REFERENCE = ReferenceSettings(precision=0.001, max_estimates=200_000)
+"""The reference gradient of a problem without an exact one, at the check θ: as precise as
+200,000 estimates allow, up to 0.1% of ‖∇J‖ (a bias test cannot see a bias much below the
+reference's own standard error). At the other θ, see
+:data:`vrbench.testing.problem_checks.OTHER_THETA_REFERENCE`."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,12 @@ def check_estimator(
       one test at the other θ together, their calls interleaved, sized for
       :data:`OTHER_THETA_TOLERANCE` times the tolerance with an eighth of that work each.
 
+    On a problem without an exact gradient, ∇J at every θ is a reference
+    (:func:`~vrbench.bench.reference.compute_reference`, never from the estimator checked:
+    :data:`CHECK_REFERENCE` at the check θ, a reference as precise against the wider
+    tolerance at the others), and its standard errors add in quadrature to every bias test's,
+    which states the power that leaves.
+
     Every count is computed from the seed's draws and these settings, so the same arguments
     give the same verdict on any machine. ``time_budget`` seconds per problem (``None``: no
     limit) only caps them: a test it stops fails, saying so, unless ``accept_partial``, when
@@ -205,10 +217,11 @@ class _Pair:
     """An estimator, a problem at one θ, and what the checks there share."""
 
     def __init__(self, estimator: Estimator, problem: Problem, label: str | None, theta: Tensor,
-                 state: Any, true_grad: Tensor, device: torch.device) -> None:
+                 state: Any, reference: Reference, device: torch.device) -> None:
         self.estimator, self.problem, self.theta, self.state = estimator, problem, theta, state
-        self.label, self.true_grad, self.device = label, true_grad, device
-        self.directions = bias_directions(true_grad)
+        self.label, self.true_grad, self.device = label, reference.grad, device
+        self.directions = reference.directions
+        self.expected_se = None if reference.exact else reference.direction_se
 
     def generator(self, seed: int, n: int, purpose: int) -> torch.Generator:
         return devices.generator(self.device, seed + 7919 * n + 104_729 * purpose)
@@ -257,7 +270,6 @@ def _check_on(report: CheckReport, estimator: Estimator, problem: Problem, sizes
                       f"estimator's: its checks on {where} were skipped (`vrbench check` on the "
                       "problem says more)", where=where)
         return
-    pairs: list[_Pair] = []
     try:
         with on_device(device):
             points = check_thetas(problem, settings.other_thetas, settings.seed)
@@ -266,15 +278,25 @@ def _check_on(report: CheckReport, estimator: Estimator, problem: Problem, sizes
             fitted = [(label, theta, estimator.fit(problem, theta, devices.generator(
                 device, settings.seed + 1 + index))) for index, (label, theta) in
                 enumerate(points)]
-            for label, theta, state in fitted:
-                true_grad = problem.exact_grad(theta).detach().cpu().to(DTYPE)
-                pairs.append(_Pair(estimator, problem, label, theta, state, true_grad, device))
+        # Without an exact gradient, a reference at every θ, never from the estimator checked;
+        # at the other θ as precise against their wider tolerance as the check θ's.
+        references = [compute_reference(
+            problem, theta, CHECK_REFERENCE if label is None else OTHER_THETA_REFERENCE,
+            estimator.name, settings.seed + 1000 * index, device)
+            for index, (label, theta, _) in enumerate(fitted)]
+        pairs = [_Pair(estimator, problem, label, theta, state, reference, device)
+                 for (label, theta, state), reference in zip(fitted, references, strict=True)]
     except Exception as exc:
         report.record("fits", f"raised {type(exc).__name__}: {exc}", where=where)
         return
     note = theta_note(problem, points)
     if note is not None:
         report.notes.append(f"other θ {note}")
+    if not references[0].exact:
+        report.notes.append(
+            f"on {where}, estimates are held against reference gradients: "
+            + "; ".join(f"at {label or 'the check θ'}, {reference.describe()}"
+                        for (label, _, _), reference in zip(fitted, references, strict=True)))
     report.record("runs off the CPU", meta_estimates_failure(estimator, problem, sizes[0]),
                   where=where)
     main, others = pairs[0], pairs[1:]
@@ -448,6 +470,10 @@ def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Setting
     expected = torch.cat([p.directions @ p.true_grad for p in pairs])
     units = torch.cat([torch.full((p.directions.shape[0],), float(p.true_grad.norm()),
                                   dtype=DTYPE) for p in pairs])
+    # A reference's standard errors count in quadrature (an exact gradient's are 0).
+    expected_se = None if all(p.expected_se is None for p in pairs) else torch.cat([
+        torch.zeros(p.directions.shape[0], dtype=DTYPE) if p.expected_se is None
+        else p.expected_se.to(DTYPE) for p in pairs])
     purpose = 3 if pairs[0].label is None else 8
 
     def draw(count: int, generator: torch.Generator) -> Iterator[Tensor]:
@@ -459,7 +485,7 @@ def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Setting
         test = mean_test(draw, expected, units, tolerance,
                          (pairs[0].generator(settings.seed, n, purpose),
                           pairs[0].generator(settings.seed, n, purpose + 1)),
-                         max_count=max_count, deadline=deadline)
+                         max_count=max_count, deadline=deadline, expected_se=expected_se)
     except (ValueError, FloatingPointError) as exc:
         report.record("unbiased", str(exc), where=where, n=n, theta=pairs[0].label)
         return
@@ -470,23 +496,27 @@ def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Setting
         start = stop
         report.power.append(PowerRecord("unbiased", where, n, part.detectable_relative,
                                         tolerance, pair.label))
+        unit = "‖∇J‖" if pair.expected_se is None else "‖∇J‖ (vs reference ± its se)"
+        detail = bias_detail(part, pair.true_grad, unit)
         failure = None
         if part.stopped and not settings.accept_partial:
             failure = (f"stopped by the time budget after {part.count:,} of {part.planned:,} "
-                       f"estimates ({bias_detail(part, pair.true_grad)}); raise --time-budget, "
-                       "or pass --accept-partial to accept this weaker power")
+                       f"estimates ({detail}); raise --time-budget, or pass --accept-partial to "
+                       "accept this weaker power")
         elif not part.passed:
             # A mean far from ∇J is bias only if the replicates are independent.
             failure = (_dependence_failure(test, part) if test.dependent
                        else bias_failure(part, pair.true_grad, pair.label))
-        report.record("unbiased", failure, "" if failure else bias_detail(part, pair.true_grad),
-                      where=where, n=n, theta=pair.label)
+        report.record("unbiased", failure, "" if failure else detail, where=where, n=n,
+                      theta=pair.label)
 
 
 def _part(test: MeanTest, directions: slice) -> MeanTest:
     """The test restricted to some of its directions (its threshold unchanged)."""
     return replace(test, mean=test.mean[directions], sd=test.sd[directions],
-                   expected=test.expected[directions], units=test.units[directions])
+                   expected=test.expected[directions], units=test.units[directions],
+                   expected_se=None if test.expected_se is None
+                   else test.expected_se[directions])
 
 
 def bias_detail(test: MeanTest, true_grad: Tensor, unit: str = "‖∇J‖") -> str:

@@ -98,8 +98,12 @@ def meta_problem_failure(problem: Problem) -> str | None:
             theta = problem.check_theta()
             samples = problem.sample(theta, (4, 2), generator)
             outputs = {"initial θ": problem.initial_theta(), "check θ": theta,
-                       "f": problem.f(samples), "score": problem.score(theta, samples),
-                       "J": problem.value(theta), "∇J": problem.exact_grad(theta)}
+                       "f": problem.f(samples), "score": problem.score(theta, samples)}
+            if problem.has_exact_gradient:
+                outputs.update(J=problem.value(theta), **{"∇J": problem.exact_grad(theta)})
+            elif type(problem).numerical_reference is not Problem.numerical_reference:
+                numerical = problem.numerical_reference(theta)
+                outputs.update(J=numerical.value, **{"∇J": numerical.grad})
     except Exception as exc:
         return f"raised {type(exc).__name__}: {exc}"
     stray = [name for name, tensor in outputs.items() if not tensor.is_meta]

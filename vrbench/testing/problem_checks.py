@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from vrbench import devices
-from vrbench.bench.metrics import bias_directions
+from vrbench.bench.reference import Reference, ReferenceSettings, compute_reference
 from vrbench.devices import built_on_cpu, on_device, resolve_device
 from vrbench.estimators.base import per_replicate_gradient
 from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
@@ -33,6 +33,10 @@ from vrbench.testing.meta import meta_problem_failure
 from vrbench.testing.report import CheckReport, PowerRecord, percent, tolerance_text
 from vrbench.testing.statistics import MeanTest, mean_test
 
+CHECK_REFERENCE = ReferenceSettings(precision=0.001, max_estimates=200_000)
+"""The reference of a problem without an exact gradient, at the check θ (see
+:data:`vrbench.testing.estimator_checks.CHECK_REFERENCE`)."""
+
 TIME_BUDGET = 600.0
 """Seconds after which the sampled tests of one problem stop, by default (a cap, not a size:
 the sizes are counts, see :data:`SAMPLED_WORK`)."""
@@ -48,6 +52,14 @@ OTHER_THETA_TOLERANCE = 5.0
 """The sampled tests at the other θ are sized for this multiple of the tolerance..."""
 OTHER_THETA_SHARE = 0.125
 """... with this share of a test's work at the check θ."""
+
+OTHER_THETA_REFERENCE = ReferenceSettings(
+    precision=OTHER_THETA_TOLERANCE * CHECK_REFERENCE.precision,
+    max_estimates=CHECK_REFERENCE.max_estimates)
+"""The reference of a problem without an exact gradient at each other θ (of this check and
+the estimator check): the tests there are sized for :data:`OTHER_THETA_TOLERANCE` times the
+tolerance, so a reference that much less precise takes the same share of it, at about 25
+times fewer estimates than the check θ's."""
 
 DETERMINISM_SHAPE = (8, 4)
 
@@ -66,6 +78,8 @@ EXACT_TOLERANCE = 1e-9
 RELAX_TEMPERATURE = 0.5
 UNIFORM_EPSILON = 1e-12
 SHAPE = (100, 50)
+PATHWISE_SHAPE = (16, 4)
+"""Replicates and draws on which a problem's own ``pathwise_gradient`` is held to autograd's."""
 
 
 @built_on_cpu
@@ -78,6 +92,10 @@ def _difference_directions(dim: int, seed: int) -> Tensor:
     return directions / directions.norm(dim=1, keepdim=True)
 
 
+def _numerical_value(problem: Problem) -> Callable[[Tensor], Tensor]:
+    return lambda theta: problem.numerical_reference(theta).value
+
+
 def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> float:
     """Relative error of ∇J against central differences of J: ``max_v |∇J·v − fd_v| / scale``.
 
@@ -87,10 +105,14 @@ def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> f
     difference costs two evaluations of J). A gradient 3% too large reads 0.03.
     """
     directions = _difference_directions(problem.dim, seed).to(theta.device)
-    exact = directions @ problem.exact_grad(theta)
-    fd = torch.stack([(problem.value(theta + FD_STEP * v) - problem.value(theta - FD_STEP * v))
+    if problem.has_exact_gradient:
+        value, grad = problem.value, problem.exact_grad(theta)
+    else:  # a numerical reference: its gradient against differences of its value
+        value, grad = _numerical_value(problem), problem.numerical_reference(theta).grad
+    exact = directions @ grad
+    fd = torch.stack([(value(theta + FD_STEP * v) - value(theta - FD_STEP * v))
                       / (2 * FD_STEP) for v in directions])
-    scale = max(float(fd.abs().max()), FD_FLOOR * max(1.0, abs(float(problem.value(theta)))))
+    scale = max(float(fd.abs().max()), FD_FLOOR * max(1.0, abs(float(value(theta)))))
     return float((exact - fd).abs().max()) / scale
 
 
@@ -186,6 +208,8 @@ class _Sampled:
     unit: str
     grad: Tensor | None = None
     """∇J, when the draws are projections on its :func:`bias_directions`."""
+    expected_se: Tensor | None = None
+    """The standard errors of ``expected`` where it comes from a reference."""
 
 
 def check_problem(problem: Problem | type[Problem] | str, *,
@@ -207,7 +231,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     ``support``, the probabilities, ``value``, ``exact_grad`` and the score's mean by exact
     sums; plus the capabilities' own identities (a Gaussian's layout and score, Bernoulli
     bits, one-hot categoricals, an episode's step scores, rewards and values, per-item and
-    per-code terms).
+    per-code terms), and a ``pathwise_gradient`` the problem writes out against autograd
+    through ``transform``.
 
     Sampled checks, each sized to detect a relative error of ``tolerance`` with probability
     95% and reporting what it could detect (see :func:`~vrbench.testing.statistics.mean_test`):
@@ -221,6 +246,12 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     exact value of the first state (``SEQUENTIAL``). Each draws at most :data:`SAMPLED_WORK` ·
     ``effort`` numbers' worth (and ``max_draws``); at the other θ the same tests are sized
     for :data:`OTHER_THETA_TOLERANCE` times the tolerance with an eighth of that.
+
+    Without an exact gradient, J and ∇J at every θ are a reference
+    (:func:`~vrbench.bench.reference.compute_reference`: :data:`CHECK_REFERENCE` at the check
+    θ, :data:`OTHER_THETA_REFERENCE` at the others) whose standard errors add in quadrature to
+    the tests against them; a numerical reference's gradient is held to finite differences of
+    its value, a sampled one's is not.
 
     The sizes are counts from the seed's draws and these settings, so the verdict is the same
     on any machine; ``time_budget`` seconds (``None``: no limit) only caps them: a test it
@@ -248,15 +279,19 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         with on_device(device):
             theta = problem.check_theta()
             initial = problem.initial_theta()
-            value = problem.value(theta).detach()
-            true_grad = problem.exact_grad(theta).detach()
             points = check_thetas(problem, other_thetas, seed)
+        reference = compute_reference(problem, theta, CHECK_REFERENCE, None, seed, device)
+        value = torch.tensor(reference.value, dtype=DTYPE)
+        true_grad = reference.grad
     except Exception as exc:
         report.record("runs", f"raised {type(exc).__name__}: {exc}")
         return report
     note = theta_note(problem, points)
     if note is not None:
         report.notes.append(f"other θ {note}")
+    if not reference.exact:
+        report.notes.append(f"no exact gradient: J and ∇J are a reference, "
+                            f"{reference.describe()}")
     for label, vector in (("initial θ", initial), ("check θ", theta)):
         report.record(label, None if vector.shape == (problem.dim,) and vector.dtype == DTYPE
                       else f"got shape {tuple(vector.shape)} dtype {vector.dtype}, expected "
@@ -269,18 +304,23 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         return report
     deadline = None if time_budget is None else time.perf_counter() + time_budget
     sizing = _Sizing(tolerance, effort, max_draws, deadline, accept_partial, time_budget)
-    _sampled_checks(report, problem, None, theta, value, true_grad, where, seed, sizing,
+    _sampled_checks(report, problem, None, theta, value, reference, where, seed, sizing,
                     device)
     for index, (label, point) in enumerate(points[1:], start=1):
         try:
-            with on_device(device):
-                point_value = problem.value(point).detach()
-                point_grad = problem.exact_grad(point).detach()
+            # Without an exact gradient, a reference of its own at each θ, as precise against
+            # the wider tolerance there as the check θ's against the tolerance.
+            point_reference = compute_reference(problem, point, OTHER_THETA_REFERENCE,
+                                                None, seed + 1000 * index, device)
         except Exception as exc:
             report.record("runs", f"raised {type(exc).__name__}: {exc}", theta=label)
             continue
-        _sampled_checks(report, problem, label, point, point_value, point_grad, where,
-                        seed + 1000 * index, sizing.at_other_theta(), device)
+        if not point_reference.exact:
+            report.notes.append(f"at {label}, J and ∇J are a reference, "
+                                f"{point_reference.describe()}")
+        _sampled_checks(report, problem, label, point,
+                        torch.tensor(point_reference.value, dtype=DTYPE), point_reference,
+                        where, seed + 1000 * index, sizing.at_other_theta(), device)
     records = [r for r in report.power if r.theta is None]
     if records and not any(r.reached for r in records):
         report.record("power", "none of the sampled tests reached the tolerance of "
@@ -331,12 +371,18 @@ def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial:
                   _weighted_score_failure(weights.cpu(), scores, float64_cpu(weighted)))
     report.record("value is a finite scalar", None if value.numel() == 1 and bool(
         torch.isfinite(value).all()) else f"got {value}")
+    numerical = type(problem).numerical_reference is not Problem.numerical_reference
+    if not (problem.has_exact_gradient or numerical):
+        report.notes.append("no exact gradient and no numerical reference: the gradient is not "
+                            "checked against finite differences")
     with on_device(device):
         thetas = {"check θ": theta}
         if not torch.equal(initial, theta):
             thetas["initial θ"] = initial
         thetas.update({label: point for label, point in points[1:] if label is not None})
         for label, point in thetas.items():
+            if not (problem.has_exact_gradient or numerical):
+                break
             try:
                 error = finite_difference_error(problem, point)
             except Exception as exc:
@@ -438,10 +484,15 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
         _tabular_identities(report, problem, theta, samples)
     if Capability.AMORTIZED in caps:
         _amortized_identities(report, problem, theta, samples, seed, device)
+    if {Capability.BERNOULLI_LATENTS, Capability.CATEGORICAL_LATENTS} & caps:
+        _latent_identities(report, problem, theta, seed, device)
     if Capability.MULTI_SAMPLE in caps:
         _multi_sample_identities(report, problem, theta, samples, seed, device)
     if Capability.SEQUENCES in caps:
         _sequence_identities(report, problem, theta, samples, seed, device)
+    if ({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= caps
+            and _implements(problem, "pathwise_gradient")):
+        _pathwise_gradient_identity(report, problem, theta, seed, device)
     if Capability.RELAXABLE in caps:
         uniforms = torch.rand((2, 3, problem.noise_dim), generator=devices.generator(
             device, seed + 3), dtype=DTYPE).clamp(UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
@@ -458,6 +509,17 @@ def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor,
                       if isinstance(embedded, Tensor) and embedded.shape == hard.shape else
                       f"embed(sample) has shape {_shape_text(embedded)}, harden(relax(θ, u, τ)) "
                       f"{tuple(hard.shape)}")
+
+
+def _pathwise_gradient_identity(report: CheckReport, problem: Problem, theta: Tensor,
+                                seed: int, device: torch.device) -> None:
+    """A problem's own ``pathwise_gradient`` against the protocol's default, autograd through
+    ``f(transform(θ, ε))``, on the same noise: they compute the same numbers, up to rounding."""
+    noise = problem.sample_noise(PATHWISE_SHAPE, devices.generator(device, seed + 4))
+    own = problem.pathwise_gradient(theta, noise)
+    autograd = Problem.pathwise_gradient(problem, theta, noise)
+    report.record("pathwise_gradient equals autograd through transform", _mismatch(
+        own, autograd, f"pathwise_gradient(θ, ε) against autograd at {PATHWISE_SHAPE} draws"))
 
 
 def _shape_text(value: Any) -> str:
@@ -573,6 +635,21 @@ def _amortized_identities(report: CheckReport, problem: Problem, theta: Tensor, 
         "item_weighted_score(θ, x, w·1_B) against weighted_score(θ, x, w)"))
 
 
+def _latent_identities(report: CheckReport, problem: Problem, theta: Tensor, seed: int,
+                       device: torch.device) -> None:
+    """The pullback of logit gradients is the chain rule through ``latent_logits``."""
+    with torch.enable_grad():
+        point = theta.detach().clone().requires_grad_(True)
+        logits = problem.latent_logits(point)
+        cotangents = torch.randn((2, *logits.shape), generator=devices.generator(device, seed + 5),
+                                 dtype=DTYPE)
+        expected = torch.stack([torch.autograd.grad(logits, point, c, retain_graph=True)[0]
+                                for c in cotangents])
+    report.record("latent_pullback is the chain rule through latent_logits", _mismatch(
+        problem.latent_pullback(theta, cotangents), expected,
+        "latent_pullback(θ, G) against the vector-Jacobian product of latent_logits"))
+
+
 def _multi_sample_identities(report: CheckReport, problem: Problem, theta: Tensor,
                              samples: Any, seed: int, device: torch.device) -> None:
     log_weights = problem.log_weights(samples)
@@ -641,10 +718,9 @@ def _multi_sample_bound(log_weights: Tensor) -> Tensor:
 
 
 def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, theta: Tensor,
-                    value: Tensor, true_grad: Tensor, where: str, seed: int, sizing: _Sizing,
+                    value: Tensor, reference: Reference, where: str, seed: int, sizing: _Sizing,
                     device: torch.device) -> None:
-    tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1),
-                           float64_cpu(true_grad), device)
+    tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1), reference, device)
     for index, test in enumerate(tests):
         if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
             message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
@@ -659,7 +735,8 @@ def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, th
             result = mean_test(test.draw, test.expected, test.units, sizing.tolerance,
                                (devices.generator(device, seed + 10 + 2 * index),
                                 devices.generator(device, seed + 11 + 2 * index)),
-                               max_count=sizing.max_count(problem), deadline=sizing.deadline)
+                               max_count=sizing.max_count(problem), deadline=sizing.deadline,
+                               expected_se=test.expected_se)
         except Exception as exc:
             report.record(test.name, f"raised {type(exc).__name__}: {exc}", theta=label)
             continue
@@ -682,10 +759,11 @@ def _at_theta(label: str | None) -> str:
     return "" if label is None else f" at {label}"
 
 
-def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Tensor,
+def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Reference,
                    device: torch.device) -> list[_Sampled]:
     caps = problem.capabilities
-    directions = bias_directions(true_grad)
+    true_grad = reference.grad
+    directions = reference.directions
     to_device = directions.to(theta.device)
     norm = torch.full((directions.shape[0],), float(true_grad.norm()), dtype=DTYPE)
     j_units = value.abs()
@@ -833,7 +911,13 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, true_grad: Te
         tests.append(_Sampled("sampled mean of x equals sample_mean(θ)", stream(
             lambda size, g: encode(sample(size, g)).reshape(size, -1)), mean_x, None,
             "the standard deviation of x"))
-    return tests
+    if reference.exact:
+        return tests
+    # J and ∇J are a reference: their own standard errors count in every test against them.
+    uncertain = {id(value): torch.tensor([reference.value_se], dtype=DTYPE),
+                 id(expected_grad): reference.direction_se}
+    return [replace(test, expected_se=uncertain.get(id(test.expected)))
+            for test in tests]
 
 
 def _failure(result: MeanTest, test: _Sampled) -> str:

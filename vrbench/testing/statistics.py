@@ -49,6 +49,11 @@ their deviations has mean zero. It sees dependence between replicates a few plac
 one call; dependence between replicates far apart in a large call (the second half copying
 the first) only shows in the calls of 2 and 4 replicates, and dependence between calls only
 through the variance comparison above.
+
+**Against a reference.** Where ``e_v`` is itself an estimate with standard error ``s_v`` (a
+reference gradient, :mod:`vrbench.bench.reference`), the test compares in units of
+``√(σ̂_v²/N + s_v²)``: both uncertainties count, and the smallest detectable deviation,
+``(z_α + z_β) √(σ̂_v²/N + s_v²)``, can never fall below ``(z_α + z_β) s_v``.
 """
 
 from __future__ import annotations
@@ -163,6 +168,8 @@ class MeanTest:
     needed: int
     """Draws the pilot asked for to reach the tolerance, before the cap."""
     dispersion: CallDispersion | None = None
+    expected_se: Tensor | None = None
+    """Standard errors of ``expected`` where it is an estimate (a reference gradient)."""
 
     @property
     def stopped(self) -> bool:
@@ -179,12 +186,16 @@ class MeanTest:
         """Whether the calls' means vary more than independent replicates allow."""
         return self.dispersion is not None and self.dispersion.dependent
 
+    def _standard_errors(self) -> Tensor:
+        se = self.sd / math.sqrt(max(self.count, 1))
+        return se if self.expected_se is None else torch.sqrt(se**2 + self.expected_se**2)
+
     @property
     def z(self) -> Tensor:
         """``|ȳ_v − e_v|`` in standard errors; a direction without spread must match exactly."""
         diff = (self.mean - self.expected).abs()
-        se = self.sd / math.sqrt(max(self.count, 1))
-        flat = _degenerate(self.sd, self.mean)
+        se = self._standard_errors()
+        flat = _degenerate(se * math.sqrt(max(self.count, 1)), self.mean)
         exact = diff <= 1e-9 * (self.expected.abs() + self.units.abs() + 1e-300)
         return torch.where(flat, torch.where(exact, 0.0, math.inf), diff / se.clamp_min(1e-300))
 
@@ -211,7 +222,7 @@ class MeanTest:
     @property
     def detectable(self) -> Tensor:
         """Per direction, the deviation detected with probability ``POWER`` (0 without spread)."""
-        return (self.threshold + self.z_power) * self.sd / math.sqrt(max(self.count, 1))
+        return (self.threshold + self.z_power) * self._standard_errors()
 
     def detectable_relative_of(self, directions: slice | None = None) -> float:
         """The largest detectable deviation relative to its unit among ``directions`` (all by
@@ -255,13 +266,19 @@ def _moments(chunks: Iterator[Tensor], width: int) -> Moments:
 
 
 def planned_count(pilot: Moments, units: Tensor | None, tolerance: float, threshold: float,
-                  z_power: float) -> tuple[int, Tensor]:
+                  z_power: float, expected_se: Tensor | None = None) -> tuple[int, Tensor]:
     """The count that detects ``tolerance · units`` with the pilot's spread (before any cap),
-    and the units (the pilot's spread when ``units`` is None)."""
+    and the units (the pilot's spread when ``units`` is None). ``expected_se``, the standard
+    errors of an expected value that is itself an estimate, takes its share of the tolerance."""
     pilot_sd = pilot.variance().clamp_min(0).sqrt()
     if units is None:
         units = pilot_sd
     target = tolerance * units.abs()
+    if expected_se is not None:  # what the reference's own error leaves for the mean's
+        room = (target / (threshold + z_power)) ** 2 - expected_se.to(target) ** 2
+        # Where the reference alone exceeds the tolerance, match its standard error instead.
+        target = (threshold + z_power) * torch.where(room > 0, room.clamp_min(0).sqrt(),
+                                                     expected_se.to(target))
     flat = _degenerate(pilot_sd, pilot.mean)
     ratio = torch.where(flat, 0.0, pilot_sd / target.clamp_min(1e-300))
     ratio = torch.where(~flat & (target == 0), math.inf, ratio)
@@ -272,7 +289,7 @@ def planned_count(pilot: Moments, units: Tensor | None, tolerance: float, thresh
 def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: float,
               generators: tuple[torch.Generator, torch.Generator], *, max_count: int,
               deadline: float | None = None, alpha: float = ALPHA,
-              power: float = POWER) -> MeanTest:
+              power: float = POWER, expected_se: Tensor | None = None) -> MeanTest:
     """Test ``E[y] = expected`` (shape ``(k,)``) with a pilot and one fresh sample (see above).
 
     ``units`` (shape ``(k,)``) turns the relative ``tolerance`` into absolute ones; ``None``
@@ -282,12 +299,15 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
     so the draws depend on the seeds and ``max_count`` alone. ``deadline`` (a
     ``time.perf_counter()`` instant, ``None`` for none) is checked between requests; a sample
     it stops has ``count < planned`` (:attr:`MeanTest.stopped`) and is tested as drawn.
+    ``expected_se`` are the standard errors of ``expected`` where it is itself an estimate
+    (see the module).
     """
     k = expected.numel()
     threshold, z_power = z_threshold(alpha, k), normal_quantile(power)
     started = time.perf_counter()
     pilot = _moments(draw(max(MIN_PILOT, min(PILOT_COUNT, max_count // 4)), generators[0]), k)
-    needed, units = planned_count(pilot, units, tolerance, threshold, z_power)
+    needed, units = planned_count(pilot, units, tolerance, threshold, z_power,
+                                  expected_se)
     planned = min(max(MIN_COUNT, needed), max_count)
     main = Moments.empty(k)
     calls: list[Moments] = []
@@ -308,6 +328,7 @@ def mean_test(draw: Draw, expected: Tensor, units: Tensor | None, tolerance: flo
         z_power=z_power, seconds=time.perf_counter() - started, planned=planned,
         needed=max(MIN_COUNT, needed),
         dispersion=call_dispersion(calls, main, alpha) if len(calls) >= 2 else None,
+        expected_se=None if expected_se is None else expected_se.to(torch.float64),
     )
 
 

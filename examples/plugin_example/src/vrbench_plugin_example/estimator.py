@@ -22,6 +22,7 @@ class MedianBaseline(Estimator):
 
     family = "score function"
     unbiased = True
+    display_name = "REINFORCE, median baseline"
 
     def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Tensor:
         samples = problem.sample(theta, (1, self.fit_samples), generator)

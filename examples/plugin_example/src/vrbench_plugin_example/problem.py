@@ -23,6 +23,7 @@ class PoissonCapped(Problem):
     theta: float = 0.5
 
     capabilities = frozenset({Capability.DISCRETE})
+    display_name = "Poisson, capped at {cap}"
 
     @property
     def dim(self) -> int:
