@@ -74,8 +74,11 @@ def _label(name: str, biased: AbstractSet[str], labels: Labels) -> str:
     return f"{shown} (biased)" if name in biased else shown
 
 
-def _handle(style: EstimatorStyle, label: str) -> Line2D:
-    return Line2D([], [], label=label, markersize=4, **style.line_kwargs())
+def _handle(style: EstimatorStyle, label: str, line: bool = True) -> Line2D:
+    """A legend entry as the panels draw the estimator: line and marker, or the marker
+    alone where the panels draw no lines."""
+    kwargs = style.line_kwargs() if line else {"linestyle": "none", **style.marker_kwargs()}
+    return Line2D([], [], label=label, markersize=4, **kwargs)
 
 
 def _text_handle(label: str) -> Line2D:
@@ -207,6 +210,8 @@ class _EstimatorLegend:
     biased: AbstractSet[str] = frozenset()
     extras: Sequence[Line2D] = ()
     column: str = "estimator"
+    lines: bool = True
+    """Whether the panels join an estimator's points by a line (else markers alone)."""
 
     def _names(self, page: list[str]) -> list[str]:
         return estimator_order(self.rows.loc[self.rows["problem"].isin(page), self.column])
@@ -217,7 +222,7 @@ class _EstimatorLegend:
                 + [h.get_label() for h in self.extras])
 
     def handles(self, page: list[str]) -> list[Line2D]:
-        return ([_handle(self.styles[e], _label(e, self.biased, self.labels))
+        return ([_handle(self.styles[e], _label(e, self.biased, self.labels), self.lines)
                  for e in self._names(page)] + list(self.extras))
 
 
@@ -432,7 +437,8 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
     return _problem_figures(
-        ok, fig_style, layout, _EstimatorLegend(ok, styles, labels, biased, extras),
+        ok, fig_style, layout, _EstimatorLegend(ok, styles, labels, biased, extras,
+                                                lines=False),
         lambda ax, problem: _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
         ["variance of one estimate", f"at n = {n}", "(log scale)"],
         ["measured ‖bias‖", "(log scale)"])
@@ -446,27 +452,76 @@ def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorSty
     bias_exact = rows["bias_exact"].to_numpy(dtype=bool)
     replicates = float(rows["replicates"].median())
     measured = variances[~exact]
-    grid = np.geomspace(measured.min(), measured.max(), 20) if measured.size else np.array([])
-    if grid.size and grid[0] == grid[-1]:
-        grid = np.array([grid[0] / 3, grid[0] * 3])
-    sampling = np.sqrt(grid / replicates)
+    measured = measured[np.isfinite(measured) & (measured > 0)]
     x_slots, y_slots = _exact_slots(rows, "exact"), _exact_slots(rows, "bias_exact")
-    x_strip = exact_axis(ax, "x", np.concatenate([measured, grid]), len(x_slots), most=3)
-    y_strip = exact_axis(ax, "y", np.concatenate([bias[~bias_exact], sampling]), len(y_slots))
+    x_strip = exact_axis(ax, "x", measured, len(x_slots), most=3)
+    if x_strip is None and measured.size:
+        low, high = float(measured.min()), float(measured.max())
+        low, high = (low / 3, high * 3) if low == high else (low, high)
+        ax.set_xlim(low / 2.5, high * 2.5)
+    # The guide across the whole axis above the exact strip, and the y axis holding it.
+    x_low, x_high = ax.get_xlim()
+    x_low = x_strip.start if x_strip is not None else x_low
+    grid = np.geomspace(x_low, x_high, 50) if measured.size else np.array([])
+    sampling = np.sqrt(grid / replicates)
+    y_strip = exact_axis(ax, "y", np.concatenate([bias[~bias_exact], sampling]),
+                         len(y_slots))
+    if y_strip is None:
+        _set_log_limits(ax, "y", np.concatenate([bias[~bias_exact], sampling]))
+    xs = np.array([_at(x_strip, x_slots, name, v, e) for name, v, e in
+                   zip(rows["estimator"], variances, exact, strict=True)])
+    ys = np.array([_at(y_strip, y_slots, name, b, e) for name, b, e in
+                   zip(rows["estimator"], bias, bias_exact, strict=True)])
+    size = fig_style.marker + 0.8
+    xs = _dodge(ax, xs, ys, size)
     for i, (_, row) in enumerate(rows.iterrows()):
-        name = row["estimator"]
-        style = styles[name]
-        x = _at(x_strip, x_slots, name, variances[i], exact[i])
-        y = _at(y_strip, y_slots, name, bias[i], bias_exact[i])
-        ax.plot([x], [y], linestyle="none", markersize=fig_style.marker + 0.8, clip_on=False,
+        style = styles[row["estimator"]]
+        ax.plot([xs[i]], [ys[i]], linestyle="none", markersize=size, clip_on=False,
                 **style.marker_kwargs())
         if row["bias_rejected"]:
-            _dagger(ax, x, y, style.color)
+            _dagger(ax, xs[i], ys[i], style.color)
     if grid.size:
         ax.plot(grid, sampling, linestyle="--", color=REFERENCE_COLOR, linewidth=0.8,
                 zorder=0.5)
-        if x_strip is None:
-            ax.set_xlim(grid[0] / 2.5, grid[-1] * 2.5)
+        ax.set_xlim(ax.get_xlim())  # the guide must not widen the view
+
+
+def _dodge(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, size_pt: float) -> np.ndarray:
+    """``xs`` with the points that would overprint each other (closer than a marker on the
+    axes as laid out now) spread sideways, a marker apart, about their middle: coincident
+    points (REINFORCE++ and its baseline variant) stay visible. Others do not move."""
+    if len(xs) < 2:
+        return xs
+    fig = ax.get_figure()
+    box = ax.get_position()
+    width_pt = box.width * fig.get_size_inches()[0] * 72
+    height_pt = box.height * fig.get_size_inches()[1] * 72
+    log = np.log10
+    (x0, x1), (y0, y1) = (log(np.array(ax.get_xlim())), log(np.array(ax.get_ylim())))
+    shown = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px = np.where(shown, (log(xs) - x0) / (x1 - x0) * width_pt, np.nan)
+        py = np.where(shown, (log(ys) - y0) / (y1 - y0) * height_pt, np.nan)
+    near = size_pt * 0.8
+    cluster = list(range(len(xs)))  # union of points closer than a marker
+
+    def root(i: int) -> int:
+        while cluster[i] != i:
+            i = cluster[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(xs)), 2):
+        if math.hypot(px[i] - px[j], py[i] - py[j]) < near:
+            cluster[root(j)] = root(i)
+    moved = px.copy()
+    for members in pd.Series(range(len(xs))).groupby([root(i) for i in range(len(xs))]):
+        index = list(members[1])
+        if len(index) < 2:
+            continue
+        centre = px[index].mean()
+        for k, i in enumerate(sorted(index, key=lambda i: (px[i], i))):
+            moved[i] = centre + (k - (len(index) - 1) / 2) * size_pt
+    return np.where(shown, 10 ** (x0 + moved / width_pt * (x1 - x0)), xs)
 
 
 WORK_LABELS = {
