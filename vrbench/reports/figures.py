@@ -661,21 +661,31 @@ EXACT_HATCH = "#8fb3d9"
 
 
 def _heat_norm(logs: pd.Series, most: int = 9) -> tuple[TwoSlopeNorm, np.ndarray, str]:
-    """The heatmap's colour scale (centred at 0, each side as long as the data need), its
-    colour-bar ticks (at most ``most``), and whether the bar ends in arrows (values beyond
-    the scale)."""
+    """The heatmap's colour scale, symmetric about 0 and as long either way as the larger
+    side of the data needs (so one shade is one factor, better or worse), its colour-bar
+    ticks (at most ``most``, symmetric, reaching the data's ends), and whether the bar ends
+    in arrows (values beyond the scale)."""
     finite = logs[np.isfinite(logs)]
     low = float(finite.min()) if finite.size else -0.5
     high = float(finite.max()) if finite.size else 0.5
-    vmin = -min(max(-low, 0.5), HEAT_LIMIT)
-    vmax = min(max(high, 0.5), HEAT_LIMIT)
+    reach = min(max(-low, high, 0.5), HEAT_LIMIT)
     for step in (0.5, 1, 2, 4, 5, 10):
-        ticks = np.arange(math.ceil(vmin / step), math.floor(vmax / step) + 1) * step
-        if len(ticks) <= most:
+        top = math.ceil(reach / step - 1e-9) * step
+        if 2 * round(top / step) + 1 <= most or step == 10:
             break
+    reach = min(max(reach, top), HEAT_LIMIT)
+    ticks = np.arange(-round(top / step), round(top / step) + 1) * step
+    ticks = ticks[np.abs(ticks) <= reach + 1e-9]
     extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
-        (low < vmin - 1e-9, high > vmax + 1e-9), "neither")
-    return TwoSlopeNorm(vmin=vmin, vcenter=0.0, vmax=vmax), ticks, extend
+        (low < -reach - 1e-9, high > reach + 1e-9), "neither")
+    return TwoSlopeNorm(vmin=-reach, vcenter=0.0, vmax=reach), ticks, extend
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    """``value`` with its sign written either way (``−0.3``, ``+0.1``, ``0``): the sign,
+    not only the shade, says better or worse, in greyscale too."""
+    text = f"{round(value, digits) + 0.0:+.{digits}f}".replace("-", "−")
+    return text[1:] if float(text.replace("−", "-")) == 0 else text
 
 
 def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: int,
@@ -774,10 +784,13 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         ax = fig.add_subplot(grid[0, 1])
         _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, refs, labels,
                  names)
+        # A tenth of an inch between the bar's ticks and the first row, however many rows.
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                           location="top", fraction=0.04, pad=0.02, aspect=35, ticks=ticks,
-                           extend=extend)
-        bar.ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}".replace("-", "−")))
+                           location="top", fraction=0.04,
+                           pad=0.1 / max(len(estimators) * row_in, 0.5), aspect=35,
+                           ticks=ticks, extend=extend)
+        bar.ax.xaxis.set_major_formatter(FuncFormatter(
+            lambda x, _: _signed(x, 0 if float(x).is_integer() else 1)))
         bar.ax.tick_params(labelsize=size)
         bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
         bar.solids.set_edgecolor("face")  # no hairline gaps between the bar's patches
@@ -839,7 +852,7 @@ def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlo
         value = math.log10(row["_rank_ratio"])
         shade = float(norm(float(np.clip(value, norm.vmin, norm.vmax))))
         face = cmap(shade)
-        text = "ref" if is_reference else f"{round(value, 1) + 0.0:.1f}".replace("-", "−")
+        text = "ref" if is_reference else _signed(value)
         color = "white" if abs(shade - 0.5) > 0.32 else "black"
     elif row is not None:
         face, text = "white", NO_REFERENCE
