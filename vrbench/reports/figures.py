@@ -135,14 +135,49 @@ def _add_legend(fig: Figure, handles: list[Line2D], layout: _LegendLayout,
 # ----------------------------------------------------------------------------- pages
 
 
+def _kind(problem: str) -> str:
+    """What a problem is (``gaussian``, ``mdp``, ``sequences``): the module of its class, or
+    its name where this installation does not know it."""
+    from vrbench import problems
+
+    name = _base_name(problem)
+    if name in problems.registry:
+        return problems.registry.get(name).__module__.rsplit(".", 1)[-1]
+    return name
+
+
+def _alike_groups(rows: pd.DataFrame) -> list[list[str]]:
+    """Problems (panels) in runs of alike ones: the groups of
+    :func:`~vrbench.reports.values.problem_groups` (by the estimators that ran), gathered by
+    kind (Bernoulli, Gaussian, MDP, sequence problems, in order of first appearance), split
+    where a problem or a non-numeric parameter (``difficulty=easy``) changes. Pages break
+    between runs where they can."""
+    order = [p for group in problem_groups(rows) for p in group]
+    kinds = list(dict.fromkeys(_kind(p) for p in order))
+    order = sorted(order, key=lambda p: kinds.index(_kind(p)))  # stable within a kind
+    params = (dict(zip(rows["problem"], rows["problem_params"], strict=False))
+              if "problem_params" in rows else {})
+
+    def alike(problem: str) -> tuple[str, str, str]:
+        given = json.loads(params.get(problem) or "{}")
+        words_ = {k: v for k, v in given.items() if isinstance(v, str)}
+        return _kind(problem), _base_name(problem), json.dumps(words_, sort_keys=True)
+
+    return [list(run) for _, run in itertools.groupby(order, key=alike)]
+
+
 def _paginate(groups: list[list[str]], height: Callable[[list[str]], float],
-              fig_style: FigureStyle, layout: str) -> list[list[str]]:
+              fig_style: FigureStyle, layout: str, per_row: int | None = None
+              ) -> list[list[str]]:
     """Problems in pages whose figure fits the page height (see
-    :func:`~vrbench.reports.paging.paginate`), or one per page with the per-problem
-    layout."""
+    :func:`~vrbench.reports.paging.paginate`), each page but the last with no empty slot
+    in its rows of ``per_row`` panels where that costs no extra page or broken group; or
+    one per page with the per-problem layout."""
     if layout == "per-problem":
         return [[p] for group in groups for p in group]
-    return paginate(groups, height, fig_style.max_height)
+    waste = (None if per_row is None else
+             lambda page: math.ceil(len(page) / per_row) * per_row - len(page))
+    return paginate(groups, height, fig_style.max_height, waste)
 
 
 def _suffixes(pages: list[list[str]], layout: str) -> list[str]:
@@ -172,27 +207,31 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     """Pages of one titled panel per problem, each figure with room for its legend above.
     Returns ``(suffix, figure, [(axes, problem)], legend layout)``. Every page has the
     style's width; a page of fewer panels than a row holds centres them at the size they
-    have in a full row."""
+    have in a full row; a page of several rows has as many columns as spread its panels
+    evenly (5 panels: 3 + 2, not 4 + 1), its last row centred."""
     width, per_row = _grid_width(fig_style, layout, columns)
-    groups = problem_groups(rows)
+    groups = _alike_groups(rows)
 
     def height(page: list[str]) -> float:
         legend = _legend_layout(legend_labels(page), fig_style, width).height
         return legend + math.ceil(len(page) / per_row) * fig_style.panel + AXIS_LABEL_IN
 
-    pages = _paginate(groups, height, fig_style, layout)
+    pages = _paginate(groups, height, fig_style, layout, per_row)
     out = []
-    title_in = width / per_row - 0.45  # a panel's share, less its y tick labels
     for suffix, page in zip(_suffixes(pages, layout), pages, strict=True):
         legend_layout = _legend_layout(legend_labels(page), fig_style, width)
         rows_ = math.ceil(len(page) / per_row)
+        cols = per_row if rows_ == 1 else math.ceil(len(page) / rows_)
+        title_in = width / cols - 0.45  # a panel's share, less its y tick labels
         fig = plt.figure(figsize=(width, height(page)), layout="constrained")
-        # Half-slots: a single row of fewer panels than a row holds sits in the middle.
-        grid = fig.add_gridspec(rows_, 2 * per_row)
-        offset = per_row - len(page) if rows_ == 1 else 0
-        axes = [fig.add_subplot(grid[i // per_row, offset + 2 * (i % per_row):
-                                     offset + 2 * (i % per_row) + 2])
-                for i in range(len(page))]
+        # Half-slots: a row of fewer panels than the others sits in the middle.
+        grid = fig.add_gridspec(rows_, 2 * cols)
+        last = len(page) - (rows_ - 1) * cols
+        axes = []
+        for i in range(len(page)):
+            row, col = divmod(i, cols)
+            offset = cols - last if row == rows_ - 1 else 0
+            axes.append(fig.add_subplot(grid[row, offset + 2 * col:offset + 2 * col + 2]))
         for ax, problem in zip(axes, page, strict=True):
             ax.set_title(wrap_label(title(problem), title_in, fig_style.font))
         out.append((suffix, fig, list(zip(axes, page, strict=True)), legend_layout))
@@ -373,10 +412,7 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
     measured = shown["variance"].to_numpy()[~exact]
     ends = np.concatenate([shown["low"].to_numpy()[~exact], shown["high"].to_numpy()[~exact]])
     n = np.array(sorted(rows["n_samples"].unique()), dtype=float)
-    first = rows.loc[(rows["n_samples"] == n[0]) & ~rows["exact"], "variance"].astype(float)
-    # Half a decade above the largest variance at the smallest n: above every curve that
-    # falls at least as fast as 1/n, and clear of the highest one.
-    anchor = 3.0 * float(first.max()) if not first.empty else None
+    anchor = _guide_anchor(rows, shown, n[0])
     span = np.concatenate([measured, ends, [] if anchor is None else
                            [anchor, anchor * n[0] / n[-1]]])
     slots = _exact_slots(rows, "exact")
@@ -412,6 +448,23 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlim(n[0] / 1.3, n[-1] * 1.3)
+
+
+def _guide_anchor(rows: pd.DataFrame, shown: pd.DataFrame, first_n: float) -> float | None:
+    """The slope −1 guide's value at the smallest n: clear above every measured point and
+    interval at every n (a curve falling slower than 1/n included), by a gap that grows with
+    the decades the panel spans, so that the band (4 pt) never touches a marker."""
+    measured = ~rows["exact"].to_numpy(dtype=bool)
+    top = np.fmax(shown["variance"].to_numpy(dtype=float), shown["high"].to_numpy(dtype=float))
+    n = rows["n_samples"].to_numpy(dtype=float)
+    keep = measured & np.isfinite(top) & (top > 0)
+    if not keep.any():
+        return None
+    level = top[keep] * n[keep] / first_n  # each point's 1/n line, at the smallest n
+    positive = shown["variance"].to_numpy(dtype=float)[keep]
+    positive = positive[positive > 0]
+    decades = math.log10(level.max() / positive.min()) if positive.size else 1.0
+    return float(level.max()) * 10 ** max(0.45, 0.09 * (decades + 1))
 
 
 def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
@@ -573,7 +626,7 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         rows = [page[i:i + per_row] for i in range(0, len(page), per_row)]
         return sum(max(panel_height(p) for p in r) for r in rows) + AXIS_LABEL_IN + 0.3
 
-    pages_ = _paginate(problem_groups(ran), height, fig_style, layout)
+    pages_ = _paginate(_alike_groups(ran), height, fig_style, layout)
     pages: Pages = []
     for suffix, page in zip(_suffixes(pages_, layout), pages_, strict=True):
         rows_of = [page[i:i + per_row] for i in range(0, len(page), per_row)]
@@ -729,9 +782,9 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
                        for line in name.split("\n")) + 0.25
     room = width - label_in - 0.15
     columns = 1 if layout == "per-problem" else max(1, int(room // cell_in))
-    page_problems = ([[p] for group in problem_groups(ran) for p in group]
+    page_problems = ([[p] for group in _alike_groups(ran) for p in group]
                      if layout == "per-problem" else
-                     paginate(problem_groups(ran), len, float(columns)))
+                     paginate(_alike_groups(ran), len, float(columns)))
     lines = max(name.count("\n") + 1 for name in names.values())
     row_in = size * (0.35 + 1.2 * lines) / 72
     logs = np.log10(ran["_rank_ratio"].astype(float).where(ran["_rank_ratio"] > 0))
