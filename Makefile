@@ -1,12 +1,13 @@
 # Two commands: `make sweep` runs the default benchmark, `make test` runs the test suite.
 # Both create and fill .venv first if needed, with the tested versions from constraints.txt.
+# `make test-fast` skips the tests marked slow; `make docs` builds the documentation site.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JAX_STAMP := $(VENV)/.jax-installed
 
-.PHONY: sweep test lint bench clean
+.PHONY: sweep test test-fast lint docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,4 +36,22 @@ bench: $(JAX_STAMP)
 	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .benchmarks
+	rm -rf $(VENV) results site .pytest_cache .benchmarks
+
+# The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports,docs]'
+	touch $(DOCS_STAMP)
+
+# The documentation site (mkdocs.yml, docs/), into site/; any warning fails the build. The
+# gallery shows the report of configs/quick.toml, run afresh into build/docs/quick (the
+# directory docs/hooks.py reads).
+docs: $(DOCS_STAMP)
+	rm -rf build/docs/quick
+	$(BIN)/vrbench run --config configs/quick.toml --output build/docs/quick
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

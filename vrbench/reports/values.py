@@ -34,13 +34,15 @@ n, the size of the terms an estimator there cancels.
 REFERENCE = "score_function"
 """The estimator others are compared with, unless a report chooses another."""
 
-REFERENCE_FALLBACKS = ("score_function", "multi_sample_score_function")
+REFERENCE_FALLBACKS = ("score_function", "multi_sample_score_function", "reinforce_sequence")
 """Where the requested reference has no ok cell on a problem, that problem's ratios are
 relative to the first of these that has: the plain score function, then the plain score
 function of multi-sample bounds (the score function does not apply to ``iwae_digits``,
 whose objective is a bound over K samples, and ``multi_sample_score_function`` is its
-counterpart there). Every view names these exceptions where it shows ratios; a problem on
-which none of them ran has no ratios (:data:`NO_REFERENCE`)."""
+counterpart there), then that of sequence policies (``reinforce_sequence``: the score
+function of G outputs per prompt, the counterpart on the language-model problems). Every
+view names these exceptions where it shows ratios; a problem on which none of them ran has
+no ratios (:data:`NO_REFERENCE`)."""
 
 NO_REFERENCE = "n/r"
 """What a view shows for a ratio of a cell whose problem (at that n) has no reference
