@@ -183,5 +183,5 @@ class _UnorderedSetWithoutRatios(Estimator):
 def test_conformance_catches_wrong_discrete_estimators(wrong, name, params):
     problem = problems.make(name, params)
     wrong.requires = frozenset(problem.capabilities)
-    report = check_estimator(wrong(), problems=[problem])
+    report = check_estimator(wrong(), problems=[problem], effort=0.1)
     assert any("unbiased on" in failure for failure in report.failures), str(report)

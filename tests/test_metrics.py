@@ -9,7 +9,7 @@ import torch
 
 from tests.test_estimators import bernoulli_score_function_variance, gaussian_quadratic_variances
 from vrbench import estimators, problems
-from vrbench.bench.metrics import EstimateAccumulator, Moments
+from vrbench.bench.metrics import EstimateAccumulator, Moments, bias_test
 from vrbench.problems.base import DTYPE
 from vrbench.reports import format_interval
 
@@ -108,6 +108,46 @@ def test_bias_pvalue_is_calibrated_and_powerful(dim, generator):
     assert _pvalue(shifted, truth) < 1e-6
     assert _pvalue(1.2 * (torch.randn(200, dim, generator=generator, dtype=DTYPE) * 0.01 + truth),
                    truth) < 1e-6
+
+
+def test_bias_pvalue_holds_its_level_when_replicates_come_in_identical_pairs(generator):
+    """Each estimate twice in a row: the variance is right, but s²/N understates the variance
+    of the mean by half. The batch means of contiguous groups do not, so a correct estimator
+    is flagged at most at the nominal rate; the plain t-test would flag it far more often."""
+    truth = torch.full((3,), 0.1, dtype=DTYPE)
+    runs = 400
+    pvalues, plain = [], []
+    for _ in range(runs):
+        estimates = (torch.randn(100, 3, generator=generator, dtype=DTYPE) + truth
+                     ).repeat_interleave(2, dim=0)
+        acc = EstimateAccumulator(truth, 200)
+        acc.update(estimates)
+        pvalues.append(acc.bias_test()[1])
+        plain.append(bias_test(acc.projected, acc.directions @ truth)[1])
+    bound = 0.05 + 4.5 * math.sqrt(0.05 * 0.95 / runs)
+    assert sum(p < 0.05 for p in pvalues) / runs < bound
+    assert sum(p < 0.05 for p in plain) / runs > bound
+
+
+def test_a_references_standard_error_counts_in_both_bias_tests(generator):
+    """Against a reference of standard error s, the plain and the batch-means t-tests compare
+    in units of √(se² + s²): a mean 0.3 from a reference of s = 0.3 is no evidence of bias,
+    though it is 6 of the mean's own standard errors; a reference's directions are used."""
+    truth = torch.full((2,), 0.1, dtype=DTYPE)
+    directions = torch.eye(2, dtype=DTYPE)
+    estimates = torch.randn(400, 2, generator=generator, dtype=DTYPE) + truth + 0.3
+    exact = EstimateAccumulator(truth, 400, directions, None)
+    referenced = EstimateAccumulator(truth, 400, directions, torch.full((2,), 0.3, dtype=DTYPE))
+    for accumulator in (exact, referenced):
+        accumulator.update(estimates)
+    assert torch.equal(referenced.directions, directions)
+    assert exact.bias_test()[1] < 1e-6
+    t_stat, pvalue = referenced.bias_test()
+    assert t_stat < 1.5 and pvalue > 0.1
+    # Deterministic estimates against an uncertain reference are tested, not compared exactly.
+    constant = EstimateAccumulator(truth, 2, directions, torch.full((2,), 0.3, dtype=DTYPE))
+    constant.update(torch.stack([truth + 0.3, truth + 0.3]))
+    assert constant.bias_test()[1] > 0.1
 
 
 def test_bias_test_of_deterministic_estimates():

@@ -56,7 +56,7 @@ def test_plugin_runs_against_built_ins(example_plugin, tmp_path):
                                     "vrbench_plugin_example:PoissonCapped", "median_baseline"])
 def test_plugin_passes_the_conformance_checks(example_plugin, target):
     out = vrbench("check", target, "-p", "poisson_capped,bernoulli_toy,frozenlake",
-                  "--time-budget", "3")
+                  "--effort", "0.3")
     assert out.returncode == 0, out.stdout + out.stderr
     assert " 0 failed" in out.stdout
     assert "was detectable (power 95%)" in out.stdout
@@ -64,7 +64,7 @@ def test_plugin_passes_the_conformance_checks(example_plugin, target):
 
 def test_check_catches_a_false_unbiasedness_claim():
     out = vrbench("check", "tests.broken_plugin:DoubledScoreFunction", "-p",
-                  "gaussian_quadratic,bandit_gaussian_10", "-n", "4", "--time-budget", "4")
+                  "gaussian_quadratic,bandit_gaussian_10", "-n", "4", "--effort", "0.3")
     assert out.returncode == 1
     text = " ".join(out.stdout.split())
     assert "FAIL unbiased on gaussian_quadratic at n=4: the mean estimate is" in text
@@ -74,24 +74,26 @@ def test_check_catches_a_false_unbiasedness_claim():
 
 def test_check_takes_parameters_like_run_and_states_its_power():
     out = vrbench("check", "tests.wrong_components:ScaledScoreFunction:scale=1.05", "-p",
-                  "gaussian_quadratic", "-n", "4", "--time-budget", "4")
+                  "gaussian_quadratic", "-n", "4", "--effort", "0.3")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "FAIL unbiased on gaussian_quadratic at n=4" in out.stdout
     out = vrbench("check", "score_function_ema_baseline:decay=0.5", "-p",
-                  "bernoulli_toy,bandit_gaussian_10:theta=0.5", "-n", "2", "--time-budget", "3")
+                  "bernoulli_toy,bandit_gaussian_10:theta=0.5", "-n", "2", "--effort", "0.3")
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
     assert "PASS unbiased on bernoulli_toy:t=0.3,theta=0.6 at n=2: bias <" in text
     assert "PASS unbiased on bandit_gaussian_10:theta=0.5 at n=2: bias <" in text
-    assert "unbiased: a deviation of 1% of ‖∇J‖ was detectable (power 95%) on 2 of 2" in text
+    assert ("unbiased: a deviation of 1% of ‖∇J‖ was detectable (power 95%) at every n on 2 of 2"
+            in text)
 
 
 def test_check_help_shows_the_power_options_and_defaults():
     out = vrbench("check", "--help")
     text = " ".join(out.stdout.split())
-    for option in ("--n N,N,...", "--bias-tolerance FRACTION", "--time-budget SECONDS"):
+    for option in ("--n N,N,...", "--bias-tolerance FRACTION", "--effort FACTOR",
+                   "--time-budget SECONDS", "--accept-partial"):
         assert option in text
-    assert "(default: 0.01)" in text and "8 for an estimator, 20 for a problem" in text
+    assert "(default: 0.01)" in text and "600 for an estimator, 600 for a problem" in text
 
 
 @pytest.mark.parametrize(
@@ -132,8 +134,8 @@ def test_documented_examples_pass_the_conformance_checks(doc, name, kind, one_th
 
     component = _documented(doc, name)
     report = (check_estimator(component, problems=["bernoulli_toy", "bandit_gaussian_10"],
-                              time_budget=4)
-              if kind == "estimator" else check_problem(component, time_budget=6))
+                              effort=0.5)
+              if kind == "estimator" else check_problem(component, effort=0.5))
     report.raise_if_failed()
 
 

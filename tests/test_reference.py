@@ -254,7 +254,7 @@ def test_a_problem_without_an_exact_gradient_runs_through_every_command(tmp_path
     assert (frame["status"] == "ok").all()
     assert frame["reference"].str.startswith("quadrature").all()
     assert main(["check", "reparameterization", "-p", problem, "-n", "1",
-                 "--bias-tolerance", "0.05", "--time-budget", "1"]) == 0
+                 "--bias-tolerance", "0.05", "--effort", "0.1"]) == 0
     trained = tmp_path / "train"
     assert main(["train", "-e", "reparameterization", "-p", problem, "--steps", "4",
                  "--eval-every", "2", "--eval-replicates", "50", "-n", "2", "--seed", "0",

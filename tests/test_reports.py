@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import math
 import re
 import shutil
@@ -41,8 +42,16 @@ from vrbench.reports.build import build_report, prepare
 from vrbench.reports.console import StableETA, format_interval, summary_table
 from vrbench.reports.labels import Labels, plain, words
 from vrbench.reports.labels import latex as latex_name
+from vrbench.reports.paging import paginate
 from vrbench.reports.selection import ReportSpec, Selection, load_spec
-from vrbench.reports.style import COLUMNWIDTH_PT, MARKERS, STYLES, apply_style, estimator_styles
+from vrbench.reports.style import (
+    COLUMNWIDTH_PT,
+    FAMILY_MEMBERS,
+    MARKERS,
+    STYLES,
+    apply_style,
+    estimator_styles,
+)
 from vrbench.reports.tables import (
     latex_cells,
     latex_cells_floats,
@@ -493,6 +502,10 @@ def test_colour_is_the_family_and_every_estimator_looks_different_in_greyscale()
     for name, style in styles.items():
         cls = estimators.registry.get(name)
         by_family.setdefault(cls.family, set()).add(style.color)
+    large = {f for f, c in by_family.items()
+             if sum(s.family == f for s in styles.values()) > FAMILY_MEMBERS}
+    assert large == {"language-model RL"}  # ten members: a colour each (see below)
+    by_family = {f: c for f, c in by_family.items() if f not in large}
     assert all(len(colors) == 1 for colors in by_family.values())
     assert len({next(iter(c)) for c in by_family.values()}) == len(by_family)
     shapes = [(s.marker, s.fill) for s in styles.values()]
@@ -1470,3 +1483,182 @@ def test_the_training_metric_gap_pairs_each_seed_with_the_reference_estimator():
     with pytest.raises(figures.NotDrawn, match="two or more estimators"):
         figures.training_gap(traces[traces["estimator"] == "arm"], styles, STYLES["paper"],
                              "train_elbo", "rloo")
+
+
+# ----------------------------------------------------------------------------- print size
+
+LM_ESTIMATORS = sorted(e.name for e in estimators.registry.entries()
+                       if e.cls.family == "language-model RL")
+LM_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def lm_frame(mixed: bool = True, sizes: tuple[int, ...] = (16,)) -> pd.DataFrame:
+    """The ten language-model estimators on lm_pass_fail as configs/llm_rl.toml sweeps it:
+    easy prompts at β = 0 | 0.1 and staleness 0 | 0.5, and (``mixed``) the mixed prompts over
+    the staleness grid :data:`LM_GRID`. REINFORCE++ and its baseline variant coincide, as
+    they do in the real sweep; variances fall as 1/√n, slower than 1/n."""
+    specs = [{"difficulty": "easy", "beta": b, "staleness": s} for b in (0.0, 0.1)
+             for s in (0.0, 0.5)]
+    specs += [{"difficulty": "mixed", "staleness": s} for s in LM_GRID] if mixed else []
+    rows = []
+    for params in specs:
+        name = "lm_pass_fail:" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+        for n in sizes:
+            for index, estimator in enumerate(LM_ESTIMATORS):
+                cls = estimators.registry.get(estimator)
+                twin = "reinforce_pp" if estimator == "reinforce_pp_baseline" else estimator
+                k = LM_ESTIMATORS.index(twin)
+                variance = 1e-3 * (1 + k) * (1 + params["staleness"]) / math.sqrt(n)
+                bias = (3e-3 * (1 + k) if not cls.unbiased else math.sqrt(variance / 2000))
+                rows.append({
+                    "problem": name, "estimator": estimator, "n_samples": n,
+                    "replicates": 2000, "seed": 0, "family": cls.family,
+                    "unbiased_claim": cls.unbiased, "estimator_params": "{}",
+                    "problem_params": json.dumps(params), "dim": 180,
+                    "true_grad_norm": 0.1, "status": "ok", "error": "",
+                    "variance": variance, "variance_ci_low": 0.9 * variance,
+                    "variance_ci_high": 1.1 * variance, "bias_norm": bias,
+                    "bias_pvalue": 0.5, "mse": bias**2 + variance,
+                    "time_per_estimate_s": 1e-4 * (1 + index), "f_evals": n})
+    return prepare(to_frame(rows), ReportSpec())
+
+
+def _markers(ax: plt.Axes) -> list[tuple[float, float, str]]:
+    """(x, y, colour) of every marker-only point of a panel."""
+    return [(x, y, line.get_markeredgecolor()) for line in ax.lines
+            if line.get_linestyle() in ("None", "none") and line.get_marker() not in
+            ("None", "none", None, "v", "<") for x, y in line.get_xydata()]
+
+
+def test_ten_members_of_one_family_get_ten_colours_and_keep_their_shapes():
+    lm = estimator_styles(LM_ESTIMATORS, distinct=True)  # a report of these ten
+    assert len({s.color for s in lm.values()}) == len(LM_ESTIMATORS) == 10
+    everything = estimator_styles(e.name for e in estimators.registry.entries())
+    assert len({everything[e].color for e in LM_ESTIMATORS}) == 10  # in a larger report too
+    assert all((lm[e].marker, lm[e].fill) == (everything[e].marker, everything[e].fill)
+               for e in LM_ESTIMATORS)
+    assert len({(s.marker, s.fill) for s in lm.values()}) == 10  # and apart in greyscale
+
+
+def test_coincident_points_are_spread_and_the_guide_spans_the_axis():
+    fig_style = apply_style("paper")
+    frame = lm_frame(mixed=False)
+    styles = estimator_styles(LM_ESTIMATORS, distinct=True)
+    pages = figures.bias_vs_variance(frame, styles, fig_style, 16, labels=LABELS)
+    fig = pages[0][1]
+    fig.canvas.draw()
+    twins = {styles["reinforce_pp"].color, styles["reinforce_pp_baseline"].color}
+    for ax in [a for a in fig.axes if a.get_title()]:
+        points = [(x, y) for x, y, c in _markers(ax) if c in twins]
+        assert len(points) == 2 and math.isclose(points[0][1], points[1][1])
+        apart = ax.transData.transform(points)
+        assert abs(apart[0, 0] - apart[1, 0]) >= 0.8 * fig_style.marker * fig.dpi / 72
+        (guide,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+        x, y = guide.get_xdata(), guide.get_ydata()
+        low, high = ax.get_xlim()
+        assert x.min() <= low * 1.01 and x.max() >= high / 1.01  # the whole axis
+        bottom, top = ax.get_ylim()
+        assert bottom <= y.min() and y.max() <= top  # inside the view
+    handles = fig.legends[0].legend_handles
+    marked = [h for h in handles if h.get_label().startswith("DAPO")]
+    assert marked and marked[0].get_linestyle() in ("None", "none")  # markers, as drawn
+    plt.close("all")
+
+
+def test_a_landscape_is_found_among_problems_sharing_their_other_parameters():
+    fig_style = apply_style("paper")
+    styles = estimator_styles(LM_ESTIMATORS, distinct=True)
+    grids, _ = figures.parameter_grids(lm_frame())
+    assert [(g.name, g.parameter, sorted(g.values.values())) for g in grids] == [
+        ("lm_pass_fail", "staleness", sorted(LM_GRID))]
+    (_, fig), = figures.variance_vs_parameter(lm_frame(), styles, fig_style, 16,
+                                             labels=LABELS)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    titles = [ax.get_title().replace("\n", " ") for ax in panels]
+    assert len(panels) == 2 and "total variance" in titles[0] and "‖bias‖" in titles[1]
+    assert not any("trace" in t for t in titles)
+    for ax in panels:
+        assert ax.get_xscale() == "symlog"
+        assert list(ax.xaxis.get_major_locator()()) == list(LM_GRID)  # a tick per value
+    legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+    assert legend.height / fig.bbox.height < 0.3
+    with pytest.raises(figures.NotDrawn, match=r"staleness at 2 values \(0, 0\.5\).*|beta"):
+        figures.variance_vs_parameter(lm_frame(mixed=False), styles, fig_style, 16)
+    plt.close("all")
+
+
+def _pdf_font_sizes(path: Path) -> set[float]:
+    import zlib
+
+    sizes = set()
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", path.read_bytes(), re.S):
+        try:
+            stream = zlib.decompress(stream)
+        except zlib.error:
+            pass
+        sizes |= {float(s) for s in re.findall(rb"/\w+ ([\d.]+) Tf", stream)}
+    return sizes
+
+
+def test_every_text_prints_at_six_points_or_more(styled):
+    """Tick exponents (10⁻³) and heatmap numbers included, in paper and column style."""
+    _, out = styled
+    for pdf in out.glob("*.pdf"):
+        sizes = _pdf_font_sizes(pdf)
+        assert sizes and min(sizes) >= 6.0, (pdf.name, sorted(sizes))
+
+
+def test_the_heatmap_scale_is_symmetric_signed_and_apart_from_the_cells():
+    norm, ticks, extend = figures._heat_norm(pd.Series([-8.0, -0.3, 0.1]), most=7)
+    assert norm.vmin == -norm.vmax and norm.vmax >= 8.0 and extend == "neither"
+    assert list(ticks) == [-t for t in reversed(ticks)] and ticks.max() >= 8.0
+    assert figures._signed(0.1) == "+0.1" and figures._signed(-5.7) == "−5.7"
+    assert figures._signed(-0.01) == "0.0"
+
+
+def test_the_heatmap_bar_keeps_a_tenth_of_an_inch_from_the_first_row(prepared):
+    fig_style = apply_style("column")
+    (_, fig), *_ = figures.relative_variance_heatmap(prepared, fig_style, 16, labels=LABELS)
+    fig.canvas.draw()
+    heat, bar = fig.axes[0], fig.axes[1]
+    renderer = fig.canvas.get_renderer()
+    cells_top = heat.get_window_extent(renderer).y1
+    bar_bottom = bar.get_tightbbox(renderer).y0  # its tick labels and marks included
+    assert (bar_bottom - cells_top) / fig.dpi >= 0.05
+    plt.close("all")
+
+
+def test_pages_are_full_before_the_next_begins_and_alike_problems_stay_together():
+    items = [f"p{i:02d}" for i in range(15)]
+    pages = paginate([items], len, 8.0, waste=lambda page: -len(page) % 2)
+    assert [len(p) for p in pages] == [8, 7]  # not 7 + 8, an empty slot on page 1
+    frame = lm_frame()
+    groups = figures._alike_groups(frame)
+    assert [len(g) for g in groups] == [4, 7]  # easy prompts, then mixed ones
+
+
+def test_rows_spread_panels_evenly_and_centre_the_last(prepared):
+    fig_style = apply_style("paper")
+    five = prepared[prepared.problem.isin(list(PROBLEMS)[:5])]
+    (_, fig), = figures.variance_vs_samples(five, estimator_styles(five.estimator),
+                                           fig_style, labels=LABELS)
+    spans = sorted((ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start)
+                   for ax in fig.axes if ax.get_title())
+    assert [row for row, _ in spans] == [0, 0, 0, 1, 1]  # 3 + 2, not 4 + 1
+    assert [col for row, col in spans if row == 1] == [1, 3]  # centred
+    plt.close("all")
+
+
+def test_the_slope_guide_clears_every_point_at_every_n():
+    fig_style = apply_style("paper")
+    frame = lm_frame(mixed=False, sizes=(2, 8, 32))  # variances fall as 1/√n
+    pages = figures.variance_vs_samples(frame, estimator_styles(LM_ESTIMATORS, distinct=True),
+                                        fig_style, labels=LABELS)
+    for _, fig in pages:
+        for ax in [a for a in fig.axes if a.get_title()]:
+            (guide,) = [line for line in ax.lines if line.get_linewidth() >= 4]
+            gx, gy = guide.get_xdata(), guide.get_ydata()
+            for x, y, _ in _markers(ax):
+                above = np.interp(math.log(x), np.log(gx), np.log(gy))
+                assert above - math.log(y) >= 0.4 * math.log(10), (ax.get_title(), x, y)
+    plt.close("all")

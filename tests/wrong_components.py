@@ -205,3 +205,122 @@ class GaussianStepLogScale(Problem):
         z = (theta[0] - self.c) / sigma
         density = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
         return (1 + self.value_error) * torch.stack([density / sigma, -density * z])
+
+
+# Wrong only away from the first θ, or in how replicates relate: each has a correct twin
+# above (CopiedScoreFunction, Poisson, GaussianStepLogScale) or below.
+
+_FIRST_THETA: dict = {}
+
+
+@dataclass(frozen=True)
+class FirstThetaScoreFunction(Estimator):
+    """Score function whose score is evaluated at the θ of its first call on each problem, a
+    cache meant to save recomputing per-θ constants: right at that θ, biased at any other."""
+
+    family = "score function"
+
+    def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+        cached = _FIRST_THETA.setdefault((id(self), problem, theta.device), theta.clone())
+        samples = problem.sample(theta, (replicates, n_samples), generator)
+        return weighted_score(problem, cached, samples, problem.f(samples))
+
+
+@dataclass(frozen=True)
+class PairedReplicates(Estimator):
+    """Score function that computes half the replicates and returns each twice, in a row:
+    every estimate is right and the variance is that of one, but they come in identical
+    pairs."""
+
+    family = "score function"
+
+    def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+        half = (replicates + 1) // 2
+        samples = problem.sample(theta, (half, n_samples), generator)
+        estimates = weighted_score(problem, theta, samples, problem.f(samples))
+        return estimates.repeat_interleave(2, dim=0)[:replicates]
+
+
+@dataclass(frozen=True)
+class RepeatedHalves(Estimator):
+    """Score function whose second half of the replicates repeats the first half."""
+
+    family = "score function"
+
+    def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+        half = (replicates + 1) // 2
+        samples = problem.sample(theta, (half, n_samples), generator)
+        estimates = weighted_score(problem, theta, samples, problem.f(samples))
+        return torch.cat([estimates, estimates])[:replicates]
+
+
+@dataclass(frozen=True)
+class ReplicateAxisLeaveOneOut(Estimator):
+    """Leave-one-out baseline taken over the replicate axis instead of the draw axis: each
+    replicate's baseline is the mean f of the *other replicates* of the call (0 alone).
+
+    Unbiased (a replicate's baseline is independent of its own draws), but its variance
+    depends on how many replicates one call computes, and the replicates are correlated.
+    """
+
+    family = "score function"
+
+    def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+        samples = problem.sample(theta, (replicates, n_samples), generator)
+        values = problem.f(samples)
+        means = values.mean(dim=1, keepdim=True)
+        others = (means.sum() - means) / max(replicates - 1, 1)
+        return weighted_score(problem, theta, samples, values - others)
+
+
+@dataclass(frozen=True)
+class DrawAxisLeaveOneOut(Estimator):
+    """RLOO done right, the twin of ReplicateAxisLeaveOneOut: each draw's baseline is the
+    mean f of the other draws of its own replicate (Kool et al., 2019)."""
+
+    family = "score function"
+    min_samples = 2
+
+    def estimate(self, problem, theta, n_samples, replicates, generator, state=None):
+        samples = problem.sample(theta, (replicates, n_samples), generator)
+        values = problem.f(samples)
+        others = (values.sum(dim=1, keepdim=True) - values) / (n_samples - 1)
+        return weighted_score(problem, theta, samples, values - others)
+
+
+@dataclass(frozen=True)
+class GaussianStepFromFields(GaussianStepLogScale):
+    """GaussianStepLogScale whose exact_grad reads μ and log σ from the problem's fields
+    instead of its θ argument: right at the initial θ, wrong anywhere else."""
+
+    def exact_grad(self, theta):
+        return super().exact_grad(torch.tensor([self.mu, self.log_sigma], dtype=DTYPE))
+
+
+@dataclass(frozen=True)
+class PoissonSamplerFromFields(Poisson):
+    """Poisson whose sampler reads the log-rate from the field ``theta`` instead of its θ
+    argument: right at the initial θ only, consistent value and exact_grad everywhere."""
+
+    def sample(self, theta, shape, generator):
+        return super().sample(torch.tensor([self.theta], dtype=DTYPE), shape, generator)
+
+
+@dataclass(frozen=True)
+class NoisyRewardPoisson(Poisson):
+    """Poisson whose reward carries zero-mean noise drawn inside f from torch's global
+    generator: J and ∇J are unchanged, but f is not a function of the samples."""
+
+    def f(self, samples):
+        return super().f(samples) + 0.1 * torch.randn(samples.shape, dtype=DTYPE)
+
+
+@dataclass(frozen=True)
+class SeededNoiseReward(Poisson):
+    """Poisson whose reward noise comes from a generator seeded inside f: the same on every
+    call, so f looks deterministic, but a sample's reward depends on its place in the batch."""
+
+    def f(self, samples):
+        noise = torch.randn(samples.shape, generator=torch.Generator().manual_seed(0),
+                            dtype=DTYPE)
+        return super().f(samples) + 0.1 * noise

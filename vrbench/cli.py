@@ -177,15 +177,18 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="run the conformance checks on an estimator or a problem",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run the checks every built-in passes. An estimator: shapes, dtype, "
-                    "finite values, determinism, θ untouched, replicates independent of "
-                    "chunking and, if it claims so, unbiasedness, on every compatible problem "
-                    "at every n. A problem: exact gradient against finite differences, score "
+                    "finite values, determinism, θ untouched, a variance independent of the "
+                    "replicates per call, independent replicates and, if it claims so, "
+                    "unbiasedness, on every compatible problem at every n. A problem: f "
+                    "deterministic, exact gradient against finite differences, score "
                     "against log_prob, enumeration where the support is small, and sampled "
                     "means of f, the score and f·score (under every sampler its capabilities "
-                    "offer) against value and exact_grad. Each statistical check is sized to "
-                    "detect a relative error of --bias-tolerance and reports what it could "
-                    "detect. Problems named by the registry are checked with their "
-                    "check_params at their check_theta(). Exits 1 if any check fails.")
+                    "offer) against value and exact_grad. Both at the problems' check_theta() "
+                    "and two perturbations of it. Each statistical check is sized to "
+                    "detect a relative error of --bias-tolerance with counts that depend on "
+                    "the seed alone, and reports what it could detect, so the same command "
+                    "gives the same verdict on any machine. Problems named by the registry "
+                    "are checked with their check_params. Exits 1 if any check fails.")
     check.add_argument("target", help="a registered name or module:Class, optionally "
                                       "followed by :key=value,... (as in vrbench run)")
     check.add_argument("-p", "--problems", metavar="NAMES",
@@ -198,10 +201,20 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="FRACTION",
                        help="relative error the statistical checks are sized to detect, as a "
                             "fraction of ‖∇J‖ (of |J| for sampled objectives)")
+    check.add_argument("--effort", type=_positive_float, default=1.0, metavar="FACTOR",
+                       help="scales the most estimates (draws) a statistical test may use "
+                            "where the tolerance needs more; the power grows as its square "
+                            "root, and so does the time")
     check.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
-                       help="seconds the statistical checks may spend per problem (default: "
+                       help="seconds per problem after which the statistical checks stop, "
+                            "failing (default: "
                             f"{ESTIMATOR_TIME_BUDGET:g} for an estimator, "
-                            f"{PROBLEM_TIME_BUDGET:g} for a problem)")
+                            f"{PROBLEM_TIME_BUDGET:g} for a problem); the tests' sizes are "
+                            "counts that do not depend on it, so the verdict is the same on "
+                            "any machine unless it stops them")
+    check.add_argument("--accept-partial", action="store_true",
+                       help="judge a test the time budget stopped on what it drew and pass "
+                            "with that weaker stated power, instead of failing")
     check.add_argument("--threads", type=_positive_int, default=1,
                        help="torch threads; the checks' small tensor operations run fastest "
                             "on one")
@@ -537,7 +550,8 @@ def _check(console: Console, args: argparse.Namespace) -> int:
     target, params = _resolve(args.target)
     torch.set_num_threads(args.threads)
     statistics = {"bias_tolerance": args.bias_tolerance, "seed": args.seed,
-                  "device": args.device}
+                  "device": args.device, "effort": args.effort,
+                  "accept_partial": args.accept_partial}
     if isinstance(target, type) and issubclass(target, Estimator):
         pool = None if args.problems is None else [
             check_instance(problems.registry.get(s.name), s.params)
@@ -551,13 +565,14 @@ def _check(console: Console, args: argparse.Namespace) -> int:
             time_budget=args.time_budget or PROBLEM_TIME_BUDGET, **statistics)
     else:
         raise VrbenchError(f"{args.target!r} is neither an Estimator nor a Problem subclass")
+    # One line per result, never wrapped, so that two runs compare line by line.
     for passed, line in report.grouped_lines():
         console.print(f"[green]PASS[/green] {escape(line)}" if passed
-                      else f"[red]FAIL[/red] {escape(line)}")
+                      else f"[red]FAIL[/red] {escape(line)}", soft_wrap=True)
     for note in report.notes:
-        console.print(f"note: {escape(note)}")
+        console.print(f"note: {escape(note)}", soft_wrap=True)
     for line in report.summary_lines():
-        console.print(escape(line))
+        console.print(escape(line), soft_wrap=True)
     console.print(f"{report.subject}: {len(report.passed)} passed, {len(report.failures)} failed")
     return 0 if report.ok else 1
 

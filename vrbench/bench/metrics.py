@@ -59,17 +59,18 @@ class Moments:
         return self.m2 / (self.count - 1)
 
 
-def bias_directions(true_grad: Tensor) -> Tensor:
+def bias_directions(true_grad: Tensor, coordinates: bool = True) -> Tensor:
     """The unit directions ``v`` along which ``E⟨ĝ, v⟩ = ⟨∇J, v⟩`` is tested, ``(k, dim)``.
 
     The gradient's own direction, then every coordinate axis when θ has at most
-    :data:`MAX_AXIS_TESTS` entries, else :data:`RANDOM_DIRECTIONS` fixed random directions.
-    Random projections average over many coordinates, so their means are close to normal
-    even when single coordinates hinge on rare events (a state that a few trajectories in
-    10⁴ reach), where a per-coordinate t-test would wrongly reject a correct estimator.
+    :data:`MAX_AXIS_TESTS` entries (and ``coordinates``), else :data:`RANDOM_DIRECTIONS`
+    fixed random directions. Random projections average over many coordinates, so their means
+    are close to normal even when single coordinates hinge on rare events (a state that a few
+    trajectories in 10⁴ reach, an arm a near-deterministic policy almost never pulls), where a
+    per-coordinate t-test would wrongly reject a correct estimator.
     """
     dim = true_grad.numel()
-    if dim <= MAX_AXIS_TESTS:
+    if dim <= MAX_AXIS_TESTS and coordinates:
         others = torch.eye(dim, dtype=torch.float64)
     else:
         g = torch.Generator().manual_seed(0)
@@ -91,29 +92,52 @@ def _varies(projected: Moments) -> Tensor:
     return projected.variance() > (1e-14 * (1.0 + scale)) ** 2
 
 
-def bias_test(projected: Moments, expected: Tensor,
+def bias_test(projected: Moments, expected: Tensor, groups: list[Moments] | None = None,
               expected_se: Tensor | None = None) -> tuple[float, float]:
     """``(max |t|, p-value)`` of H0: the projected means equal ``expected``.
 
-    One t-test per direction, Bonferroni-corrected. If no projection varies the estimator is
-    deterministic and is compared exactly: equal to rounding passes (p = 1), else p = 0.
-    ``expected_se``, the standard errors of a reference's projections (see
-    :mod:`vrbench.bench.reference`), adds in quadrature to those of the means.
+    One t-test per direction, Bonferroni-corrected, on the sample variance (``N − 1`` degrees
+    of freedom). With ``groups`` (the projections' moments in contiguous batches of
+    replicates, at least two) also on the batch means, ``Σ_g n_g (ȳ_g − ȳ)² / ((G − 1) N)``
+    with ``G − 1`` degrees of freedom, which stays right when neighbouring replicates are
+    dependent; the result is the larger p-value of the two, so it holds its level where
+    either test does (the batch means' few degrees of freedom make them the more fragile
+    under heavy tails, the plain variance under dependence). ``expected_se``, the standard
+    errors of a reference's projections (see :mod:`vrbench.bench.reference`), adds in
+    quadrature to the mean's standard error in both. If no projection varies (and the
+    reference is exact) the estimator is deterministic and is compared exactly: equal to
+    rounding passes (p = 1), else p = 0.
     """
     diff = (projected.mean - expected).abs()
-    var = projected.variance()
     varies = _varies(projected)
+    reference_variance = torch.zeros_like(diff)
     if expected_se is not None and bool((expected_se > 0).any()):
-        var = var + projected.count * expected_se**2
+        reference_variance = expected_se.to(diff) ** 2
         varies = varies | (expected_se > 0)
     if not bool(varies.any()):
         exact = bool((diff <= 1e-10 * (1.0 + expected.abs())).all())
         return (0.0, 1.0) if exact else (math.inf, 0.0)
+    tests = [(projected.variance() / projected.count + reference_variance, projected.count - 1)]
+    batches = [g for g in groups or [] if g.count > 0]
+    if len(batches) >= 2:
+        counts = torch.tensor([g.count for g in batches], dtype=torch.float64)
+        means = torch.stack([g.mean for g in batches])
+        spread = (counts[:, None] * (means - projected.mean) ** 2).sum(dim=0)
+        tests.append((spread / ((len(batches) - 1) * projected.count) + reference_variance,
+                      len(batches) - 1))
+    return max((_t_test(diff[varies], variance[varies], df) for variance, df in tests),
+               key=lambda result: result[1])
+
+
+def _t_test(diff: Tensor, variance_of_mean: Tensor, df: int) -> tuple[float, float]:
+    """``(max |t|, Bonferroni p-value)`` of the deviations ``diff`` in standard errors."""
     from scipy import stats  # imported here: it costs a second at start-up
 
-    t_stat = float((diff[varies] / torch.sqrt(var[varies] / projected.count)).max())
-    p_value = float(2 * stats.t.sf(t_stat, df=projected.count - 1))
-    return t_stat, min(1.0, int(varies.sum()) * p_value)
+    se = torch.sqrt(variance_of_mean)
+    t = torch.where(se > 0, diff / se.clamp_min(1e-300),
+                    torch.where(diff > 0, math.inf, 0.0))
+    t_stat = float(t.max())
+    return t_stat, min(1.0, diff.numel() * float(2 * stats.t.sf(t_stat, df=df)))
 
 
 class EstimateAccumulator:
@@ -126,10 +150,14 @@ class EstimateAccumulator:
         self.groups = min(MAX_GROUPS, replicates // 2)
         dim = true_grad.numel()
         self.group_moments = [Moments.empty(dim) for _ in range(max(self.groups, 1))]
-        # A reference gradient brings its own test directions and their standard errors.
-        self.directions = bias_directions(self.true_grad) if directions is None else directions
+        # Projections, not coordinates: see bias_directions and bias_test. A reference gradient
+        # brings its own test directions, fixed before it was drawn, and their standard errors.
+        self.directions = (bias_directions(self.true_grad, coordinates=False)
+                           if directions is None else directions.to(torch.float64))
         self.expected_se = expected_se
         self.projected = Moments.empty(self.directions.shape[0])
+        self.projected_groups = [Moments.empty(self.directions.shape[0])
+                                 for _ in range(max(self.groups, 1))]
         self.cosine_sum = 0.0
         self.seen = 0
 
@@ -139,15 +167,18 @@ class EstimateAccumulator:
     def update(self, batch: Tensor) -> None:
         """Add the next chunk of estimates, shape ``(k, dim)``, in replicate order."""
         batch = batch.to(torch.float64)
+        projections = batch @ self.directions.T
         start, stop = self.seen, self.seen + batch.shape[0]
         index = start
         while index < stop:
             group = self._group_of(index)
             group_end = min(stop, -(-(group + 1) * self.replicates // len(self.group_moments)))
-            part = batch[index - start : group_end - start]
-            self.group_moments[group] = self.group_moments[group].merge(Moments.of(part))
+            part = slice(index - start, group_end - start)
+            self.group_moments[group] = self.group_moments[group].merge(Moments.of(batch[part]))
+            self.projected_groups[group] = self.projected_groups[group].merge(
+                Moments.of(projections[part]))
             index = group_end
-        self.projected = self.projected.merge(Moments.of(batch @ self.directions.T))
+        self.projected = self.projected.merge(Moments.of(projections))
         true_norm = self.true_grad.norm()
         if true_norm > 0:
             norms = batch.norm(dim=1) * true_norm
@@ -156,8 +187,13 @@ class EstimateAccumulator:
         self.seen = stop
 
     def bias_test(self) -> tuple[float, float]:
-        """``(max |t|, p-value)`` of the bias test over :func:`bias_directions`."""
-        return bias_test(self.projected, self.directions @ self.true_grad, self.expected_se)
+        """``(max |t|, p-value)`` of the bias test along ∇J and :data:`RANDOM_DIRECTIONS`
+        random directions (or a reference's directions), on the sample variance and on the
+        batch means of the replicates' contiguous groups, with a reference's standard errors
+        in quadrature (see :func:`bias_test`)."""
+        groups = self.projected_groups if self.groups >= 2 else None
+        return bias_test(self.projected, self.directions @ self.true_grad, groups,
+                         self.expected_se)
 
     def constant(self) -> bool:
         """Whether every estimate so far is the same vector, to float64 resolution."""

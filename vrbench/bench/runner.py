@@ -218,8 +218,11 @@ def measure(
         estimator.estimate(problem, theta, cell.n_samples, warmup,
                            cell.generator("warmup" + stream), state)
 
-    accumulator = EstimateAccumulator(true_grad, cell.replicates, reference.directions,
-                                      None if reference.exact else reference.direction_se)
+    # An exact gradient is tested along the harness's own projections; a reference along the
+    # directions its standard errors were accumulated on.
+    accumulator = (EstimateAccumulator(true_grad, cell.replicates) if reference.exact else
+                   EstimateAccumulator(true_grad, cell.replicates, reference.directions,
+                                       reference.direction_se))
     elapsed = 0.0
     for estimates, seconds in estimate_in_chunks(problem, estimator, theta, cell.n_samples,
                                                  cell.replicates,

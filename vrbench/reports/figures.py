@@ -74,8 +74,11 @@ def _label(name: str, biased: AbstractSet[str], labels: Labels) -> str:
     return f"{shown} (biased)" if name in biased else shown
 
 
-def _handle(style: EstimatorStyle, label: str) -> Line2D:
-    return Line2D([], [], label=label, markersize=4, **style.line_kwargs())
+def _handle(style: EstimatorStyle, label: str, line: bool = True) -> Line2D:
+    """A legend entry as the panels draw the estimator: line and marker, or the marker
+    alone where the panels draw no lines."""
+    kwargs = style.line_kwargs() if line else {"linestyle": "none", **style.marker_kwargs()}
+    return Line2D([], [], label=label, markersize=4, **kwargs)
 
 
 def _text_handle(label: str) -> Line2D:
@@ -132,14 +135,49 @@ def _add_legend(fig: Figure, handles: list[Line2D], layout: _LegendLayout,
 # ----------------------------------------------------------------------------- pages
 
 
+def _kind(problem: str) -> str:
+    """What a problem is (``gaussian``, ``mdp``, ``sequences``): the module of its class, or
+    its name where this installation does not know it."""
+    from vrbench import problems
+
+    name = _base_name(problem)
+    if name in problems.registry:
+        return problems.registry.get(name).__module__.rsplit(".", 1)[-1]
+    return name
+
+
+def _alike_groups(rows: pd.DataFrame) -> list[list[str]]:
+    """Problems (panels) in runs of alike ones: the groups of
+    :func:`~vrbench.reports.values.problem_groups` (by the estimators that ran), gathered by
+    kind (Bernoulli, Gaussian, MDP, sequence problems, in order of first appearance), split
+    where a problem or a non-numeric parameter (``difficulty=easy``) changes. Pages break
+    between runs where they can."""
+    order = [p for group in problem_groups(rows) for p in group]
+    kinds = list(dict.fromkeys(_kind(p) for p in order))
+    order = sorted(order, key=lambda p: kinds.index(_kind(p)))  # stable within a kind
+    params = (dict(zip(rows["problem"], rows["problem_params"], strict=False))
+              if "problem_params" in rows else {})
+
+    def alike(problem: str) -> tuple[str, str, str]:
+        given = json.loads(params.get(problem) or "{}")
+        words_ = {k: v for k, v in given.items() if isinstance(v, str)}
+        return _kind(problem), _base_name(problem), json.dumps(words_, sort_keys=True)
+
+    return [list(run) for _, run in itertools.groupby(order, key=alike)]
+
+
 def _paginate(groups: list[list[str]], height: Callable[[list[str]], float],
-              fig_style: FigureStyle, layout: str) -> list[list[str]]:
+              fig_style: FigureStyle, layout: str, per_row: int | None = None
+              ) -> list[list[str]]:
     """Problems in pages whose figure fits the page height (see
-    :func:`~vrbench.reports.paging.paginate`), or one per page with the per-problem
-    layout."""
+    :func:`~vrbench.reports.paging.paginate`), each page but the last with no empty slot
+    in its rows of ``per_row`` panels where that costs no extra page or broken group; or
+    one per page with the per-problem layout."""
     if layout == "per-problem":
         return [[p] for group in groups for p in group]
-    return paginate(groups, height, fig_style.max_height)
+    waste = (None if per_row is None else
+             lambda page: math.ceil(len(page) / per_row) * per_row - len(page))
+    return paginate(groups, height, fig_style.max_height, waste)
 
 
 def _suffixes(pages: list[list[str]], layout: str) -> list[str]:
@@ -169,27 +207,31 @@ def _problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     """Pages of one titled panel per problem, each figure with room for its legend above.
     Returns ``(suffix, figure, [(axes, problem)], legend layout)``. Every page has the
     style's width; a page of fewer panels than a row holds centres them at the size they
-    have in a full row."""
+    have in a full row; a page of several rows has as many columns as spread its panels
+    evenly (5 panels: 3 + 2, not 4 + 1), its last row centred."""
     width, per_row = _grid_width(fig_style, layout, columns)
-    groups = problem_groups(rows)
+    groups = _alike_groups(rows)
 
     def height(page: list[str]) -> float:
         legend = _legend_layout(legend_labels(page), fig_style, width).height
         return legend + math.ceil(len(page) / per_row) * fig_style.panel + AXIS_LABEL_IN
 
-    pages = _paginate(groups, height, fig_style, layout)
+    pages = _paginate(groups, height, fig_style, layout, per_row)
     out = []
-    title_in = width / per_row - 0.45  # a panel's share, less its y tick labels
     for suffix, page in zip(_suffixes(pages, layout), pages, strict=True):
         legend_layout = _legend_layout(legend_labels(page), fig_style, width)
         rows_ = math.ceil(len(page) / per_row)
+        cols = per_row if rows_ == 1 else math.ceil(len(page) / rows_)
+        title_in = width / cols - 0.45  # a panel's share, less its y tick labels
         fig = plt.figure(figsize=(width, height(page)), layout="constrained")
-        # Half-slots: a single row of fewer panels than a row holds sits in the middle.
-        grid = fig.add_gridspec(rows_, 2 * per_row)
-        offset = per_row - len(page) if rows_ == 1 else 0
-        axes = [fig.add_subplot(grid[i // per_row, offset + 2 * (i % per_row):
-                                     offset + 2 * (i % per_row) + 2])
-                for i in range(len(page))]
+        # Half-slots: a row of fewer panels than the others sits in the middle.
+        grid = fig.add_gridspec(rows_, 2 * cols)
+        last = len(page) - (rows_ - 1) * cols
+        axes = []
+        for i in range(len(page)):
+            row, col = divmod(i, cols)
+            offset = cols - last if row == rows_ - 1 else 0
+            axes.append(fig.add_subplot(grid[row, offset + 2 * col:offset + 2 * col + 2]))
         for ax, problem in zip(axes, page, strict=True):
             ax.set_title(wrap_label(title(problem), title_in, fig_style.font))
         out.append((suffix, fig, list(zip(axes, page, strict=True)), legend_layout))
@@ -207,6 +249,8 @@ class _EstimatorLegend:
     biased: AbstractSet[str] = frozenset()
     extras: Sequence[Line2D] = ()
     column: str = "estimator"
+    lines: bool = True
+    """Whether the panels join an estimator's points by a line (else markers alone)."""
 
     def _names(self, page: list[str]) -> list[str]:
         return estimator_order(self.rows.loc[self.rows["problem"].isin(page), self.column])
@@ -217,7 +261,7 @@ class _EstimatorLegend:
                 + [h.get_label() for h in self.extras])
 
     def handles(self, page: list[str]) -> list[Line2D]:
-        return ([_handle(self.styles[e], _label(e, self.biased, self.labels))
+        return ([_handle(self.styles[e], _label(e, self.biased, self.labels), self.lines)
                  for e in self._names(page)] + list(self.extras))
 
 
@@ -368,10 +412,7 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
     measured = shown["variance"].to_numpy()[~exact]
     ends = np.concatenate([shown["low"].to_numpy()[~exact], shown["high"].to_numpy()[~exact]])
     n = np.array(sorted(rows["n_samples"].unique()), dtype=float)
-    first = rows.loc[(rows["n_samples"] == n[0]) & ~rows["exact"], "variance"].astype(float)
-    # Half a decade above the largest variance at the smallest n: above every curve that
-    # falls at least as fast as 1/n, and clear of the highest one.
-    anchor = 3.0 * float(first.max()) if not first.empty else None
+    anchor = _guide_anchor(rows, shown, n[0])
     span = np.concatenate([measured, ends, [] if anchor is None else
                            [anchor, anchor * n[0] / n[-1]]])
     slots = _exact_slots(rows, "exact")
@@ -409,6 +450,23 @@ def _variance_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimato
     ax.set_xlim(n[0] / 1.3, n[-1] * 1.3)
 
 
+def _guide_anchor(rows: pd.DataFrame, shown: pd.DataFrame, first_n: float) -> float | None:
+    """The slope −1 guide's value at the smallest n: clear above every measured point and
+    interval at every n (a curve falling slower than 1/n included), by a gap that grows with
+    the decades the panel spans, so that the band (4 pt) never touches a marker."""
+    measured = ~rows["exact"].to_numpy(dtype=bool)
+    top = np.fmax(shown["variance"].to_numpy(dtype=float), shown["high"].to_numpy(dtype=float))
+    n = rows["n_samples"].to_numpy(dtype=float)
+    keep = measured & np.isfinite(top) & (top > 0)
+    if not keep.any():
+        return None
+    level = top[keep] * n[keep] / first_n  # each point's 1/n line, at the smallest n
+    positive = shown["variance"].to_numpy(dtype=float)[keep]
+    positive = positive[positive > 0]
+    decades = math.log10(level.max() / positive.min()) if positive.size else 1.0
+    return float(level.max()) * 10 ** max(0.45, 0.09 * (decades + 1))
+
+
 def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
                      fig_style: FigureStyle, n: int, layout: str = "pages",
                      labels: Labels | None = None) -> Pages:
@@ -432,7 +490,8 @@ def bias_vs_variance(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         extras.append(_text_handle(f"{DAGGER} unbiasedness rejected"))
 
     return _problem_figures(
-        ok, fig_style, layout, _EstimatorLegend(ok, styles, labels, biased, extras),
+        ok, fig_style, layout, _EstimatorLegend(ok, styles, labels, biased, extras,
+                                                lines=False),
         lambda ax, problem: _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
         ["variance of one estimate", f"at n = {n}", "(log scale)"],
         ["measured ‖bias‖", "(log scale)"])
@@ -446,27 +505,76 @@ def _bias_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorSty
     bias_exact = rows["bias_exact"].to_numpy(dtype=bool)
     replicates = float(rows["replicates"].median())
     measured = variances[~exact]
-    grid = np.geomspace(measured.min(), measured.max(), 20) if measured.size else np.array([])
-    if grid.size and grid[0] == grid[-1]:
-        grid = np.array([grid[0] / 3, grid[0] * 3])
-    sampling = np.sqrt(grid / replicates)
+    measured = measured[np.isfinite(measured) & (measured > 0)]
     x_slots, y_slots = _exact_slots(rows, "exact"), _exact_slots(rows, "bias_exact")
-    x_strip = exact_axis(ax, "x", np.concatenate([measured, grid]), len(x_slots), most=3)
-    y_strip = exact_axis(ax, "y", np.concatenate([bias[~bias_exact], sampling]), len(y_slots))
+    x_strip = exact_axis(ax, "x", measured, len(x_slots), most=3)
+    if x_strip is None and measured.size:
+        low, high = float(measured.min()), float(measured.max())
+        low, high = (low / 3, high * 3) if low == high else (low, high)
+        ax.set_xlim(low / 2.5, high * 2.5)
+    # The guide across the whole axis above the exact strip, and the y axis holding it.
+    x_low, x_high = ax.get_xlim()
+    x_low = x_strip.start if x_strip is not None else x_low
+    grid = np.geomspace(x_low, x_high, 50) if measured.size else np.array([])
+    sampling = np.sqrt(grid / replicates)
+    y_strip = exact_axis(ax, "y", np.concatenate([bias[~bias_exact], sampling]),
+                         len(y_slots))
+    if y_strip is None:
+        _set_log_limits(ax, "y", np.concatenate([bias[~bias_exact], sampling]))
+    xs = np.array([_at(x_strip, x_slots, name, v, e) for name, v, e in
+                   zip(rows["estimator"], variances, exact, strict=True)])
+    ys = np.array([_at(y_strip, y_slots, name, b, e) for name, b, e in
+                   zip(rows["estimator"], bias, bias_exact, strict=True)])
+    size = fig_style.marker + 0.8
+    xs = _dodge(ax, xs, ys, size)
     for i, (_, row) in enumerate(rows.iterrows()):
-        name = row["estimator"]
-        style = styles[name]
-        x = _at(x_strip, x_slots, name, variances[i], exact[i])
-        y = _at(y_strip, y_slots, name, bias[i], bias_exact[i])
-        ax.plot([x], [y], linestyle="none", markersize=fig_style.marker + 0.8, clip_on=False,
+        style = styles[row["estimator"]]
+        ax.plot([xs[i]], [ys[i]], linestyle="none", markersize=size, clip_on=False,
                 **style.marker_kwargs())
         if row["bias_rejected"]:
-            _dagger(ax, x, y, style.color)
+            _dagger(ax, xs[i], ys[i], style.color)
     if grid.size:
         ax.plot(grid, sampling, linestyle="--", color=REFERENCE_COLOR, linewidth=0.8,
                 zorder=0.5)
-        if x_strip is None:
-            ax.set_xlim(grid[0] / 2.5, grid[-1] * 2.5)
+        ax.set_xlim(ax.get_xlim())  # the guide must not widen the view
+
+
+def _dodge(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, size_pt: float) -> np.ndarray:
+    """``xs`` with the points that would overprint each other (closer than a marker on the
+    axes as laid out now) spread sideways, a marker apart, about their middle: coincident
+    points (REINFORCE++ and its baseline variant) stay visible. Others do not move."""
+    if len(xs) < 2:
+        return xs
+    fig = ax.get_figure()
+    box = ax.get_position()
+    width_pt = box.width * fig.get_size_inches()[0] * 72
+    height_pt = box.height * fig.get_size_inches()[1] * 72
+    log = np.log10
+    (x0, x1), (y0, y1) = (log(np.array(ax.get_xlim())), log(np.array(ax.get_ylim())))
+    shown = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px = np.where(shown, (log(xs) - x0) / (x1 - x0) * width_pt, np.nan)
+        py = np.where(shown, (log(ys) - y0) / (y1 - y0) * height_pt, np.nan)
+    near = size_pt * 0.8
+    cluster = list(range(len(xs)))  # union of points closer than a marker
+
+    def root(i: int) -> int:
+        while cluster[i] != i:
+            i = cluster[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(xs)), 2):
+        if math.hypot(px[i] - px[j], py[i] - py[j]) < near:
+            cluster[root(j)] = root(i)
+    moved = px.copy()
+    for members in pd.Series(range(len(xs))).groupby([root(i) for i in range(len(xs))]):
+        index = list(members[1])
+        if len(index) < 2:
+            continue
+        centre = px[index].mean()
+        for k, i in enumerate(sorted(index, key=lambda i: (px[i], i))):
+            moved[i] = centre + (k - (len(index) - 1) / 2) * size_pt
+    return np.where(shown, 10 ** (x0 + moved / width_pt * (x1 - x0)), xs)
 
 
 WORK_LABELS = {
@@ -518,7 +626,7 @@ def work_normalized(frame: pd.DataFrame, styles: dict[str, EstimatorStyle],
         rows = [page[i:i + per_row] for i in range(0, len(page), per_row)]
         return sum(max(panel_height(p) for p in r) for r in rows) + AXIS_LABEL_IN + 0.3
 
-    pages_ = _paginate(problem_groups(ran), height, fig_style, layout)
+    pages_ = _paginate(_alike_groups(ran), height, fig_style, layout)
     pages: Pages = []
     for suffix, page in zip(_suffixes(pages_, layout), pages_, strict=True):
         rows_of = [page[i:i + per_row] for i in range(0, len(page), per_row)]
@@ -606,21 +714,31 @@ EXACT_HATCH = "#8fb3d9"
 
 
 def _heat_norm(logs: pd.Series, most: int = 9) -> tuple[TwoSlopeNorm, np.ndarray, str]:
-    """The heatmap's colour scale (centred at 0, each side as long as the data need), its
-    colour-bar ticks (at most ``most``), and whether the bar ends in arrows (values beyond
-    the scale)."""
+    """The heatmap's colour scale, symmetric about 0 and as long either way as the larger
+    side of the data needs (so one shade is one factor, better or worse), its colour-bar
+    ticks (at most ``most``, symmetric, reaching the data's ends), and whether the bar ends
+    in arrows (values beyond the scale)."""
     finite = logs[np.isfinite(logs)]
     low = float(finite.min()) if finite.size else -0.5
     high = float(finite.max()) if finite.size else 0.5
-    vmin = -min(max(-low, 0.5), HEAT_LIMIT)
-    vmax = min(max(high, 0.5), HEAT_LIMIT)
+    reach = min(max(-low, high, 0.5), HEAT_LIMIT)
     for step in (0.5, 1, 2, 4, 5, 10):
-        ticks = np.arange(math.ceil(vmin / step), math.floor(vmax / step) + 1) * step
-        if len(ticks) <= most:
+        top = math.ceil(reach / step - 1e-9) * step
+        if 2 * round(top / step) + 1 <= most or step == 10:
             break
+    reach = min(max(reach, top), HEAT_LIMIT)
+    ticks = np.arange(-round(top / step), round(top / step) + 1) * step
+    ticks = ticks[np.abs(ticks) <= reach + 1e-9]
     extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
-        (low < vmin - 1e-9, high > vmax + 1e-9), "neither")
-    return TwoSlopeNorm(vmin=vmin, vcenter=0.0, vmax=vmax), ticks, extend
+        (low < -reach - 1e-9, high > reach + 1e-9), "neither")
+    return TwoSlopeNorm(vmin=-reach, vcenter=0.0, vmax=reach), ticks, extend
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    """``value`` with its sign written either way (``−0.3``, ``+0.1``, ``0``): the sign,
+    not only the shade, says better or worse, in greyscale too."""
+    text = f"{round(value, digits) + 0.0:+.{digits}f}".replace("-", "−")
+    return text[1:] if float(text.replace("−", "-")) == 0 else text
 
 
 def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: int,
@@ -664,9 +782,9 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
                        for line in name.split("\n")) + 0.25
     room = width - label_in - 0.15
     columns = 1 if layout == "per-problem" else max(1, int(room // cell_in))
-    page_problems = ([[p] for group in problem_groups(ran) for p in group]
+    page_problems = ([[p] for group in _alike_groups(ran) for p in group]
                      if layout == "per-problem" else
-                     paginate(problem_groups(ran), len, float(columns)))
+                     paginate(_alike_groups(ran), len, float(columns)))
     lines = max(name.count("\n") + 1 for name in names.values())
     row_in = size * (0.35 + 1.2 * lines) / 72
     logs = np.log10(ran["_rank_ratio"].astype(float).where(ran["_rank_ratio"] > 0))
@@ -719,10 +837,13 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         ax = fig.add_subplot(grid[0, 1])
         _heatmap(ax, cells, estimators, problems, norm, cmap, fig_style, styles, refs, labels,
                  names)
+        # A tenth of an inch between the bar's ticks and the first row, however many rows.
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                           location="top", fraction=0.04, pad=0.02, aspect=35, ticks=ticks,
-                           extend=extend)
-        bar.ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}".replace("-", "−")))
+                           location="top", fraction=0.04,
+                           pad=0.1 / max(len(estimators) * row_in, 0.5), aspect=35,
+                           ticks=ticks, extend=extend)
+        bar.ax.xaxis.set_major_formatter(FuncFormatter(
+            lambda x, _: _signed(x, 0 if float(x).is_integer() else 1)))
         bar.ax.tick_params(labelsize=size)
         bar.solids.set_rasterized(False)  # the whole figure vector, colour bar included
         bar.solids.set_edgecolor("face")  # no hairline gaps between the bar's patches
@@ -784,7 +905,7 @@ def _heat_cell(ax: plt.Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlo
         value = math.log10(row["_rank_ratio"])
         shade = float(norm(float(np.clip(value, norm.vmin, norm.vmax))))
         face = cmap(shade)
-        text = "ref" if is_reference else f"{round(value, 1) + 0.0:.1f}".replace("-", "−")
+        text = "ref" if is_reference else _signed(value)
         color = "white" if abs(shade - 0.5) > 0.32 else "black"
     elif row is not None:
         face, text = "white", NO_REFERENCE
@@ -1026,44 +1147,106 @@ def swept_parameters(frame: pd.DataFrame) -> dict[str, str]:
     return swept
 
 
-def _landscape_rows(frame: pd.DataFrame, n: int, labels: Labels) -> pd.DataFrame:
-    """One row per panel point: the swept problems' ok cells at ``n``, with ``x`` (the
-    parameter's value), ``panel`` (problem and coordinate, or the trace, in the
-    ``problem`` column), ``coordinate`` and the panel's ``title``."""
+MIN_GRID = 3
+"""Fewest values of a parameter that make a landscape; two are a comparison, which the
+other figures show."""
+
+
+@dataclass(frozen=True)
+class ParameterGrid:
+    """Problems that differ in one parameter alone: a landscape's x axis."""
+
+    name: str
+    """The registered problem."""
+    parameter: str
+    fixed: dict
+    """The other parameters, the same for every problem of the grid (defaults included)."""
+    values: dict[str, float]
+    """Problem (results name) → its value of ``parameter``."""
+    given: frozenset[str] = frozenset()
+    """The parameters of ``fixed`` that some problem of the results names (the others are
+    defaults everywhere, and the grid's name leaves them out)."""
+
+    @property
+    def spec(self) -> str:
+        """The problem the grid is a landscape of, as a results name, ``parameter`` and the
+        defaults left out (``gaussian_cosine:mu=1.0,sigma=1.0``)."""
+        shown = {k: v for k, v in self.fixed.items() if k in self.given}
+        if not shown:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
+
+
+def parameter_grids(frame: pd.DataFrame) -> tuple[list[ParameterGrid], list[str]]:
+    """Every one-parameter grid of the ok cells: for each problem and parameter, the problems
+    that share every other parameter (defaults filled in) and hold at least
+    :data:`MIN_GRID` numeric values of it. Also, so that a refusal can say what was found,
+    a line per parameter that varies without making a grid."""
+    ok = ok_cells(frame)
+    grids: list[ParameterGrid] = []
+    found: list[str] = []
+    for name, rows in ok.groupby(ok["problem"].map(_base_name), sort=False):
+        defaults = _defaults(name)
+        given = {problem: json.loads(p or "{}") for problem, p in
+                 zip(rows["problem"], rows["problem_params"].fillna("{}"), strict=True)}
+        named = frozenset().union(*given.values())
+        params = {problem: {**defaults, **values} for problem, values in given.items()}
+        for key in sorted(set().union(*params.values())):
+            subgroups: dict[str, dict[str, object]] = {}
+            for problem, values in params.items():
+                others = json.dumps({k: v for k, v in values.items() if k != key},
+                                    sort_keys=True, default=str)
+                subgroups.setdefault(others, {})[problem] = values.get(key)
+            counts = []
+            for others, group in subgroups.items():
+                numeric = {p: float(v) for p, v in group.items()
+                           if isinstance(v, int | float) and not isinstance(v, bool)}
+                distinct = sorted(set(numeric.values()))
+                if len(numeric) == len(group) and len(distinct) >= MIN_GRID:
+                    grids.append(ParameterGrid(name, key, json.loads(others), numeric,
+                                               named - {key}))
+                elif len({json.dumps(v, default=str) for v in group.values()}) < 2:
+                    continue  # does not vary here
+                elif len(numeric) < len(group):
+                    counts.append("values that are not numbers")
+                else:
+                    counts.append(f"{len(distinct)} values "
+                                  f"({', '.join(f'{v:g}' for v in distinct)})")
+            if counts:
+                shown = sorted(set(counts))
+                found.append(f"{name}: {key} at {' or '.join(shown[:3])}"
+                             f"{' …' if len(shown) > 3 else ''} with the others fixed")
+    return grids, found
+
+
+def _landscape_rows(frame: pd.DataFrame, n: int, labels: Labels
+                    ) -> tuple[pd.DataFrame, list[str]]:
+    """One row per panel point: the grids' ok cells at ``n``, with ``x`` (the parameter's
+    value), the panel (grid and coordinate, the total variance, or the bias, in the
+    ``problem`` column), ``coordinate`` (-1: total variance), ``quantity`` ("variance" or
+    "bias") and the panel's ``title``; and what was found where there is no grid."""
     ok = ok_cells(frame)
     ok = ok[ok["n_samples"] == n]
+    grids, found = parameter_grids(ok)
     pieces = []
-    for name, key in swept_parameters(frame).items():
-        rows = ok[ok["problem"].map(_base_name) == name]
-        if rows.empty:
-            continue
-        default = _defaults(name).get(key)
-        x = rows["problem_params"].fillna("{}").map(lambda p, k=key, d=default:
-                                                    json.loads(p).get(k, d))
-        rows = rows.assign(x=pd.to_numeric(x, errors="coerce"), parameter=key)
-        rows = rows[rows["x"].notna()]
-        shown = labels.problem(_fixed_spec(rows["problem_params"], name, key))
+    for grid in grids:
+        rows = ok[ok["problem"].isin(list(grid.values))]
+        rows = rows.assign(x=rows["problem"].map(grid.values), parameter=grid.parameter)
+        shown = labels.problem(grid.spec)
+        panel = f"{grid.spec} [{grid.parameter}]"
         dim = int(rows["dim"].iloc[0])
         if dim <= MAX_COORDINATE_PANELS:
-            names = _coordinate_names(name, dim)
-            for k, coordinate in enumerate(names):
-                pieces.append(rows.assign(problem=f"{name}: ∂J/∂{coordinate}", coordinate=k,
+            for k, coordinate in enumerate(_coordinate_names(grid.name, dim)):
+                pieces.append(rows.assign(problem=f"{panel}: ∂J/∂{coordinate}", coordinate=k,
+                                          quantity="variance",
                                           title=f"{shown}: ∂J/∂{coordinate}"))
         else:
-            pieces.append(rows.assign(problem=f"{name}: trace", coordinate=-1,
-                                      title=f"{shown}: trace"))
-    return pd.concat(pieces) if pieces else pd.DataFrame()
-
-
-def _fixed_spec(params: pd.Series, name: str, swept: str) -> str:
-    """``name`` with the parameters its rows share, the swept one left out: the problem a
-    panel of the landscape shows, as a results name (``gaussian_cosine:mu=1.0,sigma=1.0``)."""
-    decoded = [json.loads(p) for p in params.fillna("{}")]
-    shared = {key: value for key, value in decoded[0].items()
-              if key != swept and all(d.get(key) == value for d in decoded)}
-    if not shared:
-        return name
-    return name + ":" + ",".join(f"{k}={v}" for k, v in sorted(shared.items()))
+            pieces.append(rows.assign(problem=f"{panel}: total variance", coordinate=-1,
+                                      quantity="variance", title=f"{shown}: total variance"))
+        if _biased(rows) or rows["bias_rejected"].fillna(False).astype(bool).any():
+            pieces.append(rows.assign(problem=f"{panel}: bias", coordinate=-1,
+                                      quantity="bias", title=f"{shown}: ‖bias‖"))
+    return (pd.concat(pieces) if pieces else pd.DataFrame()), found
 
 
 def _coordinate(rows: pd.DataFrame, column: str, k: int) -> np.ndarray:
@@ -1082,52 +1265,79 @@ def variance_vs_parameter(frame: pd.DataFrame, styles: dict[str, EstimatorStyle]
                           labels: Labels | None = None) -> Pages:
     """Variance of one estimate against a swept problem parameter at one ``n``, one line per
     estimator, with 95% intervals: the variance landscapes of Mohamed et al. (JMLR 2020,
-    figures 2 and 3). Problems whose θ has at most :data:`MAX_COORDINATE_PANELS`
-    coordinates get a panel per coordinate, side by side, one row per problem (the variance
-    of ∂J/∂μ beside that of ∂J/∂σ for each cost, as the paper draws them); others, the
-    trace. Each panel's x axis is the swept parameter, written with its symbol (see
-    :mod:`vrbench.reports.labels`). Where the variance was computed without sampling
-    (``exact_variance``), a thin line of the estimator's colour traces it under the points.
+    figures 2 and 3). A landscape is drawn for every grid of one parameter among problems
+    that share all their others (see :func:`parameter_grids`): the staleness sweep of the
+    mixed prompts beside the on/off-policy pairs of the others. Problems whose θ has at
+    most :data:`MAX_COORDINATE_PANELS` coordinates get a panel per coordinate, side by
+    side, one row per grid (the variance of ∂J/∂μ beside that of ∂J/∂σ for each cost, as
+    the paper draws them); others, the total variance (the trace of the covariance). Where
+    an estimator of the grid is biased (by design or by the bias test), a panel of the
+    measured ‖bias‖ follows. Each panel's x axis is the swept parameter, written with its
+    symbol (see :mod:`vrbench.reports.labels`), a tick at every value: logarithmic over a
+    positive grid spanning a decade, symmetric-logarithmic (linear below the smallest
+    positive value) over one that starts at 0 and spans one, else linear. Where the
+    variance was computed without sampling (``exact_variance``), a thin line of the
+    estimator's colour traces it under the points.
     """
     labels = labels or Labels()
-    rows = _landscape_rows(frame, n, labels)
+    rows, found = _landscape_rows(frame, n, labels)
     if rows.empty:
-        raise NotDrawn(f"needs a problem run over a grid of one of its parameters at n = {n} "
-                       "(e.g. -p 'gaussian_cosine:omega=0.5|1|2|4')")
+        seen = ("; found " + "; ".join(found)) if found else \
+            "; no problem was run at several values of one of its parameters"
+        raise NotDrawn(f"needs a problem run over a grid of at least {MIN_GRID} values of one "
+                       f"parameter with its others fixed, at n = {n} (e.g. -p "
+                       f"'gaussian_cosine:omega=0.5|1|2|4'){seen}")
     biased = _biased(rows)
     has_exact = rows["exact_variance"].notna().any()
     extras = ([Line2D([], [], color="0.3", linewidth=0.8, label="computed exactly")]
               if has_exact else [])
-    if _reaches_zero(rows):
+    if _reaches_zero(rows[rows["quantity"] == "variance"]):
         extras.append(_caret_handle("interval reaches 0", "v"))
-    dims = {int(c) + 1 for c in rows.groupby(rows["problem"].map(
-        lambda p: p.split(":")[0]))["coordinate"].max()}
-    # Every problem's coordinates side by side, a row per problem, as the paper draws them.
-    columns = next(iter(dims)) if len(dims) == 1 and \
-        2 <= next(iter(dims)) <= MAX_COORDINATE_PANELS else None
+    # Every grid's panels side by side, a row per grid, as the paper draws them.
+    per_grid = {len(set(group)) for _, group in rows.groupby(
+        rows["problem"].map(lambda p: p.partition("]")[0]))["problem"]}
+    columns = next(iter(per_grid)) if len(per_grid) == 1 and \
+        2 <= next(iter(per_grid)) <= MAX_COORDINATE_PANELS + 1 else None
+    if columns == 2 and (rows["coordinate"] < 0).all() and fig_style.columns < columns + 1:
+        # A one-column page stacks the total variance above the bias: a panel of the full
+        # width labels every value of the grid, and the legend is no more than a quarter
+        # of the figure.
+        columns = 1
     titles = dict(zip(rows["problem"], rows["title"], strict=False))
+    ylabel = (["variance of one estimate", "(log scale)"]
+              if (rows["quantity"] == "variance").all() else
+              ["variance of one estimate", "or ‖bias‖ as titled", "(log scale)"])
     return _problem_figures(
         rows, fig_style, layout, _EstimatorLegend(rows, styles, labels, biased, extras),
         lambda ax, panel: _parameter_panel(ax, rows[rows["problem"] == panel], styles,
                                            fig_style, labels),
-        [f"n = {n} sample{'s' if n > 1 else ''} per estimate"],
-        ["variance of one estimate", "(log scale)"], columns=columns, title=titles.get)
+        [f"n = {n} sample{'s' if n > 1 else ''} per estimate"], ylabel, columns=columns,
+        title=titles.get)
 
 
 def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, EstimatorStyle],
                      fig_style: FigureStyle, labels: Labels) -> None:
-    k = int(rows["coordinate"].iloc[0])
-    variance = _coordinate(rows, "variance", k)
-    exact_values = _coordinate(rows, "exact_variance", k)
-    scale = np.nanmax(np.concatenate([variance, [0.0]]))
-    zero = variance <= 1e-12 * max(float(rows["true_grad_norm"].max()) ** 2, scale)
-    rows = rows.assign(_variance=variance, _low=_coordinate(rows, "variance_ci_low", k),
-                       _high=_coordinate(rows, "variance_ci_high", k), _exact=exact_values,
-                       _zero=zero)
+    if rows["quantity"].iloc[0] == "bias":
+        bias = rows["bias_norm"].astype(float).to_numpy()
+        nothing = np.full(len(rows), math.nan)
+        rows = rows.assign(_variance=bias, _low=nothing, _high=nothing, _exact=nothing,
+                           _zero=rows["bias_exact"].fillna(False).to_numpy(dtype=bool))
+    else:
+        k = int(rows["coordinate"].iloc[0])
+        variance = _coordinate(rows, "variance", k)
+        exact_values = _coordinate(rows, "exact_variance", k)
+        scale = np.nanmax(np.concatenate([variance, [0.0]]))
+        zero = variance <= 1e-12 * max(float(rows["true_grad_norm"].max()) ** 2, scale)
+        rows = rows.assign(_variance=variance, _low=_coordinate(rows, "variance_ci_low", k),
+                           _high=_coordinate(rows, "variance_ci_high", k),
+                           _exact=exact_values, _zero=zero)
+    values = rows["_variance"].to_numpy(dtype=float)
+    exact_values = rows["_exact"].to_numpy(dtype=float)
+    zero = rows["_zero"].to_numpy(dtype=bool)
     slots = {name: i for i, name in enumerate(estimator_order(rows.loc[rows["_zero"],
                                                                        "estimator"]))}
-    span = np.concatenate([variance[~zero], exact_values[np.isfinite(exact_values)
-                                                         & (exact_values > 0)]])
+    span = np.concatenate([values[~zero], exact_values[np.isfinite(exact_values)
+                                                       & (exact_values > 0)]])
     ends = np.concatenate([rows["_low"].to_numpy()[~zero], rows["_high"].to_numpy()[~zero]])
     strip = exact_axis(ax, "y", np.concatenate([span, ends]), len(slots))
     if strip is None:
@@ -1152,11 +1362,42 @@ def _parameter_panel(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, Estimat
         if not known.all():  # no exact curve: join the measured points instead
             ax.plot(group["x"], y, color=style.color, linewidth=0.6, alpha=0.6,
                     linestyle=style.line_kwargs().get("linestyle", "-"), zorder=0.7)
-    x = rows["x"].astype(float)
-    if (x > 0).all() and x.max() / x.min() >= 8:  # a decade or so: log-spaced grids
-        log_axis(ax, "x", most=4, plain=True)
+    _parameter_axis(ax, np.array(sorted(set(rows["x"].astype(float)))), fig_style)
     ax.set_xlabel(labels.symbol(str(rows["parameter"].iloc[0]),
                                 _base_name(str(rows["problem"].iloc[0]))), labelpad=1)
+
+
+def _parameter_axis(ax: plt.Axes, values: np.ndarray, fig_style: FigureStyle) -> None:
+    """The x axis of a landscape: a tick at every value of the grid, labelled where the
+    label does not overprint a neighbour's (the ends first); a log scale over a positive
+    grid spanning a decade, a symmetric-log one (linear up to the smallest positive value)
+    over a grid from 0 spanning one, else linear."""
+    positive = values[values > 0]
+    spans_decade = positive.size >= 2 and positive.max() / positive.min() >= 8
+    if spans_decade and (values > 0).all():
+        ax.set_xscale("log")
+        ax.set_xlim(values[0] / 1.25, values[-1] * 1.25)
+    elif spans_decade and (values >= 0).all():
+        ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.6)
+        ax.set_xlim(-0.25 * float(positive.min()), values[-1] * 1.25)
+    ax.xaxis.set_major_locator(FixedLocator(values))
+    ax.xaxis.set_minor_locator(NullLocator())
+    transform = ax.xaxis.get_transform()
+    low, high = transform.transform(np.array(ax.get_xlim()))
+    # The panel's width as the grid lays it out now, less its share of the y labels.
+    width_in = ax.get_position().width * ax.get_figure().get_size_inches()[0] - 0.2
+    at = (transform.transform(values) - low) / (high - low) * width_in
+    texts = [f"{v:g}" for v in values]
+    room = [text_width_in(t, fig_style.small) for t in texts]
+    shown: list[int] = []
+    for i in [0, len(values) - 1, *range(1, len(values) - 1)]:
+        if i in shown:
+            continue
+        if all(abs(at[i] - at[j]) >= (room[i] + room[j]) / 2 + 0.04 for j in shown):
+            shown.append(i)
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _: next((texts[i] for i in shown if math.isclose(x, values[i],
+                                                                   abs_tol=1e-12)), "")))
 
 
 def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],

@@ -6,7 +6,10 @@ comparisons by estimator family. Identities come from the registry, not from the
 hand, so an estimator looks the same in every figure of every report. A report of a few
 estimators (at most :data:`DISTINCT_COLORS`), as a paper's figure shows, gives each its own
 colour instead, as the figures of the REBAR, RELAX and DisARM papers do; marker, fill and
-line stay the estimator's own.
+line stay the estimator's own. In a larger report, a family with more members than
+:data:`FAMILY_MEMBERS` (the ten language-model RL estimators) is split: each member takes a
+colour of :data:`DISTINCT_COLORS` that no other family of the report wears, so that no two
+series of a panel share colour, marker and line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import matplotlib as mpl
+import matplotlib._mathtext as mathtext
 import seaborn as sns
 
 PAGE_HEIGHT_IN = 9.0
@@ -61,7 +65,7 @@ STYLES: dict[str, FigureStyle] = {
                          font=8.0, small=7.0, marker=3.5, table_width_pt=TEXTWIDTH_PT,
                          table_env="table*"),
     "column": FigureStyle("column", width=3.25, max_height=PAGE_HEIGHT_IN, panel=1.45,
-                          columns=2, font=7.5, small=6.5, marker=3.2,
+                          columns=2, font=7.5, small=7.0, marker=3.2,
                           table_width_pt=COLUMNWIDTH_PT, table_env="table"),
     "slides": FigureStyle("slides", width=12.0, max_height=6.75, panel=2.6, columns=4,
                           font=14.0, small=12.0, marker=6.0, table_width_pt=TEXTWIDTH_PT,
@@ -69,11 +73,20 @@ STYLES: dict[str, FigureStyle] = {
 }
 
 
+SUPERSCRIPT_SCALE = 0.86
+"""Size of an exponent (``10⁻³`` on a log axis) relative to its tick label: 6 pt at the
+7 pt of the paper and column styles, the least a printed figure can be read at. Mathtext's
+own 0.7 set them at 4.9 pt."""
+
+
 def apply_style(style: str) -> FigureStyle:
     """Set seaborn's theme and matplotlib's output settings; returns the style's sizes."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; valid styles: {', '.join(STYLES)}")
     chosen = STYLES[style]
+    # Mathtext has no setting for the size of superscripts; its module constant is read
+    # at every layout (matplotlib is pinned in constraints.txt).
+    mathtext.SHRINK_FACTOR = SUPERSCRIPT_SCALE
     sns.set_theme(context="paper", style="ticks")
     mpl.rcParams.update({
         "font.size": chosen.font,
@@ -136,10 +149,16 @@ LINESTYLES = ("-", "--", ":", "-.")
 """Line styles of a family's members in turn, so that members of one colour differ in their
 lines as well as their markers."""
 
+FAMILY_MEMBERS = 6
+"""Most members of one family drawn in the family's one colour (the largest families of the
+toy problems, score function and discrete, have six); a larger family gives each member a
+colour of its own: ten series of one colour with four line styles cannot be told apart."""
+
 DISTINCT_COLORS = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
-                   "#56B4E9", "#882255")
+                   "#56B4E9", "#882255", "#332288", "#999933", "#661100", "#44AA99")
 """One colour per estimator when a report shows at most this many (Okabe & Ito's set, with
-Tol's wine for the eighth)."""
+Tol's wine, indigo, olive, brown and teal for the ninth to twelfth): neighbours in the
+order differ in hue and in lightness, so consecutive members of a family stay apart."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,30 @@ def estimator_order(names: Iterable[str], families: dict[str, str] | None = None
     return sorted(names, key=lambda n: (rank[family_of.get(n.split(":")[0], "other")], n))
 
 
+def _split_families(bases: list[str], family_of: dict[str, str]) -> dict[str, str]:
+    """Own colours for the members of each family of ``bases`` with more members than
+    :data:`FAMILY_MEMBERS`, in turn: the family's colour, then those of :data:`DISTINCT_COLORS`
+    that no other family shown wears, then those worn by others (whose members have other
+    markers, and rarely share a problem: the language-model estimators run on sequence
+    problems alone)."""
+    by_family: dict[str, list[str]] = {}
+    for base in bases:
+        by_family.setdefault(family_of.get(base, "other"), []).append(base)
+    large = [f for f, members in by_family.items() if len(members) > FAMILY_MEMBERS]
+    worn = {family_color(f).lower() for f in by_family if f not in large}
+    free = [c for c in DISTINCT_COLORS if c.lower() not in worn]
+    own: dict[str, str] = {}
+    for family in large:
+        first = family_color(family)
+        palette = [first] + [c for c in [*free, *DISTINCT_COLORS]
+                             if c.lower() != first.lower()]
+        palette = list(dict.fromkeys(palette))
+        for member, color in zip(by_family[family], palette, strict=False):
+            own[member] = color
+        free = [c for c in free if c not in own.values()]
+    return own
+
+
 def estimator_styles(names: Iterable[str], families: dict[str, str] | None = None,
                      distinct: bool = False) -> dict[str, EstimatorStyle]:
     """A fixed style for each estimator, independent of which others are drawn.
@@ -213,7 +256,9 @@ def estimator_styles(names: Iterable[str], families: dict[str, str] | None = Non
     table) completes what the registry does not say. Variants of one estimator
     (``gumbel_softmax:temperature=0.5``) share its colour and marker and differ in line
     style. ``distinct`` gives each base estimator of ``names`` its own colour from
-    :data:`DISTINCT_COLORS` (at most that many), in :func:`estimator_order`.
+    :data:`DISTINCT_COLORS` (at most that many), in :func:`estimator_order`; without it, a
+    family of ``names`` with more members than :data:`FAMILY_MEMBERS` gives each member its own
+    colour (see :func:`_split_families`).
     """
     registered = _registered()
     family_of = {n: f for n, (f, _) in registered.items()}
@@ -234,7 +279,8 @@ def estimator_styles(names: Iterable[str], families: dict[str, str] | None = Non
     if distinct and len(bases) > len(DISTINCT_COLORS):
         raise ValueError(f"{len(bases)} estimators: distinct colours serve at most "
                          f"{len(DISTINCT_COLORS)}")
-    own_color = dict(zip(bases, DISTINCT_COLORS, strict=False)) if distinct else {}
+    own_color = (dict(zip(bases, DISTINCT_COLORS, strict=False)) if distinct
+                 else _split_families(bases, family_of))
     variants: dict[str, list[str]] = {}
     for name in names:
         variants.setdefault(name.split(":")[0], []).append(name)

@@ -21,6 +21,17 @@ from vrbench.testing.statistics import MeanTest
 BIAS_TOLERANCE = 0.01
 """The relative bias the statistical checks aim to detect: 1% of ‖∇J‖ (or of |J|)."""
 
+OTHER_THETAS = 2
+"""θ checked besides the check θ (see :func:`check_thetas`)."""
+
+THETA_STEP = 0.25
+THETA_FLOOR = 0.2
+"""A perturbation moves each entry of θ by up to ``THETA_STEP · (|θ_i| + THETA_FLOOR)``."""
+
+THETA_TRIES = 6
+
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
 
 def check_instance(problem: Problem | type[Problem] | str,
                    params: Mapping[str, Any] | None = None) -> Problem:
@@ -33,6 +44,62 @@ def check_instance(problem: Problem | type[Problem] | str,
         return problem
     cls = problem_registry.registry.get(problem) if isinstance(problem, str) else problem
     return cls.from_params({**cls.check_params, **(params or {})})
+
+
+def check_thetas(problem: Problem, others: int = OTHER_THETAS,
+                 seed: int = 0) -> list[tuple[str | None, Tensor]]:
+    """The θ the checks run at: ``(None, check_theta())`` and ``others`` perturbations of it,
+    labelled θ₁, θ₂, ....
+
+    Each perturbation moves entry ``i`` by ``THETA_STEP · (|θ_i| + THETA_FLOOR) · u_i`` with
+    ``u_i`` uniform in [−1, 1], drawn from ``seed`` (so each seed checks other points), and
+    is projected (:meth:`~vrbench.problems.base.Problem.project`); where ``value`` is not
+    finite there (an unstable controller, say) the step is halved, up to :data:`THETA_TRIES`
+    times. A
+    component right at one θ only (a cache kept across calls, an ``exact_grad`` that reads
+    the problem's parameters instead of its argument) is wrong at these.
+    """
+    base = problem.check_theta()
+    points: list[tuple[str | None, Tensor]] = [(None, base)]
+    generator = torch.Generator().manual_seed(2_147_483_629 - seed)
+    for index in range(1, others + 1):
+        uniforms = torch.rand(base.shape, generator=generator, dtype=base.dtype)
+        step = (THETA_STEP * (base.detach().cpu().abs() + THETA_FLOOR) * (2 * uniforms - 1)
+                ).to(base.device)
+        for attempt in range(THETA_TRIES):
+            point = problem.project(base + step / 2**attempt).detach()
+            if _finite_value(problem, point):
+                break
+        points.append((f"θ{str(index).translate(SUBSCRIPTS)}", point))
+    return points
+
+
+def _finite_value(problem: Problem, theta: Tensor) -> bool:
+    try:
+        return bool(torch.isfinite(problem.value(theta)).all())
+    except Exception:  # the checks that follow report it
+        return False
+
+
+def theta_note(problem: Problem, points: list[tuple[str | None, Tensor]]) -> str | None:
+    """Where the other θ of :func:`check_thetas` lie, for the report's notes."""
+    if len(points) < 2:
+        return None
+    base = points[0][1]
+    parts = []
+    for label, point in points[1:]:
+        if point.numel() <= 4:
+            parts.append(f"{label} = {_vector(point)}")
+        else:
+            parts.append(f"{label} at ‖θ − θ₀‖ = {float((point - base).norm()):.3g}")
+    return (f"on {describe(problem)}, besides the check θ₀ = {_vector(base)}: "
+            + ", ".join(parts))
+
+
+def _vector(theta: Tensor) -> str:
+    if theta.numel() > 4:
+        return f"(dim {theta.numel()}, ‖θ‖ = {float(theta.norm()):.3g})"
+    return "(" + ", ".join(f"{float(v):.4g}" for v in theta.reshape(-1)) + ")"
 
 
 def estimator_instance(estimator: Estimator | type[Estimator] | str) -> Estimator:
@@ -105,9 +172,13 @@ def detectable_text(result: MeanTest, quantity: str, unit: str, grad: Tensor | N
     text = (f"{quantity} < {percent(result.detectable_relative)} of {unit}{along} "
             f"(max |z| = {result.max_z:.1f} ≤ {result.threshold:.1f}; {result.count:,} {draws}, "
             f"{result.seconds:.1f} s)")
-    if not result.reached:
-        text += (f"; the tolerance of {tolerance_text(result.tolerance)} was not reached "
-                 "within the budget")
+    if result.stopped:
+        text += (f"; the time budget stopped it after {result.count:,} of the "
+                 f"{result.planned:,} {draws} planned")
+    elif not result.reached and result.capped:
+        text += (f"; {tolerance_text(result.tolerance)} would have taken about "
+                 f"{result.needed:,} {draws}, beyond the cap of {result.planned:,} (--effort "
+                 "raises it)")
     return text
 
 

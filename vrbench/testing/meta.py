@@ -20,6 +20,11 @@ from vrbench.problems.base import Problem
 META_BATCH = 8
 META_VALUE_READS = 10_000
 
+ESTIMATOR_ADVICE = ("draw every random number from the generator argument of estimate() or "
+                    "fit()")
+PROBLEM_ADVICE = ("draw samples from the generator argument of sample(); build seeded "
+                  "constants with vrbench.devices.built_on_cpu or device_cached")
+
 
 class MetaDevice(TorchFunctionMode):
     """Run code on torch's meta device as if it were a GPU, to find device bugs on a CPU.
@@ -37,9 +42,11 @@ class MetaDevice(TorchFunctionMode):
         Tensor.__float__: 1.0, Tensor.item: 1,
     }
 
-    def __init__(self, generators: Iterable[torch.Generator]) -> None:
+    def __init__(self, generators: Iterable[torch.Generator],
+                 advice: str = PROBLEM_ADVICE) -> None:
         super().__init__()
         self.generators = list(generators)
+        self.advice = advice
         self.reads = 0
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (),
@@ -56,8 +63,7 @@ class MetaDevice(TorchFunctionMode):
                 and _draw_device(args, kwargs).type == "meta"):
             raise RuntimeError(
                 f"{getattr(func, '__name__', func)} draws from a generator that was not handed "
-                "in; off the CPU it would not match the device (build seeded constants with "
-                "vrbench.devices.built_on_cpu)")
+                f"in; off the CPU it would not match the device ({self.advice})")
         return func(*args, **kwargs)
 
 
@@ -73,7 +79,7 @@ def meta_estimates_failure(estimator: Estimator, problem: Problem, n: int) -> st
     """Why ``estimator`` cannot run on ``problem`` off the CPU, or None (see MetaDevice)."""
     fit_generator, generator = torch.Generator(), torch.Generator()
     try:
-        with torch.device("meta"), MetaDevice([fit_generator, generator]):
+        with torch.device("meta"), MetaDevice([fit_generator, generator], ESTIMATOR_ADVICE):
             theta = problem.check_theta()
             state = estimator.fit(problem, theta, fit_generator)
             estimates = estimator.estimate(problem, theta, n, META_BATCH, generator, state)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,13 +18,16 @@ from vrbench.estimators.base import per_replicate_gradient
 from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
 from vrbench.testing.common import (
     BIAS_TOLERANCE,
+    OTHER_THETAS,
     check_instance,
+    check_thetas,
     chunks,
     describe,
     detectable_text,
     direction_names,
     float64_cpu,
     metadata_failure,
+    theta_note,
 )
 from vrbench.testing.meta import meta_problem_failure
 from vrbench.testing.report import CheckReport, PowerRecord, percent, tolerance_text
@@ -35,11 +37,31 @@ CHECK_REFERENCE = ReferenceSettings(precision=0.001, max_estimates=200_000)
 """The reference of a problem without an exact gradient, at the check θ (see
 :data:`vrbench.testing.estimator_checks.CHECK_REFERENCE`)."""
 
-TIME_BUDGET = 20.0
-"""Seconds that the sampled tests of one problem may spend together, by default."""
+TIME_BUDGET = 600.0
+"""Seconds after which the sampled tests of one problem stop, by default (a cap, not a size:
+the sizes are counts, see :data:`SAMPLED_WORK`)."""
+
+SAMPLED_WORK = 2e8
+"""Numbers (draws × (2 dim + sample width)) one sampled test at the check θ may draw with
+``effort=1``."""
 
 MAX_DRAWS = 50_000_000
 """Cap on the draws of one sampled test."""
+
+OTHER_THETA_TOLERANCE = 5.0
+"""The sampled tests at the other θ are sized for this multiple of the tolerance..."""
+OTHER_THETA_SHARE = 0.125
+"""... with this share of a test's work at the check θ."""
+
+OTHER_THETA_REFERENCE = ReferenceSettings(
+    precision=OTHER_THETA_TOLERANCE * CHECK_REFERENCE.precision,
+    max_estimates=CHECK_REFERENCE.max_estimates)
+"""The reference of a problem without an exact gradient at each other θ (of this check and
+the estimator check): the tests there are sized for :data:`OTHER_THETA_TOLERANCE` times the
+tolerance, so a reference that much less precise takes the same share of it, at about 25
+times fewer estimates than the check θ's."""
+
+DETERMINISM_SHAPE = (8, 4)
 
 FD_STEP = 1e-5
 FD_FULL_DIM = 32
@@ -117,6 +139,53 @@ def _mismatch(actual: Tensor, expected: Tensor, what: str) -> str | None:
     return f"{what} differs by {error:.3g} ({error / scale:.3g} of its size)"
 
 
+def _same(first: Tensor, second: Tensor) -> bool:
+    return first.shape == second.shape and bool(
+        torch.isclose(first, second, rtol=0, atol=0, equal_nan=True).all())
+
+
+def _rows(samples: Any, index: slice) -> Any:
+    """``samples`` with only the replicates ``index`` (a tensor or a tuple of tensors with
+    leading shape ``(R, n)``), or None for other kinds of samples."""
+    if isinstance(samples, Tensor):
+        return samples[index]
+    if isinstance(samples, tuple) and all(isinstance(t, Tensor) and t.dim() >= 2
+                                          for t in samples):
+        rows = [t[index] for t in samples]
+        return type(samples)(*rows) if hasattr(samples, "_fields") else tuple(rows)
+    return None
+
+
+def determinism_failure(problem: Problem, theta: Tensor, device: torch.device,
+                        seed: int = 0) -> str | None:
+    """Why f or ``sample`` is not deterministic, or None.
+
+    Every statistical check, and every estimator's "same estimates under the same seed",
+    needs f to be a function of the samples alone and ``sample`` to draw only from its
+    generator: f twice on the same samples, ``sample`` twice under the same seed, and f on
+    the samples less their first replicate (against the rest of f's output) must agree
+    exactly. Noise in f drawn from torch's global generator fails the first, noise from a
+    private generator seeded in f the last.
+    """
+    generator_seed = seed + 5
+    first = problem.sample(theta, DETERMINISM_SHAPE, devices.generator(device, generator_seed))
+    again = problem.sample(theta, DETERMINISM_SHAPE, devices.generator(device, generator_seed))
+    values = float64_cpu(problem.f(first))
+    if not _same(values, float64_cpu(problem.f(first))):
+        return ("f gave different values for the same samples: f must be a deterministic "
+                "function of the samples (draw any noise in sample(), from the generator handed "
+                "in)")
+    if not _same(values, float64_cpu(problem.f(again))):
+        return ("sample() drew different samples under the same seed: draw only from the "
+                "generator handed in")
+    rest = _rows(first, slice(1, None))
+    if rest is not None and not _same(float64_cpu(problem.f(rest)), values[1:]):
+        return ("f of the samples less their first replicate differs from the rest of f of "
+                "all of them: f must depend on each sample alone (no noise drawn inside f, no "
+                "statistic across the batch)")
+    return None
+
+
 def _implements(problem: Problem, member: str) -> bool:
     """Whether ``problem`` overrides an optional member of the protocol (or has the attribute)."""
     if member == "noise_dim":
@@ -145,20 +214,25 @@ class _Sampled:
 
 def check_problem(problem: Problem | type[Problem] | str, *,
                   tolerance: float = BIAS_TOLERANCE, time_budget: float | None = TIME_BUDGET,
-                  max_draws: int = MAX_DRAWS, seed: int = 0,
-                  device: str | torch.device = "cpu") -> CheckReport:
+                  effort: float = 1.0, max_draws: int = MAX_DRAWS,
+                  other_thetas: int = OTHER_THETAS, accept_partial: bool = False,
+                  seed: int = 0, device: str | torch.device = "cpu") -> CheckReport:
     """Run the problem conformance suite, computing on ``device``.
 
-    A name or a class is built with its ``check_params``, and everything is checked at
-    ``check_theta()`` (see :func:`~vrbench.testing.check_instance`). Exact checks: metadata,
-    capabilities and the members each needs, shapes of θ, samples, f and score, devices (also
-    on torch's meta device), ``weighted_score`` against the scores, ``exact_grad`` against
-    central finite differences of ``value``, the score against the autograd gradient of
-    ``log_prob`` where implemented, and, for problems that enumerate their ``support``, the
-    probabilities, ``value``, ``exact_grad`` and the score's mean by exact sums; plus the
-    capabilities' own identities (a Gaussian's layout and score, Bernoulli bits, one-hot
-    categoricals, an episode's step scores, rewards and values, per-item and per-code terms),
-    and a ``pathwise_gradient`` the problem writes out against autograd through ``transform``.
+    A name or a class is built with its ``check_params`` (see
+    :func:`~vrbench.testing.check_instance`) and checked at ``check_theta()`` and at
+    ``other_thetas`` perturbations of it (:func:`~vrbench.testing.common.check_thetas`).
+    Exact checks: metadata, capabilities and the members each needs, shapes of θ, samples, f
+    and score, devices (also on torch's meta device), f a deterministic function of the
+    samples and ``sample`` deterministic under a seed (:func:`determinism_failure`),
+    ``weighted_score`` against the scores, ``exact_grad`` against central finite differences
+    of ``value`` at every θ checked and at ``initial_theta()``, the score against the autograd
+    gradient of ``log_prob`` where implemented, and, for problems that enumerate their
+    ``support``, the probabilities, ``value``, ``exact_grad`` and the score's mean by exact
+    sums; plus the capabilities' own identities (a Gaussian's layout and score, Bernoulli
+    bits, one-hot categoricals, an episode's step scores, rewards and values, per-item and
+    per-code terms), and a ``pathwise_gradient`` the problem writes out against autograd
+    through ``transform``.
 
     Sampled checks, each sized to detect a relative error of ``tolerance`` with probability
     95% and reporting what it could detect (see :func:`~vrbench.testing.statistics.mean_test`):
@@ -169,8 +243,19 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     ``from_uniforms``, ``relax``/``harden``, the Gaussian and Bernoulli forms), including the
     pathwise mean where f is differentiable; the per-item form of ∇J (``AMORTIZED``), its
     multi-sample form in place of ``E[(f − J) score]`` (``MULTI_SAMPLE``), and the mean of the
-    exact value of the first state (``SEQUENTIAL``). They share ``time_budget`` seconds
-    (``None``: no limit); each draws at most ``max_draws``.
+    exact value of the first state (``SEQUENTIAL``). Each draws at most :data:`SAMPLED_WORK` ·
+    ``effort`` numbers' worth (and ``max_draws``); at the other θ the same tests are sized
+    for :data:`OTHER_THETA_TOLERANCE` times the tolerance with an eighth of that.
+
+    Without an exact gradient, J and ∇J at every θ are a reference
+    (:func:`~vrbench.bench.reference.compute_reference`: :data:`CHECK_REFERENCE` at the check
+    θ, :data:`OTHER_THETA_REFERENCE` at the others) whose standard errors add in quadrature to
+    the tests against them; a numerical reference's gradient is held to finite differences of
+    its value, a sampled one's is not.
+
+    The sizes are counts from the seed's draws and these settings, so the verdict is the same
+    on any machine; ``time_budget`` seconds (``None``: no limit) only caps them: a test it
+    stops fails, saying so, unless ``accept_partial``.
     """
     device = resolve_device(device)
     problem = check_instance(problem)
@@ -194,12 +279,16 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         with on_device(device):
             theta = problem.check_theta()
             initial = problem.initial_theta()
+            points = check_thetas(problem, other_thetas, seed)
         reference = compute_reference(problem, theta, CHECK_REFERENCE, None, seed, device)
         value = torch.tensor(reference.value, dtype=DTYPE)
         true_grad = reference.grad
     except Exception as exc:
         report.record("runs", f"raised {type(exc).__name__}: {exc}")
         return report
+    note = theta_note(problem, points)
+    if note is not None:
+        report.notes.append(f"other θ {note}")
     if not reference.exact:
         report.notes.append(f"no exact gradient: J and ∇J are a reference, "
                             f"{reference.describe()}")
@@ -209,23 +298,64 @@ def check_problem(problem: Problem | type[Problem] | str, *,
                            f"({problem.dim},) float64")
     report.record("runs off the CPU", meta_problem_failure(problem))
     try:
-        _exact_checks(report, problem, theta, initial, value, true_grad, seed, device)
+        _exact_checks(report, problem, theta, initial, value, true_grad, seed, device, points)
     except Exception as exc:
         report.record("runs", f"raised {type(exc).__name__}: {exc}")
         return report
-    _sampled_checks(report, problem, theta, value, reference, where, seed, tolerance,
-                    time_budget, max_draws, device)
-    records = report.power
+    deadline = None if time_budget is None else time.perf_counter() + time_budget
+    sizing = _Sizing(tolerance, effort, max_draws, deadline, accept_partial, time_budget)
+    _sampled_checks(report, problem, None, theta, value, reference, where, seed, sizing,
+                    device)
+    for index, (label, point) in enumerate(points[1:], start=1):
+        try:
+            # Without an exact gradient, a reference of its own at each θ, as precise against
+            # the wider tolerance there as the check θ's against the tolerance.
+            point_reference = compute_reference(problem, point, OTHER_THETA_REFERENCE,
+                                                None, seed + 1000 * index, device)
+        except Exception as exc:
+            report.record("runs", f"raised {type(exc).__name__}: {exc}", theta=label)
+            continue
+        if not point_reference.exact:
+            report.notes.append(f"at {label}, J and ∇J are a reference, "
+                                f"{point_reference.describe()}")
+        _sampled_checks(report, problem, label, point,
+                        torch.tensor(point_reference.value, dtype=DTYPE), point_reference,
+                        where, seed + 1000 * index, sizing.at_other_theta(), device)
+    records = [r for r in report.power if r.theta is None]
     if records and not any(r.reached for r in records):
         report.record("power", "none of the sampled tests reached the tolerance of "
-                      f"{tolerance_text(tolerance)}; raise --time-budget or --bias-tolerance, or "
+                      f"{tolerance_text(tolerance)}; raise --effort or --bias-tolerance, or "
                       "set check_params where |J| and ‖∇J‖ are large against the spread of f")
     return report
 
 
+@dataclass(frozen=True)
+class _Sizing:
+    """How large the sampled tests are, and when they stop."""
+
+    tolerance: float
+    effort: float
+    max_draws: int
+    deadline: float | None
+    accept_partial: bool
+    time_budget: float | None
+    share: float = 1.0
+
+    def at_other_theta(self) -> _Sizing:
+        return replace(self, tolerance=OTHER_THETA_TOLERANCE * self.tolerance,
+                       share=OTHER_THETA_SHARE)
+
+    def max_count(self, problem: Problem) -> int:
+        work = 2 * problem.dim + problem.sample_width()
+        return int(max(1024, min(self.max_draws, self.share * self.effort * SAMPLED_WORK / work)))
+
+
 def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial: Tensor,
-                  value: Tensor, true_grad: Tensor, seed: int, device: torch.device) -> None:
+                  value: Tensor, true_grad: Tensor, seed: int, device: torch.device,
+                  points: list[tuple[str | None, Tensor]]) -> None:
     with on_device(device):
+        report.record("f and sample deterministic",
+                      determinism_failure(problem, theta, device, seed))
         samples = problem.sample(theta, SHAPE, devices.generator(device, seed))
         values, scores = problem.f(samples), problem.score(theta, samples)
         weights = torch.randn(values.shape, generator=devices.generator(device, seed + 1),
@@ -249,10 +379,16 @@ def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial:
         thetas = {"check θ": theta}
         if not torch.equal(initial, theta):
             thetas["initial θ"] = initial
+        thetas.update({label: point for label, point in points[1:] if label is not None})
         for label, point in thetas.items():
             if not (problem.has_exact_gradient or numerical):
                 break
-            error = finite_difference_error(problem, point)
+            try:
+                error = finite_difference_error(problem, point)
+            except Exception as exc:
+                report.record(f"exact gradient vs finite differences at the {label}",
+                              f"raised {type(exc).__name__}: {exc}")
+                continue
             measured = (f"relative error {error:.3g} = max |∇J·v − fd_v| / max |fd_v| "
                         f"(threshold {FD_TOLERANCE:g}; central differences with h = {FD_STEP:g})")
             report.record(f"exact gradient vs finite differences at the {label}",
@@ -581,29 +717,46 @@ def _multi_sample_bound(log_weights: Tensor) -> Tensor:
     return (torch.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1])).mean(-1)
 
 
-def _sampled_checks(report: CheckReport, problem: Problem, theta: Tensor, value: Tensor,
-                    reference: Reference, where: str, seed: int, tolerance: float,
-                    time_budget: float | None, max_draws: int, device: torch.device) -> None:
+def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, theta: Tensor,
+                    value: Tensor, reference: Reference, where: str, seed: int, sizing: _Sizing,
+                    device: torch.device) -> None:
     tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1), reference, device)
     for index, test in enumerate(tests):
-        started = time.perf_counter()
-        budget = None if time_budget is None else time_budget / (len(tests) - index)
+        if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
+            message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
+                       "began; raise --time-budget (the tests' sizes do not depend on it)")
+            if sizing.accept_partial:
+                report.notes.append(f"{test.name}{_at_theta(label)}: {message}; accepted "
+                                    "(--accept-partial)")
+            else:
+                report.record(test.name, message, theta=label)
+            continue
         try:
-            result = mean_test(test.draw, test.expected, test.units, tolerance,
+            result = mean_test(test.draw, test.expected, test.units, sizing.tolerance,
                                (devices.generator(device, seed + 10 + 2 * index),
                                 devices.generator(device, seed + 11 + 2 * index)),
-                               time_budget=budget, max_count=max_draws,
+                               max_count=sizing.max_count(problem), deadline=sizing.deadline,
                                expected_se=test.expected_se)
         except Exception as exc:
-            report.record(test.name, f"raised {type(exc).__name__}: {exc}")
+            report.record(test.name, f"raised {type(exc).__name__}: {exc}", theta=label)
             continue
-        if time_budget is not None:
-            time_budget -= time.perf_counter() - started
         report.power.append(PowerRecord(test.name, where, None, result.detectable_relative,
-                                        tolerance))
-        report.record(test.name, None if result.passed else _failure(result, test),
-                      "" if not result.passed else detectable_text(
-                          result, "deviation", test.unit, test.grad, "draws"))
+                                        sizing.tolerance, label))
+        detail = detectable_text(result, "deviation", test.unit, test.grad, "draws")
+        if result.stopped and not sizing.accept_partial:
+            failure: str | None = (f"stopped by the time budget ({detail}); raise --time-budget, "
+                                   "or pass --accept-partial to accept this weaker power")
+        elif not result.passed and result.dependent:
+            failure = (f"{_failure(result, test)}; but the means of the calls to sample() vary "
+                       "more than independent draws' would, so the draws of one call are "
+                       "dependent and the standard error is understated")
+        else:
+            failure = None if result.passed else _failure(result, test)
+        report.record(test.name, failure, "" if failure else detail, theta=label)
+
+
+def _at_theta(label: str | None) -> str:
+    return "" if label is None else f" at {label}"
 
 
 def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Reference,
@@ -773,7 +926,7 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Re
     # J and ∇J are a reference: their own standard errors count in every test against them.
     uncertain = {id(value): torch.tensor([reference.value_se], dtype=DTYPE),
                  id(expected_grad): reference.direction_se}
-    return [dataclasses.replace(test, expected_se=uncertain.get(id(test.expected)))
+    return [replace(test, expected_se=uncertain.get(id(test.expected)))
             for test in tests]
 
 

@@ -9,19 +9,23 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Outcome:
-    """One check on one problem (``where``) at one sample size ``n`` (both optional)."""
+    """One check on one problem (``where``) at one θ (``theta``: a label such as θ₁, None for
+    the check θ) and one sample size ``n`` (all optional)."""
 
     check: str
     failure: str | None = None
     detail: str = ""
     where: str | None = None
     n: int | None = None
+    theta: str | None = None
 
     @property
     def name(self) -> str:
         text = self.check
         if self.where is not None:
             text += f" on {self.where}"
+        if self.theta is not None:
+            text += f" at {self.theta}"
         if self.n is not None:
             text += f" at n={self.n}"
         return text
@@ -41,6 +45,7 @@ class PowerRecord:
     detectable: float
     tolerance: float | None
     """The relative deviation the test was sized to detect; None for tests without one."""
+    theta: str | None = None
 
     @property
     def reached(self) -> bool:
@@ -70,8 +75,9 @@ class CheckReport:
         return [o.line() for o in self.outcomes if o.failure is not None]
 
     def record(self, check: str, failure: str | None, detail: str = "",
-               where: str | None = None, n: int | None = None) -> None:
-        self.outcomes.append(Outcome(check, failure, detail, where, n))
+               where: str | None = None, n: int | None = None,
+               theta: str | None = None) -> None:
+        self.outcomes.append(Outcome(check, failure, detail, where, n, theta))
 
     def raise_if_failed(self) -> None:
         if self.failures:
@@ -80,30 +86,32 @@ class CheckReport:
                 + "\n  ".join(self.failures)
             )
 
-    def power_summary(self, test: str, unit: str) -> str | None:
-        """Where the statistical ``test`` reached its tolerance, problem by problem."""
-        records = [r for r in self.power if r.test == test]
+    def power_summary(self, test: str, unit: str, at_check_theta: bool = True) -> str | None:
+        """Where the statistical ``test`` reached its tolerance, problem by problem, at the
+        check θ (or at the other θ)."""
+        records = [r for r in self.power
+                   if r.test == test and (r.theta is None) == at_check_theta]
         if not records:
             return None
+        name = test if at_check_theta else (
+            f"{test} at {', '.join(dict.fromkeys(str(r.theta) for r in records))}")
         tolerance = records[0].tolerance
         if tolerance is None:
             worst = max(records, key=lambda r: r.detectable)
             ordered = sorted(r.detectable for r in records)
-            return (f"{test}: a relative difference of {percent(ordered[len(ordered) // 2])} "
-                    f"(median over {len(records)} tests; at most {percent(worst.detectable)}, "
-                    f"on {worst.where}{_at(worst.n)}) would have been detected")
+            phrase = _UNTOLERATED.get(test, "a relative difference of {}")
+            return (f"{name}: {phrase.format(_size(test, ordered[len(ordered) // 2]))} "
+                    f"(median over {len(records)} tests; at most "
+                    f"{_size(test, worst.detectable)}, on {worst.where}{_at(worst.n)}) would "
+                    "have been detected")
         places = list(dict.fromkeys(r.where for r in records))
-        missed: dict[str, PowerRecord] = {}
-        for record in records:
-            if not record.reached and (record.where not in missed
-                                       or record.detectable > missed[record.where].detectable):
-                missed[record.where] = record
-        text = (f"{test}: a deviation of {tolerance_text(tolerance)} of {unit} was detectable "
-                f"(power {_power_text()}) on {len(places) - len(missed)} of {len(places)} "
-                f"problem(s)")
+        missed = [p for p in places if not all(r.reached for r in records if r.where == p)]
+        text = (f"{name}: a deviation of {tolerance_text(tolerance)} of {unit} was detectable "
+                f"(power {_power_text()}) at every n on {len(places) - len(missed)} of "
+                f"{len(places)} problem(s)")
         if missed:
-            text += "; smallest detectable elsewhere: " + ", ".join(
-                f"{r.where} {percent(r.detectable)}{_at(r.n)}" for r in missed.values())
+            text += "; elsewhere the smallest detectable deviation was " + ", ".join(
+                _range_text(p, [r for r in records if r.where == p]) for p in missed)
         return text
 
     def summary_lines(self) -> list[str]:
@@ -112,34 +120,41 @@ class CheckReport:
         tests = sorted(dict.fromkeys(r.test for r in self.power), key=lambda t: t != "unbiased")
         places = {r.where for r in self.power}
         if len(places) == 1 and all(r.n is None for r in self.power):
-            with_tolerance = [r for r in self.power if r.tolerance is not None]
-            if not with_tolerance:
-                return []
-            missed = [r for r in with_tolerance if not r.reached]
-            text = (f"sampled checks: a deviation of {tolerance_text(with_tolerance[0].tolerance)} "
-                    f"was detectable (power {_power_text()}) in {len(with_tolerance) - len(missed)}"
-                    f" of {len(with_tolerance)}")
-            if missed:
-                text += "; smallest detectable elsewhere: " + ", ".join(
-                    f"{r.test} {percent(r.detectable)}" for r in missed)
-            return [text]
+            lines = []
+            for theta in dict.fromkeys(r.theta for r in self.power):
+                with_tolerance = [r for r in self.power
+                                  if r.tolerance is not None and r.theta == theta]
+                if not with_tolerance:
+                    continue
+                missed = [r for r in with_tolerance if not r.reached]
+                at = "" if theta is None else f" at {theta}"
+                text = (f"sampled checks{at}: a deviation of "
+                        f"{tolerance_text(with_tolerance[0].tolerance)} was detectable (power "
+                        f"{_power_text()}) in {len(with_tolerance) - len(missed)} of "
+                        f"{len(with_tolerance)}")
+                if missed:
+                    text += "; the others could detect: " + ", ".join(
+                        f"{r.test} {percent(r.detectable)}" for r in missed)
+                lines.append(text)
+            return lines
         units = {"unbiased": "‖∇J‖"}
-        lines = [self.power_summary(test, units.get(test, "its unit")) for test in tests]
+        lines = [self.power_summary(test, units.get(test, "its unit"), at_check_theta)
+                 for test in tests for at_check_theta in (True, False)]
         return [line for line in lines if line is not None]
 
     def grouped_lines(self) -> Iterator[tuple[bool, str]]:
         """``(passed, line)`` pairs: failures and statistical passes one per line, other passes
         merged per problem over the sample sizes."""
-        merged: dict[str | None, dict[str, list[int | None]]] = {}
+        merged: dict[tuple[str | None, str | None], dict[str, list[int | None]]] = {}
         for outcome in self.outcomes:
             if outcome.failure is not None:
                 yield False, outcome.line()
             elif outcome.detail:
                 yield True, outcome.line()
             else:
-                merged.setdefault(outcome.where, {}).setdefault(outcome.check, []).append(
-                    outcome.n)
-        for where, checks in merged.items():
+                merged.setdefault((outcome.where, outcome.theta), {}).setdefault(
+                    outcome.check, []).append(outcome.n)
+        for (where, theta), checks in merged.items():
             by_sizes: dict[tuple[int | None, ...], list[str]] = {}
             for check, sizes in checks.items():
                 by_sizes.setdefault(tuple(sizes), []).append(check)
@@ -147,6 +162,8 @@ class CheckReport:
                 text = ", ".join(names)
                 if where is not None:
                     text += f" on {where}"
+                if theta is not None:
+                    text += f" at {theta}"
                 known = [str(n) for n in sizes if n is not None]
                 if known:
                     text += f" at n={','.join(known)}"
@@ -172,8 +189,33 @@ def tolerance_text(value: float) -> str:
     return f"{100 * value:g}%"
 
 
-def _at(n: int | None) -> str:
-    return f" at n={n}" if n is not None else ""
+_UNTOLERATED = {
+    "replicates independent": "a correlation of {} between consecutive replicates",
+    "variance independent of the replicates per call":
+        "a ratio of {} between the spreads of normal estimates from calls of different sizes",
+}
+"""How the summary names what a test without a tolerance could detect (default: a relative
+difference)."""
+
+
+def _size(test: str, value: float) -> str:
+    return f"{value:.2g}" if test in _UNTOLERATED else percent(value)
+
+
+def _range_text(where: str, records: list[PowerRecord]) -> str:
+    """``where`` and the detectable sizes of its tests that missed the tolerance: one, or the
+    smallest to the largest with their n."""
+    missed = sorted((r for r in records if not r.reached), key=lambda r: r.detectable)
+    low, high = missed[0], missed[-1]
+    if percent(low.detectable) == percent(high.detectable):
+        return f"{where} {percent(high.detectable)}{_at(high.n, high.theta)}"
+    return (f"{where} {percent(low.detectable)}{_at(low.n, low.theta)} to "
+            f"{percent(high.detectable)}{_at(high.n, high.theta)}")
+
+
+def _at(n: int | None, theta: str | None = None) -> str:
+    where = "" if theta is None else f" at {theta}"
+    return where + (f" at n={n}" if n is not None else "")
 
 
 def _power_text() -> str:
