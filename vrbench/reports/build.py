@@ -22,7 +22,7 @@ from vrbench.bench.store import read_results
 from vrbench.errors import VrbenchError
 from vrbench.reports import figures, page
 from vrbench.reports.axes import drop_colliding_labels
-from vrbench.reports.labels import Labels, resolve
+from vrbench.reports.labels import Labels, plain, resolve
 from vrbench.reports.selection import LAYOUTS, ReportSpec
 from vrbench.reports.style import DISTINCT_COLORS, STYLES, apply_style, estimator_styles
 from vrbench.reports.tables import (
@@ -242,7 +242,7 @@ def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFram
     not_drawn: dict[str, str] = {}
     plans = _plans(frame, traces, styles, fig_style, n, reference, layout, labels)
     plans += _shared_plans(shared, styles, fig_style, layout, labels)
-    note = ground_truth_note(frame, labels.problem)
+    note = ground_truth_note(frame, lambda p: plain(labels.problem(p)))
     plans = [(name, make, caption + note if name == "bias_vs_variance" else caption)
              for name, make, caption in plans]
     for name, make, caption in plans:
@@ -329,7 +329,9 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
              "work_normalized_time", "relative_variance", "bias_vs_temperature",
              "variance_vs_parameter")
     if not frame.empty and n is not None:
-        ref = describe_sweep_reference(frame, reference, labels.estimator, labels.problem)
+        # Captions are plain text (the page shows them): names without LaTeX's "$".
+        ref = describe_sweep_reference(frame, reference, lambda e: plain(labels.estimator(e)),
+                                       lambda p: plain(labels.problem(p)))
         unreferenced = no_reference(frame, n, reference)
         exact = bool(frame.loc[frame["status"] == "ok", "exact"].fillna(False).any())
         plans += [
@@ -338,7 +340,7 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
              "Variance of one estimate against samples per estimate n, with 95% intervals; "
              "the broad grey band has slope −1 (plain averaging)."
              + (" Exact estimators sit in the grey strip labelled “exact”." if exact else "")
-             + fit_note(frame, labels.estimator)),
+             + fit_note(frame, lambda e: plain(labels.estimator(e)))),
             ("bias_vs_variance",
              lambda: figures.bias_vs_variance(frame, styles, fig_style, n, layout, labels),
              f"Measured bias against variance at n = {n}. Dashed: √(variance / R), the bias "
