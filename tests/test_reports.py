@@ -1549,3 +1549,12 @@ def test_the_page_names_figures_and_estimators_for_readers(prepared):
     skipped = prepared[prepared.status == "skipped"]
     if not skipped.empty and "score_function" in " ".join(skipped.error.astype(str)):
         assert ">score_function<" not in page
+
+
+def test_cell_floats_break_between_problems_where_a_problem_fits_a_float(prepared):
+    rows = cell_rows(prepared)
+    sizes = pd.Series([p for p, _, _ in rows]).value_counts()
+    room = int(sizes.max()) + 2 + 4 + 5  # the largest problem, its heading, the first's caption
+    text = latex_cells_floats(prepared, rows_per_float=room)
+    assert "(continued)" not in text  # every problem fits a float: none is split
+    assert text.count(r"\begin{table*}") < len(sizes)  # yet floats hold several problems
