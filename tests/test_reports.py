@@ -1198,7 +1198,7 @@ def test_spec_labels_symbols_and_label_prefix_are_read_and_checked(tmp_path):
                          '[symbols]\nomega = "k"\n')
     spec = load_spec(spec_file)
     assert spec.label_prefix == "tab:sec4" and spec.labels.estimator("rloo") == "RLOO (n = 4)"
-    assert spec.labels.problem("gaussian_cosine:omega=2.0") == "cos(ωx), k = 2"
+    assert plain(spec.labels.problem("gaussian_cosine:omega=2.0")) == "cos(ωx), k = 2"
     for text, message in (('label_prefix = "4 tables"\n', "must be a LaTeX label"),
                           ('[labels]\nrloo = 4\n', "labels.rloo must be text")):
         spec_file.write_text(text)

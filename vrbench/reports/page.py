@@ -351,7 +351,8 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     if not_drawn:
         asked = set(spec.requested) if spec is not None else set()
         items = "".join(f"<li{' class=bad' if name in asked else ''}>"
-                        f"{html.escape(title(name))}{' (asked for)' if name in asked else ''}: "
+                        f"<span title='{html.escape(name)}'>{html.escape(title(name))}</span>"
+                        f"{' (asked for)' if name in asked else ''}: "
                         f"{html.escape(why)}</li>" for name, why in not_drawn.items())
         parts.append(f"<p class='note'>Not drawn, and why:</p><ul class='note'>{items}</ul>")
     if tables:

@@ -67,6 +67,7 @@ _NARROW = {".": 2.4, ",": 2.4, "(": 3.3, ")": 3.3, "-": 2.9, " ": 2.8, "i": 2.4,
            "U": 6.3, "Q": 6.6, "Z": 5.2, "J": 4.4, "|": 2.4, "[": 2.4, "]": 2.4, "/": 4.3}
 """Widths (pt) of characters of Computer Modern at 8 pt (``\\footnotesize``) that differ
 from :data:`_DEFAULT_PT`, measured with pdflatex; digits are 4.25 pt."""
+_NARROW.update(dict.fromkeys("⁰¹²³⁴⁵⁶⁷⁸⁹⁻₀₁₂₃₄₅₆₇₈₉", 3.0))  # script size: 6 pt digits
 _DEFAULT_PT = 4.3
 _EXPONENT_PT = 26.0
 """Width of ``\\times10^{-k}`` at 8 pt, one digit of k; 3 pt more per further digit."""
