@@ -1558,3 +1558,11 @@ def test_cell_floats_break_between_problems_where_a_problem_fits_a_float(prepare
     text = latex_cells_floats(prepared, rows_per_float=room)
     assert "(continued)" not in text  # every problem fits a float: none is split
     assert text.count(r"\begin{table*}") < len(sizes)  # yet floats hold several problems
+
+
+def test_the_page_shows_no_ratio_where_no_reference_ran():
+    from vrbench.reports.page import index_html
+    frame = prepare(_without_references(synthetic_frame()), ReportSpec())
+    page = index_html(frame, [], [], ["png"], [], {}, reference="score_function", n=16)
+    assert "n/r" not in page and "variance ÷ reference" not in page
+    assert "rel. variance" not in page and "No reference" in page

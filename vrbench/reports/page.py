@@ -22,6 +22,7 @@ from vrbench.reports.values import (
     describe_reference,
     describe_sweep_reference,
     format_sci,
+    no_reference,
     problem_order,
     problem_references,
     shown_variance,
@@ -169,7 +170,8 @@ def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str
     return parts
 
 
-def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
+def _summary(frame: pd.DataFrame, reference: str, labels: Labels,
+             relative: bool = True) -> list[str]:
     ran = frame[frame["status"] != "skipped"]
     references = problem_references(ran, reference)
     counts = frame["status"].value_counts()
@@ -179,10 +181,12 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
              f"{counts.get('skipped', 0)} incompatible pairs skipped. Best: the unbiased "
              "estimator of lowest variance at the problem's largest n, and every unbiased one "
              "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
-             f"(family-wise level {FAMILY_ALPHA:g}). Ratios are to the reference "
-             + html.escape(plain(describe_reference(references, reference, None,
-                                                    labels.estimator, labels.problem)))
-             + ".</p>"]
+             f"(family-wise level {FAMILY_ALPHA:g}). "
+             + ("Ratios are to the reference " + html.escape(plain(describe_reference(
+                 references, reference, None, labels.estimator, labels.problem))) + "."
+                if relative else
+                f"No reference ({html.escape(reference)} or a fallback) ran: no ratios.")
+             + "</p>"]
     any_missing = bool((ran["status"] == "missing").any())
     rows = []
     ok = ran[ran["status"] == "ok"]
@@ -220,16 +224,17 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
                                    "</a>", problem, "l")
                     + _cell(str(cells["estimator"].nunique()), cells["estimator"].nunique())
                     + _cell(str(n), n) + _cell(names or "—", sort_names, "l wrap")
-                    + ratio_cell
-                    + _cell(format_sci(ref_var, 3) + _named(references.get(problem),
-                                                             reference, labels), ref_var)
+                    + (ratio_cell + _cell(format_sci(ref_var, 3)
+                                          + _named(references.get(problem), reference, labels),
+                                          ref_var) if relative else "")
                     + _cell(str(failed) if failed else "·", failed, "bad" if failed else "")
                     + (_cell(str(missing) if missing else "·", missing,
                              "bad" if missing else "") if any_missing else "")
                     + _cell(str(flagged) if flagged else "·", flagged,
                             "bad" if flagged else "") + "</tr>")
     parts.append(_table(["problem", "ran", "n", "best unbiased (ties)",
-                         "variance ÷ reference's", "reference's variance", "failed",
+                         *(["variance ÷ reference's", "reference's variance"] if relative
+                           else []), "failed",
                          *(["missing"] if any_missing else []), "†"], rows))
     return parts
 
@@ -319,7 +324,8 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
                style: str = "paper", labels: Labels | None = None) -> str:
     """The report's page; ``not_drawn`` says why each figure not drawn was not."""
     labels = labels or Labels()
-    relative = "table_relative_variance" not in not_drawn  # else no reference ran at all
+    # No reference ran on any selected problem: no ratios anywhere on the page.
+    relative = frame.empty or n is None or no_reference(frame, n, reference) is None
     image = "png" if "png" in formats else ("svg" if "svg" in formats else None)
     nav = ["<a href='#provenance'>Provenance</a>"]
     if not frame.empty:
@@ -335,9 +341,11 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     described = plain(describe_sweep_reference(frame, reference, labels.estimator,
                                                labels.problem)
                       if not frame.empty else labels.estimator(reference))
+    if not relative:
+        described = f"{plain(labels.estimator(reference))} (it did not run: no ratios)"
     parts += _provenance(metas, spec, style, described, n)
     if not frame.empty:
-        parts += _summary(frame, reference, labels)
+        parts += _summary(frame, reference, labels, relative)
     for figure in figures:
         parts.append(f"<h2 id='{figure.name}'>{html.escape(title(figure.name))}</h2>")
         for page, stem in enumerate(figure.stems, start=1):
