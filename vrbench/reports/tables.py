@@ -596,7 +596,7 @@ CONTINUED = r"""\makeatletter
     \ifx\vrbench@problem\@empty\else\vrbench@continued\fi
   \fi}
 \def\vrbench@continued{\hbox{\footnotesize\strut\hskip\tabcolsep
-  \textbf{\vrbench@problem} (continued)}\nobreak}
+  \textbf{\boldmath\vrbench@problem} (continued)}\nobreak}
 \def\vrbenchproblem#1{\marks\vrbench@marks{#1}}
 \fi
 \makeatother"""
@@ -695,7 +695,7 @@ def latex_cells(frame: pd.DataFrame, reference: str = REFERENCE,
             if previous is not None:
                 lines += [r"\noalign{\vrbenchproblem{}}", r"\addlinespace"]
             lines.append(rf"\noalign{{\vrbenchproblem{{{shown}}}\penalty10000}}")
-            lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{{shown}}}}}"
+            lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{\boldmath {shown}}}}}"
                          r" \\* \nopagebreak")
             previous, last = problem, None
         name = latex(labels.estimator(estimator))
@@ -777,7 +777,7 @@ def latex_cells_floats(frame: pd.DataFrame, reference: str = REFERENCE,
                     pages[index - 2][-1][0] == problem
                 if previous is not None:
                     lines.append(r"\addlinespace")
-                lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{{shown}}}"
+                lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{\boldmath {shown}}}"
                              rf"{' (continued)' if continued else ''}}} \\")
                 previous = problem
             lines += rows
