@@ -443,7 +443,7 @@ class GaussianCosineND(_DiagonalGaussian):
     ω = 3, μ_d = 0.5, σ_d = 0.5.
     """
 
-    display_name = r"$\cos(\omega \Sigma x/\sqrt{D})$, D = {D}"
+    display_name = "cos(ω Σx/√D), D = {D}"  # no mathtext: {D} would be filled in
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0
