@@ -18,6 +18,9 @@ import json
 import pandas as pd
 
 from vrbench.bench import read_results
+from vrbench.reports.labels import Labels, plain
+
+LABELS = Labels()
 
 SETTING_KEYS = ("difficulty", "beta", "staleness")
 
@@ -47,14 +50,15 @@ def main() -> None:
     print("Each entry: bias as a fraction of ‖∇J‖ / cosine(E ĝ, ∇J) / Var ĝ ÷ ‖∇J‖².\n")
     for (difficulty, beta, staleness), block in frame.groupby(list(SETTING_KEYS)):
         problem = block["problem"].iloc[0]
-        print(f"### {problem} (difficulty {difficulty}, β = {beta:g}, staleness "
-              f"{staleness:g}; ‖∇J‖ = {block['true_grad_norm'].iloc[0]:.4g})\n")
+        print(f"### {plain(LABELS.problem(problem))}: difficulty {difficulty}, β = {beta:g}, "
+              f"staleness {staleness:g}; ‖∇J‖ = {block['true_grad_norm'].iloc[0]:.4g}\n")
         print("| estimator | " + " | ".join(f"G = {n}" for n in sizes) + " |")
         print("|---" * (len(sizes) + 1) + "|")
         for name, rows in block.groupby("estimator", sort=False):
             by_n = rows.set_index("n_samples")
-            print(f"| {name} | " + " | ".join(cell_text(by_n.loc[n]) if n in by_n.index
-                                               else "—" for n in sizes) + " |")
+            print(f"| {plain(LABELS.estimator(name))} | "
+                  + " | ".join(cell_text(by_n.loc[n]) if n in by_n.index else "—"
+                               for n in sizes) + " |")
         print()
     swept = frame[frame["difficulty"] == "mixed"]
     if swept["staleness"].nunique() > 1:
@@ -67,7 +71,7 @@ def main() -> None:
         print("|---" * (len(steps) + 1) + "|")
         for name, rows in at.groupby("estimator", sort=False):
             by_s = rows.set_index("staleness")
-            print(f"| {name} | " + " | ".join(
+            print(f"| {plain(LABELS.estimator(name))} | " + " | ".join(
                 f"{by_s.loc[s, 'bias_norm'] / by_s.loc[s, 'true_grad_norm']:.0%} / "
                 f"{by_s.loc[s, 'mean_cosine']:.3f}" if s in by_s.index else "—"
                 for s in steps) + " |")

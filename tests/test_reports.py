@@ -53,6 +53,7 @@ from vrbench.reports.style import (
     estimator_styles,
 )
 from vrbench.reports.tables import (
+    cell_rows,
     latex_cells,
     latex_cells_floats,
     latex_document,
@@ -628,11 +629,12 @@ def test_the_pivot_table_has_captions_labels_intervals_and_marks(prepared):
     assert r"\label{tab:vrbench-relative-variance-1}" in latex
     notes = [note for _, note, _ in floats]
     assert "half-width of the 95\\% interval" in notes[0]  # the notation once, under the first
-    assert all(note == r"Notation as in Table~\ref{tab:vrbench-relative-variance-1}."
+    assert all(note == r"Notation as in Table~\ref{tab:vrbench-relative-variance}."
                for note in notes[1:])
     assert all(len(caption) < 260 for caption, _, _ in floats)  # a sentence, not a legend
     assert latex.count(r"$^\dagger$") == 2  # the rejected cell, and the notation's legend
-    assert latex.count(r"\textbf{exact}") == 4  # exact_enumeration: exact, never bold
+    # Bold marks numbers only: an exact entry (the best variance there is) is never bold.
+    assert r"\textbf{exact}" not in latex and " exact " in latex
     entries = [(name, value) for _, _, rows in floats for name, values in rows.items()
                for value in values.values()]
     enumeration = [value for name, value in entries if name == "exact_enumeration"]
@@ -645,7 +647,7 @@ def test_the_pivot_table_has_captions_labels_intervals_and_marks(prepared):
     for code in ("score_function", "gumbel_softmax", "bernoulli_toy"):  # display names only
         assert code.replace("_", r"\_") not in latex
     markdown = markdown_tables(prepared, 16)
-    assert "**exact**" in markdown and markdown.count("†") >= 2
+    assert "**exact**" not in markdown and "exact" in markdown and markdown.count("†") >= 2
 
 
 def test_the_compact_form_holds_log_ratios_with_the_same_marks(prepared):
@@ -764,20 +766,19 @@ def test_the_pivot_names_the_fallback_and_marks_what_has_no_reference(fallback):
         if not problems_ & {FALLBACK, UNREFERENCED}:
             assert "(" not in caption.split("; $n")[0]  # no exceptions to name here
     assert seen == {FALLBACK, UNREFERENCED}
-    # Bold only where the variance is best, whatever the ratio.
-    at = prepared[(prepared.n_samples == 16) & (prepared.problem == UNREFERENCED)]
-    best_names = set(at.loc[at.best.astype(bool), "estimator"])
+    # Never a bold "n/r": bold marks a number (the best variance), and n/r is none.
     for _, _, rows in floats:
-        for estimator, values in rows.items():
+        for _estimator, values in rows.items():
             if "n/r" in values.get(UNREFERENCED, ""):
-                assert ("textbf" in values[UNREFERENCED]) == (estimator in best_names)
+                assert "textbf" not in values[UNREFERENCED] and "boldmath" not in \
+                    values[UNREFERENCED]
     cells = latex_cells(prepared)
     assert f"{msf} on {fallback_name}" in cells
     assert "?" not in cells and "n/r" in cells
     markdown = markdown_tables(prepared, 16)
     first = markdown.splitlines()[0]
     assert (f"{LABELS.estimator('multi_sample_score_function')} on "
-            f"{LABELS.problem(FALLBACK)}") in first
+            f"{plain(LABELS.problem(FALLBACK))}") in first
     assert f"no reference ran on {LABELS.problem(UNREFERENCED)}: n/r" in first
     assert "n/r" in markdown and "?" not in markdown
 
@@ -840,7 +841,7 @@ def test_the_summary_and_the_page_use_the_same_references(fallback):
     sf, msf = LABELS.estimator("score_function"), LABELS.estimator("multi_sample_score_function")
     assert f"Ratios are to the reference {sf} (" in page
     assert f"no reference ran on {LABELS.problem(UNREFERENCED)}: n/r" in page
-    assert f"{msf} on {LABELS.problem(FALLBACK)}" in page
+    assert f"{msf} on {plain(LABELS.problem(FALLBACK))}" in page
     row = re.search(r"<tr><td class='l' data-sort='gaussian_abs'>.*?</tr>", page).group(0)
     assert "title='multi_sample_score_function'" in row  # the reference variance names it
     assert ">?<" not in page
@@ -1200,7 +1201,7 @@ def test_a_plugin_without_a_display_name_gets_a_readable_one():
     assert LABELS.estimator("not_registered_anywhere") == "not registered anywhere"
     assert LABELS.problem("bernoulli_toy:t=0.45") == "Bernoulli, t = 0.45"
     assert LABELS.estimator("gumbel_softmax") == "Gumbel-softmax (τ = 0.5)"
-    assert latex_name("Gumbel-softmax (τ = 0.5)") == r"Gumbel-softmax ($\tau$ = 0.5)"
+    assert latex_name("Gumbel-softmax (τ = 0.5)") == r"Gumbel-softmax ($\tau = 0.5$)"
     assert latex_name("|x − c| & 1[x > 0]") == r"$|$x $-$ c$|$ \& 1[x $>$ 0]"
 
 
@@ -1210,7 +1211,7 @@ def test_spec_labels_symbols_and_label_prefix_are_read_and_checked(tmp_path):
                          '[symbols]\nomega = "k"\n')
     spec = load_spec(spec_file)
     assert spec.label_prefix == "tab:sec4" and spec.labels.estimator("rloo") == "RLOO (n = 4)"
-    assert spec.labels.problem("gaussian_cosine:omega=2.0") == "cos(ωx), k = 2"
+    assert plain(spec.labels.problem("gaussian_cosine:omega=2.0")) == "cos(ωx), k = 2"
     for text, message in (('label_prefix = "4 tables"\n', "must be a LaTeX label"),
                           ('[labels]\nrloo = 4\n', "labels.rloo must be text")):
         spec_file.write_text(text)
@@ -1662,3 +1663,186 @@ def test_the_slope_guide_clears_every_point_at_every_n():
                 above = np.interp(math.log(x), np.log(gx), np.log(gy))
                 assert above - math.log(y) >= 0.4 * math.log(10), (ax.get_title(), x, y)
     plt.close("all")
+
+# ----------------------------------------------------------------------------- review 23b
+
+
+def _without_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as a selection without the reference or its fallback (as a report of
+    configs/llm_rl.toml, whose estimators do not include the score function)."""
+    gone = frame.estimator.isin(["score_function", "multi_sample_score_function"])
+    return frame[~gone].reset_index(drop=True)
+
+
+def test_without_any_reference_the_relative_table_is_not_written_and_says_why(
+        synthetic, tmp_path):
+    frame = pd.read_parquet(synthetic / RESULTS_FILE)
+    write_results(_without_references(frame), tmp_path / "results", {
+        "vrbench_version": "test", "config": {"n_samples": [1, 4, 16], "replicates": 10_000,
+                                              "seeds": [0]}})
+    out = tmp_path / "report"
+    built = build_report([tmp_path / "results"], out, formats=["pdf"],
+                         spec=ReportSpec(figures=("tables",)))
+    assert not (out / "table_relative_variance.tex").exists()
+    why = built.not_drawn["table_relative_variance"]
+    suggested = re.search(r"--reference (\S+)", why).group(1)
+    assert suggested in set(frame.estimator) and suggested != "score_function"
+    assert "table_relative_variance" in built.missing  # the tables were asked for by name
+    cells = (out / "table_cells.tex").read_text() + (out / "table_cells_floats.tex").read_text()
+    assert "n/r" not in cells and r"rel.\ to ref." not in cells  # no ratio column at all
+    assert "table_relative_variance" not in (out / "tables_preview.tex").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "Variance relative" not in summary and "rel. variance" not in summary
+    page = (out / "index.html").read_text()
+    assert "Relative-variance table" in page and "rel. variance" not in page
+    # Asked for nothing by name: the report is complete, and the reason is still given.
+    from vrbench.reports.build import Report
+    assert not Report([], [], {"table_relative_variance": why}).missing
+
+
+def test_a_caption_counts_many_problems_without_a_reference():
+    from vrbench.reports.values import describe_reference
+    refs = {f"lm_pass_fail:staleness={k}": None for k in range(15)}
+    text = describe_reference(refs, "score_function", code=LABELS.estimator,
+                              problem_code=LABELS.problem)
+    assert text == "REINFORCE (no reference ran on 15 problems: n/r)"
+    few = describe_reference(dict(list(refs.items())[:2]), "score_function")
+    assert "lm_pass_fail:staleness=1" in few  # a few are still named
+
+
+def test_bold_marks_numbers_only():
+    from vrbench.reports.tables import Cell
+    for text in ("n/r", "exact", "err", "—"):
+        cell = Cell(text, numeric=False, bold=True)
+        assert "textbf" not in cell.latex() and "boldmath" not in cell.latex()
+        assert "**" not in cell.markdown()
+    assert r"\boldmath" in Cell("1.2", -3, bold=True).latex()
+
+
+def test_the_heatmap_and_the_tables_share_one_row_order(fallback):
+    from vrbench.reports.tables import pivot
+    from vrbench.reports.values import row_order
+    prepared_, _ = fallback
+    at = prepared_[(prepared_.n_samples == 16) & (prepared_.status != "skipped")]
+    order = row_order(at, "score_function")
+    assert order[:2] == ["score_function", "multi_sample_score_function"]  # references first
+    assert pivot(prepared_, 16).estimators == order
+    ran = prepared_[prepared_.status != "skipped"]
+    rows = cell_rows(prepared_)
+    for problem in ran.problem.unique():  # the per-cell table lists a problem's rows alike
+        shown = [e for p, e, _ in rows if p == problem]
+        assert list(dict.fromkeys(shown)) == row_order(ran[ran.problem == problem],
+                                                       "score_function")
+
+
+def test_keys_and_notes_list_only_the_marks_that_occur(prepared):
+    from vrbench.reports.values import heatmap_key
+    at = prepared[prepared.n_samples == 16]
+    full = " · ".join(heatmap_key(at[at.status != "skipped"]))
+    for mark in ("exact:", "italic:", "†:", "MSE"):
+        assert mark in full
+    plain_rows = at[(at.status == "ok") & ~at.exact.astype(bool) & at.unbiased_claim.astype(bool)
+                    & ~at.bias_rejected.astype(bool)]
+    key = " · ".join(heatmap_key(plain_rows))
+    for mark in ("exact:", "italic", "†", "err:", "MSE"):
+        assert mark not in key
+    # The per-cell tables: a one-sentence caption, the notation apart and only what occurs.
+    text = latex_cells(plain_rows) + latex_cells_floats(plain_rows)
+    captions = re.findall(r"\\caption\{(.*)\}", text)
+    assert captions and all(c.count(". ") == 0 and len(c) < 120 for c in captions)
+    assert "Italic" not in text and r"$^\dagger$:" not in text and "exact:" not in text
+    assert "Notation of Table" in latex_cells(plain_rows)
+    everything = latex_cells(prepared)
+    assert "Italic" in everything and r"$^\dagger$:" in everything
+
+
+def test_the_variance_caption_mentions_the_exact_strip_only_when_one_is_exact(prepared):
+    from vrbench.reports.build import _plans
+    captions = {name: caption for name, _, caption in
+                _plans(prepared, None, {}, None, 16, "score_function", "pages", LABELS)}
+    assert "grey strip" in captions["variance_vs_samples"]
+    inexact = prepared[~prepared.exact.astype(bool)]
+    captions = {name: caption for name, _, caption in
+                _plans(inexact, None, {}, None, 16, "score_function", "pages", LABELS)}
+    assert "grey strip" not in captions["variance_vs_samples"]
+    # Timing and counting stated plainly; a fitted baseline's variance is conditional on it.
+    assert "one measurement per cell" in captions["work_normalized_time"]
+    assert "spread is not in the interval" in captions["work_normalized_time"]
+    assert "neither the draws a baseline" in captions["work_normalized_fevals"]
+    assert "∇f" in captions["work_normalized_fevals"]
+    assert "conditional on that one fit" in captions["variance_vs_samples"]
+
+
+def test_the_first_relative_table_has_one_label_in_every_style(prepared):
+    for style in ("paper", "column"):
+        text = latex_relative(prepared, 16, width_pt=STYLES[style].table_width_pt,
+                              env=STYLES[style].table_env)
+        assert text.count(r"\label{tab:vrbench-relative-variance}") == 1
+        assert r"Table~\ref{tab:vrbench-relative-variance-1}" not in text
+
+
+def test_every_float_breaks_the_names_alike(prepared):
+    from vrbench.reports.tables import choose
+    table, layouts = choose(prepared, 16, "score_function", LABELS, COLUMNWIDTH_PT)
+    assert len(layouts) > 1
+    assert len({layout.name_room for layout in layouts}) == 1
+    names = [layout.names(LABELS) for layout in layouts]
+    for estimator in table.estimators:
+        assert len({tuple(n[estimator]) for n in names if estimator in n}) <= 1
+
+
+def test_formulas_are_set_as_math_and_never_broken():
+    assert latex_name(LABELS.problem("gaussian_step")) == "$1[x > 0]$"
+    assert latex_name(LABELS.problem("gaussian_quadratic")) == "$(x - k)^2$"
+    assert plain(LABELS.problem("gaussian_quadratic")) == "(x − k)²"
+    assert latex_name("Bernoulli, t = 0.499") == "Bernoulli, $t = 0.499$"
+    assert latex_name("LM, β = 0.1, staleness = 0.5") == r"LM, $\beta = 0.1$, staleness = 0.5"
+    assert words("1[x > 0] of y") == ["1[x > 0]", "of", "y"]  # no line ends at an operator
+    for room in (5.0, 20.0):
+        assert all(">" not in line or "x > 0" in line
+                   for line in wrap_words("mean of 1[x > 0] here", room))
+
+
+def test_a_note_joins_the_name_s_parenthesis_and_defaults_are_not_shown():
+    from vrbench.reports.labels import with_note
+    assert LABELS.estimator("ppo_clip") == "PPO"  # the default clip is not repeated
+    shown = LABELS.estimator("ppo_clip:clip=0.3")
+    assert shown == "PPO (clip ε = 0.3)"
+    assert with_note(shown, "biased") == "PPO (clip ε = 0.3, biased)"
+    assert with_note("PPO", "biased") == "PPO (biased)"
+
+
+def test_the_page_names_figures_and_estimators_for_readers(prepared):
+    from vrbench.reports.build import Figure
+    from vrbench.reports.page import index_html
+    figures_ = [Figure("variance_vs_samples", ["variance_vs_samples-1", "variance_vs_samples-2"],
+                       "A caption.")]
+    page = index_html(prepared, [], figures_, ["png"], ["table_cells.tex"],
+                      {"bias_vs_temperature": "needs one estimator at several temperatures"},
+                      reference="score_function", n=16)
+    assert "<b>variance_vs_samples" not in page and ">variance vs samples<" not in page
+    assert "Variance against samples per estimate" in page
+    assert "alt='Variance against samples per estimate, page 2 of 2'" in page
+    assert "Bias against temperature" in page and "<b>bias_vs_temperature" not in page
+    assert not re.search(r"data-sort='[^']*<", page)  # sort keys without markup
+    assert "1 (reference)" in page  # the reference's own ratio, not "1.0e0"
+    skipped = prepared[prepared.status == "skipped"]
+    if not skipped.empty and "score_function" in " ".join(skipped.error.astype(str)):
+        assert ">score_function<" not in page
+
+
+def test_cell_floats_break_between_problems_where_a_problem_fits_a_float(prepared):
+    rows = cell_rows(prepared)
+    sizes = pd.Series([p for p, _, _ in rows]).value_counts()
+    room = int(sizes.max()) + 2 + 4 + 5  # the largest problem, its heading, the first's caption
+    text = latex_cells_floats(prepared, rows_per_float=room)
+    assert "(continued)" not in text  # every problem fits a float: none is split
+    assert text.count(r"\begin{table*}") < len(sizes)  # yet floats hold several problems
+
+
+def test_the_page_shows_no_ratio_where_no_reference_ran():
+    from vrbench.reports.page import index_html
+    frame = prepare(_without_references(synthetic_frame()), ReportSpec())
+    page = index_html(frame, [], [], ["png"], [], {}, reference="score_function", n=16)
+    assert "n/r" not in page and "variance ÷ reference" not in page
+    assert "rel. variance" not in page and "No reference" in page

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -36,7 +36,8 @@ class PPOClip(SequenceEstimator):
     because its purpose is the off-policy setting.
     """
 
-    display_name = "PPO (clip ε = {clip})"
+    display_name = "PPO"  # the clip range follows where it is not the default
+    parameter_symbols: ClassVar = {**SequenceEstimator.parameter_symbols, "clip": "clip ε"}
 
     clip: float = 0.2
     kl_level: str = "token"

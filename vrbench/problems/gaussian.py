@@ -123,7 +123,7 @@ class GaussianQuadratic(_Gaussian):
     which are known in closed form here.
     """
 
-    display_name = "(x − k)²"
+    display_name = r"$(x - k)^2$"
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 1.0
@@ -155,7 +155,7 @@ class GaussianBump(_Gaussian):
     section 3 (figure 2), whose variance comparison across k this problem reproduces.
     """
 
-    display_name = "exp(−kx²)"
+    display_name = r"$\exp(-kx^2)$"
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 1.0
@@ -193,7 +193,7 @@ class GaussianStep(_Gaussian):
     A standard discontinuous test function (Mohamed et al., JMLR 2020, section 5).
     """
 
-    display_name = "1[x > 0]"
+    display_name = r"$1[x > 0]$"
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     mu: float = 0.5
@@ -234,7 +234,7 @@ class GaussianAbs(_Gaussian):
     unbiased because the kink has probability zero. Cf. Mohamed et al., JMLR 2020, section 3.
     """
 
-    display_name = "|x − c|"
+    display_name = r"$|x - c|$"
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     c: float = 0.5
@@ -272,7 +272,7 @@ class GaussianCosine(_Gaussian):
     on ω's smoothness: the trade-off studied by Mohamed et al., JMLR 2020, section 3.
     """
 
-    display_name = "cos(ωx)"
+    display_name = r"$\cos(\omega x)$"
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0
@@ -404,7 +404,7 @@ class GaussianQuadraticND(_DiagonalGaussian):
     Mohamed et al., "Monte Carlo Gradient Estimation in Machine Learning", JMLR 2020, section 3.
     """
 
-    display_name = "‖x − k‖², D = {D}"
+    display_name = r"$\|x - k\|^2$, D = {D}"
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     k: float = 0.5
@@ -443,7 +443,7 @@ class GaussianCosineND(_DiagonalGaussian):
     ω = 3, μ_d = 0.5, σ_d = 0.5.
     """
 
-    display_name = "cos(ω Σx/√D), D = {D}"
+    display_name = "cos(ω Σx/√D), D = {D}"  # no mathtext: {D} would be filled in
     parameter_symbols: ClassVar = {"mu": "μ", "sigma": "σ", "omega": "ω"}
 
     omega: float = 3.0

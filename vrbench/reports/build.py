@@ -22,7 +22,7 @@ from vrbench.bench.store import read_results
 from vrbench.errors import VrbenchError
 from vrbench.reports import figures, page
 from vrbench.reports.axes import drop_colliding_labels
-from vrbench.reports.labels import Labels, resolve
+from vrbench.reports.labels import Labels, plain, resolve
 from vrbench.reports.selection import LAYOUTS, ReportSpec
 from vrbench.reports.style import DISTINCT_COLORS, STYLES, apply_style, estimator_styles
 from vrbench.reports.tables import (
@@ -37,7 +37,9 @@ from vrbench.reports.values import (
     annotate,
     best,
     describe_sweep_reference,
+    fit_note,
     ground_truth_note,
+    no_reference,
     relative,
     with_references,
 )
@@ -46,6 +48,14 @@ FORMATS = ("pdf", "png", "svg")
 TRAIN_FILE = "train.parquet"
 SHARED_FILE = "shared_run.parquet"
 COSTS = ("f_evals", "time_per_estimate_s")
+TIME_NOTE = ("Each time is one measurement per cell (the wall-clock time of its R estimates "
+             "over R, once), whose spread is not in the interval: the intervals carry the "
+             "variances' uncertainty only, so close times may differ by timing noise alone.")
+"""How the time-normalized figure's (and table's) caption states what the time is."""
+FEVALS_NOTE = ("f-evaluations count the evaluations of f that one estimate makes; they "
+               "count neither the draws a baseline or control variate spends fitting itself "
+               "before the sweep nor evaluations of ∇f (the pathwise estimator's).")
+"""How the f-evaluation-normalized figure's caption states what is counted."""
 
 
 def load(paths: Iterable[str | os.PathLike[str]]
@@ -155,7 +165,8 @@ class Report:
     def missing(self) -> dict[str, str]:
         """What was asked for by name and not drawn, with the reasons: the report is
         incomplete, and ``vrbench report`` exits non-zero."""
-        return {name: why for name, why in self.not_drawn.items() if name in self.requested}
+        return {name: why for name, why in self.not_drawn.items() if name in self.requested
+                or (name.startswith("table_") and "tables" in self.requested)}
 
     def __iter__(self) -> Iterator[Path]:
         return iter(self.files)
@@ -231,7 +242,7 @@ def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFram
     not_drawn: dict[str, str] = {}
     plans = _plans(frame, traces, styles, fig_style, n, reference, layout, labels)
     plans += _shared_plans(shared, styles, fig_style, layout, labels)
-    note = ground_truth_note(frame, labels.problem)
+    note = ground_truth_note(frame, lambda p: plain(labels.problem(p)))
     plans = [(name, make, caption + note if name == "bias_vs_variance" else caption)
              for name, make, caption in plans]
     for name, make, caption in plans:
@@ -265,16 +276,28 @@ def _write(frame: pd.DataFrame, metas: list[dict[str, Any]], traces: pd.DataFram
             assert n is not None
             prefix = spec.label_prefix or "tab:vrbench"
             chosen = STYLES[style]
+            # No ratio to show: the relative-variance table is not written, for the reason
+            # the heatmap is not drawn, and the per-cell tables drop their ratio column.
+            unreferenced = no_reference(frame, n, reference)
+            relative_tables = []
+            if unreferenced is None:
+                relative_tables = [("table_relative_variance.tex", latex_relative(
+                    frame, n, reference, chosen.table_width_pt, env=chosen.table_env,
+                    labels=labels, prefix=prefix))]
+            else:
+                not_drawn["table_relative_variance"] = unreferenced
+            ratios = unreferenced is None
             for filename, text in (
-                    ("table_relative_variance.tex",
-                     latex_relative(frame, n, reference, chosen.table_width_pt,
-                                    env=chosen.table_env, labels=labels, prefix=prefix)),
-                    ("table_cells.tex", latex_cells(frame, reference, labels, prefix)),
+                    *relative_tables,
+                    ("table_cells.tex",
+                     latex_cells(frame, reference, labels, prefix, relative=ratios)),
                     ("table_cells_floats.tex",
-                     latex_cells_floats(frame, reference, labels, prefix)),
+                     latex_cells_floats(frame, reference, labels, prefix, relative=ratios)),
                     ("tables_preview.tex", latex_document(
-                        ["table_relative_variance", "table_cells_floats", "table_cells"])),
-                    ("summary.md", markdown_tables(frame, n, reference, labels))):
+                        [*(["table_relative_variance"] if ratios else []),
+                         "table_cells_floats", "table_cells"])),
+                    ("summary.md", markdown_tables(frame, n, reference, labels,
+                                                   relative=ratios))):
                 target = out / filename
                 target.write_text(text)
                 written.append(target)
@@ -306,33 +329,38 @@ def _plans(frame: pd.DataFrame, traces: pd.DataFrame | None, styles: dict, fig_s
              "work_normalized_time", "relative_variance", "bias_vs_temperature",
              "variance_vs_parameter")
     if not frame.empty and n is not None:
-        ref = describe_sweep_reference(frame, reference, labels.estimator, labels.problem)
+        # Captions are plain text (the page shows them): names without LaTeX's "$".
+        ref = describe_sweep_reference(frame, reference, lambda e: plain(labels.estimator(e)),
+                                       lambda p: plain(labels.problem(p)))
+        unreferenced = no_reference(frame, n, reference)
+        exact = bool(frame.loc[frame["status"] == "ok", "exact"].fillna(False).any())
         plans += [
             ("variance_vs_samples",
              lambda: figures.variance_vs_samples(frame, styles, fig_style, layout, labels),
              "Variance of one estimate against samples per estimate n, with 95% intervals; "
-             "the broad grey band has slope −1 (plain averaging). Exact estimators sit in "
-             "the grey strip labelled “exact”."),
+             "the broad grey band has slope −1 (plain averaging)."
+             + (" Exact estimators sit in the grey strip labelled “exact”." if exact else "")
+             + fit_note(frame, lambda e: plain(labels.estimator(e)))),
             ("bias_vs_variance",
              lambda: figures.bias_vs_variance(frame, styles, fig_style, n, layout, labels),
              f"Measured bias against variance at n = {n}. Dashed: √(variance / R), the bias "
              "that sampling error alone shows; points well above it are biased. “(biased)”: "
              "biased by design; †: the claim of unbiasedness is rejected."),
-            ("work_normalized_fevals",
+            ("work_normalized_fevals", unreferenced or (
              lambda: figures.work_normalized(frame, styles, fig_style, "f_evals", n,
-                                             reference, layout, labels),
+                                             reference, layout, labels)),
              f"Variance × f-evaluations per estimate relative to {ref} at n = {n}, "
              "with 95% intervals (from both variances); below 1 is better. Biased "
-             "estimators are placed by their mean squared error instead (“MSE”)."),
-            ("work_normalized_time",
+             "estimators are placed by their mean squared error instead (“MSE”). "
+             + FEVALS_NOTE),
+            ("work_normalized_time", unreferenced or (
              lambda: figures.work_normalized(frame, styles, fig_style, "time_per_estimate_s",
-                                             n, reference, layout, labels),
+                                             n, reference, layout, labels)),
              f"Variance × seconds per estimate relative to {ref} at n = {n} (biased "
-             "estimators: MSE × seconds). Intervals carry the variances' uncertainty only: "
-             "each time is a single measurement of its cell."),
-            ("relative_variance",
+             "estimators: MSE × seconds). " + TIME_NOTE),
+            ("relative_variance", unreferenced or (
              lambda: figures.relative_variance_heatmap(frame, fig_style, n, styles, reference,
-                                                       layout, labels),
+                                                       layout, labels)),
              f"log10 of each estimator's variance (biased estimators: mean squared error) "
              f"relative to {ref} at n = {n}; “ref”: the reference of the problem."),
             ("bias_vs_temperature",

@@ -54,6 +54,7 @@ _TEXT_ESCAPES = (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", 
                  ("^", r"\textasciicircum{}"))
 _PLAIN_COMMANDS = {latex.strip("\\"): symbol for symbol, latex in _LATEX_SYMBOLS.items()
                    if latex.startswith("\\") and latex[1:].isalpha()}
+_PLAIN_COMMANDS.update({"sqrt": "√", "mathbb": "", "epsilon": "ε"})
 SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _SUPERSCRIPT_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"
 _SUBSCRIPT_DIGITS = "₀₁₂₃₄₅₆₇₈₉"
@@ -199,11 +200,49 @@ def _math_spans(text: str) -> list[tuple[bool, str]]:
     return [(i % 2 == 1, piece) for i, piece in enumerate(pieces) if piece]
 
 
-def latex(text: str) -> str:
-    """A display name as LaTeX text: specials escaped, Unicode symbols as math, ``$...$``
-    kept as it is (``Gumbel-softmax (τ = 0.5)`` → ``Gumbel-softmax ($\\tau$ = 0.5)``)."""
+_ASSIGNMENT = re.compile(
+    r"(?<![\w.])([A-Za-z]|[α-ωΑ-Ω])( = )([−-]?\d[\d.]*(?:×10[⁻⁰-⁹¹²³]+|10[⁻⁰-⁹¹²³]+)?)"
+    r"(?![\w.])")
+"""A parameter set to a number, ``t = 0.499``, ``β = 0.1``, ``D = 20``: typeset as a
+formula, as a paper writes it (a multi-letter name, ``staleness = 0.5``, stays text)."""
+
+
+def _math_assignments(text: str) -> str:
+    """``text`` with each :data:`_ASSIGNMENT` outside ``$...$`` made a formula, its symbols
+    as LaTeX (``β = 0.1`` → ``$\\beta = 0.1$``)."""
     out = []
     for is_math, piece in _math_spans(text):
+        if is_math:
+            out.append(f"${piece}$")
+            continue
+        out.append(_ASSIGNMENT.sub(lambda m: "$" + _symbols_as_math(m.group(0)) + "$", piece))
+    return "".join(out)
+
+
+def _symbols_as_math(text: str) -> str:
+    run = ""
+    for char in re.findall(f"[{_SUPERSCRIPT_DIGITS}]+|.", text, re.S):
+        if char[0] in _SUPERSCRIPT_DIGITS:
+            run += "^{" + char.translate(_FROM_SUPERSCRIPT) + "}"
+        else:
+            run += _LATEX_SYMBOLS.get(char, char)
+    return run
+
+
+def with_note(text: str, note: str) -> str:
+    """A display name with a note in parentheses, joined to a parenthesis that ends it:
+    ``PPO (clip ε = 0.3)`` + ``biased`` → ``PPO (clip ε = 0.3, biased)``, never two."""
+    if text.endswith(")") and not text.endswith("$)"):
+        return f"{text[:-1]}, {note})"
+    return f"{text} ({note})"
+
+
+def latex(text: str) -> str:
+    """A display name as LaTeX text: specials escaped, Unicode symbols as math, ``$...$``
+    kept as it is, a parameter set to a number as one formula
+    (``Gumbel-softmax (τ = 0.5)`` → ``Gumbel-softmax ($\\tau = 0.5$)``)."""
+    out = []
+    for is_math, piece in _math_spans(_math_assignments(text)):
         if is_math:
             out.append(f"${piece}$")
             continue
@@ -236,6 +275,7 @@ def plain(text: str) -> str:
         if not is_math:
             out.append(piece)
             continue
+        piece = piece.replace("\\|", "‖").replace("-", "−")
         piece = re.sub(r"\\([A-Za-z]+)\s?",
                        lambda m: _PLAIN_COMMANDS.get(m.group(1), m.group(1)), piece)
         piece = re.sub(r"\^\{?(-?\d+)\}?", lambda m: m.group(1).translate(SUPERSCRIPTS),
@@ -259,13 +299,16 @@ def words(text: str) -> list[str]:
             current += char
     if current:
         pieces.append(current)
-    joined: list[str] = []  # "t = 0.5" is one piece: no line ends or starts at "="
+    joined: list[str] = []  # "t = 0.5", "x > 0" are one piece: no line ends at an operator
     for piece in pieces:
-        if joined and (piece.startswith("=") or joined[-1].endswith("=")):
+        if joined and (piece[0] in _OPERATORS or joined[-1][-1] in _OPERATORS):
             joined[-1] += " " + piece
         else:
             joined.append(piece)
     return joined
+
+
+_OPERATORS = "=<>≤≥×+−·"
 
 
 def resolve(labels: Labels, estimators: Iterable[str], problems: Iterable[str]) -> Labels:

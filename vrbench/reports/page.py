@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from vrbench.reports.values import (
     describe_reference,
     describe_sweep_reference,
     format_sci,
+    no_reference,
     problem_order,
     problem_references,
     shown_variance,
@@ -68,6 +70,41 @@ document.querySelectorAll('table.sortable').forEach(function(table){
   });
 });
 """
+
+
+FIGURE_TITLES = {
+    "variance_vs_samples": "Variance against samples per estimate",
+    "bias_vs_variance": "Bias against variance",
+    "work_normalized_fevals": "Variance per f-evaluation",
+    "work_normalized_time": "Variance per second",
+    "relative_variance": "Relative variance (heatmap)",
+    "bias_vs_temperature": "Bias against temperature",
+    "variance_vs_parameter": "Variance against a problem parameter",
+    "training_by_step": "Objective during training, by step",
+    "training_by_time": "Objective during training, by time",
+    "training_variance": "Variance during training",
+    "shared_run_variance": "Variance along a shared run",
+    "tables": "Tables",
+    "table_relative_variance": "Relative-variance table",
+}
+"""How the page names each figure (and table) in headings, navigation and alt text."""
+
+
+def title(name: str) -> str:
+    """A figure's heading: :data:`FIGURE_TITLES`, or its name in words."""
+    return FIGURE_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def readable(text: str, labels: Labels, estimators: Sequence[str],
+             problems: Sequence[str]) -> str:
+    """``text`` (a reason a pair was skipped, say) with each of ``estimators`` and
+    ``problems`` (as the results name them) written as its display name."""
+    shown = {**{p: plain(labels.problem(p)) for p in dict.fromkeys(problems)},
+             **{e: plain(labels.estimator(e)) for e in dict.fromkeys(estimators)}}
+    for name in sorted(shown, key=len, reverse=True):
+        if shown[name] != name:
+            text = re.sub(rf"(?<![\w:=]){re.escape(name)}(?![\w:=])", shown[name], text)
+    return text
 
 
 def _cell(text: str, sort: float | str | None = None, cls: str = "") -> str:
@@ -133,7 +170,8 @@ def _provenance(metas: list[dict[str, Any]], spec: ReportSpec | None, style: str
     return parts
 
 
-def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
+def _summary(frame: pd.DataFrame, reference: str, labels: Labels,
+             relative: bool = True) -> list[str]:
     ran = frame[frame["status"] != "skipped"]
     references = problem_references(ran, reference)
     counts = frame["status"].value_counts()
@@ -143,10 +181,12 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
              f"{counts.get('skipped', 0)} incompatible pairs skipped. Best: the unbiased "
              "estimator of lowest variance at the problem's largest n, and every unbiased one "
              "whose 95% interval overlaps it. †: unbiasedness rejected by the bias test "
-             f"(family-wise level {FAMILY_ALPHA:g}). Ratios are to the reference "
-             + html.escape(plain(describe_reference(references, reference, None,
-                                                    labels.estimator, labels.problem)))
-             + ".</p>"]
+             f"(family-wise level {FAMILY_ALPHA:g}). "
+             + ("Ratios are to the reference " + html.escape(plain(describe_reference(
+                 references, reference, None, labels.estimator, labels.problem))) + "."
+                if relative else
+                f"No reference ({html.escape(reference)} or a fallback) ran: no ratios.")
+             + "</p>"]
     any_missing = bool((ran["status"] == "missing").any())
     rows = []
     ok = ran[ran["status"] == "ok"]
@@ -160,8 +200,9 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
             n = int(good["n_samples"].max())
             at_n = good[good["n_samples"] == n]
             winners = at_n[at_n["best"]]
-        names = ", ".join(_name(labels.estimator(e), e)
-                          for e in estimator_order(winners["estimator"]))
+        order = estimator_order(winners["estimator"])
+        names = ", ".join(_name(labels.estimator(e), e) for e in order)
+        sort_names = ", ".join(plain(labels.estimator(e)) for e in order)
         lead = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
         ref = good[(good["estimator"] == references.get(problem)) & (good["n_samples"] == n)]
         ref_var = shown_variance(ref)["variance"].iloc[0] if not ref.empty else math.nan
@@ -169,6 +210,8 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
             ratio_cell = _cell("—", math.inf, "na")
         elif lead["exact"]:
             ratio_cell = _cell("exact", 0.0, "exact")
+        elif lead["estimator"] == references.get(problem):
+            ratio_cell = _cell("1 (reference)", 1.0)
         elif pd.isna(lead["ratio"]):
             ratio_cell = _cell(NO_REFERENCE, math.inf, "na")
         else:
@@ -180,17 +223,18 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels) -> list[str]:
         rows.append("<tr>" + _cell(f"<a href='#cells'>{_name(labels.problem(problem), problem)}"
                                    "</a>", problem, "l")
                     + _cell(str(cells["estimator"].nunique()), cells["estimator"].nunique())
-                    + _cell(str(n), n) + _cell(names or "—", plain(names), "l wrap")
-                    + ratio_cell
-                    + _cell(format_sci(ref_var, 3) + _named(references.get(problem),
-                                                             reference, labels), ref_var)
+                    + _cell(str(n), n) + _cell(names or "—", sort_names, "l wrap")
+                    + (ratio_cell + _cell(format_sci(ref_var, 3)
+                                          + _named(references.get(problem), reference, labels),
+                                          ref_var) if relative else "")
                     + _cell(str(failed) if failed else "·", failed, "bad" if failed else "")
                     + (_cell(str(missing) if missing else "·", missing,
                              "bad" if missing else "") if any_missing else "")
                     + _cell(str(flagged) if flagged else "·", flagged,
                             "bad" if flagged else "") + "</tr>")
     parts.append(_table(["problem", "ran", "n", "best unbiased (ties)",
-                         "variance ÷ reference's", "reference's variance", "failed",
+                         *(["variance ÷ reference's", "reference's variance"] if relative
+                           else []), "failed",
                          *(["missing"] if any_missing else []), "†"], rows))
     return parts
 
@@ -228,8 +272,10 @@ def _pivot_html(frame: pd.DataFrame, n: int, reference: str, labels: Labels) -> 
     return _table(["estimator", *(plain(labels.problem(p)) for p in table.problems)], rows)
 
 
-def _cells_html(frame: pd.DataFrame, labels: Labels) -> str:
+def _cells_html(frame: pd.DataFrame, labels: Labels, reference: str,
+                relative: bool = True) -> str:
     ran = frame[frame["status"] == "ok"]
+    references = problem_references(frame, reference)
     rows = []
     for problem in problem_order(ran):
         cells = ran[ran["problem"] == problem]
@@ -239,12 +285,14 @@ def _cells_html(frame: pd.DataFrame, labels: Labels) -> str:
                     "n_samples").iterrows():
                 v = shown.loc[index]
                 if row["exact"]:
-                    variance = _cell("exact", 0.0, "exact" + (" best" if row["best"] else ""))
+                    variance = _cell("exact", 0.0, "exact")
                     rel = _cell("exact", 0.0, "exact")
                 else:
                     variance = _cell(format_interval(v["variance"], v["low"], v["high"]),
                                      v["variance"], "best" if row["best"] else "")
-                    rel = (_cell(format_sci(row["ratio"], 2), row["ratio"])
+                    rel = (_cell("1 (reference)", 1.0)
+                           if estimator == references.get(problem) else
+                           _cell(format_sci(row["ratio"], 2), row["ratio"])
                            if pd.notna(row["ratio"]) else _cell(NO_REFERENCE, math.inf, "na"))
                 bias = (_cell("exact", 0.0, "exact") if row["bias_exact"] else
                         _cell(format_sci(row["bias_norm"], 2)
@@ -259,14 +307,15 @@ def _cells_html(frame: pd.DataFrame, labels: Labels) -> str:
                             + _cell(str(row["n_samples"]), row["n_samples"]) + bias
                             + _cell(pvalue_cell(row["bias_pvalue"]).markdown(),
                                     row["bias_pvalue"])
-                            + variance + rel
+                            + variance + (rel if relative else "")
                             + (_cell("exact", 0.0, "exact") if row["exact"] and
                                row["bias_exact"] else _cell(format_sci(row["mse"], 2),
                                                             row["mse"]))
                             + _cell(format_sci(row["time_per_estimate_s"] * 1e6, 2),
                                     row["time_per_estimate_s"]) + "</tr>")
     return _table(["problem", "estimator", "family", "n", "‖bias‖", "p(bias)",
-                   "variance (95% CI)", "rel. variance", "MSE", "µs / estimate"], rows, left=3)
+                   "variance (95% CI)", *(["rel. variance"] if relative else []), "MSE",
+                   "µs / estimate"], rows, left=3)
 
 
 def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[Figure],
@@ -275,11 +324,13 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
                style: str = "paper", labels: Labels | None = None) -> str:
     """The report's page; ``not_drawn`` says why each figure not drawn was not."""
     labels = labels or Labels()
+    # No reference ran on any selected problem: no ratios anywhere on the page.
+    relative = frame.empty or n is None or no_reference(frame, n, reference) is None
     image = "png" if "png" in formats else ("svg" if "svg" in formats else None)
     nav = ["<a href='#provenance'>Provenance</a>"]
     if not frame.empty:
         nav.append("<a href='#summary'>Summary</a>")
-    nav += [f"<a href='#{f.name}'>{html.escape(f.name.replace('_', ' '))}</a>" for f in figures]
+    nav += [f"<a href='#{f.name}'>{html.escape(title(f.name))}</a>" for f in figures]
     if tables:
         nav.append("<a href='#tables'>Tables</a>")
     if not frame.empty:
@@ -290,35 +341,48 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
     described = plain(describe_sweep_reference(frame, reference, labels.estimator,
                                                labels.problem)
                       if not frame.empty else labels.estimator(reference))
+    if not relative:
+        described = f"{plain(labels.estimator(reference))} (it did not run: no ratios)"
     parts += _provenance(metas, spec, style, described, n)
     if not frame.empty:
-        parts += _summary(frame, reference, labels)
+        parts += _summary(frame, reference, labels, relative)
     for figure in figures:
-        parts.append(f"<h2 id='{figure.name}'>{html.escape(figure.name.replace('_', ' '))}</h2>")
-        for stem in figure.stems:
+        parts.append(f"<h2 id='{figure.name}'>{html.escape(title(figure.name))}</h2>")
+        for page, stem in enumerate(figure.stems, start=1):
             links = " · ".join(f"<a href='{stem}.{fmt}'>{fmt}</a>" for fmt in formats)
-            img = f"<img src='{stem}.{image}' alt='{stem}'>" if image else ""
-            parts.append(f"<figure>{img}<figcaption>{html.escape(figure.caption)} "
-                         f"<b>{html.escape(stem)}</b>: {links}</figcaption></figure>")
+            which = (f"{title(figure.name)}, page {page} of {len(figure.stems)}"
+                     if len(figure.stems) > 1 else title(figure.name))
+            img = f"<img src='{stem}.{image}' alt='{html.escape(which)}'>" if image else ""
+            pages = f" Page {page} of {len(figure.stems)}." if len(figure.stems) > 1 else ""
+            parts.append(f"<figure>{img}<figcaption>{html.escape(figure.caption)}{pages} "
+                         f"Files: {links}</figcaption></figure>")
     if not_drawn:
         asked = set(spec.requested) if spec is not None else set()
-        items = "".join(f"<li{' class=bad' if name in asked else ''}><b>"
-                        f"{html.escape(name)}</b>{' (asked for)' if name in asked else ''}: "
+        items = "".join(f"<li{' class=bad' if name in asked else ''}>"
+                        f"<span title='{html.escape(name)}'>{html.escape(title(name))}</span>"
+                        f"{' (asked for)' if name in asked else ''}: "
                         f"{html.escape(why)}</li>" for name, why in not_drawn.items())
         parts.append(f"<p class='note'>Not drawn, and why:</p><ul class='note'>{items}</ul>")
     if tables:
         links = " · ".join(f"<a href='{t}'>{t}</a>" for t in tables)
         parts.append(f"<h2 id='tables'>Tables</h2><p>{links}</p>")
-        if n is not None:
+        if n is not None and relative:
+            marks = pivot(frame, n, reference).marks()
+            key = ["9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹ (95% interval)"]
+            key += [text for mark, text in (
+                ("bold", "bold: best unbiased and ties"),
+                ("dagger", "†: unbiasedness rejected"), ("italic", "italic: biased by design"),
+                ("exact", "exact: zero variance"), ("—", "—: not applicable"),
+                (NO_REFERENCE, f"{NO_REFERENCE}: no reference variance to compare with"))
+                if mark in marks]
             parts.append(f"<p class='note'>Variance relative to {html.escape(described)} at "
-                         f"n = {n}; 9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹ (95% interval); bold: best "
-                         "unbiased and ties; †: unbiasedness rejected; italic: biased by "
-                         "design; exact: zero variance; —: not applicable.</p>")
+                         f"n = {n}; " + html.escape("; ".join(key)) + ".</p>")
             parts.append(_pivot_html(frame, n, reference, labels))
     if not frame.empty:
         ok = frame[frame["status"] == "ok"]
         parts.append(f"<h2 id='cells'>Every cell</h2><details><summary>{len(ok)} cells "
-                     "(click a column to sort)</summary>" + _cells_html(frame, labels)
+                     "(click a column to sort)</summary>"
+                     + _cells_html(frame, labels, reference, relative)
                      + "</details>")
         failed = frame[frame["status"].isin(["error", "missing"])]
         if failed.empty:
@@ -338,7 +402,10 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
         if not skipped.empty:
             reasons = skipped.groupby("error", sort=False).agg(
                 pairs=("problem", "size"), problems=("problem", "nunique"))
-            rows = ["<tr>" + _cell(html.escape(str(reason)), str(reason), "l")
+            shown = (skipped["estimator"].astype(str).unique(),
+                     skipped["problem"].astype(str).unique())
+            rows = ["<tr>" + _cell(html.escape(readable(str(reason), labels, *shown)),
+                                   str(reason), "l")
                     + _cell(str(r["pairs"]), r["pairs"]) + _cell(str(r["problems"]),
                                                                 r["problems"]) + "</tr>"
                     for reason, r in reasons.sort_values("pairs", ascending=False).iterrows()]

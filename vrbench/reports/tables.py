@@ -30,7 +30,7 @@ import pandas as pd
 from vrbench.reports.console import format_interval
 from vrbench.reports.labels import SUPERSCRIPTS, Labels, latex, plain, words
 from vrbench.reports.paging import paginate
-from vrbench.reports.style import TEXTWIDTH_PT, estimator_order
+from vrbench.reports.style import TEXTWIDTH_PT
 from vrbench.reports.values import (
     EXACT_RTOL,
     FAMILY_ALPHA,
@@ -44,6 +44,7 @@ from vrbench.reports.values import (
     problem_groups,
     problem_order,
     problem_references,
+    row_order,
     shown_variance,
 )
 
@@ -66,6 +67,7 @@ _NARROW = {".": 2.4, ",": 2.4, "(": 3.3, ")": 3.3, "-": 2.9, " ": 2.8, "i": 2.4,
            "U": 6.3, "Q": 6.6, "Z": 5.2, "J": 4.4, "|": 2.4, "[": 2.4, "]": 2.4, "/": 4.3}
 """Widths (pt) of characters of Computer Modern at 8 pt (``\\footnotesize``) that differ
 from :data:`_DEFAULT_PT`, measured with pdflatex; digits are 4.25 pt."""
+_NARROW.update(dict.fromkeys("⁰¹²³⁴⁵⁶⁷⁸⁹⁻₀₁₂₃₄₅₆₇₈₉", 3.0))  # script size: 6 pt digits
 _DEFAULT_PT = 4.3
 _EXPONENT_PT = 26.0
 """Width of ``\\times10^{-k}`` at 8 pt, one digit of k; 3 pt more per further digit."""
@@ -94,8 +96,8 @@ class Cell:
         else:
             power = "" if not self.exponent else rf"\times10^{{{self.exponent}}}"
             text = f"${self.mantissa}{power}$"
-        if self.bold:  # \boldmath: bold numbers without a package
-            text = rf"{{\boldmath{text}}}" if self.numeric else rf"\textbf{{{text}}}"
+        if self.bold and self.numeric:  # \boldmath: bold numbers without a package
+            text = rf"{{\boldmath{text}}}"
         return text + (r"$^\dagger$" if self.dagger else "")
 
     def markdown(self) -> str:
@@ -103,14 +105,15 @@ class Cell:
             text = "< 10" + self.mantissa[5:-1].translate(SUPERSCRIPTS)
         else:
             text = self.mantissa + (f"e{self.exponent}" if self.exponent else "")
-        text = f"**{text}**" if self.bold else text
+        text = f"**{text}**" if self.bold and self.numeric else text
         return text + ("†" if self.dagger else "")
 
     def width_pt(self) -> float:
         exponent = (_EXPONENT_PT + 3.0 * (len(str(abs(self.exponent))) - 1)
                     if self.exponent else 0.0)
         mantissa = self.mantissa.replace("-", "−") if self.numeric else self.mantissa
-        return (text_pt(mantissa, self.bold) + exponent * (1.2 if self.bold else 1.0)
+        bold = self.bold and self.numeric
+        return (text_pt(mantissa, bold) + exponent * (1.2 if bold else 1.0)
                 + (3.5 if self.dagger else 0.0))
 
 
@@ -249,13 +252,7 @@ def pivot(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
     references = {p: r for p, r in problem_references(frame, reference).items()
                   if p in problems}
     families = dict(zip(ran["estimator"], ran["family"], strict=True))
-    estimators = estimator_order(ran["estimator"], families)
-    used = [reference, *(r for r in dict.fromkeys(references.values())
-                         if r is not None and r != reference)]
-    for name in reversed(used):  # the references first: every ratio is to one of them
-        if name in estimators:
-            estimators.remove(name)
-            estimators.insert(0, name)
+    estimators = row_order(ran, reference)  # the heatmap's order: the references first
     cells = {(r["problem"], r["estimator"]):
              relative_cell(r, references.get(r["problem"]), compact)
              for _, r in ran.iterrows()}
@@ -364,7 +361,10 @@ def split(table: Pivot, labels: Labels, width_pt: float = TEXTWIDTH_PT) -> list[
                      lambda part: _layout_width(table, fit(table, part, labels, width_pt),
                                                 labels),
                      width_pt - MARGIN_PT)
-    return [fit(table, part, labels, width_pt) for part in parts]
+    layouts = [fit(table, part, labels, width_pt) for part in parts]
+    # Every float breaks the estimators' names alike: a name reads the same in each part.
+    room = min(layout.name_room for layout in layouts) if layouts else math.inf
+    return [replace(layout, name_room=room) for layout in layouts]
 
 
 def choose(frame: pd.DataFrame, n: int, reference: str, labels: Labels, width_pt: float,
@@ -467,7 +467,7 @@ def latex_relative(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
     table, layouts = choose(frame, n, reference, labels, width_pt, numbers)
     label = f"{prefix}-relative-variance"
     floats = []
-    first = f"{label}{'' if len(layouts) == 1 else '-1'}"
+    first = label  # the same in every style, split or not; the parts after it -2, -3, ...
     for index, layout in enumerate(layouts, start=1):
         part = "" if len(layouts) == 1 else f" (part {index} of {len(layouts)})"
         group = layout.problems
@@ -477,7 +477,7 @@ def latex_relative(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
         lines = [rf"\begin{{{env}}}[tbp]", r"\centering", r"\footnotesize",
                  rf"\setlength{{\tabcolsep}}{{{TABCOLSEP_PT:g}pt}}", CAPTION_SPACING,
                  rf"\caption{{{caption}}}",
-                 rf"\label{{{label}{'' if len(layouts) == 1 else f'-{index}'}}}",
+                 _part_labels(label, index, len(layouts)),
                  r"\begin{tabular}{l" + "r" * len(group) + "}", r"\toprule",
                  "estimator & " + " & ".join(_stacked(headers[p]) for p in group) + r" \\",
                  r"\midrule"]
@@ -505,8 +505,16 @@ def latex_relative(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
     described = plain(table.describe(reference, None, labels.estimator, labels.problem))
     header = (f"% vrbench: variance relative to {described} at n = {n}. Needs "
               f"\\usepackage{{booktabs}}. Labels: {first}"
-              f"{'' if len(layouts) == 1 else ' and on'}.\n")
+              f"{'' if len(layouts) == 1 else f' (also {first}-1), then {first}-2 on'}.\n")
     return header + "\n\n".join(floats) + "\n"
+
+
+def _part_labels(label: str, index: int, parts: int) -> str:
+    """The ``\\label`` of part ``index`` of ``parts``: the first is ``label`` (and, when
+    split, also ``label-1``), so that a paper's reference to it holds whatever the style."""
+    if index > 1:
+        return rf"\label{{{label}-{index}}}"
+    return rf"\label{{{label}}}" + (rf"\label{{{label}-1}}" if parts > 1 else "")
 
 
 CELL_COLUMNS = ("n", "‖bias‖", "p(bias)", "variance (95% CI)", "rel. variance", "MSE",
@@ -519,18 +527,23 @@ LATEX_CELL_HEADERS = {"n": "$n$", "‖bias‖": r"$\|\mathrm{bias}\|$", "p(bias)
 """The LaTeX per-cell table's columns (MSE = ‖bias‖² + variance is left out to fit)."""
 
 
-def cell_rows(frame: pd.DataFrame, reference: str = REFERENCE
+def cell_rows(frame: pd.DataFrame, reference: str = REFERENCE, relative: bool = True
               ) -> list[tuple[str, str, dict[str, Cell]]]:
-    """(problem, estimator, cells) for every cell that ran, by problem, family and n."""
+    """(problem, estimator, cells) for every cell that ran, by problem, then estimators in
+    :func:`~vrbench.reports.values.row_order` and n; without the "rel. variance" entry
+    unless ``relative`` (a selection in which no reference ran has no ratios at all)."""
     ran = frame[frame["status"] != "skipped"]
     references = problem_references(frame, reference)
     out = []
     for problem in [p for p in problem_order(ran) if p in set(ran["problem"])]:
         rows = ran[ran["problem"] == problem]
-        for estimator in estimator_order(rows["estimator"]):
+        for estimator in row_order(rows, reference):
             for _, row in rows[rows["estimator"] == estimator].sort_values(
                     "n_samples").iterrows():
-                out.append((problem, estimator, _cell_values(row, references.get(problem))))
+                values = _cell_values(row, references.get(problem))
+                if not relative:
+                    values.pop("rel. variance", None)
+                out.append((problem, estimator, values))
     return out
 
 
@@ -583,7 +596,7 @@ CONTINUED = r"""\makeatletter
     \ifx\vrbench@problem\@empty\else\vrbench@continued\fi
   \fi}
 \def\vrbench@continued{\hbox{\footnotesize\strut\hskip\tabcolsep
-  \textbf{\vrbench@problem} (continued)}\nobreak}
+  \textbf{\boldmath\vrbench@problem} (continued)}\nobreak}
 \def\vrbenchproblem#1{\marks\vrbench@marks{#1}}
 \fi
 \makeatother"""
@@ -598,21 +611,49 @@ TWO_COLUMN_NOTE = (
     "page-sized table* floats.")
 
 
-def _cells_caption(frame: pd.DataFrame, reference: str, labels: Labels) -> str:
-    ref = describe_sweep_reference(frame, reference, lambda e: latex(labels.estimator(e)),
-                                   lambda p: latex(labels.problem(p)))
-    return (r"Every cell of the benchmark. Variance: of one estimate, with the half-width "
-            r"of its 95\% interval in parentheses; rel.\ variance: relative to "
-            rf"{ref} at the same $n$; $p$(bias): the bias test's $p$-value. \textbf{{Bold}}: "
-            r"the lowest-variance unbiased estimator and its ties; \textit{Italic}: biased by "
-            r"design; $^\dagger$: unbiasedness rejected."
-            + latex(ground_truth_note(frame, labels.problem)))
+def _cells_caption(frame: pd.DataFrame, labels: Labels) -> str:
+    """The per-cell table's caption: one sentence (the notation is :func:`_cells_notation`)."""
+    ran = frame[frame["status"] != "skipped"]
+    return (rf"Every cell of the benchmark: {ran['problem'].nunique()} problems, "
+            rf"{ran['estimator'].nunique()} estimators, $n = "
+            + ", ".join(str(int(v)) for v in sorted(ran["n_samples"].unique())) + "$.")
 
 
-def _cell_header() -> str:
-    keys = list(LATEX_CELL_HEADERS)
+def _cells_notation(frame: pd.DataFrame, reference: str, labels: Labels,
+                    relative: bool = True) -> str:
+    """What the per-cell table's columns and marks mean: only the marks that occur."""
+    ran = frame[frame["status"] != "skipped"]
+    ok = ran[ran["status"] == "ok"]
+    parts = [r"Variance: of one estimate, the half-width of its 95\% interval in "
+             r"parentheses"]
+    if relative:
+        ref = describe_sweep_reference(frame, reference, lambda e: latex(labels.estimator(e)),
+                                       lambda p: latex(labels.problem(p)))
+        parts.append(rf"variance rel.\ to ref.: relative to {ref} at the same $n$")
+    parts.append(r"$p$(bias): the bias test's $p$-value")
+    if "best" in ok and ok["best"].fillna(False).astype(bool).any():
+        parts.append(r"\textbf{Bold}: the lowest-variance unbiased estimator and its ties")
+    if _biased_names(ran):
+        parts.append(r"\textit{Italic}: biased by design")
+    if ok["bias_rejected"].fillna(False).astype(bool).any():
+        parts.append(rf"$^\dagger$: unbiasedness rejected (family-wise level "
+                     rf"{FAMILY_ALPHA * 100:g}\%)")
+    if ok["exact"].fillna(False).astype(bool).any():
+        parts.append("exact: zero up to rounding")
+    if relative and (ok["ratio"].isna() & ~ok["exact"].astype(bool)).any():
+        parts.append(rf"{NO_REFERENCE}: no reference variance to compare with")
+    text = "; ".join(parts) + "."
+    return text + latex(ground_truth_note(frame, labels.problem))
+
+
+def _cell_keys(relative: bool = True) -> list[str]:
+    return [k for k in LATEX_CELL_HEADERS if relative or k != "rel. variance"]
+
+
+def _cell_header(relative: bool = True) -> str:
     return " & ".join(["estimator", *(r"\begin{tabular}[b]{@{}r@{}}" + LATEX_CELL_HEADERS[k]
-                                      + r"\end{tabular}" for k in keys)]) + r" \\"
+                                      + r"\end{tabular}" for k in _cell_keys(relative))]) \
+        + r" \\"
 
 
 def _cell_line(estimator: str, cells: dict[str, Cell], name: str, columns: int) -> str:
@@ -620,31 +661,33 @@ def _cell_line(estimator: str, cells: dict[str, Cell], name: str, columns: int) 
         values = [cells["n"].latex(), rf"\multicolumn{{{columns - 2}}}{{l}}"
                   rf"{{{_escape(cells['error'].mantissa)}}}"]
     else:
-        values = [cells[k].latex() for k in LATEX_CELL_HEADERS]
+        values = [cells[k].latex() for k in LATEX_CELL_HEADERS if k in cells]
     return " & ".join([name, *values]) + r" \\"
 
 
 def latex_cells(frame: pd.DataFrame, reference: str = REFERENCE,
-                labels: Labels | None = None, prefix: str = "tab:vrbench") -> str:
+                labels: Labels | None = None, prefix: str = "tab:vrbench",
+                relative: bool = True) -> str:
     """Every cell that ran, as an appendix ``longtable`` (one-column pages, flush left),
     grouped by problem, with the pivot's marks; a page that continues a problem starts with
     its name and "(continued)" (see :data:`CONTINUED`). In a two-column document it must
     follow ``\\onecolumn`` (the file says so); :func:`latex_cells_floats` is the form that
     works there."""
     labels = labels or Labels()
-    columns = len(LATEX_CELL_HEADERS) + 1
-    header = _cell_header()
+    columns = len(_cell_keys(relative)) + 1
+    header = _cell_header(relative)
+    note = _cells_notation(frame, reference, labels, relative)
     lines = [r"% vrbench: every cell. Needs \usepackage{booktabs,longtable}.", TWO_COLUMN_NOTE,
              CONTINUED, r"\begingroup\footnotesize",
              rf"\setlength{{\tabcolsep}}{{{TABCOLSEP_PT:g}pt}}", r"\setlength{\LTleft}{0pt}",
              r"\begin{longtable}{l" + "r" * (columns - 1) + "}",
-             rf"\caption{{{_cells_caption(frame, reference, labels)}}}"
+             rf"\caption{{{_cells_caption(frame, labels)}}}"
              rf"\label{{{prefix}-cells}}\\", r"\toprule", header, r"\midrule",
              r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead",
              r"\bottomrule", r"\endfoot"]
     previous, last = None, None
     italic = _biased_names(frame)
-    for problem, estimator, cells in cell_rows(frame, reference):
+    for problem, estimator, cells in cell_rows(frame, reference, relative):
         if problem != previous:
             shown = latex(labels.problem(problem))
             # The mark ends the previous problem before the space (a break there continues
@@ -652,7 +695,7 @@ def latex_cells(frame: pd.DataFrame, reference: str = REFERENCE,
             if previous is not None:
                 lines += [r"\noalign{\vrbenchproblem{}}", r"\addlinespace"]
             lines.append(rf"\noalign{{\vrbenchproblem{{{shown}}}\penalty10000}}")
-            lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{{shown}}}}}"
+            lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{\boldmath {shown}}}}}"
                          r" \\* \nopagebreak")
             previous, last = problem, None
         name = latex(labels.estimator(estimator))
@@ -660,7 +703,10 @@ def latex_cells(frame: pd.DataFrame, reference: str = REFERENCE,
         # An estimator's rows (one per n) stay on one page, so that a page starts with a name.
         name, last = (r"\nopagebreak" if estimator == last else name), estimator
         lines.append(_cell_line(estimator, cells, name, columns))
-    lines += [r"\noalign{\vrbenchproblem{}}", r"\end{longtable}", r"\endgroup"]
+    # The notation after the table (a row as wide as the caption would widen its columns).
+    lines += [r"\noalign{\vrbenchproblem{}}", r"\end{longtable}",
+              rf"{{{NOTE_STYLE}Notation of Table~\ref{{{prefix}-cells}}: {note}\par}}",
+              r"\endgroup"]
     return "\n".join(lines) + "\n"
 
 
@@ -672,32 +718,41 @@ caption and the header; the first float, whose caption is longer, holds four few
 
 def latex_cells_floats(frame: pd.DataFrame, reference: str = REFERENCE,
                        labels: Labels | None = None, prefix: str = "tab:vrbench",
-                       env: str = "table*", rows_per_float: int = FLOAT_ROWS) -> str:
+                       env: str = "table*", rows_per_float: int = FLOAT_ROWS,
+                       relative: bool = True) -> str:
     """Every cell that ran, as page-sized ``env`` floats (``table*``: across both columns)
     of at most ``rows_per_float`` rows: the per-cell table in a form a two-column document
     can hold (``longtable`` cannot be used there). An estimator's rows stay in one float; a
     float that continues a problem starts with its name and "(continued)". Labelled
     ``<prefix>-cells-floats``, the later floats ``-2``, ``-3``, ..."""
     labels = labels or Labels()
-    columns = len(LATEX_CELL_HEADERS) + 1
+    columns = len(_cell_keys(relative)) + 1
     italic = _biased_names(frame)
     blocks: list[tuple[str, str, list[str]]] = []  # (problem, estimator, its rows)
-    for problem, estimator, cells in cell_rows(frame, reference):
+    for problem, estimator, cells in cell_rows(frame, reference, relative):
         if blocks and blocks[-1][:2] == (problem, estimator):
             blocks[-1][2].append(_cell_line(estimator, cells, "", columns))
             continue
         name = latex(labels.estimator(estimator))
         name = rf"\textit{{{name}}}" if estimator in italic else name
         blocks.append((problem, estimator, [_cell_line(estimator, cells, name, columns)]))
+    problem_rows: dict[str, int] = {}
+    for problem, _, rows in blocks:
+        problem_rows[problem] = problem_rows.get(problem, 0) + len(rows)
     pages: list[list[tuple[str, str, list[str]]]] = [[]]
     used = 0
     for block in blocks:
+        room = rows_per_float - (4 if len(pages) == 1 else 0) - used
         heading = not pages[-1] or pages[-1][-1][0] != block[0]
         cost = len(block[2]) + (2 if heading else 0)
-        if pages[-1] and used + cost > rows_per_float - (4 if len(pages) == 1 else 0):
+        # A problem starts a new float where it would not fit the rest of this one but fits
+        # a float of its own: floats break between problems wherever they can.
+        whole = problem_rows[block[0]] + 2
+        if pages[-1] and (cost > room or (heading and whole > room
+                                          and whole <= rows_per_float)):
             pages.append([])
             used = 0
-            cost = len(block[2]) + 1
+            cost = len(block[2]) + (2 if heading else 1)
         pages[-1].append(block)
         used += cost
     label = f"{prefix}-cells-floats"
@@ -705,15 +760,15 @@ def latex_cells_floats(frame: pd.DataFrame, reference: str = REFERENCE,
     for index, blocks_ in enumerate(pages, start=1):
         if not blocks_:
             continue
-        caption = (_cells_caption(frame, reference, labels) if index == 1 else
+        caption = (_cells_caption(frame, labels) if index == 1 else
                    rf"Every cell of the benchmark, continued (part {index} of {len(pages)}); "
                    rf"notation as in Table~\ref{{{label}}}.")
         lines = [rf"\begin{{{env}}}[p]", r"\centering", r"\footnotesize",
                  rf"\setlength{{\tabcolsep}}{{{TABCOLSEP_PT:g}pt}}", CAPTION_SPACING,
                  rf"\caption{{{caption}}}",
                  rf"\label{{{label}{'' if index == 1 else f'-{index}'}}}",
-                 r"\begin{tabular}{l" + "r" * (columns - 1) + "}", r"\toprule", _cell_header(),
-                 r"\midrule"]
+                 r"\begin{tabular}{l" + "r" * (columns - 1) + "}", r"\toprule",
+                 _cell_header(relative), r"\midrule"]
         previous = None
         for problem, _, rows in blocks_:
             if problem != previous:
@@ -722,11 +777,16 @@ def latex_cells_floats(frame: pd.DataFrame, reference: str = REFERENCE,
                     pages[index - 2][-1][0] == problem
                 if previous is not None:
                     lines.append(r"\addlinespace")
-                lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{{shown}}}"
+                lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{\boldmath {shown}}}"
                              rf"{' (continued)' if continued else ''}}} \\")
                 previous = problem
             lines += rows
-        lines += [r"\bottomrule", r"\end{tabular}", rf"\end{{{env}}}"]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        if index == 1:
+            lines += [r"\par\smallskip",
+                      rf"{{{NOTE_STYLE}{_cells_notation(frame, reference, labels, relative)}"
+                      r"\par}"]
+        lines.append(rf"\end{{{env}}}")
         floats.append("\n".join(lines))
     return (r"% vrbench: every cell, as page-sized floats for two-column documents. Needs "
             r"\usepackage{booktabs}." + "\n" + "\n\n".join(floats) + "\n")
@@ -754,18 +814,40 @@ def latex_document(inputs: list[str], twocolumn: bool = True) -> str:
 
 
 def markdown_tables(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
-                    labels: Labels | None = None) -> str:
-    """The pivot and the per-cell table in Markdown, with the same marks and names."""
+                    labels: Labels | None = None, relative: bool = True) -> str:
+    """The pivot and the per-cell table in Markdown, with the same marks and names; without
+    the pivot and the "rel. variance" column unless ``relative``."""
     labels = labels or Labels()
+    lines = _markdown_pivot(frame, n, reference, labels) if relative else []
+    header = ("problem", "estimator", *(c for c in CELL_COLUMNS
+                                        if relative or c != "rel. variance"))
+    note = plain(ground_truth_note(frame, labels.problem)).strip()
+    lines += ["## Every cell", *(["", note] if note else []), "",
+              "| " + " | ".join(header) + " |",
+              "|---|---|" + "---:|" * (len(header) - 2)]
+    for problem, estimator, cells in cell_rows(frame, reference, relative):
+        values = [c.markdown() for c in cells.values()]
+        lines.append("| " + " | ".join([plain(labels.problem(problem)),
+                                         plain(labels.estimator(estimator)), *values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_pivot(frame: pd.DataFrame, n: int, reference: str, labels: Labels
+                    ) -> list[str]:
     table = pivot(frame, n, reference)
     unreferenced = (f" {NO_REFERENCE}: no reference variance to compare with."
                     if table.unreferenced else "")
     described = plain(table.describe(reference, None, labels.estimator, labels.problem))
+    marks = table.marks()
+    key = ["9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹, the 95% interval's half-width in the last digit"]
+    key += [text for mark, text in (
+        ("bold", "**bold**: best unbiased and ties"), ("dagger", "†: unbiasedness rejected"),
+        ("italic", "*italic*: biased by design"), ("exact", "exact: zero variance"),
+        ("—", "—: not applicable")) if mark in marks]
+    if "italic" in marks or "dagger" in marks:
+        key.append("biased entries: mean squared error relative to the reference variance")
     lines = [f"## Variance relative to {described} at n = {n}", "",
-             "9.8(3)e-1 = (9.8 ± 0.3)·10⁻¹, the 95% interval's half-width in the last digit; "
-             "**bold**: best unbiased and ties; †: unbiasedness rejected; *italic*: biased "
-             "by design (italic rows and † entries: mean squared error relative to the "
-             "reference variance); exact: zero variance; —: not applicable." + unreferenced,
+             "; ".join(key) + "." + unreferenced,
              "", "| estimator | " + " | ".join(plain(labels.problem(p))
                                                  for p in table.problems) + " |",
              "|---|" + "---:|" * len(table.problems)]
@@ -778,13 +860,4 @@ def markdown_tables(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
     refs = [table.reference_variance.get(p, Cell("—", numeric=False)).markdown()
             for p in table.problems]
     lines.append("| *reference variance* | " + " | ".join(refs) + " |")
-    header = ("problem", "estimator", *CELL_COLUMNS)
-    note = plain(ground_truth_note(frame, labels.problem)).strip()
-    lines += ["", "## Every cell", *(["", note] if note else []), "",
-              "| " + " | ".join(header) + " |",
-              "|---|---|" + "---:|" * (len(header) - 2)]
-    for problem, estimator, cells in cell_rows(frame, reference):
-        values = [c.markdown() for c in cells.values()]
-        lines.append("| " + " | ".join([plain(labels.problem(problem)),
-                                         plain(labels.estimator(estimator)), *values]) + " |")
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]

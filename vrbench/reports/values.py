@@ -48,6 +48,10 @@ NO_REFERENCE = "n/r"
 """What a view shows for a ratio of a cell whose problem (at that n) has no reference
 variance to compare with: no reference ran, or its variance is zero."""
 
+LISTED_PROBLEMS = 3
+"""A caption names at most this many problems that are exceptions to the reference (a
+fallback reference, or none); more are counted ("no reference ran on 15 problems")."""
+
 MARKS = ("exact", "bias_exact", "bias_rejected", "applicable")
 
 
@@ -215,10 +219,13 @@ def describe_reference(references: dict[str, str | None], reference: str,
     exceptions = reference_exceptions(references, reference, problems)
     if not exceptions:
         return code(reference)
-    parts = [f"{code(used)} on " + ", ".join(problem_code(p) for p in shown)
-             if used is not None
-             else "no reference ran on " + ", ".join(problem_code(p) for p in shown)
-             + f": {NO_REFERENCE}" for used, shown in exceptions.items()]
+    def listed(shown: list[str]) -> str:  # a few by name; more by their number
+        return (", ".join(problem_code(p) for p in shown) if len(shown) <= LISTED_PROBLEMS
+                else f"{len(shown)} problems")
+
+    parts = [f"{code(used)} on {listed(shown)}" if used is not None
+             else f"no reference ran on {listed(shown)}: {NO_REFERENCE}"
+             for used, shown in exceptions.items()]
     return f"{code(reference)} ({'; '.join(parts)})"
 
 
@@ -354,3 +361,123 @@ def ground_truth_note(frame: pd.DataFrame, name: Callable[[str], str] = str) -> 
     return (f" No exact gradient on {named}: bias there is measured against a reference "
             "gradient, whose standard error the bias tests include (see the reference "
             "column).")
+
+
+def row_order(rows: pd.DataFrame, reference: str = REFERENCE) -> list[str]:
+    """The estimators of ``rows`` in the order every estimators × problems view lists them
+    (the relative-variance heatmap and tables alike): ``reference`` first, then the other
+    problems' references (see :func:`problem_references`), then the rest grouped by family
+    (:func:`~vrbench.reports.style.estimator_order`)."""
+    from vrbench.reports.style import estimator_order
+
+    families = dict(zip(rows["estimator"], rows["family"], strict=True)) \
+        if "family" in rows else None
+    order = estimator_order(rows["estimator"], families)
+    used = [reference, *(r for r in dict.fromkeys(problem_references(rows, reference).values())
+                         if r is not None and r != reference)]
+    first = [name for name in used if name in order]
+    return first + [name for name in order if name not in first]
+
+
+def reference_candidate(rows: pd.DataFrame) -> str | None:
+    """An estimator that could serve as ``--reference``: unbiased by claim and not rejected,
+    of a sampling (ranked) family, ok on the most problems; ties in
+    :func:`row_order`'s order. None where no cell qualifies."""
+    ok = ok_cells(rows)
+    if ok.empty or "bias_rejected" not in ok:
+        return None
+    ok = ok[unbiased_candidates(ok).astype(bool)]
+    if ok.empty:
+        return None
+    from vrbench.reports.style import estimator_order
+
+    reach = ok.groupby("estimator")["problem"].nunique()
+    order = estimator_order(ok["estimator"])
+    return max(order, key=lambda name: (reach[name], -order.index(name)))
+
+
+def no_reference(frame: pd.DataFrame, n: int, reference: str = REFERENCE) -> str | None:
+    """Why no view of ratios to a reference can be shown at ``n`` (the relative-variance
+    heatmap and table, the "rel. variance" column), or None where some ratio exists: no
+    reference (``reference`` or a fallback, :data:`REFERENCE_FALLBACKS`) has a non-zero
+    variance on any selected problem. The reason names an estimator to pass instead."""
+    ran = frame[(frame["status"] != "skipped") & (frame["n_samples"] == n)]
+    if "ratio" in ran and ran["ratio"].notna().any():
+        return None
+    fallbacks = [e for e in REFERENCE_FALLBACKS if e != reference]
+    why = (f"no reference estimator ({reference}"
+           + (f", or the fallback {', '.join(fallbacks)}" if fallbacks else "")
+           + f") ran on the selected problems at n = {n}, so there is nothing to divide by")
+    candidate = reference_candidate(frame[frame["status"] != "skipped"])
+    if candidate is not None and candidate != reference:
+        why += f"; choose one that ran, e.g. vrbench report --reference {candidate}"
+    return why
+
+
+def heatmap_key(cells: pd.DataFrame) -> list[str]:
+    """The key under the relative-variance heatmap for ``cells`` (one page's rows, with
+    ``exact``, ``bias_rejected``, ``best``, ``unbiased_claim``, ``ratio`` and ``reference``
+    columns): only the marks that occur there, each explained once."""
+    ran = cells[cells["status"] != "skipped"] if "status" in cells else cells
+    ok = ran[ran["status"] == "ok"] if "status" in ran else ran
+    biased_rows = ok["unbiased_claim"].notna() & ~ok["unbiased_claim"].fillna(True).astype(bool)
+    rejected = ok["bias_rejected"].fillna(False).astype(bool) if "bias_rejected" in ok \
+        else pd.Series(False, index=ok.index)
+    parts = []
+    if ok["exact"].fillna(False).astype(bool).any():
+        parts.append("exact: zero variance")
+    skipped = "applicable" in cells and not cells["applicable"].all()
+    gaps = ran.groupby("problem")["estimator"].nunique().lt(ran["estimator"].nunique()).any()
+    if skipped or gaps:
+        parts.append("grey: not applicable")
+    if (ran["status"] == "error").any():
+        parts.append("err: failed")
+    if (ran["status"] == "missing").any():
+        parts.append("miss: not computed")
+    if "best" in ok and ok["best"].fillna(False).astype(bool).any():
+        parts.append("outline, bold: best unbiased and ties")
+    if rejected.any():
+        parts.append("†: unbiasedness rejected")
+    if biased_rows.any():
+        parts.append("italic: biased by design")
+    if "reference" in ok and ok["reference"].notna().any():
+        parts.append("ref: the problem's reference")
+    if biased_rows.any() or rejected.any():
+        parts.append(("italic rows" if biased_rows.any() else "")
+                     + (" and " if biased_rows.any() and rejected.any() else "")
+                     + ("† cells" if rejected.any() else "") + ": MSE, not variance")
+    if "ratio" in ok and (ok["ratio"].isna() & ~ok["exact"].astype(bool)).any():
+        parts.append(f"{NO_REFERENCE}: no reference variance to compare with")
+    return parts
+
+
+def fitted_estimators(frame: pd.DataFrame) -> list[str]:
+    """The estimators of ``frame``'s ok cells that fit a state (a baseline, a control
+    variate) before measuring: their own class, or a base class other than
+    :class:`~vrbench.estimators.base.Estimator`, defines ``fit``."""
+    from vrbench import estimators
+    from vrbench.estimators.base import Estimator
+
+    found = []
+    for spec in dict.fromkeys(ok_cells(frame)["estimator"]):
+        name = str(spec).split(":")[0]
+        if name not in estimators.registry:
+            continue
+        cls = estimators.registry.get(name)
+        if any("fit" in vars(c) for c in cls.__mro__ if c not in (Estimator, object)):
+            found.append(spec)
+    return found
+
+
+def fit_note(frame: pd.DataFrame, name: Callable[[str], str] = str) -> str:
+    """A caption's sentence, where estimators that fit a state appear: each cell fits it
+    once, so its variance is conditional on that one fit (empty where none appear)."""
+    fitted = fitted_estimators(frame) if not frame.empty and "status" in frame else []
+    if not fitted:
+        return ""
+    named = (", ".join(name(e) for e in fitted) if len(fitted) <= 4
+             else f"{len(fitted)} estimators")
+    return (f" Estimators that fit a baseline or control variate before measuring ({named}) "
+            "fit it once per cell, from a seed of the cell's own (so a different fit at each "
+            "n): their variance is conditional on that one fit, and the fit-to-fit spread is "
+            "in no interval.")
