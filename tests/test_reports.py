@@ -1166,7 +1166,8 @@ def test_display_names_reach_every_figure_table_and_caption(results, tmp_path, m
         joined = " ".join(found)
         assert any(label in joined for label in CUSTOM.values()), stem
         assert not any(code in joined for code in CODE_NAMES), (stem, joined)
-    assert "GS-custom (T = 0.2)" in " ".join(texts["bias_vs_variance"])
+    # the legend joins "biased" into the name's parenthesis
+    assert "GS-custom (T = 0.2, biased)" in " ".join(texts["bias_vs_variance"])
     for name in ("table_relative_variance.tex", "table_cells.tex", "table_cells_floats.tex",
                  "summary.md"):
         text = (out / name).read_text()
@@ -1708,6 +1709,16 @@ def test_a_caption_counts_many_problems_without_a_reference():
     assert text == "REINFORCE (no reference ran on 15 problems: n/r)"
     few = describe_reference(dict(list(refs.items())[:2]), "score_function")
     assert "lm_pass_fail:staleness=1" in few  # a few are still named
+
+
+def test_one_fallback_standing_in_everywhere_is_named_as_the_reference():
+    from vrbench.reports.values import describe_reference
+    refs = {f"lm_pass_fail:staleness={k}": "reinforce_sequence" for k in range(3)}
+    assert describe_reference(refs, "score_function", code=LABELS.estimator) == \
+        "REINFORCE (sequence)"
+    mixed = {**refs, "bernoulli_toy": "score_function"}
+    assert describe_reference(mixed, "score_function", code=LABELS.estimator).startswith(
+        "REINFORCE (REINFORCE (sequence) on ")
 
 
 def test_bold_marks_numbers_only():

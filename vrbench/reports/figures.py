@@ -31,18 +31,20 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from vrbench.reports.axes import Strip, exact_axis, log_axis, text_width_in, wrap_label
-from vrbench.reports.labels import Labels, words
+from vrbench.reports.labels import Labels, with_note, words
 from vrbench.reports.paging import paginate
 from vrbench.reports.style import EstimatorStyle, FigureStyle, estimator_order
 from vrbench.reports.values import (
     NO_REFERENCE,
     REFERENCE,
     describe_reference,
+    heatmap_key,
     is_biased,
     ok_cells,
     problem_groups,
     problem_references,
     ranked_ratios,
+    row_order,
     shown_variance,
 )
 
@@ -71,7 +73,7 @@ def _log_axes(ax: plt.Axes, x: bool = True, y: bool = True) -> None:
 
 def _label(name: str, biased: AbstractSet[str], labels: Labels) -> str:
     shown = labels.estimator(name)
-    return f"{shown} (biased)" if name in biased else shown
+    return with_note(shown, "biased") if name in biased else shown
 
 
 def _handle(style: EstimatorStyle, label: str, line: bool = True) -> Line2D:
@@ -793,19 +795,12 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
     bar_in = min(len(page) for page in page_problems) * cell_in
     norm, ticks, extend = _heat_norm(logs, most=max(3, int(bar_in / 0.33)))
     cmap = plt.get_cmap("RdBu_r")
-    parts = ["exact: zero variance", "grey: not applicable", "err: failed",
-             "outline, bold: best unbiased and ties", f"{DAGGER}: unbiasedness rejected",
-             "italic: biased by design", "ref: the problem's reference"]
-    if is_biased(ran).any():
-        parts.append("italic rows and † cells: MSE, not variance")
     pages: Pages = []
     sheets = []
     for problems in page_problems:
         cells = ran[ran["problem"].isin(problems)]
         header_in = max(text_width_in(labels.problem(p), size) for p in problems) * 0.66 + 0.1
-        notes = parts + ([f"{NO_REFERENCE}: no reference variance to compare with"]
-                         if cells.loc[cells["status"] == "ok", "ratio"].isna().any() else [])
-        note = _lines(notes, width - 0.1, size * 0.95)
+        note = _lines(heatmap_key(cells), width - 0.1, size * 0.95)
         label_parts = ["log₁₀ variance ratio",
                        "to " + describe_reference(refs, reference, problems, labels.estimator,
                                                   labels.problem),
@@ -816,7 +811,7 @@ def relative_variance_heatmap(frame: pd.DataFrame, fig_style: FigureStyle, n: in
         # Too many estimators for one page: rows split between families where possible.
         family_of = dict(zip(cells["estimator"], cells["family"], strict=True))
         families = [list(group) for _, group in itertools.groupby(
-            estimator_order(cells["estimator"]), key=family_of.get)]
+            row_order(cells, reference), key=family_of.get)]
         for rows in paginate(families, lambda part, fixed=fixed: fixed + len(part) * row_in,
                              fig_style.max_height):
             sheets.append((problems, rows, note, label, fixed + len(rows) * row_in))

@@ -212,13 +212,20 @@ def describe_reference(references: dict[str, str | None], reference: str,
                        code: Callable[[str], str] = str,
                        problem_code: Callable[[str], str] | None = None) -> str:
     """The reference as a caption names it, with its exceptions: ``REINFORCE
-    (REINFORCE, multi-sample on IWAE bound; no reference ran on p: n/r)``. ``code`` formats
+    (REINFORCE, multi-sample on IWAE bound; no reference ran on p: n/r)``; where one
+    fallback stands in on every problem described, that fallback alone. ``code`` formats
     estimator names (a display name, or LaTeX's ``\\texttt``), ``problem_code`` problem
     names (default: as ``code``)."""
     problem_code = problem_code or code
     exceptions = reference_exceptions(references, reference, problems)
     if not exceptions:
         return code(reference)
+    if len(exceptions) == 1:
+        used, shown = next(iter(exceptions.items()))
+        if used is not None and len(shown) == len(references if problems is None
+                                                  else problems):
+            return code(used)  # one stand-in everywhere is these problems' reference
+
     def listed(shown: list[str]) -> str:  # a few by name; more by their number
         return (", ".join(problem_code(p) for p in shown) if len(shown) <= LISTED_PROBLEMS
                 else f"{len(shown)} problems")
