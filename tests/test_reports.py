@@ -1857,3 +1857,12 @@ def test_the_page_shows_no_ratio_where_no_reference_ran():
     page = index_html(frame, [], [], ["png"], [], {}, reference="score_function", n=16)
     assert "n/r" not in page and "variance ÷ reference" not in page
     assert "rel. variance" not in page and "No reference" in page
+
+
+def test_the_console_summary_never_cuts_a_problem_name_short():
+    from vrbench.reports.console import _wrap_name
+    name = "lm_pass_fail:beta=0.0,difficulty=easy,staleness=0.5"
+    lines = _wrap_name(name).split("\n")
+    assert "".join(lines) == name and all(len(line) <= 25 for line in lines)
+    assert lines[-1] == "staleness=0.5"  # what tells the problems apart stays whole
+    assert _wrap_name("bernoulli_toy") == "bernoulli_toy"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 from rich import box
@@ -106,7 +107,7 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
                   padding=(0, 1), expand=False,
                   caption=f"var/ref: the best's variance ÷ that of {ref} at the same n; "
                           "†: unbiasedness rejected", caption_justify="left")
-    table.add_column("problem", max_width=25, no_wrap=True, overflow="ellipsis")
+    table.add_column("problem", max_width=PROBLEM_WIDTH, overflow="fold")
     table.add_column("ran", justify="right", width=3)
     table.add_column("n", justify="right", width=3)
     # Failed (an error) and missing (not computed) apart, as the headline counts them.
@@ -138,7 +139,7 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         failed = int((rows["status"] == "error").sum())
         missing = int((rows["status"] == "missing").sum())
         flagged = int(rows["bias_rejected"].sum())
-        table.add_row(escape(problem), str(rows["estimator"].nunique()), str(n),
+        table.add_row(escape(_wrap_name(problem)), str(rows["estimator"].nunique()), str(n),
                       escape(names), ratio,
                       f"[red]{failed}[/red]" if failed else "·",
                       *([f"[red]{missing}[/red]" if missing else "·"] if any_missing else []),
@@ -169,6 +170,22 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
             parts.append(Text(_clip(f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
                                     f"{pvalue}", SUMMARY_WIDTH)))
     return Group(*parts)
+
+
+PROBLEM_WIDTH = 25
+
+
+def _wrap_name(name: str, width: int = PROBLEM_WIDTH) -> str:
+    """``name`` in lines of at most ``width`` characters, broken after its ``:`` and its
+    commas (and inside a piece only where one is longer than a line): problems of one
+    family often differ only at the end of the name, so it is never cut short."""
+    pieces = re.findall(r"[^:,]+[:,]?", name)
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(lines)
 
 
 def _skip_reasons(frame: pd.DataFrame) -> RenderableType:
