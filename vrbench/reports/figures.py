@@ -1395,6 +1395,34 @@ def _parameter_axis(ax: plt.Axes, values: np.ndarray, fig_style: FigureStyle) ->
                                                                    abs_tol=1e-12)), "")))
 
 
+def _gradient_norm_handle(reference: pd.Series | None) -> Line2D:
+    """The legend entry of the dashed ‖∇J(θ_t)‖² line, saying whether ∇J is exact or a
+    reference (``reference``: the rows' reference column, absent or "exact" where exact)."""
+    exact = reference is None or (reference.fillna("exact") == "exact").all()
+    return Line2D([], [], color="black", linestyle="--", linewidth=0.8,
+                  label="‖∇J(θ_t)‖² " + ("(exact)" if exact else "(reference)"))
+
+
+def _draw_variance_along_steps(ax: plt.Axes, rows: pd.DataFrame,
+                               styles: dict[str, EstimatorStyle],
+                               fig_style: FigureStyle) -> np.ndarray:
+    """Each estimator's variance against the step (geometric mean over seeds, the band
+    from the least to the largest) and ‖∇J(θ_t)‖² dashed; returns the latter's values."""
+    for estimator in estimator_order(rows["estimator"]):
+        group = rows[rows["estimator"] == estimator]
+        by_step = group.groupby("step")["variance"].agg(
+            mean=lambda v: float(np.exp(np.log(v.clip(lower=1e-300)).mean())),
+            low="min", high="max")
+        style = styles[estimator]
+        ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
+                markersize=fig_style.marker, **style.line_kwargs())
+        ax.fill_between(by_step.index, by_step["low"], by_step["high"],
+                        color=style.color, alpha=0.15, linewidth=0)
+    grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
+    ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
+    return grad.to_numpy()
+
+
 def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
                       fig_style: FigureStyle, layout: str = "pages",
                       labels: Labels | None = None) -> Pages:
@@ -1409,26 +1437,12 @@ def training_variance(traces: pd.DataFrame, styles: dict[str, EstimatorStyle],
     if "variance" not in traces or traces["variance"].notna().sum() == 0:
         raise NotDrawn("the optimization traces hold no measured variance")
     traces = traces[traces["variance"].notna()]
-    exact = "reference" not in traces or (traces["reference"].fillna("exact") == "exact").all()
-    extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
-                     label="‖∇J(θ_t)‖² " + ("(exact)" if exact else "(reference)"))]
+    extras = [_gradient_norm_handle(traces.get("reference"))]
 
     def draw(ax: plt.Axes, problem: str) -> None:
         rows = traces[traces["problem"] == problem]
-        for estimator in estimator_order(rows["estimator"]):
-            group = rows[rows["estimator"] == estimator]
-            by_step = group.groupby("step")["variance"].agg(
-                mean=lambda v: float(np.exp(np.log(v.clip(lower=1e-300)).mean())),
-                low="min", high="max")
-            style = styles[estimator]
-            ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
-                    markersize=fig_style.marker, **style.line_kwargs())
-            ax.fill_between(by_step.index, by_step["low"], by_step["high"],
-                            color=style.color, alpha=0.15, linewidth=0)
-        grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
-        ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
-        positive = rows.loc[rows["variance"] > 0, "variance"]
-        if positive.size or (grad.to_numpy() > 0).any():
+        grad = _draw_variance_along_steps(ax, rows, styles, fig_style)
+        if (rows["variance"] > 0).any() or (grad > 0).any():
             log_axis(ax, "y")
 
     return _problem_figures(traces, fig_style, layout,
@@ -1493,26 +1507,12 @@ def shared_run_variance(shared: pd.DataFrame | None, styles: dict[str, Estimator
     if "variance" not in shared or shared["variance"].notna().sum() == 0:
         raise NotDrawn("the shared runs hold no measured variance")
     shared = _by_group(shared[shared["variance"].notna()])
-    reference = shared.get("reference")
-    exact = reference is None or (reference.fillna("exact") == "exact").all()
-    extras = [Line2D([], [], color="black", linestyle="--", linewidth=0.8,
-                     label="‖∇J(θ_t)‖² " + ("(exact)" if exact else "(reference)"))]
+    extras = [_gradient_norm_handle(shared.get("reference"))]
 
     def draw(ax: plt.Axes, problem: str) -> None:
         rows = shared[shared["problem"] == problem]
-        for estimator in estimator_order(rows["estimator"]):
-            group = rows[rows["estimator"] == estimator]
-            by_step = group.groupby("step")["variance"].agg(
-                mean=lambda v: float(np.exp(np.log(v.clip(lower=1e-300)).mean())),
-                low="min", high="max")
-            style = styles[estimator]
-            ax.plot(by_step.index, by_step["mean"], markevery=max(1, len(by_step) // 5),
-                    markersize=fig_style.marker, **style.line_kwargs())
-            ax.fill_between(by_step.index, by_step["low"], by_step["high"],
-                            color=style.color, alpha=0.15, linewidth=0)
-        grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
-        ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
-        if (rows["variance"] > 0).any() or (grad.to_numpy() > 0).any():
+        grad = _draw_variance_along_steps(ax, rows, styles, fig_style)
+        if (rows["variance"] > 0).any() or (grad > 0).any():
             log_axis(ax, "y")
 
     def title(panel: str) -> str:  # "problem: parameter group" where θ is drawn by group
