@@ -120,7 +120,11 @@ def _log_bernoulli(bits: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 def floor_vae(estimator: str, replicates: int, n: int, rng: np.random.Generator,
               model: VAEModel | None = None) -> np.ndarray:
-    """Score-function (or RLOO) gradient of the batch-mean ELBO w.r.t. the encoder (W, c)."""
+    """Score-function (or RLOO) gradient of the batch-mean ELBO w.r.t. the encoder (W, c).
+
+    RLOO leaves one out per image, as vrbench's does on amortized problems: image b's codes
+    are weighted by its own term f_jb − mean_k f_kb (the other images' terms are independent
+    of its score); the score function weights every image's codes by the whole f_j."""
     images, decoder, offset, weights, bias = model if model is not None else vae_model()
     batch, latents = images.shape[0], weights.shape[0]
     logits = images @ weights.T + bias  # (B, L)
@@ -129,9 +133,12 @@ def floor_vae(estimator: str, replicates: int, n: int, rng: np.random.Generator,
     # Σ_j x_j (V z + d)_j = z · (Vᵀ x) + d · x: only the softplus needs every pixel.
     matched = (codes * (images @ decoder)).sum(-1) + images @ offset
     log_joint = matched - _softplus(codes @ decoder.T + offset).sum(-1) - latents * np.log(2)
-    f = (log_joint - _log_bernoulli(codes, logits)).sum(-1) / batch  # (R, n)
+    items = (log_joint - _log_bernoulli(codes, logits)) / batch  # (R, n, B)
+    signal = (items.sum(-1, keepdims=True) if estimator == "score_function"
+              else _weights(items, estimator))  # (R, n, 1) or per image (R, n, B)
     # Contract the weights first: Σ_j w_j (z_j − σ) ⊗ x is (Σ_j w_j (z_j − σ)) ⊗ x.
-    weighted = np.einsum("rn,rnbl->rbl", _weights(f, estimator), codes - probs) / n
+    weighted = np.einsum("rnb,rnbl->rbl", np.broadcast_to(signal, items.shape),
+                         codes - probs) / n
     grad_weights = np.einsum("rbl,bp->rlp", weighted, images).reshape(replicates, -1)
     return np.concatenate([grad_weights, weighted.sum(1)], axis=1)
 
@@ -350,9 +357,10 @@ class _NaiveVAE:
         decoder = torch.distributions.Bernoulli(logits=codes @ self.decoder.T + self.offset)
         log_q = encoder.log_prob(codes).sum(-1)  # (n, B)
         log_joint = decoder.log_prob(self.images).sum(-1) - 10 * np.log(2)
-        f = (log_joint - log_q).sum(-1).detach() / self.images.shape[0]
-        weights_f = _naive_weights(f, self.estimator)
-        return (log_q.sum(-1) * weights_f).mean()
+        items = (log_joint - log_q).detach() / self.images.shape[0]  # (n, B)
+        if self.estimator == "score_function":
+            return (log_q.sum(-1) * items.sum(-1)).mean()
+        return (log_q * _naive_weights(items, self.estimator)).sum(-1).mean()  # per image
 
 
 NAIVE = {"bernoulli_toy": _NaiveBernoulli, "bandit_gaussian_10": _NaiveBandit,
