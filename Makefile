@@ -21,9 +21,13 @@ sweep: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check vrbench tests benchmarks examples
 
+# The tests run in one process per core (pytest-xdist), each test file whole in one of
+# them: files share module fixtures (the plugin package is installed once per module).
+PARALLEL := -n auto --dist loadfile
+
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: lint
-	$(BIN)/python -m pytest; status=$$?; \
+	$(BIN)/python -m pytest $(PARALLEL); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 # The speed comparison's JAX column needs the optional JAX extra; nothing else does.
@@ -40,7 +44,7 @@ clean:
 
 # The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"; status=$$?; \
+	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 DOCS_STAMP := $(VENV)/.installed-docs
