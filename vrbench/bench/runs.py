@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 
 import vrbench
 from vrbench.bench.reference import ReferenceStore
+from vrbench.bench.store import write_atomically
 from vrbench.bench.train import TrainSettings, shared_run, train
 from vrbench.components import Spec
 
@@ -90,14 +90,7 @@ class FileCheckpoint:
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_atomically(path, write)
 
 
 class RunStore:

@@ -69,7 +69,7 @@ class StoreError(VrbenchError):
     stops, keeping every cell stored so far."""
 
 
-def _write_atomically(target: Path, write: Any) -> None:
+def write_atomically(target: Path, write: Any) -> None:
     """``write(temporary_path)``, then rename it onto ``target`` (atomic on POSIX)."""
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".",
                                          suffix=TEMPORARY_SUFFIX)
@@ -190,7 +190,7 @@ class CellStore:
         if row["status"] not in STORED_STATUSES:
             raise ValueError(f"only finished cells are stored, not status {row['status']!r}")
         frame = to_frame([row])
-        _write_atomically(self.path(cell), lambda tmp: frame.to_parquet(tmp, index=False))
+        write_atomically(self.path(cell), lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 DEFINING = ("problem", "estimator", "n_samples", "replicates", "seed", "device")
@@ -293,7 +293,7 @@ def write_plan(output: str | os.PathLike[str], rows: list[dict[str, Any]]) -> No
     """Store the rows a sweep planned (identity columns; skipped rows whole)."""
     frame = to_frame(rows)
     target = Path(output) / PLAN_FILE
-    _write_atomically(target, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_atomically(target, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def missing_row(planned: Mapping[str, Any], reason: str) -> dict[str, Any]:
@@ -387,5 +387,5 @@ def write_table(output: str | os.PathLike[str], frame: pd.DataFrame,
     path = write_results(frame, output, metadata)
     target = Path(output) / "provenance.json"
     text = json.dumps(dict(metadata), indent=2, default=str)
-    _write_atomically(target, lambda tmp: Path(tmp).write_text(text))
+    write_atomically(target, lambda tmp: Path(tmp).write_text(text))
     return path
