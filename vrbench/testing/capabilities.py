@@ -59,6 +59,9 @@ class SampledTest:
     """∇J, when the draws are projections on its :func:`bias_directions`."""
     expected_se: Tensor | None = None
     """The standard errors of ``expected`` where it comes from a reference."""
+    group: str = "protocol"
+    """The capability whose record yields the test, or ``protocol`` for the tests every
+    problem runs."""
 
 
 @dataclass(frozen=True)

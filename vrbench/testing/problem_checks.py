@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -80,6 +81,9 @@ FD_TOLERANCE = 1e-5
 
 FD_FLOOR = 1e-7
 """Absolute floor (times max(1, |J|)) of the finite differences' scale, where ∇J ≈ 0."""
+
+PROTOCOL = "protocol"
+"""The group of the checks every problem runs, whatever its capabilities."""
 
 PATHWISE_SHAPE = (16, 4)
 """Replicates and draws on which a problem's own ``pathwise_gradient`` is held to autograd's."""
@@ -227,7 +231,7 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     device = resolve_device(device)
     problem = check_instance(problem)
     where = describe(problem)
-    report = CheckReport(f"problem {where}")
+    report = GroupedReport(f"problem {where}")
     report.record("metadata", metadata_failure(problem, "problem"))
     caps = set(problem.capabilities)
     unknown = caps - set(Capability)
@@ -240,8 +244,9 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         members = SPECS[Capability(capability)].members
         missing = [m for m in members if not _implements(problem, m)]
         if members:
-            report.record(f"members of {capability}", f"does not implement {', '.join(missing)}"
-                          if missing else None)
+            with report.grouped(capability):
+                report.record(f"members of {capability}",
+                              f"does not implement {', '.join(missing)}" if missing else None)
     try:
         with on_device(device):
             theta = problem.check_theta()
@@ -294,6 +299,32 @@ def check_problem(problem: Problem | type[Problem] | str, *,
                       f"{tolerance_text(tolerance)}; raise --effort or --bias-tolerance, or "
                       "set check_params where |J| and ‖∇J‖ are large against the spread of f")
     return report
+
+
+@dataclass
+class GroupedReport(CheckReport):
+    """A problem's report that also knows which group each outcome belongs to: ``protocol``,
+    or the capability whose record made the check (see
+    :func:`~vrbench.testing.parametrize_with_checks`)."""
+
+    group: str = PROTOCOL
+    groups: list[str] = field(default_factory=list)
+    """The group of each of ``outcomes``."""
+
+    def record(self, check: str, failure: str | None, detail: str = "",
+               where: str | None = None, n: int | None = None,
+               theta: str | None = None) -> None:
+        super().record(check, failure, detail, where, n, theta)
+        self.groups.append(self.group)
+
+    @contextmanager
+    def grouped(self, group: str) -> Iterator[None]:
+        """Record into ``group`` inside the block."""
+        outer, self.group = self.group, group
+        try:
+            yield
+        finally:
+            self.group = outer
 
 
 @dataclass(frozen=True)
@@ -429,8 +460,16 @@ def _capability_identities(ctx: ExactContext) -> None:
     """The exact checks of each capability the problem declares, then a ``pathwise_gradient``
     the problem writes out against autograd."""
     for spec in specs_of(ctx.problem):
-        if spec.exact_checks is not None:
-            spec.exact_checks(ctx)
+        if spec.exact_checks is None:
+            continue
+        with _grouped(ctx.report, spec.capability.value):
+            try:
+                spec.exact_checks(ctx)
+            except NotImplementedError:
+                raise
+            except Exception as exc:  # the capability's failure, and the end of the identities
+                ctx.report.record("capability identities", f"raised {type(exc).__name__}: {exc}")
+                return
     if ({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= ctx.problem.capabilities
             and _implements(ctx.problem, "pathwise_gradient")):
         _pathwise_gradient_identity(ctx.report, ctx.problem, ctx.theta, ctx.seed, ctx.device)
@@ -452,37 +491,48 @@ def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, th
                     device: torch.device) -> None:
     tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1), reference, device)
     for index, test in enumerate(tests):
-        if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
-            message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
-                       "began; raise --time-budget (the tests' sizes do not depend on it)")
-            if sizing.accept_partial:
-                report.notes.append(f"{test.name}{_at_theta(label)}: {message}; accepted "
-                                    "(--accept-partial)")
-            else:
-                report.record(test.name, message, theta=label)
-            continue
-        try:
-            result = mean_test(test.draw, test.expected, test.units, sizing.tolerance,
-                               (devices.generator(device, seed + 10 + 2 * index),
-                                devices.generator(device, seed + 11 + 2 * index)),
-                               max_count=sizing.max_count(problem), deadline=sizing.deadline,
-                               expected_se=test.expected_se)
-        except Exception as exc:
-            report.record(test.name, f"raised {type(exc).__name__}: {exc}", theta=label)
-            continue
-        report.power.append(PowerRecord(test.name, where, None, result.detectable_relative,
-                                        sizing.tolerance, label))
-        detail = detectable_text(result, "deviation", test.unit, test.grad, "draws")
-        if result.stopped and not sizing.accept_partial:
-            failure: str | None = (f"stopped by the time budget ({detail}); raise --time-budget, "
-                                   "or pass --accept-partial to accept this weaker power")
-        elif not result.passed and result.dependent:
-            failure = (f"{_failure(result, test)}; but the means of the calls to sample() vary "
-                       "more than independent draws' would, so the draws of one call are "
-                       "dependent and the standard error is understated")
+        with _grouped(report, test.group):
+            _sampled_check(report, problem, label, test, index, where, seed, sizing, device)
+
+
+def _grouped(report: CheckReport, group: str) -> AbstractContextManager[None]:
+    return report.grouped(group) if isinstance(report, GroupedReport) else nullcontext()
+
+
+def _sampled_check(report: CheckReport, problem: Problem, label: str | None, test: SampledTest,
+                   index: int, where: str, seed: int, sizing: _Sizing,
+                   device: torch.device) -> None:
+    if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
+        message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
+                   "began; raise --time-budget (the tests' sizes do not depend on it)")
+        if sizing.accept_partial:
+            report.notes.append(f"{test.name}{_at_theta(label)}: {message}; accepted "
+                                "(--accept-partial)")
         else:
-            failure = None if result.passed else _failure(result, test)
-        report.record(test.name, failure, "" if failure else detail, theta=label)
+            report.record(test.name, message, theta=label)
+        return
+    try:
+        result = mean_test(test.draw, test.expected, test.units, sizing.tolerance,
+                           (devices.generator(device, seed + 10 + 2 * index),
+                            devices.generator(device, seed + 11 + 2 * index)),
+                           max_count=sizing.max_count(problem), deadline=sizing.deadline,
+                           expected_se=test.expected_se)
+    except Exception as exc:
+        report.record(test.name, f"raised {type(exc).__name__}: {exc}", theta=label)
+        return
+    report.power.append(PowerRecord(test.name, where, None, result.detectable_relative,
+                                    sizing.tolerance, label))
+    detail = detectable_text(result, "deviation", test.unit, test.grad, "draws")
+    if result.stopped and not sizing.accept_partial:
+        failure: str | None = (f"stopped by the time budget ({detail}); raise --time-budget, "
+                               "or pass --accept-partial to accept this weaker power")
+    elif not result.passed and result.dependent:
+        failure = (f"{_failure(result, test)}; but the means of the calls to sample() vary "
+                   "more than independent draws' would, so the draws of one call are "
+                   "dependent and the standard error is understated")
+    else:
+        failure = None if result.passed else _failure(result, test)
+    report.record(test.name, failure, "" if failure else detail, theta=label)
 
 
 def _at_theta(label: str | None) -> str:
@@ -507,7 +557,8 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Re
         tests.append(ctx.gradient(ctx.grad_test, ctx.centered_score(ctx.sample)))
     for spec in specs:
         if spec.sampled_checks is not None:
-            tests += spec.sampled_checks(ctx)
+            tests += [replace(test, group=spec.capability.value)
+                      for test in spec.sampled_checks(ctx)]
     if _implements(problem, "sample_mean"):
         with on_device(device):
             mean_x = float64_cpu(problem.sample_mean(theta)).reshape(-1)
