@@ -5,8 +5,8 @@
 each group of checks as a test of its own; ``vrbench check`` prints it. Every statistical
 check states its power: it is sized to detect a relative error of ``bias_tolerance`` (default
 1% of ‖∇J‖) with probability 95% within a time budget, and a passing check reports the
-smallest error it could have detected, so that a weak pass is visible as such (see :mod:`.statistics`).
-A correct component fails one statistical test with probability at most
+smallest error it could have detected, so that a weak pass is visible as such (see
+:mod:`.statistics`). A correct component fails one statistical test with probability at most
 :data:`~vrbench.testing.statistics.ALPHA`.
 
 Problems named by the registry are checked with their ``check_params`` at their
