@@ -457,9 +457,9 @@ def _support_checks(report: CheckReport, problem: Problem, theta: Tensor, value:
 
 
 def _capability_identities(ctx: ExactContext) -> None:
-    """The exact checks of each capability the problem declares, then a ``pathwise_gradient``
-    the problem writes out against autograd."""
-    for spec in specs_of(ctx.problem):
+    """The exact checks of each capability the problem declares, by name (as the members are
+    checked), then a ``pathwise_gradient`` the problem writes out against autograd."""
+    for spec in sorted(specs_of(ctx.problem), key=lambda spec: spec.capability.value):
         if spec.exact_checks is None:
             continue
         with _grouped(ctx.report, spec.capability.value):
