@@ -276,8 +276,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         return report
     deadline = None if time_budget is None else time.perf_counter() + time_budget
     sizing = _Sizing(tolerance, effort, max_draws, deadline, accept_partial, time_budget)
-    _sampled_checks(report, problem, None, theta, value, reference, where, seed, sizing,
-                    device)
+    suite = _Suite(report, problem, where, device)
+    _sampled_checks(suite, None, theta, value, reference, seed, sizing)
     for index, (label, point) in enumerate(points[1:], start=1):
         try:
             # Without an exact gradient, a reference of its own at each θ, as precise against
@@ -290,9 +290,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         if not point_reference.exact:
             report.notes.append(f"at {label}, J and ∇J are a reference, "
                                 f"{point_reference.describe()}")
-        _sampled_checks(report, problem, label, point,
-                        torch.tensor(point_reference.value, dtype=DTYPE), point_reference,
-                        where, seed + 1000 * index, sizing.at_other_theta(), device)
+        _sampled_checks(suite, label, point, torch.tensor(point_reference.value, dtype=DTYPE),
+                        point_reference, seed + 1000 * index, sizing.at_other_theta())
     records = [r for r in report.power if r.theta is None]
     if records and not any(r.reached for r in records):
         report.record("power", "none of the sampled tests reached the tolerance of "
@@ -486,22 +485,33 @@ def _pathwise_gradient_identity(report: CheckReport, problem: Problem, theta: Te
         own, autograd, f"pathwise_gradient(θ, ε) against autograd at {PATHWISE_SHAPE} draws"))
 
 
-def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, theta: Tensor,
-                    value: Tensor, reference: Reference, where: str, seed: int, sizing: _Sizing,
-                    device: torch.device) -> None:
-    tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1), reference, device)
+@dataclass(frozen=True)
+class _Suite:
+    """What every sampled test of one problem's check shares: where it records, what it
+    checks and on which device."""
+
+    report: CheckReport
+    problem: Problem
+    where: str
+    device: torch.device
+
+
+def _sampled_checks(suite: _Suite, label: str | None, theta: Tensor, value: Tensor,
+                    reference: Reference, seed: int, sizing: _Sizing) -> None:
+    tests = _sampled_tests(suite.problem, theta, float64_cpu(value).reshape(1), reference,
+                           suite.device)
     for index, test in enumerate(tests):
-        with _grouped(report, test.group):
-            _sampled_check(report, problem, label, test, index, where, seed, sizing, device)
+        with _grouped(suite.report, test.group):
+            _sampled_check(suite, label, test, index, seed, sizing)
 
 
 def _grouped(report: CheckReport, group: str) -> AbstractContextManager[None]:
     return report.grouped(group) if isinstance(report, GroupedReport) else nullcontext()
 
 
-def _sampled_check(report: CheckReport, problem: Problem, label: str | None, test: SampledTest,
-                   index: int, where: str, seed: int, sizing: _Sizing,
-                   device: torch.device) -> None:
+def _sampled_check(suite: _Suite, label: str | None, test: SampledTest, index: int, seed: int,
+                   sizing: _Sizing) -> None:
+    report, problem, where, device = suite.report, suite.problem, suite.where, suite.device
     if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
         message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
                    "began; raise --time-budget (the tests' sizes do not depend on it)")
