@@ -432,7 +432,7 @@ def _multi_sample_sampled(ctx: SampledContext) -> Iterator[SampledTest]:
                        ctx.stream(multi_sample_gradient))
 
 
-def _implements(problem: Problem, member: str) -> bool:
+def implements(problem: Problem, member: str) -> bool:
     """Whether ``problem`` overrides an optional member of the protocol (or has the attribute)."""
     if member == "noise_dim":
         return isinstance(problem.noise_dim, int) and problem.noise_dim >= 1
@@ -461,7 +461,7 @@ def _sequences_exact(ctx: ExactContext) -> None:
                   f"{tuple(reference.shape)}")
     if not ok:
         return
-    if _implements(problem, "log_prob"):
+    if implements(problem, "log_prob"):
         report.record("token log-probabilities add up to log_prob", mismatch(
             (log_probs * mask).sum((-1, -2)), problem.log_prob(theta, samples),
             "Σ_p Σ_t token_log_probs against log_prob"))
@@ -486,7 +486,7 @@ def _sequences_exact(ctx: ExactContext) -> None:
                             * problem.token_mask(behaviour)).sum((-1, -2)),
                            problem.log_prob(old_theta, behaviour),
                            "Σ_p Σ_t token_log_probs(θ_old) against log_prob(θ_old)")
-                  if _implements(problem, "log_prob") else None)
+                  if implements(problem, "log_prob") else None)
 
 
 def _sequences_sampled(ctx: SampledContext) -> Iterator[SampledTest]:

@@ -23,10 +23,10 @@ from vrbench.testing.capabilities import (
     ExactContext,
     SampledContext,
     SampledTest,
+    implements,
     mismatch,
     specs_of,
 )
-from vrbench.testing.capabilities import _implements as _implements
 from vrbench.testing.common import (
     BIAS_TOLERANCE,
     OTHER_THETAS,
@@ -242,7 +242,7 @@ def check_problem(problem: Problem | type[Problem] | str, *,
                   "tabular without sequential" if orphan else None)
     for capability in sorted(caps - unknown):
         members = SPECS[Capability(capability)].members
-        missing = [m for m in members if not _implements(problem, m)]
+        missing = [m for m in members if not implements(problem, m)]
         if members:
             with report.grouped(capability):
                 report.record(f"members of {capability}",
@@ -397,9 +397,9 @@ def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial:
             ("capability identities", lambda: _capability_identities(
                 ExactContext(report, problem, theta, samples, scores, seed, device)))]
         for member, checks in optional:
-            if member in ("log_prob", "support") and not _implements(problem, member):
+            if member in ("log_prob", "support") and not implements(problem, member):
                 continue
-            if member == "support" and not _implements(problem, "log_prob"):
+            if member == "support" and not implements(problem, "log_prob"):
                 report.record("support", "support() needs an exact log_prob()")
                 continue
             try:
@@ -470,7 +470,7 @@ def _capability_identities(ctx: ExactContext) -> None:
                 ctx.report.record("capability identities", f"raised {type(exc).__name__}: {exc}")
                 return
     if ({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= ctx.problem.capabilities
-            and _implements(ctx.problem, "pathwise_gradient")):
+            and implements(ctx.problem, "pathwise_gradient")):
         _pathwise_gradient_identity(ctx.report, ctx.problem, ctx.theta, ctx.seed, ctx.device)
 
 
@@ -569,7 +569,7 @@ def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Re
         if spec.sampled_checks is not None:
             tests += [replace(test, group=spec.capability.value)
                       for test in spec.sampled_checks(ctx)]
-    if _implements(problem, "sample_mean"):
+    if implements(problem, "sample_mean"):
         with on_device(device):
             mean_x = float64_cpu(problem.sample_mean(theta)).reshape(-1)
         # Relaxable problems state the mean in the encoding of relaxed samples.
