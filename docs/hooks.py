@@ -2,7 +2,7 @@
 
 Nothing here is written twice: the guide pages are the README's sections, the estimator,
 problem and capability pages are read from the registries at build time (docstrings, class
-attributes, parameter defaults, ``CAPABILITY_DESCRIPTIONS``), and the API reference is
+attributes, parameter defaults, the capability records), and the API reference is
 mkdocstrings reading the modules. So the site cannot drift from the code: a new estimator
 gets its page, and a changed default shows on the next ``make docs``.
 
@@ -264,29 +264,30 @@ def _index(kind: str, entries: list[Any], columns: list[str], row: Any) -> str:
     ])
 
 
-def _capabilities_page(estimator_entries: list[Any], problem_entries: list[Any]) -> str:
-    from vrbench.problems.base import Capability
+def _capabilities_page(problem_entries: list[Any]) -> str:
+    from vrbench.testing.capabilities import CAPABILITIES, estimators_using
 
     lines = [
         "# Capabilities", "",
         "Problems declare capabilities; estimators require them, and run only on problems "
-        "that have every one they require. This page is generated from "
-        "`vrbench.problems.base.CAPABILITY_DESCRIPTIONS` and `CAPABILITY_MEMBERS`, as "
-        "`vrbench list capabilities` is; [Adding a problem](adding-a-problem.md) explains "
-        "each with an example.", "",
+        "that have every one they require. This page is generated from the records of "
+        "`vrbench.testing.capabilities.CAPABILITIES`, as `vrbench list capabilities` is and "
+        "as `vrbench check` runs their checks; [Adding a problem](adding-a-problem.md) "
+        "explains each with an example, [Adding a capability](adding-a-capability.md) how to "
+        "add one.", "",
     ]
-    for capability in Capability:
+    for spec in CAPABILITIES:
+        capability = spec.capability
         problems = [f"[`{p.name}`](problems/{p.name}.md)" for p in problem_entries
                     if capability in p.cls.capabilities]
-        estimators = [f"[`{e.name}`](estimators/{e.name}.md)" for e in estimator_entries
-                      if capability in e.cls.requires]
-        members = ", ".join(f"`{m}`" for m in capability.members) or "none beyond the protocol"
+        estimators = [f"[`{name}`](estimators/{name}.md)" for name in estimators_using(capability)]
+        members = ", ".join(f"`{m}`" for m in spec.members) or "none beyond the protocol"
         lines += [
             f"## {capability.value}", "",
-            capability.description + ".", "",
+            spec.description, "",
             f"- **Members it needs:** {members}",
             f"- **Problems that declare it:** {', '.join(problems) or 'none'}",
-            f"- **Estimators that require it:** {', '.join(estimators) or 'none'}", "",
+            f"- **Estimators it lets run:** {', '.join(estimators) or 'none'}", "",
         ]
     return "\n".join(lines)
 
@@ -309,7 +310,7 @@ def _component_pages() -> dict[str, str]:
         "problems", problem_entries, ["name", "capabilities", "summary"],
         lambda p: [f"[`{p.name}`]({p.name}.md)", ", ".join(sorted(p.cls.capabilities)),
                    markdown_from_rest(p.cls.summary())])
-    pages["capabilities.md"] = _capabilities_page(estimator_entries, problem_entries)
+    pages["capabilities.md"] = _capabilities_page(problem_entries)
     return pages
 
 
@@ -360,7 +361,7 @@ def _generated() -> dict[str, str]:
     return _readme_pages() | _component_pages() | _reference_pages()
 
 
-WRITTEN_PAGES = ("adding-an-estimator.md", "adding-a-problem.md")
+WRITTEN_PAGES = ("adding-an-estimator.md", "adding-a-problem.md", "adding-a-capability.md")
 """The pages written for the site (in docs/), in the navigation's order; any other Markdown
 file there is not in the navigation, which fails the strict build."""
 

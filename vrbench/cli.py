@@ -29,8 +29,9 @@ from vrbench.bench.train import OPTIMIZERS, SHARED_FILE, TrainSettings
 from vrbench.components import Spec, parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
-from vrbench.problems.base import Capability, Problem
+from vrbench.problems.base import Problem
 from vrbench.testing import BIAS_TOLERANCE, check_estimator, check_instance, check_problem
+from vrbench.testing.capabilities import CAPABILITIES, estimators_using
 from vrbench.testing.estimator_checks import TIME_BUDGET as ESTIMATOR_TIME_BUDGET
 from vrbench.testing.problem_checks import TIME_BUDGET as PROBLEM_TIME_BUDGET
 
@@ -385,11 +386,12 @@ def _list(console: Console, kind: str | None) -> None:
         console.print(table)
     if kind in (None, "capabilities"):
         table = Table(title="capabilities", header_style="bold")
-        for column in ("capability", "meaning", "members it needs"):
+        for column in ("capability", "meaning", "members it needs", "used by"):
             table.add_column(column)
-        for capability in Capability:
-            table.add_row(capability.value, escape(capability.description),
-                          ", ".join(capability.members) or "—")
+        for spec in CAPABILITIES:
+            table.add_row(spec.capability.value, escape(spec.description),
+                          ", ".join(spec.members) or "—",
+                          ", ".join(estimators_using(spec.capability)) or "—")
         console.print(table)
         console.print("Estimators require capabilities; problems declare them. "
                       "docs/adding-a-problem.md explains each one with an example.")

@@ -54,143 +54,29 @@ def check_size(owner: str, key: str, value: int, low: int = 1, high: int = MAX_S
 
 
 class Capability(StrEnum):
-    """What a problem offers; estimators declare which of these they require."""
+    """What a problem offers; estimators declare which of these they require.
+
+    What each promises, the members it needs and its conformance checks are one record,
+    :data:`vrbench.testing.capabilities.CAPABILITIES` (``vrbench list capabilities`` prints
+    them).
+    """
 
     DISCRETE = "discrete"
-    """Samples are discrete (Bernoulli, categorical, actions, trajectories)."""
     CONTINUOUS = "continuous"
-    """Samples are real-valued."""
     DIFFERENTIABLE = "differentiable"
-    """f is differentiable (almost everywhere) in x, in torch, so pathwise gradients apply."""
     REPARAMETERIZABLE = "reparameterizable"
-    """x = transform(θ, noise) with noise independent of θ (see :meth:`Problem.transform`)."""
     SEQUENTIAL = "sequential"
-    """Samples are trajectories of an MDP; f is the (discounted) return ``Σ_t γ^t r_t``. The
-    problem has ``gamma`` and implements ``step_score`` (per-step scores weighted per step),
-    ``step_rewards`` and ``reward_to_go`` (the ``r_t`` and ``Σ_{k≥t} γ^k r_k``),
-    ``exact_values`` and ``step_values`` (the exact ``V_t`` at the visited states):
-    reward-to-go, state-value baselines and GAE apply."""
     TABULAR = "tabular"
-    """A sequential problem with finitely many states (``TabularMDP``): state values can be
-    fitted as a table from Monte Carlo returns."""
     INVERSE_TRANSFORM = "inverse_transform"
-    """x = from_uniforms(θ, u) with u uniform on (0, 1)^noise_dim (see
-    :meth:`Problem.from_uniforms`): antithetic, stratified and quasi-Monte Carlo apply."""
     BERNOULLI_LOGITS = "bernoulli_logits"
-    """x is a vector of independent Bernoullis whose logits are θ, and f accepts any 0/1
-    vector: ARM, DisARM and measure-valued gradients apply."""
     GAUSSIAN = "gaussian"
-    """x ~ N(μ, diag σ²) in D ≥ 1 dimensions with θ = (μ_1..μ_D, σ_1..σ_D): measure-valued
-    gradients apply. Samples have shape ``(R, n)`` plus the shape of
-    :meth:`Problem.sample_mean` (``()`` when univariate, ``(D,)`` otherwise; a problem that
-    does not implement it is univariate)."""
     BERNOULLI_LATENTS = "bernoulli_latents"
-    """x is made of independent Bernoulli latents whose logits are a differentiable function
-    of θ (see :meth:`Problem.latent_logits`), and f accepts any 0/1 (and relaxed) latents:
-    every estimator for Bernoulli logits applies through the chain rule (an amortized
-    encoder, say; see :mod:`vrbench.problems.latents`)."""
     CATEGORICAL_LATENTS = "categorical_latents"
-    """x is made of independent categorical latents whose logits are a differentiable function
-    of θ, and f accepts any one-hot (and relaxed) latents: every estimator for categorical
-    logits applies through the chain rule (see :mod:`vrbench.problems.latents`)."""
     RELAXABLE = "relaxable"
-    """f extends to relaxed samples (see :meth:`Problem.relax`): Gumbel-softmax applies."""
     CATEGORICAL_LOGITS = "categorical_logits"
-    """x is D independent categoricals of K categories whose logits are θ (row-major D×K),
-    samples are one-hot ``(R, n, D, K)`` and f accepts any one-hot tensor: IndeCateR
-    applies."""
     AMORTIZED = "amortized"
-    """A sample holds one latent per data item, drawn independently from q(z_b | x_b; θ), and
-    f = (1/B) Σ_b f_b(z_b) (see :meth:`Problem.item_f`): input-dependent baselines (NVIL)
-    apply."""
     SEQUENCES = "sequences"
-    """x holds one output sequence per prompt of a prompt set, drawn from an autoregressive
-    policy over tokens (see :mod:`vrbench.problems.sequences`); f is the mean over prompts of
-    the reward minus ``beta`` times the sequence log-ratio to a reference policy. The problem
-    gives per-prompt rewards, per-token log-probabilities under θ and the reference, token
-    masks, token-weighted scores, a stale behaviour policy (``behaviour_theta``,
-    ``sample_behaviour``) and the exact per-token values of a policy: group-baseline
-    (RLOO, GRPO), clipped-ratio (PPO, GSPO) and KL-penalty estimators apply."""
     MULTI_SAMPLE = "multi_sample"
-    """f is a multi-sample bound (1/B) Σ_b log (1/K) Σ_k w(x_b, z_bk) whose importance weights
-    depend on θ (see :meth:`Problem.log_weights`): ∇J is not E[f ∇θ log p], so only
-    estimators that require this capability run on it."""
-
-    @property
-    def description(self) -> str:
-        """What the capability promises and which estimators it lets run."""
-        return CAPABILITY_DESCRIPTIONS[self]
-
-    @property
-    def members(self) -> tuple[str, ...]:
-        """The optional :class:`Problem` members a problem with this capability implements."""
-        return CAPABILITY_MEMBERS.get(self, ())
-
-
-CAPABILITY_DESCRIPTIONS: Mapping[Capability, str] = MappingProxyType({
-    Capability.DISCRETE: "samples are discrete (bits, categories, arms, trajectories)",
-    Capability.CONTINUOUS: "samples are real-valued tensors",
-    Capability.DIFFERENTIABLE: "f is differentiable (almost everywhere) in x, in torch: "
-                               "pathwise gradients apply",
-    Capability.REPARAMETERIZABLE: "x = transform(θ, ε) with ε = sample_noise() independent of "
-                                  "θ: pathwise gradients and the delta method apply",
-    Capability.SEQUENTIAL: "samples are episodes and f their discounted return, with per-step "
-                           "scores, rewards and exact state values: reward-to-go, the exact "
-                           "value baseline and GAE apply",
-    Capability.TABULAR: "a sequential problem with finitely many states (a TabularMDP): "
-                        "state values fitted as tables from Monte Carlo returns apply",
-    Capability.INVERSE_TRANSFORM: "x = from_uniforms(θ, u) with u uniform on (0, 1)^noise_dim: "
-                                  "antithetic, stratified and quasi-Monte Carlo draws apply",
-    Capability.BERNOULLI_LOGITS: "x is a 0/1 vector of independent Bernoullis with logits θ, "
-                                 "and f accepts any 0/1 vector: ARM, DisARM, REBAR, RELAX and "
-                                 "measure-valued gradients apply",
-    Capability.GAUSSIAN: "x ~ N(μ, diag σ²) in D dimensions with θ = (μ_1..μ_D, σ_1..σ_D), "
-                         "samples (R, n) when D = 1 and (R, n, D) otherwise, and f accepts any "
-                         "real tensor: measure-valued gradients apply",
-    Capability.BERNOULLI_LATENTS: "x is made of independent Bernoulli latents whose logits are "
-                                  "latent_logits(θ), and f accepts any 0/1 or relaxed latents: "
-                                  "every estimator for Bernoulli logits applies through the "
-                                  "chain rule",
-    Capability.CATEGORICAL_LATENTS: "x is made of independent categorical latents whose logits "
-                                    "are latent_logits(θ), and f accepts any one-hot or "
-                                    "relaxed latents: every estimator for categorical logits "
-                                    "applies through the chain rule",
-    Capability.RELAXABLE: "discrete samples have a continuous relaxation relax(θ, u, τ) that "
-                          "f_relaxed accepts and harden() rounds to an exact sample: "
-                          "Gumbel-softmax, straight-through, REBAR and RELAX apply",
-    Capability.CATEGORICAL_LOGITS: "x is D independent categoricals of K categories with "
-                                   "logits θ, one-hot samples (R, n, D, K), and f accepts any "
-                                   "one-hot tensor: IndeCateR applies",
-    Capability.AMORTIZED: "a sample holds one latent per data item and f is the mean of "
-                          "per-item terms: input-dependent baselines (NVIL) apply",
-    Capability.MULTI_SAMPLE: "f is a multi-sample bound whose importance weights depend on θ: "
-                             "only VIMCO and the multi-sample score function apply",
-    Capability.SEQUENCES: "x holds one output sequence per prompt of an autoregressive policy, "
-                          "with per-prompt rewards, per-token log-probabilities under θ, the "
-                          "reference and a stale behaviour policy: group-baseline (RLOO, GRPO), "
-                          "clipped-ratio (PPO, GSPO) and KL-penalty estimators apply",
-})
-"""One line per capability, shown by ``vrbench list capabilities``."""
-
-CAPABILITY_MEMBERS: Mapping[Capability, tuple[str, ...]] = MappingProxyType({
-    Capability.REPARAMETERIZABLE: ("sample_noise", "transform"),
-    Capability.INVERSE_TRANSFORM: ("noise_dim", "from_uniforms"),
-    Capability.RELAXABLE: ("noise_dim", "relax", "harden"),
-    Capability.BERNOULLI_LATENTS: ("latent_logits", "latent_samples", "latent_pullback"),
-    Capability.CATEGORICAL_LATENTS: ("latent_logits", "latent_samples", "latent_pullback"),
-    Capability.SEQUENTIAL: ("gamma", "horizon", "step_score", "step_rewards", "reward_to_go",
-                            "exact_values", "step_values"),
-    Capability.TABULAR: ("policy",),
-    Capability.CATEGORICAL_LOGITS: ("support", "log_prob"),
-    Capability.AMORTIZED: ("item_inputs", "item_f", "item_weighted_score"),
-    Capability.MULTI_SAMPLE: ("log_weights", "code_weighted_score"),
-    Capability.SEQUENCES: ("beta", "prompt_rewards", "token_mask", "token_log_probs",
-                           "reference_token_log_probs", "token_weighted_score",
-                           "behaviour_theta", "sample_behaviour", "exact_token_values"),
-})
-"""The members beyond the required ones that each capability needs (see the problem docs);
-``f_relaxed`` (RELAXABLE) and ``sample_mean`` (for the delta method) have defaults or are
-optional."""
 
 
 class NumericalReference(NamedTuple):

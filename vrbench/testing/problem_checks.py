@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -14,14 +15,23 @@ from torch import Tensor
 from vrbench import devices
 from vrbench.bench.reference import Reference, ReferenceSettings, compute_reference
 from vrbench.devices import built_on_cpu, on_device, resolve_device
-from vrbench.estimators.base import per_replicate_gradient
-from vrbench.problems.base import DTYPE, Capability, Problem, gaussian_event_shape
+from vrbench.problems.base import DTYPE, Capability, Problem
+from vrbench.testing.capabilities import (
+    EXACT_TOLERANCE,
+    SHAPE,
+    SPECS,
+    ExactContext,
+    SampledContext,
+    SampledTest,
+    implements,
+    mismatch,
+    specs_of,
+)
 from vrbench.testing.common import (
     BIAS_TOLERANCE,
     OTHER_THETAS,
     check_instance,
     check_thetas,
-    chunks,
     describe,
     detectable_text,
     direction_names,
@@ -72,12 +82,9 @@ FD_TOLERANCE = 1e-5
 FD_FLOOR = 1e-7
 """Absolute floor (times max(1, |J|)) of the finite differences' scale, where ∇J ≈ 0."""
 
-EXACT_TOLERANCE = 1e-9
-"""Relative tolerance of identities that hold exactly (enumeration, autograd, shortcuts)."""
+PROTOCOL = "protocol"
+"""The group of the checks every problem runs, whatever its capabilities."""
 
-RELAX_TEMPERATURE = 0.5
-UNIFORM_EPSILON = 1e-12
-SHAPE = (100, 50)
 PATHWISE_SHAPE = (16, 4)
 """Replicates and draws on which a problem's own ``pathwise_gradient`` is held to autograd's."""
 
@@ -89,7 +96,8 @@ def _difference_directions(dim: int, seed: int) -> Tensor:
         return torch.eye(dim, dtype=DTYPE)
     g = torch.Generator().manual_seed(seed)
     directions = torch.randn(FD_DIRECTIONS, dim, generator=g, dtype=DTYPE)
-    return directions / directions.norm(dim=1, keepdim=True)
+    norms: Tensor = directions.norm(dim=1, keepdim=True)
+    return directions / norms
 
 
 def _numerical_value(problem: Problem) -> Callable[[Tensor], Tensor]:
@@ -105,6 +113,7 @@ def finite_difference_error(problem: Problem, theta: Tensor, seed: int = 0) -> f
     difference costs two evaluations of J). A gradient 3% too large reads 0.03.
     """
     directions = _difference_directions(problem.dim, seed).to(theta.device)
+    value: Callable[[Tensor], Tensor]
     if problem.has_exact_gradient:
         value, grad = problem.value, problem.exact_grad(theta)
     else:  # a numerical reference: its gradient against differences of its value
@@ -125,18 +134,6 @@ def _weighted_score_failure(weights: Tensor, scores: Tensor, weighted: Tensor) -
     if torch.allclose(weighted, reference, rtol=1e-9, atol=1e-12 * scale):
         return None
     return f"differs from the scores by up to {float((weighted - reference).abs().max()):.3g}"
-
-
-def _mismatch(actual: Tensor, expected: Tensor, what: str) -> str | None:
-    """Why ``actual`` differs from ``expected`` beyond rounding, or None."""
-    actual, expected = float64_cpu(actual), float64_cpu(expected)
-    if actual.shape != expected.shape:
-        return f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    error = float((actual - expected).abs().max()) if actual.numel() else 0.0
-    scale = max(float(expected.abs().max()) if expected.numel() else 0.0, 1e-300)
-    if error <= EXACT_TOLERANCE * scale or error <= 1e-14:
-        return None
-    return f"{what} differs by {error:.3g} ({error / scale:.3g} of its size)"
 
 
 def _same(first: Tensor, second: Tensor) -> bool:
@@ -184,32 +181,6 @@ def determinism_failure(problem: Problem, theta: Tensor, device: torch.device,
                 "all of them: f must depend on each sample alone (no noise drawn inside f, no "
                 "statistic across the batch)")
     return None
-
-
-def _implements(problem: Problem, member: str) -> bool:
-    """Whether ``problem`` overrides an optional member of the protocol (or has the attribute)."""
-    if member == "noise_dim":
-        return isinstance(problem.noise_dim, int) and problem.noise_dim >= 1
-    base = getattr(Problem, member, None)
-    own = getattr(type(problem), member, None)
-    if base is None:
-        return own is not None
-    return own is not base
-
-
-@dataclass(frozen=True)
-class _Sampled:
-    """A sampled test: its name, its draws ``(size, k)``, the expected mean and its units."""
-
-    name: str
-    draw: Callable[[int, torch.Generator], Iterator[Tensor]]
-    expected: Tensor
-    units: Tensor | None
-    unit: str
-    grad: Tensor | None = None
-    """∇J, when the draws are projections on its :func:`bias_directions`."""
-    expected_se: Tensor | None = None
-    """The standard errors of ``expected`` where it comes from a reference."""
 
 
 def check_problem(problem: Problem | type[Problem] | str, *,
@@ -260,7 +231,7 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     device = resolve_device(device)
     problem = check_instance(problem)
     where = describe(problem)
-    report = CheckReport(f"problem {where}")
+    report = GroupedReport(f"problem {where}")
     report.record("metadata", metadata_failure(problem, "problem"))
     caps = set(problem.capabilities)
     unknown = caps - set(Capability)
@@ -270,11 +241,12 @@ def check_problem(problem: Problem | type[Problem] | str, *,
                   "both discrete and continuous" if both else
                   "tabular without sequential" if orphan else None)
     for capability in sorted(caps - unknown):
-        members = Capability(capability).members
-        missing = [m for m in members if not _implements(problem, m)]
+        members = SPECS[Capability(capability)].members
+        missing = [m for m in members if not implements(problem, m)]
         if members:
-            report.record(f"members of {capability}", f"does not implement {', '.join(missing)}"
-                          if missing else None)
+            with report.grouped(capability):
+                report.record(f"members of {capability}",
+                              f"does not implement {', '.join(missing)}" if missing else None)
     try:
         with on_device(device):
             theta = problem.check_theta()
@@ -292,8 +264,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
     if not reference.exact:
         report.notes.append(f"no exact gradient: J and ∇J are a reference, "
                             f"{reference.describe()}")
-    for label, vector in (("initial θ", initial), ("check θ", theta)):
-        report.record(label, None if vector.shape == (problem.dim,) and vector.dtype == DTYPE
+    for name, vector in (("initial θ", initial), ("check θ", theta)):
+        report.record(name, None if vector.shape == (problem.dim,) and vector.dtype == DTYPE
                       else f"got shape {tuple(vector.shape)} dtype {vector.dtype}, expected "
                            f"({problem.dim},) float64")
     report.record("runs off the CPU", meta_problem_failure(problem))
@@ -304,8 +276,8 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         return report
     deadline = None if time_budget is None else time.perf_counter() + time_budget
     sizing = _Sizing(tolerance, effort, max_draws, deadline, accept_partial, time_budget)
-    _sampled_checks(report, problem, None, theta, value, reference, where, seed, sizing,
-                    device)
+    suite = _Suite(report, problem, where, device)
+    _sampled_checks(suite, None, theta, value, reference, seed, sizing)
     for index, (label, point) in enumerate(points[1:], start=1):
         try:
             # Without an exact gradient, a reference of its own at each θ, as precise against
@@ -318,15 +290,40 @@ def check_problem(problem: Problem | type[Problem] | str, *,
         if not point_reference.exact:
             report.notes.append(f"at {label}, J and ∇J are a reference, "
                                 f"{point_reference.describe()}")
-        _sampled_checks(report, problem, label, point,
-                        torch.tensor(point_reference.value, dtype=DTYPE), point_reference,
-                        where, seed + 1000 * index, sizing.at_other_theta(), device)
+        _sampled_checks(suite, label, point, torch.tensor(point_reference.value, dtype=DTYPE),
+                        point_reference, seed + 1000 * index, sizing.at_other_theta())
     records = [r for r in report.power if r.theta is None]
     if records and not any(r.reached for r in records):
         report.record("power", "none of the sampled tests reached the tolerance of "
                       f"{tolerance_text(tolerance)}; raise --effort or --bias-tolerance, or "
                       "set check_params where |J| and ‖∇J‖ are large against the spread of f")
     return report
+
+
+@dataclass
+class GroupedReport(CheckReport):
+    """A problem's report that also knows which group each outcome belongs to: ``protocol``,
+    or the capability whose record made the check (see
+    :func:`~vrbench.testing.parametrize_with_checks`)."""
+
+    group: str = PROTOCOL
+    groups: list[str] = field(default_factory=list)
+    """The group of each of ``outcomes``."""
+
+    def record(self, check: str, failure: str | None, detail: str = "",
+               where: str | None = None, n: int | None = None,
+               theta: str | None = None) -> None:
+        super().record(check, failure, detail, where, n, theta)
+        self.groups.append(self.group)
+
+    @contextmanager
+    def grouped(self, group: str) -> Iterator[None]:
+        """Record into ``group`` inside the block."""
+        outer, self.group = self.group, group
+        try:
+            yield
+        finally:
+            self.group = outer
 
 
 @dataclass(frozen=True)
@@ -394,15 +391,15 @@ def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial:
             report.record(f"exact gradient vs finite differences at the {label}",
                           None if error <= FD_TOLERANCE else measured,
                           measured if error <= FD_TOLERANCE else "")
-        optional = [("log_prob", lambda: _log_prob_checks(report, problem, theta, seed, device)),
-                    ("support", lambda: _support_checks(report, problem, theta, value,
-                                                        true_grad)),
-                    ("capability identities", lambda: _capability_identities(
-                        report, problem, theta, samples, scores, seed, device))]
+        optional: list[tuple[str, Callable[[], None]]] = [
+            ("log_prob", lambda: _log_prob_checks(report, problem, theta, seed, device)),
+            ("support", lambda: _support_checks(report, problem, theta, value, true_grad)),
+            ("capability identities", lambda: _capability_identities(
+                ExactContext(report, problem, theta, samples, scores, seed, device)))]
         for member, checks in optional:
-            if member in ("log_prob", "support") and not _implements(problem, member):
+            if member in ("log_prob", "support") and not implements(problem, member):
                 continue
-            if member == "support" and not _implements(problem, "log_prob"):
+            if member == "support" and not implements(problem, "log_prob"):
                 report.record("support", "support() needs an exact log_prob()")
                 continue
             try:
@@ -424,9 +421,10 @@ def _log_prob_checks(report: CheckReport, problem: Problem, theta: Tensor, seed:
     def log_probs(point: Tensor) -> Tensor:
         return problem.log_prob(point, few).reshape(-1)
 
-    jacobian = torch.autograd.functional.jacobian(log_probs, theta)
+    jacobian: Tensor = torch.autograd.functional.jacobian(  # type: ignore[no-untyped-call]
+        log_probs, theta)
     report.record("score is the gradient of log_prob",
-                  _mismatch(problem.score(theta, few).reshape(8, -1), jacobian,
+                  mismatch(problem.score(theta, few).reshape(8, -1), jacobian,
                             "score(θ, x) against ∇θ log_prob(θ, x) at 8 samples"))
 
 
@@ -441,11 +439,11 @@ def _support_checks(report: CheckReport, problem: Problem, theta: Tensor, value:
         (gradient,) = torch.autograd.grad(enumerated, point)
     probs = probs.detach()
     report.record("support probabilities add up to one",
-                  _mismatch(probs.sum(), torch.ones((), dtype=DTYPE), "Σ p(x)"))
+                  mismatch(probs.sum(), torch.ones((), dtype=DTYPE), "Σ p(x)"))
     report.record("value equals the sum over the support",
-                  _mismatch(value, enumerated.detach(), "value(θ) against Σ p(x) f(x)"))
+                  mismatch(value, enumerated.detach(), "value(θ) against Σ p(x) f(x)"))
     report.record("exact gradient equals the gradient of the sum over the support",
-                  _mismatch(true_grad, gradient, "exact_grad(θ) against ∇θ Σ p(x) f(x)"))
+                  mismatch(true_grad, gradient, "exact_grad(θ) against ∇θ Σ p(x) f(x)"))
     scores = problem.score(theta, support).reshape(probs.numel(), -1)
     mean_score = float((probs @ scores).abs().max())
     scale = float((probs @ scores.abs()).max())
@@ -453,62 +451,27 @@ def _support_checks(report: CheckReport, problem: Problem, theta: Tensor, value:
                   None if mean_score <= EXACT_TOLERANCE * scale else
                   f"Σ p(x) score(x) is {mean_score:.3g} ({mean_score / scale:.3g} of E|score|)")
     report.record("E[f·score] over the support equals the exact gradient",
-                  _mismatch(probs @ (f.detach()[:, None] * scores), true_grad,
+                  mismatch(probs @ (f.detach()[:, None] * scores), true_grad,
                             "Σ p(x) f(x) score(x) against exact_grad(θ)"))
 
 
-def _capability_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
-                           scores: Tensor, seed: int, device: torch.device) -> None:
-    caps = problem.capabilities
-    if Capability.GAUSSIAN in caps:
-        _gaussian_identities(report, problem, theta, samples, scores)
-    if Capability.BERNOULLI_LOGITS in caps:
-        ok_bits = (isinstance(samples, Tensor) and samples.shape == (*SHAPE, problem.dim)
-                   and bool(((samples == 0) | (samples == 1)).all()))
-        report.record("Bernoulli samples are 0/1 vectors", None if ok_bits else
-                      f"expected 0/1 tensors of shape {(*SHAPE, problem.dim)}")
-        if ok_bits:
-            report.record("score is b − sigmoid(θ)", _mismatch(
-                scores, samples - torch.sigmoid(theta), "score against b − sigmoid(θ)"))
-            bits = samples[:2, :3, None, :].expand(2, 3, problem.dim, problem.dim)
-            stacked = problem.f(bits)
-            report.record("f accepts extra batch dimensions of bits",
-                          None if stacked.shape == (2, 3, problem.dim)
-                          else f"f of bits (2, 3, {problem.dim}, {problem.dim}) has shape "
-                               f"{tuple(stacked.shape)}, expected (2, 3, {problem.dim})")
-    if Capability.CATEGORICAL_LOGITS in caps:
-        _categorical_identities(report, problem, theta, samples, scores)
-    if Capability.SEQUENTIAL in caps:
-        _sequential_identities(report, problem, theta, samples, scores)
-    if Capability.TABULAR in caps:
-        _tabular_identities(report, problem, theta, samples)
-    if Capability.AMORTIZED in caps:
-        _amortized_identities(report, problem, theta, samples, seed, device)
-    if {Capability.BERNOULLI_LATENTS, Capability.CATEGORICAL_LATENTS} & caps:
-        _latent_identities(report, problem, theta, seed, device)
-    if Capability.MULTI_SAMPLE in caps:
-        _multi_sample_identities(report, problem, theta, samples, seed, device)
-    if Capability.SEQUENCES in caps:
-        _sequence_identities(report, problem, theta, samples, seed, device)
-    if ({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= caps
-            and _implements(problem, "pathwise_gradient")):
-        _pathwise_gradient_identity(report, problem, theta, seed, device)
-    if Capability.RELAXABLE in caps:
-        uniforms = torch.rand((2, 3, problem.noise_dim), generator=devices.generator(
-            device, seed + 3), dtype=DTYPE).clamp(UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
-        with torch.enable_grad():
-            point = theta.detach().clone().requires_grad_(True)
-            relaxed = problem.f_relaxed(problem.relax(point, uniforms, RELAX_TEMPERATURE))
-        report.record("relaxed f is differentiable in θ", None if relaxed.requires_grad
-                      and relaxed.shape == (2, 3) else
-                      f"f_relaxed(relax(θ, u, τ)) has shape {tuple(relaxed.shape)} and "
-                      f"requires_grad={relaxed.requires_grad}")
-        hard = problem.harden(problem.relax(theta, uniforms, RELAX_TEMPERATURE))
-        embedded = problem.embed(problem.sample(theta, (2, 3), devices.generator(device, seed)))
-        report.record("embed(x) is in the encoding of harden(relax(θ, u, τ))", None
-                      if isinstance(embedded, Tensor) and embedded.shape == hard.shape else
-                      f"embed(sample) has shape {_shape_text(embedded)}, harden(relax(θ, u, τ)) "
-                      f"{tuple(hard.shape)}")
+def _capability_identities(ctx: ExactContext) -> None:
+    """The exact checks of each capability the problem declares, by name (as the members are
+    checked), then a ``pathwise_gradient`` the problem writes out against autograd."""
+    for spec in sorted(specs_of(ctx.problem), key=lambda spec: spec.capability.value):
+        if spec.exact_checks is None:
+            continue
+        with _grouped(ctx.report, spec.capability.value):
+            try:
+                spec.exact_checks(ctx)
+            except NotImplementedError:
+                raise
+            except Exception as exc:  # the capability's failure, and the end of the identities
+                ctx.report.record("capability identities", f"raised {type(exc).__name__}: {exc}")
+                return
+    if ({Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= ctx.problem.capabilities
+            and implements(ctx.problem, "pathwise_gradient")):
+        _pathwise_gradient_identity(ctx.report, ctx.problem, ctx.theta, ctx.seed, ctx.device)
 
 
 def _pathwise_gradient_identity(report: CheckReport, problem: Problem, theta: Tensor,
@@ -518,241 +481,68 @@ def _pathwise_gradient_identity(report: CheckReport, problem: Problem, theta: Te
     noise = problem.sample_noise(PATHWISE_SHAPE, devices.generator(device, seed + 4))
     own = problem.pathwise_gradient(theta, noise)
     autograd = Problem.pathwise_gradient(problem, theta, noise)
-    report.record("pathwise_gradient equals autograd through transform", _mismatch(
+    report.record("pathwise_gradient equals autograd through transform", mismatch(
         own, autograd, f"pathwise_gradient(θ, ε) against autograd at {PATHWISE_SHAPE} draws"))
 
 
-def _shape_text(value: Any) -> str:
-    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
+@dataclass(frozen=True)
+class _Suite:
+    """What every sampled test of one problem's check shares: where it records, what it
+    checks and on which device."""
+
+    report: CheckReport
+    problem: Problem
+    where: str
+    device: torch.device
 
 
-def _gaussian_layout(problem: Problem, theta: Tensor) -> tuple[int, tuple[int, ...]] | None:
-    """``(D, event shape)`` of a GAUSSIAN problem, or None if θ and ``sample_mean`` do not fit
-    θ = (μ_1..μ_D, σ_1..σ_D) with samples ``()`` when D = 1 and ``(D,)`` otherwise."""
-    size, event = problem.dim // 2, gaussian_event_shape(problem, theta)
-    fits = problem.dim % 2 == 0 and (event == (size,) or (event == () and size == 1))
-    return (size, event) if fits else None
-
-
-def _gaussian_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
-                         scores: Tensor) -> None:
-    layout = _gaussian_layout(problem, theta)
-    ok_shape = (layout is not None and isinstance(samples, Tensor)
-                and samples.shape == (*SHAPE, *layout[1]))
-    report.record("Gaussian samples and θ = (μ, σ)", None if ok_shape else
-                  f"expected dim 2D, and samples of shape {SHAPE} (D = 1) or {(*SHAPE, 'D')} "
-                  f"matching sample_mean(θ); got dim {problem.dim} and samples of shape "
-                  f"{_shape_text(samples)}")
-    if layout is None or not ok_shape:
-        return
-    size = layout[0]
-    mu, sigma = theta[:size], theta[size:]
-    eps = (samples.reshape(*SHAPE, size) - mu) / sigma
-    gaussian = torch.cat([eps / sigma, (eps**2 - 1) / sigma], dim=-1)
-    report.record("score is the Gaussian score", _mismatch(scores, gaussian,
-                  "score against (ε/σ, (ε² − 1)/σ)"))
-
-
-def _categorical_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
-                            scores: Tensor) -> None:
-    ok = (isinstance(samples, Tensor) and samples.dim() == 4 and samples.shape[:2] == SHAPE
-          and samples.shape[2] * samples.shape[3] == problem.dim
-          and bool(((samples == 0) | (samples == 1)).all())
-          and bool((samples.sum(-1) == 1).all()))
-    report.record("categorical samples are one-hot (R, n, D, K) with D·K = dim", None if ok
-                  else f"got {_shape_text(samples)} for dim {problem.dim}")
-    if not ok:
-        return
-    variables, categories = samples.shape[2:]
-    probs = torch.softmax(theta.reshape(variables, categories), dim=-1)
-    report.record("score is onehot(x) − softmax(θ)", _mismatch(
-        scores, (samples - probs).flatten(-2), "score against onehot(x) − softmax(θ)"))
-    same_variable = torch.eye(variables, dtype=torch.bool)[:, None, :, None]
-    category = torch.eye(categories, dtype=samples.dtype)[None, :, None, :]
-    variants = torch.where(same_variable, category, samples[:2, :3, None, None])
-    stacked = problem.f(variants)
-    report.record("f accepts extra batch dimensions of one-hot samples",
-                  None if stacked.shape == (2, 3, variables, categories) else
-                  f"f of one-hot samples {tuple(variants.shape)} has shape "
-                  f"{tuple(stacked.shape)}, expected {(2, 3, variables, categories)}")
-
-
-def _sequential_identities(report: CheckReport, problem: Any, theta: Tensor, samples: Any,
-                           scores: Tensor) -> None:
-    rewards = problem.step_rewards(samples)
-    steps = rewards.shape[-1]
-    report.record("step rewards have shape (R, n, T)", None if rewards.shape == (*SHAPE, steps)
-                  and 1 <= steps <= problem.horizon else
-                  f"got {tuple(rewards.shape)} with horizon {problem.horizon}")
-    report.record("step scores with unit weights equal the score", _mismatch(
-        problem.step_score(theta, samples, torch.ones_like(rewards)), scores,
-        "step_score(θ, x, 1)"))
-    discounted = rewards * problem.gamma ** torch.arange(steps, dtype=DTYPE)
-    report.record("reward-to-go sums the discounted step rewards", _mismatch(
-        problem.reward_to_go(samples), discounted.flip(-1).cumsum(-1).flip(-1),
-        "reward_to_go against Σ_{k≥t} γ^k r_k"))
-    report.record("reward-to-go at the first step equals f", _mismatch(
-        problem.reward_to_go(samples)[..., 0], problem.f(samples), "reward_to_go[..., 0]"))
-    values = problem.step_values(theta, samples, problem.exact_values(theta))
-    report.record("exact step values have the steps' shape", None
-                  if values.shape == rewards.shape else
-                  f"step_values(θ, x, exact_values(θ)) has shape {tuple(values.shape)}, the "
-                  f"step rewards {tuple(rewards.shape)}")
-
-
-def _tabular_identities(report: CheckReport, problem: Any, theta: Tensor,
-                        samples: Any) -> None:
-    policy = problem.policy(theta)
-    ok_policy = (policy.dim() == 2 and bool((policy >= 0).all())
-                 and _mismatch(policy.sum(-1), torch.ones_like(policy[:, 0]), "") is None)
-    report.record("policy(θ) is a distribution over actions in each state", None if ok_policy
-                  else f"policy(θ) of shape {tuple(policy.shape)} has rows that are not "
-                       "distributions")
-    pairs = getattr(samples, "pairs", None)
-    ok_pairs = (isinstance(pairs, Tensor) and pairs.shape[:2] == SHAPE
-                and bool(((pairs >= -1) & (pairs < policy.numel())).all()))
-    report.record("samples hold the visited state-action pairs", None if ok_pairs else
-                  "expected samples.pairs of shape (R, n, T) holding s·A + a, −1 after the end")
-
-
-def _amortized_identities(report: CheckReport, problem: Problem, theta: Tensor, samples: Any,
-                          seed: int, device: torch.device) -> None:
-    inputs = problem.item_inputs()
-    items = problem.item_f(samples)
-    count = inputs.shape[0]
-    report.record("item_f has one term per item", None if inputs.dim() == 2
-                  and items.shape == (*SHAPE, count) else
-                  f"item_inputs() has shape {tuple(inputs.shape)} and item_f "
-                  f"{tuple(items.shape)}, expected (B, P) and {(*SHAPE, 'B')}")
-    if items.shape != (*SHAPE, count):
-        return
-    report.record("f is the mean of the item terms", _mismatch(
-        items.mean(-1), problem.f(samples), "mean_b item_f against f"))
-    weights = torch.randn(SHAPE, generator=devices.generator(device, seed + 4), dtype=DTYPE)
-    report.record("item_weighted_score with equal item weights is weighted_score", _mismatch(
-        problem.item_weighted_score(theta, samples, weights[..., None].expand(*SHAPE, count)),
-        problem.weighted_score(theta, samples, weights),
-        "item_weighted_score(θ, x, w·1_B) against weighted_score(θ, x, w)"))
-
-
-def _latent_identities(report: CheckReport, problem: Problem, theta: Tensor, seed: int,
-                       device: torch.device) -> None:
-    """The pullback of logit gradients is the chain rule through ``latent_logits``."""
-    with torch.enable_grad():
-        point = theta.detach().clone().requires_grad_(True)
-        logits = problem.latent_logits(point)
-        cotangents = torch.randn((2, *logits.shape), generator=devices.generator(device, seed + 5),
-                                 dtype=DTYPE)
-        expected = torch.stack([torch.autograd.grad(logits, point, c, retain_graph=True)[0]
-                                for c in cotangents])
-    report.record("latent_pullback is the chain rule through latent_logits", _mismatch(
-        problem.latent_pullback(theta, cotangents), expected,
-        "latent_pullback(θ, G) against the vector-Jacobian product of latent_logits"))
-
-
-def _multi_sample_identities(report: CheckReport, problem: Problem, theta: Tensor,
-                             samples: Any, seed: int, device: torch.device) -> None:
-    log_weights = problem.log_weights(samples)
-    ok = log_weights.dim() == 4 and log_weights.shape[:2] == SHAPE
-    report.record("log_weights has shape (R, n, B, K)", None if ok
-                  else f"got {tuple(log_weights.shape)}")
-    if not ok:
-        return
-    report.record("f is the multi-sample bound of the weights", _mismatch(
-        _multi_sample_bound(log_weights), problem.f(samples),
-        "(1/B) Σ_b log (1/K) Σ_k w_bk against f"))
-    weights = torch.randn(SHAPE, generator=devices.generator(device, seed + 4), dtype=DTYPE)
-    report.record("code_weighted_score with equal code weights is weighted_score", _mismatch(
-        problem.code_weighted_score(theta, samples, weights[..., None, None].expand_as(
-            log_weights)), problem.weighted_score(theta, samples, weights),
-        "code_weighted_score(θ, x, w·1_BK) against weighted_score(θ, x, w)"))
-
-
-def _sequence_identities(report: CheckReport, problem: Any, theta: Tensor, samples: Any,
-                         seed: int, device: torch.device) -> None:
-    rewards = problem.prompt_rewards(samples)
-    mask = problem.token_mask(samples)
-    log_probs = problem.token_log_probs(theta, samples)
-    reference = problem.reference_token_log_probs(samples)
-    prompts = rewards.shape[-1] if rewards.dim() == 3 else 0
-    ok = (rewards.shape[:2] == SHAPE and rewards.dim() == 3 and mask.dim() == 4
-          and mask.shape[:3] == rewards.shape and log_probs.shape == mask.shape
-          and reference.shape == mask.shape)
-    report.record("prompt rewards (R, n, P) and token tables (R, n, P, L)", None if ok else
-                  f"prompt_rewards {tuple(rewards.shape)}, token_mask {tuple(mask.shape)}, "
-                  f"token_log_probs {tuple(log_probs.shape)}, reference_token_log_probs "
-                  f"{tuple(reference.shape)}")
-    if not ok:
-        return
-    if _implements(problem, "log_prob"):
-        report.record("token log-probabilities add up to log_prob", _mismatch(
-            (log_probs * mask).sum((-1, -2)), problem.log_prob(theta, samples),
-            "Σ_p Σ_t token_log_probs against log_prob"))
-    penalized = rewards - problem.beta * ((log_probs - reference) * mask).sum(-1)
-    report.record("f is the mean over prompts of R − β log(π/π_ref)", _mismatch(
-        problem.f(samples), penalized.mean(-1), "f against mean_p (R − β Σ_t ℓ_t)"))
-    weights = torch.randn(SHAPE, generator=devices.generator(device, seed + 5), dtype=DTYPE)
-    expanded = weights[..., None, None].expand(*SHAPE, prompts, mask.shape[-1])
-    report.record("token_weighted_score with per-sample weights is n × weighted_score",
-                  _mismatch(problem.token_weighted_score(theta, samples, expanded) / SHAPE[1],
-                            problem.weighted_score(theta, samples, weights),
-                            "token_weighted_score(θ, x, w·1) / n against weighted_score"))
-    values = problem.exact_token_values(theta, samples, problem.beta)
-    first = values[..., 0].mean(-1) if values.shape == mask.shape else values
-    report.record("exact value of the first token averages over prompts to J", _mismatch(
-        first, problem.value(theta).detach().expand(SHAPE),
-        "mean_p exact_token_values[..., 0] against value(θ)"))
-    old_theta = problem.behaviour_theta(theta)
-    behaviour = problem.sample_behaviour(theta, (2, 3), devices.generator(device, seed + 6))
-    report.record("behaviour samples' token log-probabilities add up to log_prob at θ_old",
-                  _mismatch((problem.token_log_probs(old_theta, behaviour)
-                             * problem.token_mask(behaviour)).sum((-1, -2)),
-                            problem.log_prob(old_theta, behaviour),
-                            "Σ_p Σ_t token_log_probs(θ_old) against log_prob(θ_old)")
-                  if _implements(problem, "log_prob") else None)
-
-
-def _multi_sample_bound(log_weights: Tensor) -> Tensor:
-    """``(1/B) Σ_b log (1/K) Σ_k w_bk`` from ``log w`` of shape ``(..., B, K)``."""
-    return (torch.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1])).mean(-1)
-
-
-def _sampled_checks(report: CheckReport, problem: Problem, label: str | None, theta: Tensor,
-                    value: Tensor, reference: Reference, where: str, seed: int, sizing: _Sizing,
-                    device: torch.device) -> None:
-    tests = _sampled_tests(problem, theta, float64_cpu(value).reshape(1), reference, device)
+def _sampled_checks(suite: _Suite, label: str | None, theta: Tensor, value: Tensor,
+                    reference: Reference, seed: int, sizing: _Sizing) -> None:
+    tests = _sampled_tests(suite.problem, theta, float64_cpu(value).reshape(1), reference,
+                           suite.device)
     for index, test in enumerate(tests):
-        if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
-            message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
-                       "began; raise --time-budget (the tests' sizes do not depend on it)")
-            if sizing.accept_partial:
-                report.notes.append(f"{test.name}{_at_theta(label)}: {message}; accepted "
-                                    "(--accept-partial)")
-            else:
-                report.record(test.name, message, theta=label)
-            continue
-        try:
-            result = mean_test(test.draw, test.expected, test.units, sizing.tolerance,
-                               (devices.generator(device, seed + 10 + 2 * index),
-                                devices.generator(device, seed + 11 + 2 * index)),
-                               max_count=sizing.max_count(problem), deadline=sizing.deadline,
-                               expected_se=test.expected_se)
-        except Exception as exc:
-            report.record(test.name, f"raised {type(exc).__name__}: {exc}", theta=label)
-            continue
-        report.power.append(PowerRecord(test.name, where, None, result.detectable_relative,
-                                        sizing.tolerance, label))
-        detail = detectable_text(result, "deviation", test.unit, test.grad, "draws")
-        if result.stopped and not sizing.accept_partial:
-            failure: str | None = (f"stopped by the time budget ({detail}); raise --time-budget, "
-                                   "or pass --accept-partial to accept this weaker power")
-        elif not result.passed and result.dependent:
-            failure = (f"{_failure(result, test)}; but the means of the calls to sample() vary "
-                       "more than independent draws' would, so the draws of one call are "
-                       "dependent and the standard error is understated")
+        with _grouped(suite.report, test.group):
+            _sampled_check(suite, label, test, index, seed, sizing)
+
+
+def _grouped(report: CheckReport, group: str) -> AbstractContextManager[None]:
+    return report.grouped(group) if isinstance(report, GroupedReport) else nullcontext()
+
+
+def _sampled_check(suite: _Suite, label: str | None, test: SampledTest, index: int, seed: int,
+                   sizing: _Sizing) -> None:
+    report, problem, where, device = suite.report, suite.problem, suite.where, suite.device
+    if sizing.deadline is not None and time.perf_counter() > sizing.deadline:
+        message = (f"the time budget of {sizing.time_budget:g} s ran out before this test "
+                   "began; raise --time-budget (the tests' sizes do not depend on it)")
+        if sizing.accept_partial:
+            report.notes.append(f"{test.name}{_at_theta(label)}: {message}; accepted "
+                                "(--accept-partial)")
         else:
-            failure = None if result.passed else _failure(result, test)
-        report.record(test.name, failure, "" if failure else detail, theta=label)
+            report.record(test.name, message, theta=label)
+        return
+    try:
+        result = mean_test(test.draw, test.expected, test.units, sizing.tolerance,
+                           (devices.generator(device, seed + 10 + 2 * index),
+                            devices.generator(device, seed + 11 + 2 * index)),
+                           max_count=sizing.max_count(problem), deadline=sizing.deadline,
+                           expected_se=test.expected_se)
+    except Exception as exc:
+        report.record(test.name, f"raised {type(exc).__name__}: {exc}", theta=label)
+        return
+    report.power.append(PowerRecord(test.name, where, None, result.detectable_relative,
+                                    sizing.tolerance, label))
+    detail = detectable_text(result, "deviation", test.unit, test.grad, "draws")
+    if result.stopped and not sizing.accept_partial:
+        failure: str | None = (f"stopped by the time budget ({detail}); raise --time-budget, "
+                               "or pass --accept-partial to accept this weaker power")
+    elif not result.passed and result.dependent:
+        failure = (f"{_failure(result, test)}; but the means of the calls to sample() vary "
+                   "more than independent draws' would, so the draws of one call are "
+                   "dependent and the standard error is understated")
+    else:
+        failure = None if result.passed else _failure(result, test)
+    report.record(test.name, failure, "" if failure else detail, theta=label)
 
 
 def _at_theta(label: str | None) -> str:
@@ -760,177 +550,44 @@ def _at_theta(label: str | None) -> str:
 
 
 def _sampled_tests(problem: Problem, theta: Tensor, value: Tensor, reference: Reference,
-                   device: torch.device) -> list[_Sampled]:
-    caps = problem.capabilities
-    true_grad = reference.grad
-    directions = reference.directions
-    to_device = directions.to(theta.device)
-    norm = torch.full((directions.shape[0],), float(true_grad.norm()), dtype=DTYPE)
-    j_units = value.abs()
-
-    def stream(compute: Callable[[int, torch.Generator], Tensor]) -> Callable[
-            [int, torch.Generator], Iterator[Tensor]]:
-        def draw(count: int, generator: torch.Generator) -> Iterator[Tensor]:
-            for size in chunks(problem, 1, count):
-                with on_device(device):
-                    yield float64_cpu(compute(size, generator))
-        return draw
-
-    def f_mean(sampler: Callable[[int, torch.Generator], Any],
-               f: Callable[[Any], Tensor] = problem.f) -> Callable:
-        return stream(lambda size, g: f(sampler(size, g)).reshape(size, 1))
-
-    def direct(size: int, g: torch.Generator) -> Tensor | float:
-        # E[∇θ f] with x held fixed, for a problem whose f depends on θ (a VAE's decoder):
-        # ∇J = E[(f − J) score] + E[∇θ f].
-        part = problem.direct_gradient(theta, size, g)
-        return 0.0 if part is None else part @ to_device.T
-
-    def centered_score(sampler: Callable[[int, torch.Generator], Any]) -> Callable:
-        def compute(size: int, g: torch.Generator) -> Tensor:
-            samples = sampler(size, g)
-            weights = problem.f(samples) - value.to(theta.device)
-            return problem.weighted_score(theta, samples, weights) @ to_device.T + direct(
-                size, g)
-        return stream(compute)
-
-    def pathwise_mean(draw_noise: Callable[[int, torch.Generator], Tensor],
-                      to_samples: Callable[[Tensor, Tensor], Any]) -> Callable:
-        # The gradient of f's sample mean through to_samples(θ, noise), with the noise held
-        # fixed while each replicate's copy of θ is differentiated.
-        def compute(size: int, g: torch.Generator) -> Tensor:
-            noise = draw_noise(size, g)
-            return per_replicate_gradient(theta, size, lambda copies: problem.f(
-                to_samples(copies, noise)).mean(1)) @ to_device.T
-        return stream(compute)
-
-    def sample(size: int, g: torch.Generator) -> Any:
-        return problem.sample(theta, (size, 1), g)
-
-    def standard_noise(size: int, g: torch.Generator) -> Tensor:
-        return problem.sample_noise((size, 1), g)
-
-    def uniforms(size: int, g: torch.Generator) -> Tensor:
-        return torch.rand((size, 1, problem.noise_dim), generator=g, dtype=DTYPE).clamp(
-            UNIFORM_EPSILON, 1 - UNIFORM_EPSILON)
-
-    def multi_sample_gradient(size: int, g: torch.Generator) -> Tensor:
-        # ∇J = E[(1/B) Σ_b Σ_k (L_b − w̃_bk) ∇θ log q(z_bk|x_b)] (see Capability.MULTI_SAMPLE);
-        # J, a constant, is subtracted from L_b as a baseline.
-        samples = sample(size, g)
-        log_weights = problem.log_weights(samples)
-        bounds = torch.logsumexp(log_weights, dim=-1, keepdim=True) - math.log(
-            log_weights.shape[-1])
-        signal = bounds - value.to(theta.device) - torch.softmax(log_weights, dim=-1)
-        return problem.code_weighted_score(theta, samples, signal / log_weights.shape[2]
-                                           ) @ to_device.T + direct(size, g)
-
-    def per_item_gradient(size: int, g: torch.Generator) -> Tensor:
-        samples = sample(size, g)
-        items = problem.item_f(samples)
-        weights = (items - value.to(theta.device)) / items.shape[-1]
-        return problem.item_weighted_score(theta, samples, weights) @ to_device.T + direct(
-            size, g)
-
-    expected_grad = directions @ true_grad
-    zeros = torch.zeros(directions.shape[0], dtype=DTYPE)
-    grad_test = "E[(f − J)·score] equals ∇J"
-    if type(problem).direct_gradient is not Problem.direct_gradient:
-        grad_test = "E[(f − J)·score] + E[∇θ f] equals ∇J"
+                   device: torch.device) -> list[SampledTest]:
+    """The sampled tests at one θ: f's mean, the score's mean and ``E[(f − J)·score] = ∇J``
+    under ``sample``; then those of each capability the problem declares (in the order of
+    :data:`~vrbench.testing.capabilities.CAPABILITIES`: a test's seed is its position); then
+    the mean of x against ``sample_mean`` where the problem gives it."""
+    ctx = SampledContext(problem, theta, value, reference, device)
+    specs = specs_of(problem)
     tests = [
-        _Sampled("sampled mean of f equals J", f_mean(sample), value, j_units, "|J|"),
-        _Sampled("score has mean zero", stream(
-            lambda size, g: problem.score(theta, sample(size, g))[:, 0] @ to_device.T),
-            zeros, None, "the score's standard deviation", true_grad),
+        ctx.mean_of_f("sampled mean of f equals J", ctx.f_mean(ctx.sample)),
+        SampledTest("score has mean zero", ctx.stream(
+            lambda size, g: problem.score(theta, ctx.sample(size, g))[:, 0] @ ctx.directions.T),
+            ctx.zeros, None, "the score's standard deviation", ctx.true_grad),
     ]
-    if Capability.MULTI_SAMPLE in caps:
-        # f depends on θ through the weights, so E[(f − J)·score] is not ∇J here.
-        tests.append(_Sampled("E[(1/B) Σ_bk ((L_b − J) − w̃_bk) ∇θ log q(z_bk)] equals ∇J",
-                              stream(multi_sample_gradient), expected_grad, norm, "‖∇J‖",
-                              true_grad))
-    else:
-        tests.append(_Sampled(grad_test, centered_score(sample), expected_grad, norm, "‖∇J‖",
-                              true_grad))
-    if Capability.AMORTIZED in caps:
-        tests.append(_Sampled("E[(1/B) Σ_b (f_b − J) ∇θ log q(z_b|x_b)] equals ∇J",
-                              stream(per_item_gradient), expected_grad, norm, "‖∇J‖", true_grad))
-    if Capability.SEQUENCES in caps:
-        with on_device(device):
-            old_theta = problem.behaviour_theta(theta)  # type: ignore[attr-defined]
-            old_value = float64_cpu(problem.value(old_theta).detach()).reshape(1)
-        tests.append(_Sampled("mean of f under sample_behaviour equals J at behaviour_theta",
-                              f_mean(lambda size, g: problem.sample_behaviour(  # type: ignore
-                                  theta, (size, 1), g)), old_value, old_value.abs(), "|J|"))
-    if Capability.SEQUENTIAL in caps:
-        with on_device(device):
-            exact_values = problem.exact_values(theta)  # type: ignore[attr-defined]
-        tests.append(_Sampled("mean of the exact value of the first state equals J", stream(
-            lambda size, g: problem.step_values(  # type: ignore[attr-defined]
-                theta, sample(size, g), exact_values)[..., :1].reshape(size, 1)),
-            value, j_units, "|J|"))
-    pathwise = {Capability.REPARAMETERIZABLE, Capability.DIFFERENTIABLE} <= caps
-    if Capability.REPARAMETERIZABLE in caps:
-        def transformed(size: int, g: torch.Generator) -> Any:
-            return problem.transform(theta, standard_noise(size, g))
-
-        tests.append(_Sampled("mean of f(transform(θ, ε)) equals J", f_mean(transformed),
-                              value, j_units, "|J|"))
-        if pathwise:
-            tests.append(_Sampled("pathwise mean through transform equals ∇J",
-                                  pathwise_mean(standard_noise, problem.transform),
-                                  expected_grad, norm, "‖∇J‖", true_grad))
-    if Capability.INVERSE_TRANSFORM in caps:
-        def inverted(size: int, g: torch.Generator) -> Any:
-            return problem.from_uniforms(theta, uniforms(size, g))
-
-        tests.append(_Sampled("mean of f(from_uniforms(θ, u)) equals J", f_mean(inverted),
-                              value, j_units, "|J|"))
-        tests.append(_Sampled(f"{grad_test} for from_uniforms samples", centered_score(inverted),
-                              expected_grad, norm, "‖∇J‖", true_grad))
-        if pathwise:
-            tests.append(_Sampled("pathwise mean through from_uniforms equals ∇J",
-                                  pathwise_mean(uniforms, problem.from_uniforms),
-                                  expected_grad, norm, "‖∇J‖", true_grad))
-    if Capability.RELAXABLE in caps:
-        def hardened(size: int, g: torch.Generator) -> Any:
-            return problem.harden(problem.relax(theta, uniforms(size, g), RELAX_TEMPERATURE))
-
-        tests.append(_Sampled("mean of f_relaxed(harden(relax(θ, u, τ))) equals J",
-                              f_mean(hardened, problem.f_relaxed), value, j_units, "|J|"))
-    layout = _gaussian_layout(problem, theta) if Capability.GAUSSIAN in caps else None
-    if layout is not None:
-        def gaussian(size: int, g: torch.Generator) -> Tensor:
-            count, event = layout
-            eps = torch.randn((size, 1, count), generator=g, dtype=DTYPE)
-            return (theta[:count] + theta[count:] * eps).reshape(size, 1, *event)
-
-        tests.append(_Sampled("mean of f(μ + σε) equals J", f_mean(gaussian), value, j_units,
-                              "|J|"))
-    if Capability.BERNOULLI_LOGITS in caps:
-        def bits(size: int, g: torch.Generator) -> Tensor:
-            u = torch.rand((size, 1, problem.dim), generator=g, dtype=DTYPE)
-            return (u < torch.sigmoid(theta)).to(DTYPE)
-
-        tests.append(_Sampled("mean of f(1[u < sigmoid(θ)]) equals J", f_mean(bits), value,
-                              j_units, "|J|"))
-    if _implements(problem, "sample_mean"):
+    if all(spec.score_gradient for spec in specs):
+        tests.append(ctx.gradient(ctx.grad_test, ctx.centered_score(ctx.sample)))
+    for spec in specs:
+        if spec.sampled_checks is not None:
+            tests += [replace(test, group=spec.capability.value)
+                      for test in spec.sampled_checks(ctx)]
+    if implements(problem, "sample_mean"):
         with on_device(device):
             mean_x = float64_cpu(problem.sample_mean(theta)).reshape(-1)
         # Relaxable problems state the mean in the encoding of relaxed samples.
-        encode = problem.embed if Capability.RELAXABLE in caps else (lambda x: x)
-        tests.append(_Sampled("sampled mean of x equals sample_mean(θ)", stream(
-            lambda size, g: encode(sample(size, g)).reshape(size, -1)), mean_x, None,
+        encode = problem.embed if Capability.RELAXABLE in problem.capabilities else (
+            lambda x: x)
+        tests.append(SampledTest("sampled mean of x equals sample_mean(θ)", ctx.stream(
+            lambda size, g: encode(ctx.sample(size, g)).reshape(size, -1)), mean_x, None,
             "the standard deviation of x"))
     if reference.exact:
         return tests
     # J and ∇J are a reference: their own standard errors count in every test against them.
-    uncertain = {id(value): torch.tensor([reference.value_se], dtype=DTYPE),
-                 id(expected_grad): reference.direction_se}
+    uncertain = {id(ctx.value): torch.tensor([reference.value_se], dtype=DTYPE),
+                 id(ctx.expected_grad): reference.direction_se}
     return [replace(test, expected_se=uncertain.get(id(test.expected)))
             for test in tests]
 
 
-def _failure(result: MeanTest, test: _Sampled) -> str:
+def _failure(result: MeanTest, test: SampledTest) -> str:
     worst = result.worst
     along = ""
     if test.grad is not None:
