@@ -1,6 +1,7 @@
 # Two commands: `make sweep` runs the default benchmark, `make test` runs the test suite.
 # Both create and fill .venv first if needed, with the tested versions from constraints.txt.
-# `make test-fast` skips the tests marked slow; `make docs` builds the documentation site.
+# `make test-fast` skips the tests marked slow; `make typecheck` (which both run) is mypy
+# --strict on vrbench/; `make docs` builds the documentation site.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -44,7 +45,7 @@ bench: $(JAX_STAMP)
 	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
 
 clean:
-	rm -rf $(VENV) results site .pytest_cache .benchmarks
+	rm -rf $(VENV) results site .pytest_cache .benchmarks .mypy_cache
 
 # The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
 test-fast: lint typecheck
