@@ -1,13 +1,14 @@
 # Two commands: `make sweep` runs the default benchmark, `make test` runs the test suite.
 # Both create and fill .venv first if needed, with the tested versions from constraints.txt.
-# `make test-fast` skips the tests marked slow; `make docs` builds the documentation site.
+# `make test-fast` skips the tests marked slow; `make typecheck` (which both run) is mypy
+# --strict on vrbench/; `make docs` builds the documentation site.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JAX_STAMP := $(VENV)/.jax-installed
 
-.PHONY: sweep test test-fast lint docs bench clean
+.PHONY: sweep test test-fast lint typecheck docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +22,16 @@ sweep: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check vrbench tests benchmarks examples
 
+# mypy in strict mode on vrbench/ (its settings are [tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 # The tests run in one process per core (pytest-xdist), each test file whole in one of
 # them: files share module fixtures (the plugin package is installed once per module).
 PARALLEL := -n auto --dist loadfile
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
-test: lint
+test: lint typecheck
 	$(BIN)/python -m pytest $(PARALLEL); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
@@ -40,10 +45,10 @@ bench: $(JAX_STAMP)
 	$(BIN)/python benchmarks/report.py benchmarks/results.json > benchmarks/README.md
 
 clean:
-	rm -rf $(VENV) results site .pytest_cache .benchmarks
+	rm -rf $(VENV) results site .pytest_cache .benchmarks .mypy_cache
 
 # The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
-test-fast: lint
+test-fast: lint typecheck
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 

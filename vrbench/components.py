@@ -17,7 +17,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from vrbench.errors import ParameterError
 
@@ -196,7 +196,7 @@ class Component:
         return {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None = None) -> Any:
+    def from_params(cls, params: Mapping[str, Any] | None = None) -> Self:
         """Build the component, converting string values and naming any unknown parameter."""
         defaults = cls.parameters()
         converted = {}

@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from vrbench.errors import VrbenchError
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 DEVICE_TYPES = ("cpu", "cuda")
 
@@ -86,7 +87,7 @@ def to_device(value: T, device: torch.device) -> T:
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(to_device(item, device) for item in value))
     if isinstance(value, tuple | list):
-        return type(value)(to_device(item, device) for item in value)  # type: ignore[call-arg]
+        return type(value)(to_device(item, device) for item in value)
     if isinstance(value, dict):
         return {key: to_device(item, device) for key, item in value.items()}  # type: ignore[return-value]
     return value
@@ -108,7 +109,14 @@ def built_on_cpu(build: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def device_cached(build: Callable[[Any], T]) -> Any:
+class ReadOnlyProperty(Protocol[T_co]):
+    """What :func:`device_cached` returns, for the type checker: reading it on an instance
+    gives the built value (a ``property`` is one)."""
+
+    def __get__(self, instance: Any, owner: type | None = None, /) -> T_co: ...
+
+
+def device_cached(build: Callable[[Any], T]) -> ReadOnlyProperty[T]:
     """A read-only property built once per instance and device, by :func:`built_on_cpu`.
 
     Works on frozen dataclasses (the cache lives in the instance's ``__dict__``).
@@ -121,6 +129,7 @@ def device_cached(build: Callable[[Any], T]) -> Any:
         key = (name, torch.get_default_device())
         if key not in cache:
             cache[key] = build_on_cpu(instance)
-        return cache[key]
+        value: T = cache[key]
+        return value
 
     return property(get, doc=build.__doc__)

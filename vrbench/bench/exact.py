@@ -64,7 +64,7 @@ class ExactVariance:
 class _FixedDraws:
     """A problem whose one draw is a fixed batch of outcomes (everything else delegated)."""
 
-    def __init__(self, problem: Problem, method: str, outcomes: Callable[[Tensor], Any],
+    def __init__(self, problem: Problem, method: str, outcomes: Callable[[Tensor | None], Any],
                  shape: tuple[int, int]) -> None:
         self._problem = problem
         self._method = method
@@ -96,7 +96,7 @@ def _weighted_moments(estimates: Tensor, weights: Tensor) -> ExactVariance:
 
 
 def _run(problem: Problem, estimator: Estimator, theta: Tensor, n: int, state: Any,
-         method: str, outcomes: Callable[[Tensor], Any], count: int) -> Tensor:
+         method: str, outcomes: Callable[[Tensor | None], Any], count: int) -> Tensor:
     """The estimator's ``count`` estimates on the fixed outcomes, or :class:`_NotExact`."""
     stand_in = _FixedDraws(problem, method, outcomes, (count, n))
     generator = torch.Generator().manual_seed(0)
@@ -154,9 +154,13 @@ def _on_noise(problem: Problem, estimator: Estimator, theta: Tensor, state: Any,
     """The estimator's one-draw estimates at the noise points ``noise`` ``(count, 1)``:
     estimators draw either x (score function) or ε (pathwise), and the stand-in answers
     whichever they ask for with the same points."""
+
+    def transformed(th: Tensor | None) -> Any:
+        assert th is not None  # the θ that sample() is called with
+        return problem.transform(th, noise)
+
     try:
-        return _run(problem, estimator, theta, 1, state, "sample",
-                    lambda th: problem.transform(th, noise), noise.shape[0])
+        return _run(problem, estimator, theta, 1, state, "sample", transformed, noise.shape[0])
     except _NotExact:
         return _run(problem, estimator, theta, 1, state, "sample_noise", lambda _: noise,
                     noise.shape[0])

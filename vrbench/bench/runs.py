@@ -27,7 +27,7 @@ import torch
 
 import vrbench
 from vrbench.bench.reference import ReferenceStore
-from vrbench.bench.store import write_atomically
+from vrbench.bench.store import frame_records, write_atomically
 from vrbench.bench.train import TrainSettings, shared_run, train
 from vrbench.components import Spec
 
@@ -107,7 +107,7 @@ class RunStore:
         if not path.exists():
             return None
         try:
-            return pd.read_parquet(path).to_dict("records")  # type: ignore[no-any-return]
+            return frame_records(pd.read_parquet(path))
         except Exception:  # unreadable: computed again
             return None
 

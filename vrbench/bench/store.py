@@ -31,7 +31,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -67,6 +67,12 @@ class OutputError(VrbenchError):
 class StoreError(VrbenchError):
     """Something a sweep had to write could not be written (a full disk, say); the sweep
     stops, keeping every cell stored so far."""
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts (``to_dict("records")``), keyed by its column names."""
+    # pandas-stubs types the keys as any hashable label; a results table's are strings.
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
 
 
 def write_atomically(target: Path, write: Any) -> None:
@@ -122,7 +128,7 @@ class CellStore:
         Parquet, not one row, another cell's, or not fitting the table's schema (see
         :func:`~vrbench.bench.results.stored_row_error`)."""
         try:
-            rows = pq.read_table(path).to_pylist()
+            rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise ValueError(f"not a readable Parquet file ({type(exc).__name__}: {exc})"
                              ) from None
@@ -354,8 +360,8 @@ def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
     plan = path / PLAN_FILE
     if plan.exists():
         planned, _ = read_table(plan)
-        for row in planned.to_dict("records"):
-            key = row.get("cell_id")
+        for row in frame_records(planned):
+            key = row["cell_id"]  # read_table gives every row every column
             mismatch = _mismatch(stored[key], row) if key in stored else None
             if mismatch is not None:
                 warnings.warn(f"stored cell {CellStore(path).directory / f'{key}.parquet'} "
@@ -364,7 +370,7 @@ def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         reason = ("not computed yet: the sweep writing here is still running" if running else
                   "not computed: the sweep writing here was interrupted; run it again to "
                   "compute the rest")
-        return assemble(planned.to_dict("records"), stored, {}, reason), meta
+        return assemble(frame_records(planned), stored, {}, reason), meta
     if stored:
         return to_frame(list(stored.values())), meta
     raise NoResults(f"no results at {path}: it holds no {RESULTS_FILE}, no {PLAN_FILE} "

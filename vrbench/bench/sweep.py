@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import os
 import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class SchedulerError(VrbenchError):
 def run_local(cells: list[Cell], jobs: int, timeout: float | None,
               threads: int | None = None, attempts: int = MAX_ATTEMPTS,
               in_process: bool = False, references: dict[str, Reference] | None = None
-              ) -> Iterator[tuple[Cell, dict[str, Any]]]:
+              ) -> Generator[tuple[Cell, dict[str, Any]], None, None]:
     """Run cells in ``jobs`` worker processes, each with ``threads`` torch threads (default:
     the cores shared out among the workers) and its reference from ``references`` (by cell
     id) where one was computed beforehand, and yield each cell with its row.
@@ -316,7 +317,7 @@ class _DaskCells:
 
 def run_dask(cells: list[Cell], client: Any, timeout: float | None,
              attempts: int = MAX_ATTEMPTS, references: dict[str, Reference] | None = None
-             ) -> Iterator[tuple[Cell, dict[str, Any]]]:
+             ) -> Generator[tuple[Cell, dict[str, Any]], None, None]:
     """Run cells on the Dask cluster of ``client``, releasing each future once it is yielded
     so the cluster forgets a stored cell (and never recomputes it when a worker is lost).
 
@@ -696,7 +697,7 @@ def _run_pending(pending: list[Cell], store: CellStore, stored: dict[str, dict[s
             if row["status"] == "missing":
                 tally.lost[cell.key()] = row["error"]
             else:
-                _written(lambda cell=cell, row=row: store.save(cell, row),
+                _written(functools.partial(store.save, cell, row),
                          f"a finished cell to {store.path(cell)}",
                          f"the {len(stored)} cells stored so far are kept")
                 stored[cell.key()] = row

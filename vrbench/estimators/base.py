@@ -13,7 +13,13 @@ from torch import Tensor
 
 from vrbench.components import Component
 from vrbench.problems.base import Capability, Problem
-from vrbench.problems.latents import VIEWS, is_view, logit_view, view_capabilities
+from vrbench.problems.latents import (
+    VIEWS,
+    _LogitView,
+    is_view,
+    logit_view,
+    view_capabilities,
+)
 
 LOGIT_CAPABILITIES = frozenset({Capability.BERNOULLI_LOGITS, Capability.CATEGORICAL_LOGITS})
 """Requirements that the logit view of an amortized problem meets (see :class:`Estimator`)."""
@@ -163,6 +169,7 @@ def _incompatibility_through_view(method: Callable[..., str | None]) -> Callable
         if reason is None:
             return None
         view = logit_view(problem, problem.initial_theta())
+        assert view is not None  # view_capabilities(problem) is not None, above
         on_view = method(self, view, n_samples)
         # Where the view meets the requirements, its reason (n too small, say) is the one.
         return on_view if on_view is None or self.requires <= view.capabilities else reason
@@ -176,6 +183,7 @@ def _fit_through_view(method: Callable[..., Any]) -> Callable[..., Any]:
         if not runs_on_view(self, problem, self.min_samples):
             return method(self, problem, theta, generator)
         view = logit_view(problem, theta)
+        assert view is not None  # runs_on_view: the problem has a view
         return method(self, view, view.initial_theta(), generator)
 
     return fit
@@ -198,7 +206,8 @@ def _estimate_through_view(method: Callable[..., Tensor]) -> Callable[..., Tenso
                                    state)
             else:
                 view = logit_view(problem, theta)
-                estimates = view.pullback(method(  # type: ignore[union-attr]
+                assert isinstance(view, _LogitView)  # runs_on_view: the problem has a view
+                estimates = view.pullback(method(
                     self, view, view.initial_theta(), n_samples, replicates, generator, state))
         finally:
             _ESTIMATING.reset(token)

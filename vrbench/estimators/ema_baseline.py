@@ -51,5 +51,7 @@ class ScoreFunctionEMABaseline(Estimator):
 
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Tensor | None = None) -> Tensor:
+        if state is None:
+            raise ValueError(f"{self.name} needs its fitted baseline: call fit() first")
         samples = problem.sample(theta, (replicates, n_samples), generator)
         return weighted_score(problem, theta, samples, problem.f(samples) - state)

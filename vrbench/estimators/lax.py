@@ -112,7 +112,9 @@ def _least_squares(normal: Tensor, rhs: Tensor, ridge: float) -> Tensor:
     ``D²`` their diagonal (a ridge on the standardized features)."""
     scale = normal.diagonal().sqrt().clamp(min=torch.finfo(DTYPE).tiny)
     eye = torch.eye(normal.shape[0], dtype=DTYPE)
-    return torch.linalg.solve(normal / scale[:, None] / scale + ridge * eye, rhs / scale) / scale
+    solution: Tensor = torch.linalg.solve(normal / scale[:, None] / scale + ridge * eye,
+                                          rhs / scale)
+    return solution / scale
 
 
 @register("lax")

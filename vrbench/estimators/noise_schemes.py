@@ -48,7 +48,8 @@ def sobol_integers(n: int, k: int) -> Tensor:
     direction numbers, as in torch.quasirandom.SobolEngine)."""
     with torch.device("cpu"):
         points = torch.quasirandom.SobolEngine(k, scramble=False).draw(n, dtype=DTYPE)
-    return (points * 2**SOBOL_BITS).to(torch.int64)
+    integers: Tensor = (points * 2**SOBOL_BITS).to(torch.int64)
+    return integers
 
 
 def digitally_shifted_sobol_uniforms(shape: tuple[int, int, int],
@@ -70,7 +71,8 @@ def digitally_shifted_sobol_uniforms(shape: tuple[int, int, int],
     fractions = torch.rand((replicates, 1, k), generator=generator, dtype=DTYPE)
     points = sobol_integers(n, k).to(shifts.device)
     shifted = torch.bitwise_xor(points, shifts).to(DTYPE) + fractions
-    return (shifted / 2**SOBOL_BITS).clamp(EPSILON, 1 - EPSILON)
+    uniforms: Tensor = (shifted / 2**SOBOL_BITS).clamp(EPSILON, 1 - EPSILON)
+    return uniforms
 
 
 SCHEMES = {

@@ -44,6 +44,8 @@ class ScoreFunctionOptimalBaseline(Estimator):
 
     def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Tensor | None = None) -> Tensor:
+        if state is None:
+            raise ValueError(f"{self.name} needs its fitted baseline: call fit() first")
         samples = problem.sample(theta, (replicates, n_samples), generator)
         scores = problem.score(theta, samples)
         return ((problem.f(samples)[..., None] - state) * scores).mean(dim=1)

@@ -11,7 +11,6 @@ from torch import Tensor
 from vrbench.components import check
 from vrbench.estimators import register
 from vrbench.estimators.sequence_base import SequenceEstimator, clipped_slope, reward_to_go
-from vrbench.problems.base import Problem
 
 
 @register("ppo_clip")
@@ -51,7 +50,9 @@ class PPOClip(SequenceEstimator):
               f"kl={self.kl!r}, kl_in={self.kl_in!r}: the critic's return is defined for the "
               "k1 penalty in the reward (kl=k1) or none (kl=none), with kl_in=reward")
 
-    def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
+    # ``problem: Any``: beta, behaviour_theta and exact_token_values are members of the
+    # sequence problems (Capability.SEQUENCES), not of the Problem class.
+    def estimate(self, problem: Any, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> Tensor:
         ro = self.draw(problem, theta, n_samples, replicates, generator)
         returns = ro.rewards[..., None] * ro.mask - reward_to_go(self.token_penalties(problem, ro))

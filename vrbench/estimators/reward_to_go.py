@@ -16,11 +16,13 @@ from vrbench.problems.base import Capability, Problem
 
 def step_estimate(problem: Any, theta: Tensor, samples: Any, weights: Tensor) -> Tensor:
     """``(1/n) Σ_j Σ_t w_jt ∇θ log π(a_t|s_t)`` for each replicate, ``(R, dim)``."""
-    return problem.step_score(theta, samples, weights).mean(dim=1)
+    scores: Tensor = problem.step_score(theta, samples, weights)
+    return scores.mean(dim=1)
 
 
 def discounts(problem: Any, steps: int) -> Tensor:
-    return problem.gamma ** torch.arange(steps, dtype=torch.float64)
+    gamma: float = problem.gamma
+    return gamma ** torch.arange(steps, dtype=torch.float64)
 
 
 @register("reinforce_reward_to_go")
@@ -40,7 +42,9 @@ class ReinforceRewardToGo(Estimator):
     requires = frozenset({Capability.SEQUENTIAL})
     reference = "Williams, 1992; Sutton et al., 1999"
 
-    def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
+    # ``problem: Any`` here and below: a sequential problem's members (gamma, reward_to_go,
+    # ...; see Capability.SEQUENTIAL) are not members of the Problem class.
+    def estimate(self, problem: Any, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> Tensor:
         samples = problem.sample(theta, (replicates, n_samples), generator)
         return step_estimate(problem, theta, samples, problem.reward_to_go(samples))
@@ -70,7 +74,7 @@ class _ValueBaseline(Estimator):
     family = "policy gradient"
     requires = frozenset({Capability.SEQUENTIAL})
 
-    def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
+    def estimate(self, problem: Any, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Tensor | None = None) -> Tensor:
         samples = problem.sample(theta, (replicates, n_samples), generator)
         baseline = problem.step_values(theta, samples, state)
@@ -94,8 +98,9 @@ class ValueBaselineExact(_ValueBaseline):
 
     reference = "Sutton et al., 1999; Greensmith et al., 2004"
 
-    def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Tensor:
-        return problem.exact_values(theta)
+    def fit(self, problem: Any, theta: Tensor, generator: torch.Generator) -> Tensor:
+        values: Tensor = problem.exact_values(theta)
+        return values
 
 
 @register("value_baseline_fitted")
@@ -135,7 +140,7 @@ class _GAE(Estimator):
     def __post_init__(self) -> None:
         check(0.0 <= self.lam <= 1.0, self.name, f"lam={self.lam} must lie in [0, 1]")
 
-    def estimate(self, problem: Problem, theta: Tensor, n_samples: int, replicates: int,
+    def estimate(self, problem: Any, theta: Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Tensor | None = None) -> Tensor:
         samples = problem.sample(theta, (replicates, n_samples), generator)
         values = problem.step_values(theta, samples, state)
@@ -165,8 +170,9 @@ class GAEExact(_GAE):
     display_name = "GAE (exact values)"
     parameter_symbols: ClassVar = {"lam": "λ"}
 
-    def fit(self, problem: Problem, theta: Tensor, generator: torch.Generator) -> Tensor:
-        return problem.exact_values(theta)
+    def fit(self, problem: Any, theta: Tensor, generator: torch.Generator) -> Tensor:
+        values: Tensor = problem.exact_values(theta)
+        return values
 
 
 @register("gae_fitted")

@@ -192,7 +192,8 @@ class SequenceEstimator(Estimator):
         if self.kl == "none" or self.kl_in != "reward" or problem.beta == 0:
             return torch.zeros_like(ro.rewards)
         log_probs = ro.log_probs if at_theta else ro.behaviour_log_probs
-        return problem.beta * self._kl_of(log_probs - ro.reference_log_probs, ro.mask)
+        beta: float = problem.beta
+        return beta * self._kl_of(log_probs - ro.reference_log_probs, ro.mask)
 
     def token_penalties(self, problem: Any, ro: Rollouts) -> Tensor:
         """``β k`` per token for estimators with token rewards, ``(R, G, P, L)``: each token's
@@ -200,10 +201,11 @@ class SequenceEstimator(Estimator):
         if self.kl == "none" or self.kl_in != "reward" or problem.beta == 0:
             return torch.zeros_like(ro.mask)
         log_ratio = ro.behaviour_log_probs - ro.reference_log_probs
+        beta: float = problem.beta
         if self.kl_level == "token":
-            return problem.beta * kl_estimate(log_ratio, self.kl) * ro.mask
+            return beta * kl_estimate(log_ratio, self.kl) * ro.mask
         last = torch.nn.functional.one_hot(ro.lengths.long() - 1, ro.mask.shape[-1]).to(DTYPE)
-        return problem.beta * kl_estimate(log_ratio.sum(-1), self.kl)[..., None] * last
+        return beta * kl_estimate(log_ratio.sum(-1), self.kl)[..., None] * last
 
     def kl_loss_weights(self, problem: Any, ro: Rollouts,
                         token_factor: Tensor | float) -> Tensor:
@@ -213,15 +215,17 @@ class SequenceEstimator(Estimator):
         if self.kl == "none" or self.kl_in != "loss" or problem.beta == 0:
             return torch.zeros_like(ro.mask)
         log_ratio = ro.log_probs - ro.reference_log_probs
+        beta: float = problem.beta
         if self.kl_level == "token":
-            return -problem.beta * kl_slope(log_ratio, self.kl) * ro.mask * token_factor
+            return -beta * kl_slope(log_ratio, self.kl) * ro.mask * token_factor
         slope = kl_slope(log_ratio.sum(-1), self.kl)[..., None]
-        return -problem.beta * slope * ro.mask / ro.mask.shape[1]
+        return -beta * slope * ro.mask / ro.mask.shape[1]
 
     def gradient(self, problem: Any, theta: Tensor, ro: Rollouts, weights: Tensor) -> Tensor:
         """``(1/P) Σ_{i,p,t} w ∇ log π``: the estimate, averaged over prompts."""
         prompts = ro.rewards.shape[-1]
-        return problem.token_weighted_score(theta, ro.samples, weights) / prompts
+        score: Tensor = problem.token_weighted_score(theta, ro.samples, weights)
+        return score / prompts
 
 
 UNBIASED_KL = frozenset({("k1", "reward", "sequence"), ("k1", "reward", "token"),

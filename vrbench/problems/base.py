@@ -338,7 +338,8 @@ class Problem(Component, abc.ABC):
     def embed(self, samples: Any) -> Tensor:
         """Discrete samples in the encoding of relaxed ones, so that ``f_relaxed(embed(x)) =
         f(x)``; the default returns the samples, for problems whose samples already are."""
-        return samples
+        embedded: Tensor = samples
+        return embedded
 
     def conditional_uniforms(self, theta: Tensor, hard: Tensor, uniforms: Tensor) -> Tensor:
         """Uniforms ``u`` distributed as ``U(0, 1)^noise_dim`` given ``harden(relax(θ, u, τ)) =

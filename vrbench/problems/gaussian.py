@@ -211,7 +211,8 @@ class GaussianStep(_Gaussian):
         return [0.0]
 
     def value(self, theta: Tensor) -> Tensor:
-        return torch.special.ndtr(theta[0] / theta[1])
+        probability: Tensor = torch.special.ndtr(theta[0] / theta[1])
+        return probability
 
     def exact_grad(self, theta: Tensor) -> Tensor:
         mu, sigma = theta[0], theta[1]
@@ -254,7 +255,9 @@ class GaussianAbs(_Gaussian):
     def value(self, theta: Tensor) -> Tensor:
         shift, sigma = theta[0] - self.c, theta[1]
         z = shift / sigma
-        return sigma * 2 * _standard_normal_density(z) + shift * (2 * torch.special.ndtr(z) - 1)
+        value: Tensor = (sigma * 2 * _standard_normal_density(z)
+                         + shift * (2 * torch.special.ndtr(z) - 1))
+        return value
 
     def exact_grad(self, theta: Tensor) -> Tensor:
         z = (theta[0] - self.c) / theta[1]

@@ -245,7 +245,8 @@ class ImageVAE(Problem):
         cached = self.__dict__.get("_encoded")
         if (cached is not None and cached[0] is theta and cached[1] == theta._version
                 and not theta.requires_grad):
-            return cached[2]
+            encoded: tuple[Tensor, list[Tensor]] = cached[2]
+            return encoded
         logits, cache = self.encoder.forward(theta, self.images - self._data_mean)
         result = (logits.reshape(self.batch, *self.latent_shape), cache)
         if not theta.requires_grad:
@@ -454,7 +455,7 @@ class BinaryImageVAE(ImageVAE):
         return codes - torch.sigmoid(logits)
 
     def _code_count(self) -> int:
-        return 2**self.latents
+        return int(2**self.latents)
 
     def _all_codes(self) -> Tensor:
         count = 2**self.latents
@@ -576,7 +577,7 @@ class CategoricalVAENonlinear(ImageVAE):
         return codes - torch.softmax(logits, dim=-1)
 
     def _code_count(self) -> int:
-        return self.K**self.D
+        return int(self.K**self.D)
 
     def _all_codes(self) -> Tensor:
         indices = torch.tensor(list(itertools.product(range(self.K), repeat=self.D)))
@@ -681,7 +682,7 @@ class BinaryIWAE(BinaryImageVAE):
         return grad
 
     def _code_count(self) -> int:
-        return 2 ** (self.latents * self.K)
+        return int(2 ** (self.latents * self.K))
 
     def value(self, theta: Tensor) -> Tensor:
         if not self.has_exact_gradient:

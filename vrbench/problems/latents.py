@@ -40,12 +40,16 @@ class _LogitView:
 
     source: Problem
     at: Tensor
+    # Declared for the type checker only (no value here: the views' dataclass fields and
+    # class attributes are their own): the logits φ(θ) at ``at``, set in ``__post_init__``.
+    logits: Tensor
+    capabilities: ClassVar[frozenset[Capability]]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "logits", self.source.latent_logits(self.at).detach())
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return f"{self.source.name} (logits)"
 
     def initial_theta(self) -> Tensor:
@@ -86,8 +90,9 @@ class _LogitView:
                                                                  *self.logits.shape))
 
 
+# A view's name is its source's, a property, where Component declares a class attribute.
 @dataclass(frozen=True, eq=False)
-class BernoulliLogitView(_LogitView, IndependentBernoullis):
+class BernoulliLogitView(_LogitView, IndependentBernoullis):  # type: ignore[override]
     """The Bernoulli latents of an amortized problem, as bits whose logits are θ (see the
     module). Samples are ``(R, n, B·L)`` bits; f is the source's f of them."""
 
@@ -106,7 +111,7 @@ class BernoulliLogitView(_LogitView, IndependentBernoullis):
 
 
 @dataclass(frozen=True, eq=False)
-class CategoricalLogitView(_LogitView, IndependentCategoricals):
+class CategoricalLogitView(_LogitView, IndependentCategoricals):  # type: ignore[override]
     """The categorical latents of an amortized problem, as B·D categoricals of K categories
     whose logits are θ (see the module). Samples are one-hot ``(R, n, B·D, K)``; f is the
     source's f of them."""
@@ -150,7 +155,7 @@ def view_capabilities(problem: Problem) -> frozenset[Capability] | None:
     """The capabilities of the problem's logit view, without building it (None: no view)."""
     for capability, view in VIEWS.items():
         if capability in problem.capabilities:
-            return view.capabilities  # type: ignore[attr-defined, no-any-return]
+            return view.capabilities
     return None
 
 

@@ -177,11 +177,11 @@ class LinearQuadraticRegulator(Problem):
                  + exploration[..., :-1, :] @ system.B.T)
         transition = (system.A - system.B @ gain).mT
         state = system.initial_mean + noise[..., 0, :n] @ system.initial_factor.T
-        states = [state]
+        steps = [state]
         for t in range(self.horizon - 1):  # the horizon loop; the batch steps together
             state = state @ transition + drive[..., t, :]
-            states.append(state)
-        states = torch.stack(states, dim=-2)
+            steps.append(state)
+        states = torch.stack(steps, dim=-2)
         feedback = gain.mT[..., None, :, :] if theta.dim() > 1 else gain.mT
         return torch.cat([states, exploration - states @ feedback], dim=-1)
 

@@ -126,6 +126,8 @@ class SigmoidBeliefNet(ImageVAE):
                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Codes ``(*shape, c, K, L)`` drawn layer by layer for images ``(c, P)``, and their
         ``log q``."""
+        codes: list[Tensor]
+        log_q: Tensor | float  # a tensor once the first layer's term is added
         inputs, codes, log_q = images - self._data_mean, [], 0.0
         for layer in self.recognition:
             logits, _ = layer.forward(theta, inputs)
@@ -156,7 +158,8 @@ class SigmoidBeliefNet(ImageVAE):
 
     def log_prob(self, theta: Tensor, samples: ImageLatents) -> Tensor:
         logits = self._recognition_logits(theta, samples.codes, self.images)
-        return sum(_log_bernoulli(samples.codes[..., k, :], logit)  # type: ignore[return-value]
+        # A sum over the layers (at least one) is a tensor, not sum()'s start value 0.
+        return sum(_log_bernoulli(samples.codes[..., k, :], logit)  # type: ignore[union-attr]
                    for k, logit in enumerate(logits)).sum(-1)
 
     # --- Gradients ---------------------------------------------------------------------------
@@ -219,7 +222,7 @@ class SigmoidBeliefNet(ImageVAE):
     # --- Exact J for small networks, evaluation ----------------------------------------------
 
     def _code_count(self) -> int:
-        return 2 ** (self.layers * self.latents)
+        return int(2 ** (self.layers * self.latents))
 
     def _all_codes(self) -> Tensor:
         bits = self.layers * self.latents

@@ -58,7 +58,7 @@ class Completions(NamedTuple):
     """Samples: the index of the output drawn for each prompt, ``(R, n, P)``, and its
     sequence log-ratio ``log π(o|p) − log π_ref(o|p)`` under the θ that drew it."""
 
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # the field's name shadows tuple.index
     log_ratio: Tensor
 
 
@@ -280,7 +280,8 @@ class SequencePolicy(Problem):
         if self.staleness == 0:
             return theta
         grad = self.exact_grad(theta)
-        return theta - self.staleness * grad / grad.norm().clamp(min=1e-300)
+        moved: Tensor = theta - self.staleness * grad / grad.norm().clamp(min=1e-300)
+        return moved
 
     def sample_behaviour(self, theta: Tensor, shape: tuple[int, int],
                          generator: torch.Generator) -> Completions:
@@ -533,10 +534,12 @@ class _PassFailRewards:
         return correct
 
     def correct_table(self: Any) -> Tensor:
-        return self.correct_sets()
+        correct: Tensor = self.correct_sets()
+        return correct
 
     def reward_table(self: Any) -> Tensor:
-        return self.correct_sets()
+        correct: Tensor = self.correct_sets()
+        return correct
 
 
 def _check_difficulty(problem: Any) -> None:

@@ -112,7 +112,9 @@ def estimator_instance(estimator: Estimator | type[Estimator] | str) -> Estimato
 def describe(problem: Problem) -> str:
     """The problem's name and the parameters that differ from their defaults: a spec."""
     name = problem.name if problem.name != "<unregistered>" else type(problem).__name__
-    changed = [f"{f.name}={getattr(problem, f.name)}" for f in dataclasses.fields(problem)
+    # Every problem is a dataclass; the Problem base class itself is not declared one.
+    changed = [f"{f.name}={getattr(problem, f.name)}"
+               for f in dataclasses.fields(problem)  # type: ignore[arg-type]
                if getattr(problem, f.name) != f.default]
     return name + (":" + ",".join(changed) if changed else "")
 

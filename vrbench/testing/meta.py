@@ -49,8 +49,8 @@ class MetaDevice(TorchFunctionMode):
         self.advice = advice
         self.reads = 0
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
-                           kwargs: dict | None = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if func in self._READS and args and isinstance(args[0], Tensor) and args[0].is_meta:
             self.reads += 1
@@ -67,7 +67,7 @@ class MetaDevice(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _draw_device(args: tuple, kwargs: dict) -> torch.device:
+def _draw_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device:
     """Where a random function draws: its ``device`` argument, else its input's device."""
     if kwargs.get("device") is not None:
         return torch.device(kwargs["device"])

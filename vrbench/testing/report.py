@@ -128,8 +128,10 @@ class CheckReport:
                     continue
                 missed = [r for r in with_tolerance if not r.reached]
                 at = "" if theta is None else f" at {theta}"
+                tolerance = with_tolerance[0].tolerance
+                assert tolerance is not None  # with_tolerance: the records with a tolerance
                 text = (f"sampled checks{at}: a deviation of "
-                        f"{tolerance_text(with_tolerance[0].tolerance)} was detectable (power "
+                        f"{tolerance_text(tolerance)} was detectable (power "
                         f"{_power_text()}) in {len(with_tolerance) - len(missed)} of "
                         f"{len(with_tolerance)}")
                 if missed:
@@ -138,9 +140,9 @@ class CheckReport:
                 lines.append(text)
             return lines
         units = {"unbiased": "‖∇J‖"}
-        lines = [self.power_summary(test, units.get(test, "its unit"), at_check_theta)
-                 for test in tests for at_check_theta in (True, False)]
-        return [line for line in lines if line is not None]
+        summaries = [self.power_summary(test, units.get(test, "its unit"), at_check_theta)
+                     for test in tests for at_check_theta in (True, False)]
+        return [line for line in summaries if line is not None]
 
     def grouped_lines(self) -> Iterator[tuple[bool, str]]:
         """``(passed, line)`` pairs: failures and statistical passes one per line, other passes
@@ -156,8 +158,8 @@ class CheckReport:
                     outcome.check, []).append(outcome.n)
         for (where, theta), checks in merged.items():
             by_sizes: dict[tuple[int | None, ...], list[str]] = {}
-            for check, sizes in checks.items():
-                by_sizes.setdefault(tuple(sizes), []).append(check)
+            for check, check_sizes in checks.items():
+                by_sizes.setdefault(tuple(check_sizes), []).append(check)
             for sizes, names in by_sizes.items():
                 text = ", ".join(names)
                 if where is not None:

@@ -62,6 +62,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -390,7 +391,10 @@ def _rank_z(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     u = ranks[:a].sum(axis=0) - a * (a + 1) / 2
     z = np.where(variance > 0, (u - a * b / 2) / np.sqrt(np.maximum(variance, 1e-300)), 0.0)
     se = np.sqrt(np.maximum(variance, 0)) / (a * b)
-    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
+
+    def as_tensor(x: Any) -> Tensor:
+        return torch.as_tensor(x, dtype=torch.float64)
+
     return as_tensor(u / (a * b)), as_tensor(z), as_tensor(se)
 
 
