@@ -58,7 +58,7 @@ class OnlineSettings:
     control_lr: float = 0.01
     optimizer: str = "adam"
     eval_every: int = 100
-    variance_replicates: int = 2000
+    eval_replicates: int = 2000
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -71,8 +71,8 @@ class OnlineSettings:
         for key in ("steps", "eval_every"):
             if getattr(self, key) < 1:
                 raise ParameterError(f"{key}={getattr(self, key)} must be at least 1")
-        if self.variance_replicates < 2:
-            raise ParameterError(f"variance_replicates={self.variance_replicates} must be >= 2")
+        if self.eval_replicates < 2:
+            raise ParameterError(f"eval_replicates={self.eval_replicates} must be >= 2")
         for key in ("lr", "control_lr"):
             if not getattr(self, key) > 0:
                 raise ParameterError(f"{key}={getattr(self, key)} must be positive")
@@ -169,7 +169,7 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
         reason = estimator.incompatibility(problem, n)
         if reason is not None:
             raise ParameterError(reason)
-        cell = Cell(problem_spec, spec, n, settings.variance_replicates, seed)
+        cell = Cell(problem_spec, spec, n, settings.eval_replicates, seed)
         generator = devices.generator(device, seed * 7_919 + index)
         follower = _Follower(spec, estimator, cell, generator, n)
         control = devices.generator(device, seed + 1_000_003 + index)
@@ -198,7 +198,7 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
                     "problem": str(problem_spec), "estimator": str(follower.spec),
                     "driver": driver, "seed": seed, "device": "cpu",
                     "n_samples": follower.n,
-                    "replicates": settings.variance_replicates,
+                    "replicates": settings.eval_replicates,
                     "optimizer": settings.optimizer, "lr": settings.lr, "step": step,
                     "wall_s": follower.wall, "value": value,
                     **_measured(problem, follower, current, step)})
