@@ -385,15 +385,15 @@ def _list(console: Console, kind: str | None) -> None:
         table = Table(title="problems", header_style="bold")
         for column in ("name", "capabilities", "parameters", "origin", "description"):
             table.add_column(column)
-        for entry in problems.registry.entries():
-            cls = entry.cls
-            params = ", ".join(f"{k}={v}" for k, v in cls.parameters().items())
+        for problem_entry in problems.registry.entries():
+            problem_cls = problem_entry.cls
+            params = ", ".join(f"{k}={v}" for k, v in problem_cls.parameters().items())
             table.add_row(
-                entry.name,
-                ", ".join(sorted(cls.capabilities)),
+                problem_entry.name,
+                ", ".join(sorted(problem_cls.capabilities)),
                 params,
-                entry.origin,
-                escape(cls.summary()),
+                problem_entry.origin,
+                escape(problem_cls.summary()),
             )
         console.print(table)
     if kind in (None, "capabilities"):
@@ -739,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      **kwargs: Any) -> None:
         errors.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)
 
-    warnings.showwarning = show_warning  # type: ignore[assignment]
+    warnings.showwarning = show_warning
     try:
         if args.command == "list":
             _list(console, args.kind)

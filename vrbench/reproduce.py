@@ -395,9 +395,9 @@ def _step_ratios(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
             if a not in pair.index or b not in pair.index:
                 continue
             ratio, low, high = ratio_interval(
-                *(float(pair.loc[a, c]) for c in ("variance", "variance_ci_low",
+                *(float(pair[c].loc[a]) for c in ("variance", "variance_ci_low",
                                                   "variance_ci_high")),
-                *(float(pair.loc[b, c]) for c in ("variance", "variance_ci_low",
+                *(float(pair[c].loc[b]) for c in ("variance", "variance_ci_low",
                                                   "variance_ci_high")))
             if ratio > 0 and low > 0 and math.isfinite(high):
                 logs.append(math.log(ratio))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -84,6 +84,17 @@ class OnlineSettings:
         return self.n_samples
 
 
+class _Adaptive(Protocol):
+    """An estimator whose control a run adapts (see :func:`adapts`)."""
+
+    def control_parameters(self, problem: Problem, theta: torch.Tensor,
+                           generator: torch.Generator) -> dict[str, torch.Tensor]: ...
+
+    def estimates_with(self, problem: Problem, theta: torch.Tensor, uniforms: torch.Tensor,
+                       params: dict[str, torch.Tensor],
+                       create_graph: bool = False) -> torch.Tensor: ...
+
+
 def adapts(estimator: Estimator) -> bool:
     """Whether ``estimator`` has a control whose parameters a run adapts."""
     return hasattr(estimator, "control_parameters") and hasattr(estimator, "estimates_with")
@@ -106,7 +117,9 @@ class _Reached(Estimator):
 
     def estimate(self, problem: Problem, theta: torch.Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> torch.Tensor:
-        return self.inner.estimate(problem, theta, n_samples, replicates, generator, state)
+        estimates: torch.Tensor = self.inner.estimate(problem, theta, n_samples, replicates,
+                                                      generator, state)
+        return estimates
 
 
 @dataclass
@@ -133,8 +146,9 @@ class _Follower:
         else:
             from vrbench.estimators.rebar import uniforms
 
+            adaptive = cast(_Adaptive, self.estimator)
             with torch.enable_grad():
-                estimate = self.estimator.estimates_with(
+                estimate = adaptive.estimates_with(
                     problem, theta, uniforms((1, n, problem.dim), self.generator), self.params,
                     create_graph=True)
                 assert self.optimizer is not None

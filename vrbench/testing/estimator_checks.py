@@ -14,7 +14,7 @@ from torch import Tensor
 from vrbench import devices
 from vrbench import problems as problem_registry
 from vrbench.bench.reference import Reference, ReferenceSettings, compute_reference
-from vrbench.bench.runner import estimate_in_chunks
+from vrbench.bench.runner import checked_estimates, estimate_in_chunks
 from vrbench.devices import on_device, resolve_device
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import DTYPE, Capability, Problem
@@ -235,16 +235,9 @@ class _Pair:
 
     def projected(self, n: int, replicates: int, generator: torch.Generator) -> Tensor:
         """One call's estimates on the CPU, checked, projected on the bias directions."""
-        estimates = self.estimate(n, replicates, generator)
-        if not isinstance(estimates, Tensor) or estimates.shape != (replicates,
-                                                                    self.problem.dim):
-            shape = tuple(estimates.shape) if isinstance(estimates, Tensor) else estimates
-            raise ValueError(f"returned shape {shape} for {replicates} replicates, expected "
-                             f"{(replicates, self.problem.dim)}")
-        estimates = estimates.detach().cpu().to(DTYPE)
-        if not bool(torch.isfinite(estimates).all()):
-            raise FloatingPointError(f"returned non-finite estimates in a call of {replicates}")
-        return estimates @ self.directions.T
+        estimates = checked_estimates(self.estimate(n, replicates, generator), self.estimator,
+                                      self.problem, replicates)
+        return estimates.detach().to(DTYPE) @ self.directions.T
 
     def stream(self, n: int, count: int, generator: torch.Generator) -> Iterator[Tensor]:
         """``count`` projected estimates in the harness's memory-bounded chunks."""
