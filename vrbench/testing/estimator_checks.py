@@ -295,6 +295,7 @@ def _check_on(report: CheckReport, estimator: Estimator, problem: Problem, sizes
     report.record("runs off the CPU", meta_estimates_failure(estimator, problem, sizes[0]),
                   where=where)
     main, others = pairs[0], pairs[1:]
+    scope = _Scope(report, settings, where, deadline)
     try:
         for n in sizes:
             if not _structure(report, main, n, settings.seed, where):
@@ -311,12 +312,10 @@ def _check_on(report: CheckReport, estimator: Estimator, problem: Problem, sizes
                     "(above), so its standard error would be understated")
                 continue
             _out_of_time(deadline)
-            _bias(report, [main], n, settings, where, deadline, settings.tolerance,
-                  settings.bias_count(problem, n))
+            _bias(scope, [main], n, settings.tolerance, settings.bias_count(problem, n))
             if others:
                 _out_of_time(deadline)
-                _bias(report, others, n, settings, where, deadline,
-                      OTHER_THETA_TOLERANCE * settings.tolerance,
+                _bias(scope, others, n, OTHER_THETA_TOLERANCE * settings.tolerance,
                       settings.bias_count(problem, n, OTHER_THETA_SHARE))
     except _OutOfTime:
         message = (f"the time budget of {settings.time_budget:g} s for {where} ran out before "
@@ -459,9 +458,20 @@ def _correlation_failure(test: CorrelationTest, names: list[str]) -> str:
             "replicate must come from draws of its own")
 
 
-def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Settings, where: str,
-          deadline: float | None, tolerance: float, max_count: int) -> None:
+@dataclass(frozen=True)
+class _Scope:
+    """The checks on one problem: their report, their sizes, where and until when they run."""
+
+    report: CheckReport
+    settings: Settings
+    where: str
+    deadline: float | None
+
+
+def _bias(scope: _Scope, pairs: Sequence[_Pair], n: int, tolerance: float,
+          max_count: int) -> None:
     """One bias test at the θ of ``pairs`` together, their calls interleaved."""
+    report, settings, where = scope.report, scope.settings, scope.where
     expected = torch.cat([p.directions @ p.true_grad for p in pairs])
     units = torch.cat([torch.full((p.directions.shape[0],), float(p.true_grad.norm()),
                                   dtype=DTYPE) for p in pairs])
@@ -480,7 +490,8 @@ def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Setting
         test = mean_test(draw, expected, units, tolerance,
                          (pairs[0].generator(settings.seed, n, purpose),
                           pairs[0].generator(settings.seed, n, purpose + 1)),
-                         max_count=max_count, deadline=deadline, expected_se=expected_se)
+                         max_count=max_count, deadline=scope.deadline,
+                         expected_se=expected_se)
     except (ValueError, FloatingPointError) as exc:
         report.record("unbiased", str(exc), where=where, n=n, theta=pairs[0].label)
         return
