@@ -21,7 +21,6 @@ from rich.table import Table
 from vrbench import estimators, problems
 from vrbench.bench.config import CONFIRM_CELLS, SweepConfig, load_config, with_overrides
 from vrbench.bench.reference import ReferenceSettings
-from vrbench.bench.runs import RUNS_DIR, run_all
 from vrbench.bench.train import (
     DEFAULT_SEEDS,
     OPTIMIZERS,
@@ -693,6 +692,7 @@ def _train_plan(args: argparse.Namespace) -> TrainPlan:
 
 
 def _train(console: Console, args: argparse.Namespace) -> int:
+    from vrbench.bench.runs import RUNS_DIR, run_all
     from vrbench.reports.console import StableETA
 
     plan = _train_plan(args)

@@ -22,6 +22,15 @@ training curves.
 
 Each measurement is the harness's (:func:`vrbench.bench.runner.measure`) with the control
 parameters the estimator has reached, on streams of its own.
+
+**Why this is not** ``vrbench train --measure`` (:func:`vrbench.bench.train.shared_run`).
+Both measure several estimators at the θ_t of one run, but they cannot share one loop
+without changing one or the other's numbers: here every estimator draws an estimate at every
+step (its control adapts on it, and an estimator without a control is fitted once, at θ_0),
+each from a stream of its own, and a measurement uses the control reached; there only the
+driver draws between measurements, and each measured estimator is refitted on independent
+draws at each measurement, so that step 0 is the sweep's cell number for number. Runs here
+are on the CPU, their references are not stored, and they are not checkpointed.
 """
 
 from __future__ import annotations
