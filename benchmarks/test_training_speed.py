@@ -34,7 +34,7 @@ HIDDEN = {"linear": [], "nonlinear": [200, 200]}
 
 def _vrbench_seconds(model: str, estimator: str, seed: int) -> float:
     settings = TrainSettings(steps=STEPS, n_samples=2 if estimator == "rloo" else 1, lr=1e-4,
-                             eval_every=STEPS, variance_replicates=0,
+                             eval_every=STEPS, eval_replicates=0,
                              groups={"prior": {"optimizer": "sgd", "lr": 1e-2}})
     spec = Spec(f"binary_vae_{model}", {"eval_train_images": 0, "eval_test_images": 0})
     rows = train(spec, Spec(estimator), seed, settings)

@@ -82,7 +82,7 @@ def test_logit_estimators_on_a_view_give_the_same_numbers_as_on_logits():
 def test_a_shared_run_measures_every_estimator_as_its_cell_does():
     """Every estimator is measured at the same θ_t along the run, and the measurement at step
     0 is, number for number, the cell of that estimator at the initial θ."""
-    settings = TrainSettings(steps=2, eval_every=1, variance_replicates=64, n_samples=2,
+    settings = TrainSettings(steps=2, eval_every=1, eval_replicates=64, n_samples=2,
                              lr=0.01)
     problem = Spec("sigmoid_belief_vae_digits", {"batch": 2})
     measured = [Spec("rloo"), Spec("disarm"), Spec("arm"), Spec("gumbel_softmax"),

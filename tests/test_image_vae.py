@@ -342,7 +342,7 @@ def test_train_follows_the_papers_optimizers_and_records_metrics(tiny):
                                       "latents": 3, "eval_train_images": 20,
                                       "eval_test_images": 8, "eval_samples": 10})
     settings = TrainSettings(steps=6, n_samples=1, lr=1e-3, eval_every=3,
-                             variance_replicates=0,
+                             eval_replicates=0,
                              groups={"prior": {"optimizer": "sgd", "lr": 0.01}})
     rows = train(spec, Spec("disarm"), 0, settings)
     frame = pd.DataFrame(rows)
@@ -352,7 +352,7 @@ def test_train_follows_the_papers_optimizers_and_records_metrics(tiny):
     assert frame["value"].notna().all()  # 3 latents: J is exact
     with pytest.raises(ParameterError, match="no parameter group 'decoder_prior'"):
         train(spec, Spec("disarm"), 0, TrainSettings(
-            steps=1, n_samples=1, variance_replicates=0,
+            steps=1, n_samples=1, eval_replicates=0,
             groups={"decoder_prior": {"lr": 0.1}}))
 
 
@@ -361,7 +361,7 @@ def test_an_interrupted_run_resumes_with_the_same_numbers(tiny, tmp_path, monkey
                                       "latents": 3, "eval_train_images": 10,
                                       "eval_test_images": 4, "eval_samples": 5})
     settings = TrainSettings(steps=12, n_samples=2, lr=1e-2, eval_every=4,
-                             variance_replicates=0)
+                             eval_replicates=0)
     run = Run(spec, Spec("rloo"), 3, settings)
     whole = pd.DataFrame(RunStore(tmp_path / "whole", checkpoint_seconds=0).run(run))
 
@@ -512,7 +512,7 @@ def test_a_shared_run_measures_every_estimator_at_the_same_theta(tiny):
                                       "latents": 16, "pool": 2, "eval_train_images": 0,
                                       "eval_test_images": 0})
     settings = TrainSettings(steps=2, n_samples=2, lr=1e-2, eval_every=2,
-                             variance_replicates=64,
+                             eval_replicates=64,
                              reference=ReferenceSettings(precision=0.2, max_estimates=2_000))
     frame = pd.DataFrame(shared_run(spec, Spec("disarm"), [Spec("rloo"), Spec("disarm")], 0,
                                     settings))

@@ -111,7 +111,7 @@ def results(tmp_path_factory) -> Path:
     for estimator in ("score_function", "reparameterization"):
         for seed in (0, 1):
             rows += train(Spec("gaussian_quadratic"), Spec(estimator), seed,
-                          TrainSettings(steps=20, eval_every=5, variance_replicates=16))
+                          TrainSettings(steps=20, eval_every=5, eval_replicates=16))
     pd.DataFrame(rows).to_parquet(out / "train.parquet")
     return out
 

@@ -215,7 +215,7 @@ def test_online_runs_adapt_the_controls_at_one_theta():
     from vrbench.components import Spec
 
     def last(control_lr: float) -> pd.DataFrame:
-        settings = OnlineSettings(steps=40, eval_every=20, variance_replicates=400,
+        settings = OnlineSettings(steps=40, eval_every=20, eval_replicates=400,
                                   control_lr=control_lr)
         rows = pd.DataFrame(run(Spec("bernoulli_toy", {"t": 0.45, "theta": 1.0}),
                                 [Spec("score_function"), Spec("rebar")], "score_function", 0,

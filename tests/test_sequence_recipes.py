@@ -96,7 +96,7 @@ def test_final_statistic_claims_compare_seed_by_seed():
 
 def test_training_traces_carry_the_exact_statistics():
     rows = train(parse_specs("lm_pass_fail:beta=0.1")[0], parse_specs("rloo_group")[0], 0,
-                 TrainSettings(steps=2, n_samples=2, eval_every=1, variance_replicates=50))
+                 TrainSettings(steps=2, n_samples=2, eval_every=1, eval_replicates=50))
     assert len(rows) == 3
     for row in rows:
         assert {"exact_kl", "exact_length_incorrect", "exact_success", "mean_cosine"} <= set(row)

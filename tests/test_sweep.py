@@ -258,7 +258,7 @@ def test_the_training_trace_at_step_zero_is_the_cell_at_the_initial_theta():
     from vrbench.bench.runner import run_cell
     from vrbench.bench.train import TRACE_METRICS, TrainSettings, train
 
-    settings = TrainSettings(steps=6, n_samples=3, eval_every=3, variance_replicates=2000)
+    settings = TrainSettings(steps=6, n_samples=3, eval_every=3, eval_replicates=2000)
     trace = train(Spec("bernoulli_toy", {"t": "0.45"}), Spec("rloo"), 5, settings)
     assert [row["step"] for row in trace] == [0, 3, 6]
     cell = run_cell(Cell(Spec("bernoulli_toy", {"t": 0.45}), Spec("rloo"), 3, 2000, 5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import itertools
 import signal
 import sys
 import warnings
@@ -19,13 +20,16 @@ from rich.table import Table
 
 from vrbench import estimators, problems
 from vrbench.bench.config import CONFIRM_CELLS, SweepConfig, load_config, with_overrides
-from vrbench.bench.reference import (
-    DEFAULT_MAX_ESTIMATES,
-    DEFAULT_PRECISION,
-    ReferenceSettings,
+from vrbench.bench.reference import ReferenceSettings
+from vrbench.bench.train import (
+    DEFAULT_SEEDS,
+    OPTIMIZERS,
+    SHARED_FILE,
+    TRAIN_FILE,
+    Run,
+    TrainPlan,
+    TrainSettings,
 )
-from vrbench.bench.runs import Run, RunStore
-from vrbench.bench.train import OPTIMIZERS, SHARED_FILE, TrainSettings
 from vrbench.components import Spec, parse_specs
 from vrbench.errors import UnknownNameError, VrbenchError
 from vrbench.estimators.base import Estimator
@@ -284,61 +288,69 @@ def _parser() -> argparse.ArgumentParser:
                            help="worker processes of the sweep (default: one per core)")
     reproduce.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
+    defaults = TrainSettings()
     train = commands.add_parser(
         "train", help="optimize with each estimator and record the exact objective",
         description="Run SGD or Adam with each estimator's gradients on each problem and "
                     "record J(θ_t) (exact) and the estimator's variance along the way, into "
-                    "OUTPUT/train.parquet; `vrbench report OUTPUT` plots the traces.")
+                    f"OUTPUT/{TRAIN_FILE}; `vrbench report OUTPUT` plots the traces.")
     train.add_argument("-e", "--estimators", required=True, metavar="NAMES",
                        help="comma-separated estimators, optionally name:key=value (required)")
     train.add_argument("-p", "--problems", required=True, metavar="NAMES",
                        help="comma-separated problems, optionally name:key=value (required)")
-    train.add_argument("--steps", type=_positive_int, default=200,
-                       help="optimization steps per run (default 200)")
-    train.add_argument("-n", "--n-samples", type=_positive_int, default=4,
-                       help="samples per gradient estimate (default 4)")
-    train.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
-    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
-                       help="optimizer (default adam)")
-    train.add_argument("--seed", type=_ints, default=[0, 1, 2], metavar="S[,S...]",
-                       help="one run per seed (default 0,1,2)")
-    train.add_argument("--eval-every", type=_positive_int, default=10, metavar="STEPS",
+    train.add_argument("--steps", type=_positive_int, default=defaults.steps,
+                       help=f"optimization steps per run (default {defaults.steps})")
+    train.add_argument("-n", "--n-samples", type=_positive_int, default=defaults.n_samples,
+                       help=f"samples per gradient estimate (default {defaults.n_samples})")
+    train.add_argument("--lr", type=float, default=defaults.lr,
+                       help=f"learning rate (default {defaults.lr:g})")
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=defaults.optimizer,
+                       help=f"optimizer (default {defaults.optimizer})")
+    train.add_argument("--seed", type=_ints, default=list(DEFAULT_SEEDS), metavar="S[,S...]",
+                       help="one run per seed (default "
+                            f"{','.join(map(str, DEFAULT_SEEDS))})")
+    train.add_argument("--eval-every", type=_positive_int, default=defaults.eval_every,
+                       metavar="STEPS",
                        help="record J(θ) and the estimator's variance every this many steps "
-                            "(default 10)")
-    train.add_argument("--eval-replicates", type=_count, default=1000, metavar="R",
+                            f"(default {defaults.eval_every})")
+    train.add_argument("--eval-replicates", type=_count, default=defaults.eval_replicates,
+                       metavar="R",
                        help="independent estimates behind each measurement of the estimator's "
-                            "bias and variance along the run (default 1000; 0: no measurement, "
-                            "only J where exact and a problem's training metrics)")
+                            "bias and variance along the run (default "
+                            f"{defaults.eval_replicates}; 0: no measurement, only J where "
+                            "exact and a problem's training metrics)")
     train.add_argument("--group", type=_group, action="append", default=[],
                        metavar="NAME:optimizer=O,lr=X",
                        help="a parameter group's own optimizer and/or learning rate, e.g. "
                             "prior:optimizer=sgd,lr=0.01 (repeatable; groups as in the "
                             "results' parameter_groups column; default: every group follows "
                             "--optimizer and --lr)")
-    train.add_argument("--eval-samples", type=_positive_int, metavar="N",
+    train.add_argument("--eval-samples", type=_positive_int, default=defaults.eval_samples,
+                       metavar="N",
                        help="samples per estimate of those measurements (default: -n, the "
                             "samples of an optimization step)")
-    train.add_argument("--max-memory", type=_positive_int, default=256, metavar="MB",
-                       dest="max_memory_mb",
-                       help="working memory of one measurement (default 256)")
-    train.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    train.add_argument("--max-memory", type=_positive_int, default=defaults.max_memory_mb,
+                       metavar="MB", dest="max_memory_mb",
+                       help="working memory of one measurement (default "
+                            f"{defaults.max_memory_mb})")
+    train.add_argument("--device", default=defaults.device, help=DEVICE_HELP)
     train.add_argument("--measure", metavar="NAMES",
                        help="shared-run mode: measure these estimators (comma-separated, or "
                             "'all': every registered one that applies) at the same θ_t along "
                             "each run, which the estimators of -e drive; writes "
-                            "OUTPUT/shared_run.parquet instead of train.parquet (default: "
+                            f"OUTPUT/{SHARED_FILE} instead of {TRAIN_FILE} (default: "
                             "none, each estimator measured along its own run)")
     train.add_argument("--reference-precision", type=_positive_float,
-                       default=DEFAULT_PRECISION, metavar="FRACTION",
+                       default=defaults.reference.precision, metavar="FRACTION",
                        help="for problems without an exact gradient: the standard error of "
                             "the reference gradient at each θ_t, relative to ‖∇J‖ "
-                            f"(default {DEFAULT_PRECISION:g})")
+                            f"(default {defaults.reference.precision:g})")
     train.add_argument("--reference-estimates", type=_positive_int,
-                       default=DEFAULT_MAX_ESTIMATES, metavar="N",
+                       default=defaults.reference.max_estimates, metavar="N",
                        help="the most estimates such a reference averages (default "
-                            f"{DEFAULT_MAX_ESTIMATES})")
+                            f"{defaults.reference.max_estimates})")
     train.add_argument("-o", "--output", default="results/train", metavar="DIR",
-                       help="directory of train.parquet (default results/train); references "
+                       help=f"directory of {TRAIN_FILE} (default results/train); references "
                             "go to DIR/references")
     return parser
 
@@ -373,15 +385,15 @@ def _list(console: Console, kind: str | None) -> None:
         table = Table(title="problems", header_style="bold")
         for column in ("name", "capabilities", "parameters", "origin", "description"):
             table.add_column(column)
-        for entry in problems.registry.entries():
-            cls = entry.cls
-            params = ", ".join(f"{k}={v}" for k, v in cls.parameters().items())
+        for problem_entry in problems.registry.entries():
+            problem_cls = problem_entry.cls
+            params = ", ".join(f"{k}={v}" for k, v in problem_cls.parameters().items())
             table.add_row(
-                entry.name,
-                ", ".join(sorted(cls.capabilities)),
+                problem_entry.name,
+                ", ".join(sorted(problem_cls.capabilities)),
                 params,
-                entry.origin,
-                escape(cls.summary()),
+                problem_entry.origin,
+                escape(problem_cls.summary()),
             )
         console.print(table)
     if kind in (None, "capabilities"):
@@ -656,11 +668,9 @@ def _reproduce(console: Console, args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(console: Console, args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from vrbench.reports.console import StableETA
-
+def _train_plan(args: argparse.Namespace) -> TrainPlan:
+    """The runs ``vrbench train`` was asked for (refuses unknown estimators of --measure
+    before any work)."""
     try:
         reference = ReferenceSettings(args.reference_precision, args.reference_estimates)
     except VrbenchError as exc:
@@ -668,44 +678,45 @@ def _train(console: Console, args: argparse.Namespace) -> int:
                            ) from None
     settings = TrainSettings(steps=args.steps, n_samples=args.n_samples, lr=args.lr,
                              optimizer=args.optimizer, eval_every=args.eval_every,
-                             variance_replicates=args.eval_replicates,
+                             eval_replicates=args.eval_replicates,
                              max_memory_mb=args.max_memory_mb, device=args.device,
                              reference=reference, eval_samples=args.eval_samples,
                              groups=dict(args.group))
-    problem_specs, estimator_specs = parse_specs(args.problems), parse_specs(args.estimators)
     measured = None
     if args.measure is not None:
         measured = ([Spec(name) for name in estimators.registry.names()]
                     if args.measure.strip() == "all" else parse_specs(args.measure))
         for spec in measured:
             estimators.make(spec.name, spec.params)  # refuse unknown names before any work
-    runs = []
-    for p_spec in problem_specs:
-        problem = problems.make(p_spec.name, p_spec.params)
-        for e_spec in estimator_specs:
-            reason = estimators.make(e_spec.name, e_spec.params).incompatibility(
-                problem, settings.n_samples)
-            if reason is not None:
-                console.print(f"skipping {e_spec} on {p_spec}: {escape(reason)}")
-                continue
-            runs.extend(Run(p_spec, e_spec, seed, settings,
-                            None if measured is None else tuple(measured))
-                        for seed in args.seed)
-    rows: list[dict[str, Any]] = []
-    store = RunStore(args.output)
+    return TrainPlan(tuple(parse_specs(args.problems)), tuple(parse_specs(args.estimators)),
+                     settings, tuple(args.seed),
+                     measured=None if measured is None else tuple(measured))
+
+
+def _train(console: Console, args: argparse.Namespace) -> int:
+    from vrbench.bench.runs import RUNS_DIR, run_all
+    from vrbench.reports.console import StableETA
+
+    plan = _train_plan(args)
+    runs, skipped = plan.runs()
+    for skip in skipped:
+        console.print(f"skipping {skip.estimator} on {skip.problem}: {escape(skip.reason)}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   StableETA(), console=console, transient=True) as progress:
         task = progress.add_task("training runs", total=len(runs))
-        for run in runs:
-            progress.update(task, description=escape(run.describe()))
-            rows.extend(store.run(run))
-            progress.advance(task)
+        started = itertools.count()
+
+        def show(run: Run) -> None:
+            progress.update(task, description=escape(run.describe()), completed=next(started))
+
+        frame = run_all(runs, args.output, show)
+        progress.update(task, completed=len(runs))
     Path(args.output).mkdir(parents=True, exist_ok=True)
-    target = Path(args.output) / ("train.parquet" if measured is None else SHARED_FILE)
-    pd.DataFrame(rows).to_parquet(target, index=False)
+    target = Path(args.output) / (TRAIN_FILE if plan.measured is None else SHARED_FILE)
+    frame.to_parquet(target, index=False)
     console.print(f"{len(runs)} runs, traces in {target} (each run stored in "
-                  f"{store.directory}: rerunning the command reuses them, and resumes an "
-                  "interrupted run from its last checkpoint)")
+                  f"{Path(args.output) / RUNS_DIR}: rerunning the command reuses them, and "
+                  "resumes an interrupted run from its last checkpoint)")
     return 0
 
 
@@ -730,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      **kwargs: Any) -> None:
         errors.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)
 
-    warnings.showwarning = show_warning  # type: ignore[assignment]
+    warnings.showwarning = show_warning
     try:
         if args.command == "list":
             _list(console, args.kind)

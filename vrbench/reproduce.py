@@ -48,22 +48,23 @@ import numpy as np
 import pandas as pd
 
 import vrbench
+from vrbench.bench import online
 from vrbench.bench.config import SweepConfig, parse_config
 from vrbench.bench.provenance import git_revision
-from vrbench.bench.runs import Run, run_all
+from vrbench.bench.runs import run_all
 from vrbench.bench.store import read_results
 from vrbench.bench.sweep import run_sweep
-from vrbench.bench.train import SHARED_FILE, TrainSettings
-from vrbench.components import parse_specs
-from vrbench.errors import VrbenchError
+from vrbench.bench.train import DEFAULT_SEEDS, SHARED_FILE, TRAIN_FILE, TrainPlan, TrainSettings
+from vrbench.components import Spec, parse_specs
+from vrbench.errors import ParameterError, VrbenchError
 from vrbench.tomlfiles import read_toml, refuse_unknown_keys
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs" / "papers"
 """Where the shipped recipes live (in a source checkout)."""
 
-TRAIN_FILE = "train.parquet"
 SAME_THETA_DIR = "same_theta"
-"""Where the shared run's traces (``train.parquet``) and figures go, under the output."""
+"""Where the shared run's traces (:data:`~vrbench.bench.train.TRAIN_FILE`) and figures go,
+under the output."""
 NOTE_FILE = "NOTE.md"
 RECIPE_KEYS = ("title", "paper", "published", "setting", "sources", "sweep", "train",
                "online", "shared", "figures", "quick", "claims")
@@ -394,9 +395,9 @@ def _step_ratios(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
             if a not in pair.index or b not in pair.index:
                 continue
             ratio, low, high = ratio_interval(
-                *(float(pair.loc[a, c]) for c in ("variance", "variance_ci_low",
+                *(float(pair[c].loc[a]) for c in ("variance", "variance_ci_low",
                                                   "variance_ci_high")),
-                *(float(pair.loc[b, c]) for c in ("variance", "variance_ci_low",
+                *(float(pair[c].loc[b]) for c in ("variance", "variance_ci_low",
                                                   "variance_ci_high")))
             if ratio > 0 and low > 0 and math.isfinite(high):
                 logs.append(math.log(ratio))
@@ -681,39 +682,58 @@ CLAIM_KINDS: dict[str, Callable[..., Verdict]] = {
 
 # --- Running a recipe -------------------------------------------------------------------------
 
-def _settings(settings: Mapping[str, Any], n_samples: int, device: str) -> TrainSettings:
-    return TrainSettings(
-        steps=settings.get("steps", 200), n_samples=n_samples, lr=settings.get("lr", 0.05),
-        optimizer=settings.get("optimizer", "adam"), eval_every=settings.get("eval_every", 10),
-        variance_replicates=settings.get("eval_replicates", 1000),
-        eval_samples=settings.get("eval_samples"), groups=settings.get("groups", {}),
-        device=device)
+SETTINGS_KEYS = ("steps", "lr", "optimizer", "eval_every", "eval_replicates", "eval_samples",
+                 "groups")
+"""Keys of a recipe's ``[train]``/``[shared]`` section that are :class:`TrainSettings` fields
+of the same name (``n_samples`` may also be a table by estimator)."""
 
 
-def _train_all(settings: dict[str, Any], output: Path,
-               on_status: Callable[[str], None], device: str = "cpu") -> pd.DataFrame:
-    """Every (problem, estimator, seed) training run; ``n_samples`` is one number, or a table
-    of numbers by estimator (with ``default``) so estimators can be compared at equal
-    evaluations of f. Each run is stored in ``output`` and reused, or resumed from its last
-    checkpoint, by a rerun (:mod:`vrbench.bench.runs`)."""
-    samples = settings.get("n_samples", 4)
-    problem_specs = [s for text in settings["problems"] for s in parse_specs(text)]
-    estimator_specs = [s for text in settings["estimators"] for s in parse_specs(text)]
-    runs = []
-    for problem in problem_specs:
-        for estimator in estimator_specs:
-            n = (samples.get(str(estimator), samples.get("default", 4))
-                 if isinstance(samples, Mapping) else samples)
-            runs += [Run(problem, estimator, seed, _settings(settings, n, device))
-                     for seed in settings.get("seeds", [0, 1, 2])]
+def _plan(section: Mapping[str, Any], device: str) -> TrainPlan:
+    """The runs of a ``[train]`` (or ``[shared]``) section: what it leaves out is
+    :class:`TrainSettings`'s default, as for ``vrbench train``. ``n_samples`` is one number,
+    or a table of numbers by estimator (with ``default``) so estimators can be compared at
+    equal evaluations of f."""
+    samples = section.get("n_samples", TrainSettings.n_samples)
+    by_estimator = dict(samples) if isinstance(samples, Mapping) else {}
+    n_samples = by_estimator.pop("default", TrainSettings.n_samples) \
+        if isinstance(samples, Mapping) else samples
+    settings = TrainSettings(**{key: section[key] for key in SETTINGS_KEYS if key in section},
+                             n_samples=n_samples, device=device)
+    return TrainPlan(_specs(section["problems"]), _specs(section["estimators"]), settings,
+                     tuple(section.get("seeds", DEFAULT_SEEDS)), by_estimator)
+
+
+def _specs(texts: list[str]) -> tuple[Spec, ...]:
+    return tuple(spec for text in texts for spec in parse_specs(text))
+
+
+def _run_plan(plan: TrainPlan, output: Path, on_status: Callable[[str], None]) -> pd.DataFrame:
+    """Every run of ``plan``, each stored in ``output`` and reused, or resumed from its last
+    checkpoint, by a rerun (:mod:`vrbench.bench.runs`); a pair that cannot run is an error,
+    raised before any work."""
+    runs, skipped = plan.runs()
+    if skipped:
+        raise ParameterError(skipped[0].reason)
     return run_all(runs, output, lambda run: on_status(run.describe()))
+
+
+def _train_all(settings: Mapping[str, Any], output: Path,
+               on_status: Callable[[str], None], device: str = "cpu") -> pd.DataFrame:
+    """Every (problem, estimator, seed) training run of a ``[train]`` section."""
+    return _run_plan(_plan(settings, device), output, on_status)
 
 
 def _steps_for(steps: int | Mapping[str, int], problem: str) -> int:
     """A number of steps, or a table of them by problem (with ``default``)."""
     if isinstance(steps, Mapping):
-        return int(steps.get(problem, steps.get("default", 1000)))
+        return int(steps.get(problem, steps.get("default", online.OnlineSettings.steps)))
     return int(steps)
+
+
+ONLINE_SETTINGS_KEYS = ("n_samples", "lr", "control_lr", "optimizer", "eval_every",
+                        "eval_replicates")
+"""Keys of a recipe's ``[online]`` section that are
+:class:`~vrbench.bench.online.OnlineSettings` fields of the same name."""
 
 
 ONLINE_DIR = "online"
@@ -746,45 +766,41 @@ def _online_all(settings: dict[str, Any], output: Path, on_status: Callable[[str
 
 def _online_runs(settings: dict[str, Any], on_status: Callable[[str], None]
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from vrbench.bench.online import OnlineSettings, run
-
     problem_specs = [s for text in settings["problems"] for s in parse_specs(text)]
     estimator_specs = [s for text in settings["estimators"] for s in parse_specs(text)]
     driver = settings.get("driver", str(estimator_specs[-1]))
+    # What the section leaves out is OnlineSettings' default; the control's learning rate
+    # is θ's unless given.
+    options = {key: settings[key] for key in ONLINE_SETTINGS_KEYS if key in settings}
+    if "lr" in options:
+        options.setdefault("control_lr", options["lr"])
     own: list[dict[str, Any]] = []
     shared: list[dict[str, Any]] = []
     for problem in problem_specs:
-        run_settings = OnlineSettings(
-            steps=_steps_for(settings.get("steps", 1000), str(problem)),
-            n_samples=settings.get("n_samples", 1), lr=settings.get("lr", 0.01),
-            control_lr=settings.get("control_lr", settings.get("lr", 0.01)),
-            optimizer=settings.get("optimizer", "adam"),
-            eval_every=settings.get("eval_every", 100),
-            variance_replicates=settings.get("eval_replicates", 2000))
-        for seed in settings.get("seeds", [0, 1, 2]):
+        run_settings = online.OnlineSettings(
+            steps=_steps_for(settings.get("steps", online.OnlineSettings.steps), str(problem)),
+            **options)
+        for seed in settings.get("seeds", DEFAULT_SEEDS):
             on_status(f"all estimators along {driver}'s run on {problem}, seed {seed}")
-            rows = run(problem, estimator_specs, driver, seed, run_settings)
+            rows = online.run(problem, estimator_specs, driver, seed, run_settings)
             shared += rows
             own += [row for row in rows if row["estimator"] == driver]
             for estimator in estimator_specs:
                 if str(estimator) == driver:  # its own run is the shared one
                     continue
                 on_status(f"{estimator}'s own run on {problem}, seed {seed}")
-                own += run(problem, [estimator], str(estimator), seed, run_settings)
+                own += online.run(problem, [estimator], str(estimator), seed, run_settings)
     return (pd.DataFrame(own).assign(run="own"),
             pd.DataFrame(shared).assign(run="same_theta"))
 
 
-def _shared_all(settings: dict[str, Any], output: Path,
+def _shared_all(settings: Mapping[str, Any], output: Path,
                 on_status: Callable[[str], None], device: str = "cpu") -> pd.DataFrame:
     """Every (problem, seed) shared run driven by ``driver``, measuring ``estimators``."""
-    measured = tuple(s for text in settings["estimators"] for s in parse_specs(text))
     (driver,) = parse_specs(settings["driver"])
-    train_settings = _settings(settings, settings.get("n_samples", 4), device)
-    runs = [Run(problem, driver, seed, train_settings, measured)
-            for problem in (s for text in settings["problems"] for s in parse_specs(text))
-            for seed in settings.get("seeds", [0, 1, 2])]
-    frame = run_all(runs, output, lambda run: on_status(run.describe()))
+    plan = dataclasses.replace(_plan(settings, device), estimators=(driver,),
+                               measured=_specs(settings["estimators"]))
+    frame = _run_plan(plan, output, on_status)
     output.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(output / SHARED_FILE, index=False)
     return frame

@@ -22,6 +22,15 @@ training curves.
 
 Each measurement is the harness's (:func:`vrbench.bench.runner.measure`) with the control
 parameters the estimator has reached, on streams of its own.
+
+**Why this is not** ``vrbench train --measure`` (:func:`vrbench.bench.train.shared_run`).
+Both measure several estimators at the θ_t of one run, but they cannot share one loop
+without changing one or the other's numbers: here every estimator draws an estimate at every
+step (its control adapts on it, and an estimator without a control is fitted once, at θ_0),
+each from a stream of its own, and a measurement uses the control reached; there only the
+driver draws between measurements, and each measured estimator is refitted on independent
+draws at each measurement, so that step 0 is the sweep's cell number for number. Runs here
+are on the CPU, their references are not stored, and they are not checkpointed.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -58,7 +67,7 @@ class OnlineSettings:
     control_lr: float = 0.01
     optimizer: str = "adam"
     eval_every: int = 100
-    variance_replicates: int = 2000
+    eval_replicates: int = 2000
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -71,8 +80,8 @@ class OnlineSettings:
         for key in ("steps", "eval_every"):
             if getattr(self, key) < 1:
                 raise ParameterError(f"{key}={getattr(self, key)} must be at least 1")
-        if self.variance_replicates < 2:
-            raise ParameterError(f"variance_replicates={self.variance_replicates} must be >= 2")
+        if self.eval_replicates < 2:
+            raise ParameterError(f"eval_replicates={self.eval_replicates} must be >= 2")
         for key in ("lr", "control_lr"):
             if not getattr(self, key) > 0:
                 raise ParameterError(f"{key}={getattr(self, key)} must be positive")
@@ -82,6 +91,17 @@ class OnlineSettings:
         if isinstance(self.n_samples, Mapping):
             return int(self.n_samples.get(estimator, self.n_samples.get("default", 1)))
         return self.n_samples
+
+
+class _Adaptive(Protocol):
+    """An estimator whose control a run adapts (see :func:`adapts`)."""
+
+    def control_parameters(self, problem: Problem, theta: torch.Tensor,
+                           generator: torch.Generator) -> dict[str, torch.Tensor]: ...
+
+    def estimates_with(self, problem: Problem, theta: torch.Tensor, uniforms: torch.Tensor,
+                       params: dict[str, torch.Tensor],
+                       create_graph: bool = False) -> torch.Tensor: ...
 
 
 def adapts(estimator: Estimator) -> bool:
@@ -106,7 +126,9 @@ class _Reached(Estimator):
 
     def estimate(self, problem: Problem, theta: torch.Tensor, n_samples: int, replicates: int,
                  generator: torch.Generator, state: Any = None) -> torch.Tensor:
-        return self.inner.estimate(problem, theta, n_samples, replicates, generator, state)
+        estimates: torch.Tensor = self.inner.estimate(problem, theta, n_samples, replicates,
+                                                      generator, state)
+        return estimates
 
 
 @dataclass
@@ -133,8 +155,9 @@ class _Follower:
         else:
             from vrbench.estimators.rebar import uniforms
 
+            adaptive = cast(_Adaptive, self.estimator)
             with torch.enable_grad():
-                estimate = self.estimator.estimates_with(
+                estimate = adaptive.estimates_with(
                     problem, theta, uniforms((1, n, problem.dim), self.generator), self.params,
                     create_graph=True)
                 assert self.optimizer is not None
@@ -169,7 +192,7 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
         reason = estimator.incompatibility(problem, n)
         if reason is not None:
             raise ParameterError(reason)
-        cell = Cell(problem_spec, spec, n, settings.variance_replicates, seed)
+        cell = Cell(problem_spec, spec, n, settings.eval_replicates, seed)
         generator = devices.generator(device, seed * 7_919 + index)
         follower = _Follower(spec, estimator, cell, generator, n)
         control = devices.generator(device, seed + 1_000_003 + index)
@@ -198,7 +221,7 @@ def run(problem_spec: Spec, estimator_specs: Sequence[Spec], driver: str, seed: 
                     "problem": str(problem_spec), "estimator": str(follower.spec),
                     "driver": driver, "seed": seed, "device": "cpu",
                     "n_samples": follower.n,
-                    "replicates": settings.variance_replicates,
+                    "replicates": settings.eval_replicates,
                     "optimizer": settings.optimizer, "lr": settings.lr, "step": step,
                     "wall_s": follower.wall, "value": value,
                     **_measured(problem, follower, current, step)})

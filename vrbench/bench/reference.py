@@ -183,22 +183,34 @@ def reference_estimator(problem: Problem, exclude: str | None = None) -> Spec:
         f"{exclude!r} (its reference_estimators: {', '.join(tried) or 'none'})")
 
 
-def _stream_moments(problem: Problem, estimator: Any, theta: Tensor, n: int, count: int,
-                    generator: torch.Generator, state: Any, directions: Tensor | None,
-                    device: torch.device) -> tuple[Moments, Moments | None]:
-    from vrbench.bench.runner import estimate_in_chunks
+@dataclass(frozen=True)
+class _Sampler:
+    """The reference estimator, fitted at θ, drawing estimates of ``n`` samples."""
 
-    total: Moments | None = None
-    projected: Moments | None = None
-    for estimates, _ in estimate_in_chunks(problem, estimator, theta, n, count, generator,
-                                           state, MEMORY_MB, device):
-        batch = Moments.of(estimates)
-        total = batch if total is None else total.merge(batch)
-        if directions is not None:
-            along = Moments.of(estimates @ directions.T)
-            projected = along if projected is None else projected.merge(along)
-    assert total is not None
-    return total, projected
+    problem: Problem
+    estimator: Any
+    theta: Tensor
+    n: int
+    state: Any
+    device: torch.device
+
+    def moments(self, count: int, generator: torch.Generator,
+                directions: Tensor | None = None) -> tuple[Moments, Moments | None]:
+        """The moments of ``count`` estimates, and of their projections on ``directions``."""
+        from vrbench.bench.runner import estimate_in_chunks
+
+        total: Moments | None = None
+        projected: Moments | None = None
+        for estimates, _ in estimate_in_chunks(self.problem, self.estimator, self.theta,
+                                               self.n, count, generator, self.state,
+                                               MEMORY_MB, self.device):
+            batch = Moments.of(estimates)
+            total = batch if total is None else total.merge(batch)
+            if directions is not None:
+                along = Moments.of(estimates @ directions.T)
+                projected = along if projected is None else projected.merge(along)
+        assert total is not None
+        return total, projected
 
 
 def _mean_of_f(problem: Problem, theta: Tensor, count: int, generator: torch.Generator
@@ -231,15 +243,14 @@ def sampled(problem: Problem, theta: Tensor, spec: Spec, settings: ReferenceSett
     with devices.on_device(where):
         theta = theta.to(where)
         state = estimator.fit(problem, theta, generator(1))
-        pilot, _ = _stream_moments(problem, estimator, theta, n, PILOT_ESTIMATES, generator(2),
-                                   state, None, where)
+        sampler = _Sampler(problem, estimator, theta, n, state, where)
+        pilot, _ = sampler.moments(PILOT_ESTIMATES, generator(2))
         directions = bias_directions(pilot.mean)
         spread = float(pilot.variance().sum())
         target = (settings.precision * float(pilot.mean.norm())) ** 2
         needed = math.ceil(SAFETY * spread / target) if target > 0 else settings.max_estimates
         count = max(PILOT_ESTIMATES, min(settings.max_estimates, needed))
-        total, projected = _stream_moments(problem, estimator, theta, n, count, generator(3),
-                                           state, directions, where)
+        total, projected = sampler.moments(count, generator(3), directions)
         value, value_se = _mean_of_f(problem, theta, count * n, generator(4))
     assert projected is not None
     se = (total.variance() / count).sqrt()

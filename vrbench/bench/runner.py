@@ -131,16 +131,25 @@ def estimate_in_chunks(
             estimates = estimator.estimate(problem, theta, n_samples, size, generator, state)
             synchronize(where)
             seconds = time.perf_counter() - start
-        if estimates.shape != (size, problem.dim):
-            raise ValueError(
-                f"{estimator.name} returned shape {tuple(estimates.shape)}, "
-                f"expected {(size, problem.dim)}"
-            )
-        estimates = estimates.cpu()
-        if not bool(torch.isfinite(estimates).all()):
-            raise FloatingPointError(f"{estimator.name} returned non-finite estimates")
-        yield estimates, seconds
+        yield checked_estimates(estimates, estimator, problem, size), seconds
         done += size
+
+
+def checked_estimates(estimates: Any, estimator: Estimator, problem: Problem,
+                      replicates: int) -> Tensor:
+    """One call's ``replicates`` estimates, on the CPU, after checking what the harness and
+    the conformance checks require of every call: a tensor of shape ``(replicates, dim)``
+    with finite values. Raises ``ValueError`` or ``FloatingPointError`` naming the
+    estimator."""
+    expected = (replicates, problem.dim)
+    if not isinstance(estimates, Tensor) or estimates.shape != expected:
+        shape = tuple(estimates.shape) if isinstance(estimates, Tensor) \
+            else type(estimates).__name__
+        raise ValueError(f"{estimator.name} returned shape {shape}, expected {expected}")
+    on_cpu = estimates.cpu()
+    if not bool(torch.isfinite(on_cpu).all()):
+        raise FloatingPointError(f"{estimator.name} returned non-finite estimates")
+    return on_cpu
 
 
 class CellTimeout(Exception):
@@ -256,9 +265,9 @@ def _base_row(problem: Any, estimator: Any, n_samples: int) -> dict[str, Any]:
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
     """Interrupt the body after ``seconds`` (SIGALRM: main thread of a POSIX process only)."""
-    usable = (seconds is not None and hasattr(signal, "setitimer")
+    usable = (hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
-    if not usable:
+    if seconds is None or not usable:
         yield
         return
 
@@ -330,8 +339,13 @@ def cell_row(cell: Cell) -> dict[str, Any]:
 
 def lost_row(cell: Cell, message: str) -> dict[str, Any]:
     """The row of a cell that was not computed because the infrastructure failed (its worker
-    died, the scheduler was lost): status ``missing``; the next run computes it."""
-    return {**cell_row(cell), "status": "missing", "error": message}
+    died, the scheduler was lost): the store's ``missing`` row
+    (:func:`~vrbench.bench.store.missing_row`); the next run computes it."""
+    # Imported here: worker processes import this module and need neither the store nor
+    # pandas; lost rows are made in the sweep's own process.
+    from vrbench.bench.store import missing_row
+
+    return missing_row(cell_row(cell), message)
 
 
 def skipped_row(skip: Skipped, replicates: int, seed: int) -> dict[str, Any]:

@@ -1,64 +1,36 @@
 """Training runs that resume like sweeps: each finished run stored, each running one
 checkpointed.
 
-``vrbench train`` (and a recipe's training) is a list of runs, one per (problem, estimator,
-seed), or per (problem, driver, seed) for shared runs. Each finished run's rows are written at
-once, atomically, to ``OUTPUT/runs/<key>.parquet``, the key a hash of everything its numbers
-depend on (the problem, the estimators, the seed, the settings and the vrbench version), and
-running the same command again reuses it. A run in progress saves its state (θ, the
-optimizers, the random generators and its rows so far) to ``OUTPUT/runs/<key>.ckpt`` at a
-measurement step at most every :data:`CHECKPOINT_SECONDS`, and a rerun resumes from there with
-the numbers an uninterrupted run would have had: a 10⁶-step GPU run survives a lost machine.
+``vrbench train`` (and a recipe's training) is a list of runs
+(:class:`~vrbench.bench.train.Run`, planned by :class:`~vrbench.bench.train.TrainPlan`), one
+per (problem, estimator, seed), or per (problem, driver, seed) for shared runs. Each finished
+run's rows are written at once, atomically, to ``OUTPUT/runs/<key>.parquet``, the key a hash
+of everything its numbers depend on (the problem, the estimators, the seed, the settings and
+the vrbench version), and running the same command again reuses it. A run in progress saves
+its state (θ, the optimizers, the random generators and its rows so far) to
+``OUTPUT/runs/<key>.ckpt`` at a measurement step at most every :data:`CHECKPOINT_SECONDS`, and
+a rerun resumes from there with the numbers an uninterrupted run would have had: a 10⁶-step
+GPU run survives a lost machine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-import vrbench
 from vrbench.bench.reference import ReferenceStore
 from vrbench.bench.store import frame_records, write_atomically
-from vrbench.bench.train import TrainSettings, shared_run, train
-from vrbench.components import Spec
+from vrbench.bench.train import Run, shared_run, train
 
 RUNS_DIR = "runs"
 CHECKPOINT_SECONDS = 60.0
 """Least time between two checkpoints of a run."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """One optimization run: ``estimator`` drives it; ``measured`` (a shared run) are the
-    estimators measured along it, or None (the driver alone, as ``vrbench train`` does)."""
-
-    problem: Spec
-    estimator: Spec
-    seed: int
-    settings: TrainSettings
-    measured: tuple[Spec, ...] | None = None
-
-    def key(self) -> str:
-        text = json.dumps({
-            "problem": self.problem.name, "params": dict(sorted(self.problem.params.items())),
-            "estimator": str(self.estimator), "seed": self.seed,
-            "measured": None if self.measured is None else [str(s) for s in self.measured],
-            "settings": self.settings.definition(), "vrbench": vrbench.__version__},
-            sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        kind = "training" if self.measured is None else "shared run driven by"
-        return f"{kind} {self.estimator} on {self.problem}, seed {self.seed}"
 
 
 class FileCheckpoint:

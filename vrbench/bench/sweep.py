@@ -621,8 +621,8 @@ def run_sweep(
             on_start(len(cells), reused)
         # One GPU is shared best by one process; CPU cells spread over the cores.
         jobs = config.jobs or (1 if device.type == "cuda" else os.cpu_count() or 1)
-        tally = _run_pending(pending, store, stored, config, client, jobs, on_row, signals,
-                             in_process)
+        tally = _run_pending(pending, store, stored,
+                             _Execution(config, client, jobs, in_process, on_row), signals)
         interrupted = signals.first
         reason = ("not computed: the sweep was interrupted; run it again to compute the rest"
                   if interrupted is not None else "not computed")
@@ -666,13 +666,24 @@ class _Tally:
     lost: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Execution:
+    """Where a sweep's cells run: on a Dask ``client``, else in ``jobs`` local worker
+    processes (or in this process), and what is told of each finished row."""
+
+    config: SweepConfig
+    client: Any
+    jobs: int
+    in_process: bool
+    on_row: Callable[[dict[str, Any]], None] | None
+
+
 def _run_pending(pending: list[Cell], store: CellStore, stored: dict[str, dict[str, Any]],
-                 config: SweepConfig, client: Any, jobs: int,
-                 on_row: Callable[[dict[str, Any]], None] | None, signals: _StopSignals,
-                 in_process: bool) -> _Tally:
+                 execution: _Execution, signals: _StopSignals) -> _Tally:
     """Run and store the pending cells; ``stored`` gains every stored row. The reference
     gradients of problems without an exact one are computed (or read) first, once each.
     Nothing runs when a signal came while the sweep was being prepared."""
+    config, client, on_row = execution.config, execution.client, execution.on_row
     tally = _Tally()
     if signals.received:
         return tally
@@ -689,8 +700,8 @@ def _run_pending(pending: list[Cell], store: CellStore, stored: dict[str, dict[s
         return tally
     results = (run_dask(pending, client, config.cell_timeout, references=references)
                if client is not None
-               else run_local(pending, jobs, config.cell_timeout, config.threads,
-                              in_process=in_process, references=references))
+               else run_local(pending, execution.jobs, config.cell_timeout, config.threads,
+                              in_process=execution.in_process, references=references))
     try:
         signals.armed = True
         for cell, row in results:

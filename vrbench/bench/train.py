@@ -4,7 +4,7 @@ estimator along the way against the exact truth.
 Every ``eval_every`` steps (and at the last) the trace records the exact objective
 ``J(θ_t)`` and gradient norm ``‖∇J(θ_t)‖``, and measures the estimator at ``θ_t`` exactly as
 a sweep's cell does (:func:`vrbench.bench.runner.measure`): bias, variance with its 95%
-interval, SNR and the per-coordinate variances, from ``variance_replicates`` independent
+interval, SNR and the per-coordinate variances, from ``eval_replicates`` independent
 estimates of ``n_samples`` draws. This is the log-variance-against-step figure of the REBAR
 (Tucker et al., NeurIPS 2017), RELAX (Grathwohl et al., ICLR 2018) and DisARM (Dong et al.,
 NeurIPS 2020) papers, with the truth exact rather than estimated. The measurement at step 0
@@ -25,23 +25,41 @@ VAEs) takes every step on a fresh minibatch
 (:meth:`~vrbench.problems.base.Problem.training_batch`), and each measurement row holds its
 :meth:`~vrbench.problems.base.Problem.training_metrics` (the training ELBO and the
 importance-weighted test bound) beside the wall-clock time of the steps so far. With
-``variance_replicates = 0`` a run records only those (no reference gradient is computed,
+``eval_replicates = 0`` a run records only those (no reference gradient is computed,
 and ``value`` is J only where it is exact or numerical). Parameter groups may have their
 own optimizer and learning rate (``groups``: the papers train a VAE's prior by SGD, the
 rest by Adam). With a :class:`Checkpoint`, a run saves its state at measurement steps and
 resumes from the last one, with the numbers of an uninterrupted run.
+
+**The runs of a command.** :class:`TrainPlan` is what ``vrbench train`` and a recipe's
+``[train]`` and ``[shared]`` sections ask for: every problem × estimator × seed, with one
+:class:`TrainSettings` (whose defaults are the command's and the recipes'), as a list of
+:class:`Run`; :func:`vrbench.bench.runs.run_all` computes them, storing each.
+
+**Why the relax2018 recipe's runs are not these.** :mod:`vrbench.bench.online` also measures
+estimators along a run, in the protocol of the REBAR and RELAX papers, and cannot be folded
+into this module's runs without changing one or the other's numbers: there, every step takes
+one gradient step of each estimator's control parameters on ‖ĝ‖² from its own draws, and a
+measurement uses the control reached so far; here an estimator's state is refitted on
+independent draws at each measurement (:meth:`~vrbench.estimators.base.Estimator.fit`), as a
+sweep's cell fits it, so that the measurement at step 0 is the cell's, number for number.
+The random streams differ accordingly (one per estimator there, the driver's here).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
+import vrbench
 from vrbench import devices, estimators, problems
 from vrbench.bench.cells import DEFAULT_MAX_MEMORY_MB, Cell, resolve_spec
 from vrbench.bench.reference import (
@@ -58,8 +76,13 @@ from vrbench.errors import ParameterError
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import Problem
 
+TRAIN_FILE = "train.parquet"
+"""Where ``vrbench train`` (and a recipe) writes the traces of its runs, in its output."""
 SHARED_FILE = "shared_run.parquet"
-"""Where ``vrbench train --measure`` writes the traces of shared runs."""
+"""Where ``vrbench train --measure`` (and a recipe's ``[shared]``) writes the traces of shared
+runs, in its output."""
+DEFAULT_SEEDS = (0, 1, 2)
+"""The seeds of ``vrbench train`` and of a recipe's runs when none are given: one run each."""
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -82,7 +105,10 @@ class TrainSettings:
     lr: float = 0.05
     optimizer: str = "adam"
     eval_every: int = 10
-    variance_replicates: int = 1000
+    """Steps between two measurements (there is one at the first and the last step too)."""
+    eval_replicates: int = 1000
+    """Independent estimates behind each measurement of the estimator's bias and variance (0:
+    no measurement, only J where exact and a problem's training metrics)."""
     device: str = "cpu"
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
@@ -106,8 +132,8 @@ class TrainSettings:
         for key in ("steps", "n_samples", "eval_every"):
             if getattr(self, key) < 1:
                 raise ParameterError(f"{key}={getattr(self, key)} must be at least 1")
-        if self.variance_replicates == 1 or self.variance_replicates < 0:
-            raise ParameterError(f"variance_replicates={self.variance_replicates} must be 0 "
+        if self.eval_replicates == 1 or self.eval_replicates < 0:
+            raise ParameterError(f"eval_replicates={self.eval_replicates} must be 0 "
                                  "(no measurement of the estimator) or at least 2")
         if not self.lr > 0:
             raise ParameterError(f"lr={self.lr} must be positive")
@@ -125,13 +151,87 @@ class TrainSettings:
                 raise ParameterError(f"group {group!r}: lr={lr!r} must be a positive number")
 
     def definition(self) -> dict[str, Any]:
-        """What a run's numbers depend on (names a stored run; see :class:`Checkpoint`)."""
+        """What a run's numbers depend on (names a stored run; see :class:`Checkpoint`).
+
+        ``eval_replicates`` keeps its earlier key, ``variance_replicates``, so that runs
+        stored before the field was renamed are still found."""
         return {"steps": self.steps, "n_samples": self.n_samples, "lr": self.lr,
                 "optimizer": self.optimizer, "eval_every": self.eval_every,
-                "variance_replicates": self.variance_replicates, "device": self.device,
+                "variance_replicates": self.eval_replicates, "device": self.device,
                 "max_memory_mb": self.max_memory_mb, "reference": self.reference.definition(),
                 "eval_samples": self.eval_samples,
                 "groups": {k: dict(sorted(v.items())) for k, v in sorted(self.groups.items())}}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One optimization run: ``estimator`` drives it; ``measured`` (a shared run) are the
+    estimators measured along it, or None (the driver alone, as ``vrbench train`` does)."""
+
+    problem: Spec
+    estimator: Spec
+    seed: int
+    settings: TrainSettings
+    measured: tuple[Spec, ...] | None = None
+
+    def key(self) -> str:
+        """A hash of everything the run's numbers depend on (names its stored rows)."""
+        text = json.dumps({
+            "problem": self.problem.name, "params": dict(sorted(self.problem.params.items())),
+            "estimator": str(self.estimator), "seed": self.seed,
+            "measured": None if self.measured is None else [str(s) for s in self.measured],
+            "settings": self.settings.definition(), "vrbench": vrbench.__version__},
+            sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        kind = "training" if self.measured is None else "shared run driven by"
+        return f"{kind} {self.estimator} on {self.problem}, seed {self.seed}"
+
+
+class SkippedRun(NamedTuple):
+    """A (problem, estimator) pair of a plan that cannot run, and why."""
+
+    problem: Spec
+    estimator: Spec
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The runs of ``vrbench train`` or of a recipe's ``[train]``/``[shared]`` section: one
+    per problem × estimator × seed, in that order."""
+
+    problems: tuple[Spec, ...]
+    estimators: tuple[Spec, ...]
+    """The estimators that drive the runs."""
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    n_samples: Mapping[str, int] = field(default_factory=dict)
+    """Draws per estimate of particular estimators (by their name in the results), where
+    they differ from ``settings.n_samples``: estimators compared at equal evaluations of f."""
+    measured: tuple[Spec, ...] | None = None
+    """Shared runs: the estimators measured along each run (see :func:`shared_run`)."""
+
+    def runs(self) -> tuple[list[Run], list[SkippedRun]]:
+        """The runs, and the (problem, estimator) pairs left out because the estimator does
+        not apply to the problem at its ``n_samples``."""
+        runs: list[Run] = []
+        skipped: list[SkippedRun] = []
+        for problem_spec in self.problems:
+            problem = problems.make(problem_spec.name, problem_spec.params)
+            for estimator_spec in self.estimators:
+                n = self.n_samples.get(str(estimator_spec), self.settings.n_samples)
+                reason = estimators.make(estimator_spec.name, estimator_spec.params
+                                         ).incompatibility(problem, n)
+                if reason is not None:
+                    skipped.append(SkippedRun(problem_spec, estimator_spec, reason))
+                    continue
+                settings = (self.settings if n == self.settings.n_samples
+                            else dataclasses.replace(self.settings, n_samples=n))
+                runs.extend(Run(problem_spec, estimator_spec, seed, settings, self.measured)
+                            for seed in self.seeds)
+        return runs, skipped
 
 
 class Checkpoint(Protocol):
@@ -161,9 +261,10 @@ def train(problem_spec: Spec, estimator_spec: Spec, seed: int, settings: TrainSe
     reason = estimator.incompatibility(problem, settings.n_samples)
     if reason is not None:
         raise ParameterError(reason)
+    subject = _Subject(problem_spec, problem, estimator_spec, estimator,
+                       [(estimator_spec, estimator)], seed)
     with on_device(settings.device) as device:
-        return _optimize(problem, estimator, problem_spec, estimator_spec, seed, settings,
-                         device, [(estimator_spec, estimator)], store, checkpoint)
+        return _optimize(subject, settings, device, store, checkpoint)
 
 
 def shared_run(problem_spec: Spec, driver_spec: Spec, measured_specs: list[Spec], seed: int,
@@ -184,9 +285,9 @@ def shared_run(problem_spec: Spec, driver_spec: Spec, measured_specs: list[Spec]
     if not measured:
         raise ParameterError(f"none of {', '.join(map(str, measured_specs))} applies to "
                              f"{problem_spec} at n = {settings.measured_samples}")
+    subject = _Subject(problem_spec, problem, driver_spec, driver, measured, seed)
     with on_device(settings.device) as device:
-        rows = _optimize(problem, driver, problem_spec, driver_spec, seed, settings, device,
-                         measured, store, checkpoint)
+        rows = _optimize(subject, settings, device, store, checkpoint)
     return [{**row, "driver": str(driver_spec)} for row in rows]
 
 
@@ -225,7 +326,7 @@ class _References:
     def value(self, theta: torch.Tensor, exclude: str | None) -> float | None:
         """J(θ), plus the problem's regularizer where it has one; without measurements of
         the estimator, only where J is exact or numerical (no sampled reference is drawn)."""
-        if self.settings.variance_replicates == 0 and not (
+        if self.settings.eval_replicates == 0 and not (
                 self.problem.has_exact_gradient or type(self.problem).numerical_reference
                 is not Problem.numerical_reference):
             return None
@@ -323,19 +424,31 @@ def _statistics(problem: Problem, theta: torch.Tensor) -> dict[str, float]:
                                           for key, value in statistics(theta).items()}
 
 
-def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estimator_spec: Spec,
-              seed: int, settings: TrainSettings, device: torch.device,
-              measured: list[tuple[Spec, Estimator]],
+@dataclass(frozen=True)
+class _Subject:
+    """What a run optimizes, which estimator drives it, which are measured along it."""
+
+    problem_spec: Spec
+    problem: Problem
+    driver_spec: Spec
+    driver: Estimator
+    measured: list[tuple[Spec, Estimator]]
+    seed: int
+
+
+def _optimize(subject: _Subject, settings: TrainSettings, device: torch.device,
               store: ReferenceStore | None,
               checkpoint: Checkpoint | None = None) -> list[dict[str, Any]]:
+    problem, estimator, seed = subject.problem, subject.driver, subject.seed
+    problem_spec = subject.problem_spec
     # The cells whose measurements at step 0 this run reproduces; later steps use their
     # streams with the step appended, independent of each other and of the optimization's
     # draws.
     reference_settings = None if problem.has_exact_gradient else settings.reference
     cells = [(spec, other, Cell(problem_spec, spec, settings.measured_samples,
-                                max(2, settings.variance_replicates), seed,
+                                max(2, settings.eval_replicates), seed,
                                 settings.max_memory_mb, settings.device, reference_settings))
-             for spec, other in measured]
+             for spec, other in subject.measured]
     references = _References(problem, problem_spec, seed, settings, store)
     generator = devices.generator(device, seed)
     fit_generator = devices.generator(device, seed + 1_000_003)
@@ -363,13 +476,13 @@ def _optimize(problem: Problem, estimator: Estimator, problem_spec: Spec, estima
                     "problem": str(problem_spec), "estimator": str(spec), "seed": seed,
                     "device": str(device), "n_samples": settings.measured_samples,
                     "step_samples": settings.n_samples,
-                    "replicates": settings.variance_replicates, "optimizer": settings.optimizer,
+                    "replicates": settings.eval_replicates, "optimizer": settings.optimizer,
                     "lr": settings.lr, **groups, "step": step, "wall_s": wall,
                     "value": references.value(current, other.name), **extra,
                     **_statistics(problem, current),
                     **(_measured(problem, other, cell, current, step,
                                  references.at(current, other.name))
-                       if settings.variance_replicates else {"error": ""}),
+                       if settings.eval_replicates else {"error": ""}),
                 })
             if checkpoint is not None and step < settings.steps and checkpoint.due():
                 checkpoint.save({"step": step, "wall": wall, "rows": rows,

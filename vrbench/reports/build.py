@@ -19,6 +19,7 @@ import pandas as pd
 
 from vrbench.bench.results import NoResults
 from vrbench.bench.store import read_results
+from vrbench.bench.train import SHARED_FILE, TRAIN_FILE
 from vrbench.errors import VrbenchError
 from vrbench.reports import figures, page
 from vrbench.reports.axes import drop_colliding_labels
@@ -45,8 +46,6 @@ from vrbench.reports.values import (
 )
 
 FORMATS = ("pdf", "png", "svg")
-TRAIN_FILE = "train.parquet"
-SHARED_FILE = "shared_run.parquet"
 COSTS = ("f_evals", "time_per_estimate_s")
 TIME_NOTE = ("Each time is one measurement per cell (the wall-clock time of its R estimates "
              "over R, once), whose spread is not in the interval: the intervals carry the "

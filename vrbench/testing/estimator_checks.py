@@ -14,7 +14,7 @@ from torch import Tensor
 from vrbench import devices
 from vrbench import problems as problem_registry
 from vrbench.bench.reference import Reference, ReferenceSettings, compute_reference
-from vrbench.bench.runner import estimate_in_chunks
+from vrbench.bench.runner import checked_estimates, estimate_in_chunks
 from vrbench.devices import on_device, resolve_device
 from vrbench.estimators.base import Estimator
 from vrbench.problems.base import DTYPE, Capability, Problem
@@ -235,16 +235,9 @@ class _Pair:
 
     def projected(self, n: int, replicates: int, generator: torch.Generator) -> Tensor:
         """One call's estimates on the CPU, checked, projected on the bias directions."""
-        estimates = self.estimate(n, replicates, generator)
-        if not isinstance(estimates, Tensor) or estimates.shape != (replicates,
-                                                                    self.problem.dim):
-            shape = tuple(estimates.shape) if isinstance(estimates, Tensor) else estimates
-            raise ValueError(f"returned shape {shape} for {replicates} replicates, expected "
-                             f"{(replicates, self.problem.dim)}")
-        estimates = estimates.detach().cpu().to(DTYPE)
-        if not bool(torch.isfinite(estimates).all()):
-            raise FloatingPointError(f"returned non-finite estimates in a call of {replicates}")
-        return estimates @ self.directions.T
+        estimates = checked_estimates(self.estimate(n, replicates, generator), self.estimator,
+                                      self.problem, replicates)
+        return estimates.detach().to(DTYPE) @ self.directions.T
 
     def stream(self, n: int, count: int, generator: torch.Generator) -> Iterator[Tensor]:
         """``count`` projected estimates in the harness's memory-bounded chunks."""
@@ -302,6 +295,7 @@ def _check_on(report: CheckReport, estimator: Estimator, problem: Problem, sizes
     report.record("runs off the CPU", meta_estimates_failure(estimator, problem, sizes[0]),
                   where=where)
     main, others = pairs[0], pairs[1:]
+    scope = _Scope(report, settings, where, deadline)
     try:
         for n in sizes:
             if not _structure(report, main, n, settings.seed, where):
@@ -318,12 +312,10 @@ def _check_on(report: CheckReport, estimator: Estimator, problem: Problem, sizes
                     "(above), so its standard error would be understated")
                 continue
             _out_of_time(deadline)
-            _bias(report, [main], n, settings, where, deadline, settings.tolerance,
-                  settings.bias_count(problem, n))
+            _bias(scope, [main], n, settings.tolerance, settings.bias_count(problem, n))
             if others:
                 _out_of_time(deadline)
-                _bias(report, others, n, settings, where, deadline,
-                      OTHER_THETA_TOLERANCE * settings.tolerance,
+                _bias(scope, others, n, OTHER_THETA_TOLERANCE * settings.tolerance,
                       settings.bias_count(problem, n, OTHER_THETA_SHARE))
     except _OutOfTime:
         message = (f"the time budget of {settings.time_budget:g} s for {where} ran out before "
@@ -466,9 +458,20 @@ def _correlation_failure(test: CorrelationTest, names: list[str]) -> str:
             "replicate must come from draws of its own")
 
 
-def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Settings, where: str,
-          deadline: float | None, tolerance: float, max_count: int) -> None:
+@dataclass(frozen=True)
+class _Scope:
+    """The checks on one problem: their report, their sizes, where and until when they run."""
+
+    report: CheckReport
+    settings: Settings
+    where: str
+    deadline: float | None
+
+
+def _bias(scope: _Scope, pairs: Sequence[_Pair], n: int, tolerance: float,
+          max_count: int) -> None:
     """One bias test at the θ of ``pairs`` together, their calls interleaved."""
+    report, settings, where = scope.report, scope.settings, scope.where
     expected = torch.cat([p.directions @ p.true_grad for p in pairs])
     units = torch.cat([torch.full((p.directions.shape[0],), float(p.true_grad.norm()),
                                   dtype=DTYPE) for p in pairs])
@@ -487,7 +490,8 @@ def _bias(report: CheckReport, pairs: Sequence[_Pair], n: int, settings: Setting
         test = mean_test(draw, expected, units, tolerance,
                          (pairs[0].generator(settings.seed, n, purpose),
                           pairs[0].generator(settings.seed, n, purpose + 1)),
-                         max_count=max_count, deadline=deadline, expected_se=expected_se)
+                         max_count=max_count, deadline=scope.deadline,
+                         expected_se=expected_se)
     except (ValueError, FloatingPointError) as exc:
         report.record("unbiased", str(exc), where=where, n=n, theta=pairs[0].label)
         return
