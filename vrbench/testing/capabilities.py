@@ -692,7 +692,7 @@ def estimators_using(capability: Capability) -> list[str]:
 
     view = VIEWS.get(capability)
     through_view: frozenset[Capability] = (
-        frozenset() if view is None else view.capabilities)  # type: ignore[attr-defined]
+        frozenset() if view is None else view.capabilities)
     return [entry.name for entry in estimators.registry.entries()
             if capability in entry.cls.requires
             or (entry.cls.requires and entry.cls.requires <= through_view)]

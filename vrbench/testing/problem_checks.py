@@ -421,7 +421,7 @@ def _log_prob_checks(report: CheckReport, problem: Problem, theta: Tensor, seed:
     def log_probs(point: Tensor) -> Tensor:
         return problem.log_prob(point, few).reshape(-1)
 
-    jacobian: Tensor = torch.autograd.functional.jacobian(  # type: ignore[no-untyped-call]
+    jacobian: Tensor = torch.autograd.functional.jacobian(
         log_probs, theta)
     report.record("score is the gradient of log_prob",
                   mismatch(problem.score(theta, few).reshape(8, -1), jacobian,
