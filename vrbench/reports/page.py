@@ -14,6 +14,7 @@ import pandas as pd
 
 from vrbench.reports.console import format_interval
 from vrbench.reports.labels import Labels, plain
+from vrbench.reports.registry import entries
 from vrbench.reports.style import estimator_order
 from vrbench.reports.tables import pivot, pvalue_cell
 from vrbench.reports.values import (
@@ -72,27 +73,22 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 """
 
 
-FIGURE_TITLES = {
-    "variance_vs_samples": "Variance against samples per estimate",
-    "bias_vs_variance": "Bias against variance",
-    "work_normalized_fevals": "Variance per f-evaluation",
-    "work_normalized_time": "Variance per second",
-    "relative_variance": "Relative variance (heatmap)",
-    "bias_vs_temperature": "Bias against temperature",
-    "variance_vs_parameter": "Variance against a problem parameter",
-    "training_by_step": "Objective during training, by step",
-    "training_by_time": "Objective during training, by time",
-    "training_variance": "Variance during training",
-    "shared_run_variance": "Variance along a shared run",
+TABLE_TITLES = {
     "tables": "Tables",
     "table_relative_variance": "Relative-variance table",
 }
-"""How the page names each figure (and table) in headings, navigation and alt text."""
+"""How the page names the tables in headings and navigation (figures: their entry's
+:attr:`~vrbench.reports.registry.FigureEntry.heading`)."""
 
 
 def title(name: str) -> str:
-    """A figure's heading: :data:`FIGURE_TITLES`, or its name in words."""
-    return FIGURE_TITLES.get(name, name.replace("_", " ").capitalize())
+    """A figure's (or table's) heading on the page."""
+    if name in TABLE_TITLES:
+        return TABLE_TITLES[name]
+    by_name = {entry.name: entry for entry in entries()}
+    if name in by_name:
+        return by_name[name].heading
+    return name.replace("_", " ").capitalize()
 
 
 def readable(text: str, labels: Labels, estimators: Sequence[str],
