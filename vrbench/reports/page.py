@@ -8,7 +8,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -199,7 +199,8 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels,
         order = estimator_order(winners["estimator"])
         names = ", ".join(_name(labels.estimator(e), e) for e in order)
         sort_names = ", ".join(plain(labels.estimator(e)) for e in order)
-        lead = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
+        lead = (winners.loc[cast(Any, winners["variance"].idxmin())] if not winners.empty
+                else None)
         ref = good[(good["estimator"] == references.get(problem)) & (good["n_samples"] == n)]
         ref_var = shown_variance(ref)["variance"].iloc[0] if not ref.empty else math.nan
         if lead is None:
@@ -279,7 +280,7 @@ def _cells_html(frame: pd.DataFrame, labels: Labels, reference: str,
         for estimator in estimator_order(cells["estimator"]):
             for index, row in cells[cells["estimator"] == estimator].sort_values(
                     "n_samples").iterrows():
-                v = shown.loc[index]
+                v = shown.loc[cast(Any, index)]
                 if row["exact"]:
                     variance = _cell("exact", 0.0, "exact")
                     rel = _cell("exact", 0.0, "exact")
@@ -386,10 +387,10 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
         else:
             parts.append(f"<h2 id='failures' class='bad'>Failed and missing cells "
                          f"({len(failed)})</h2>")
-            rows = ["<tr>" + _cell(html.escape(r.problem), r.problem, "l")
-                    + _cell(html.escape(r.estimator), r.estimator, "l")
-                    + _cell(str(r.n_samples), r.n_samples)
-                    + _cell(html.escape(r.status), r.status, "l")
+            rows = ["<tr>" + _cell(html.escape(str(r.problem)), str(r.problem), "l")
+                    + _cell(html.escape(str(r.estimator)), str(r.estimator), "l")
+                    + _cell(str(r.n_samples), float(cast(Any, r.n_samples)))
+                    + _cell(html.escape(str(r.status)), str(r.status), "l")
                     + _cell(html.escape(str(r.error)), None, "l") + "</tr>"
                     for r in failed.itertuples(index=False)]
             parts.append(_table(["problem", "estimator", "n", "status", "error"], rows,
@@ -398,8 +399,8 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
         if not skipped.empty:
             reasons = skipped.groupby("error", sort=False).agg(
                 pairs=("problem", "size"), problems=("problem", "nunique"))
-            shown = (skipped["estimator"].astype(str).unique(),
-                     skipped["problem"].astype(str).unique())
+            shown = (list(skipped["estimator"].astype(str).unique()),
+                     list(skipped["problem"].astype(str).unique()))
             rows = ["<tr>" + _cell(html.escape(readable(str(reason), labels, *shown)),
                                    str(reason), "l")
                     + _cell(str(r["pairs"]), r["pairs"]) + _cell(str(r["problems"]),
