@@ -1776,13 +1776,15 @@ def test_keys_and_notes_list_only_the_marks_that_occur(prepared):
 
 
 def test_the_variance_caption_mentions_the_exact_strip_only_when_one_is_exact(prepared):
-    from vrbench.reports.build import _plans
-    captions = {name: caption for name, _, caption in
-                _plans(prepared, None, {}, None, 16, "score_function", "pages", LABELS)}
+    def captions_of(cells: pd.DataFrame) -> dict[str, str]:
+        context = FigureContext(STYLES["paper"], {}, cells, labels=LABELS, n=16)
+        return {entry.name: entry.caption(context) for entry in registry.entries()
+                if entry.needs is registry.Needs.CELLS}
+
+    captions = captions_of(prepared)
     assert "grey strip" in captions["variance_vs_samples"]
     inexact = prepared[~prepared.exact.astype(bool)]
-    captions = {name: caption for name, _, caption in
-                _plans(inexact, None, {}, None, 16, "score_function", "pages", LABELS)}
+    captions = captions_of(inexact)
     assert "grey strip" not in captions["variance_vs_samples"]
     # Timing and counting stated plainly; a fitted baseline's variance is conditional on it.
     assert "one measurement per cell" in captions["work_normalized_time"]

@@ -152,10 +152,12 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
                  spec: ReportSpec | None = None) -> Report:
     """Write every figure (in each format, split into pages that fit), the tables and
     ``index.html``; return what was written and what could not be drawn, and why.
-    ``spec`` selects what is shown (its ``style``, ``formats``, ``reference`` and ``layout``
-    win over the arguments). Everything is checked before the output directory is made: a
-    refused report leaves nothing behind, and a directory this call made is removed again
-    if writing fails."""
+    ``style`` names one of :data:`~vrbench.reports.style.STYLES` (the figures' design, a
+    :class:`~vrbench.reports.style.FigureStyle`; each estimator's look is its
+    :class:`~vrbench.reports.style.EstimatorStyle`). ``spec`` selects what is shown (its
+    ``style``, ``formats``, ``reference`` and ``layout`` win over the arguments). Everything
+    is checked before the output directory is made: a refused report leaves nothing behind,
+    and a directory this call made is removed again if writing fails."""
     spec = spec or ReportSpec()
     formats = list(spec.formats or formats)
     style_name = spec.style or style
@@ -181,7 +183,6 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
                            "and there are no optimization traces")
     frame = prepare(raw, spec, reference, estimators, problems)
     traces = _selected(traces, spec, estimators, problems)
-    shared = _selected(shared, spec, estimators, problems)
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
