@@ -119,7 +119,7 @@ class _FiguresHelp(argparse.Action):
                  values: object, option_string: str | None = None) -> None:
         setattr(namespace, self.dest, values)
 
-    @property  # type: ignore[override]
+    @property
     def help(self) -> str:
         try:
             from vrbench.reports.registry import figure_names

@@ -110,6 +110,7 @@ class FigureEntry:
 
     @property
     def heading(self) -> str:
+        """The figure's heading on the page: its title, or its name in words."""
         return self.title or self.name.replace("_", " ").capitalize()
 
     def why_not(self, context: FigureContext) -> str | None:
