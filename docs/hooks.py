@@ -38,7 +38,7 @@ API_MODULES: dict[str, list[str]] = {
     "vrbench.problems": ["vrbench.problems", "vrbench.problems.base"],
     "vrbench.testing": ["vrbench.testing"],
     "vrbench.bench": ["vrbench.bench"],
-    "vrbench.reports": ["vrbench.reports"],
+    "vrbench.reports": ["vrbench.reports", "vrbench.reports.registry"],
     "vrbench.registry": ["vrbench.registry"],
     "vrbench.components": ["vrbench.components"],
     "vrbench.errors": ["vrbench.errors"],
@@ -361,7 +361,8 @@ def _generated() -> dict[str, str]:
     return _readme_pages() | _component_pages() | _reference_pages()
 
 
-WRITTEN_PAGES = ("adding-an-estimator.md", "adding-a-problem.md", "adding-a-capability.md")
+WRITTEN_PAGES = ("adding-an-estimator.md", "adding-a-problem.md", "adding-a-capability.md",
+                 "adding-a-figure.md")
 """The pages written for the site (in docs/), in the navigation's order; any other Markdown
 file there is not in the navigation, which fails the strict build."""
 

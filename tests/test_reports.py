@@ -36,10 +36,12 @@ from vrbench.cli import _parser, main
 from vrbench.components import Spec
 from vrbench.errors import VrbenchError
 from vrbench.estimators.base import Estimator
-from vrbench.reports import figures
+from vrbench.reports import figures, registry
 from vrbench.reports.axes import log_ticks, text_width_in, wrap_label
 from vrbench.reports.build import build_report, prepare
 from vrbench.reports.console import StableETA, format_interval, summary_table
+from vrbench.reports.figures import FigureContext, heatmap
+from vrbench.reports.figures.pages import alike_groups
 from vrbench.reports.labels import Labels, plain, words
 from vrbench.reports.labels import latex as latex_name
 from vrbench.reports.paging import paginate
@@ -262,7 +264,7 @@ def test_many_problems_are_split_into_numbered_pages_each_with_its_legend(prepar
         fig_style = apply_style(style)
         styles = estimator_styles(many.estimator,
                                   dict(zip(many.estimator, many.family, strict=True)))
-        pages = figures.variance_vs_samples(many, styles, fig_style)
+        pages = figures.variance_vs_samples(FigureContext(fig_style, styles, many))
         assert [s for s, _ in pages] == [f"-{i}" for i in range(1, len(pages) + 1)]
         assert len(pages) >= 2
         drawn = set()
@@ -283,7 +285,7 @@ def test_heatmap_rows_keep_their_height_and_split_into_pages_when_many(prepared)
     fig_style = apply_style("slides")
     styles = estimator_styles(prepared.estimator,
                               dict(zip(prepared.estimator, prepared.family, strict=True)))
-    pages = figures.relative_variance_heatmap(prepared, fig_style, 16, styles)
+    pages = figures.relative_variance_heatmap(FigureContext(fig_style, styles, prepared, n=16))
     shown, ticks = set(), set()
     for _, fig in pages:
         assert fig.get_size_inches()[1] <= fig_style.max_height
@@ -340,15 +342,13 @@ def _pages(prepared: pd.DataFrame, style: str = "paper") -> dict[str, list]:
     fig_style = apply_style(style)
     styles = estimator_styles(prepared.estimator,
                               dict(zip(prepared.estimator, prepared.family, strict=True)))
+    context = FigureContext(fig_style, styles, prepared, n=16)
     return {
-        "variance_vs_samples": figures.variance_vs_samples(prepared, styles, fig_style),
-        "bias_vs_variance": figures.bias_vs_variance(prepared, styles, fig_style, 16),
-        "work_normalized_fevals": figures.work_normalized(prepared, styles, fig_style,
-                                                          "f_evals", 16),
-        "work_normalized_time": figures.work_normalized(prepared, styles, fig_style,
-                                                        "time_per_estimate_s", 16),
-        "relative_variance": figures.relative_variance_heatmap(prepared, fig_style, 16,
-                                                               styles),
+        "variance_vs_samples": figures.variance_vs_samples(context),
+        "bias_vs_variance": figures.bias_vs_variance(context),
+        "work_normalized_fevals": figures.work_normalized(context, "f_evals"),
+        "work_normalized_time": figures.work_normalized(context, "time_per_estimate_s"),
+        "relative_variance": figures.relative_variance_heatmap(context),
     }
 
 
@@ -420,7 +420,7 @@ def test_selection_filters_what_is_drawn(synthetic, tmp_path):
     assert set(frame.problem) == {"bernoulli_toy", "bernoulli_vector"}
     fig_style = apply_style("paper")
     styles = estimator_styles(frame.estimator)
-    (_, fig), = figures.variance_vs_samples(frame, styles, fig_style)
+    (_, fig), = figures.variance_vs_samples(FigureContext(fig_style, styles, frame))
     legend = {t.get_text() for t in fig.legends[0].get_texts()} - {"slope −1 (∝ 1/n)",
                                                                   "† unbiasedness rejected"}
     assert legend == {LABELS.estimator(e) for e in frame.estimator}
@@ -1252,10 +1252,11 @@ def test_a_refused_report_leaves_no_directory_behind(results, tmp_path, monkeypa
     assert main(["report", str(results), "-o", str(kept), "-p", "nope"]) == 2
     assert kept.exists()  # a directory that was there stays
 
-    def broken(*args, **kwargs):
+    def broken(context):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(figures, "variance_vs_samples", broken)
+    entry = registry.entries()[0]
+    monkeypatch.setitem(registry._ENTRIES, entry.name, dataclasses.replace(entry, draw=broken))
     with pytest.raises(RuntimeError, match="drawing failed"):
         build_report([results], tmp_path / "half", formats=["pdf"])
     assert not (tmp_path / "half").exists()  # nothing half-written left behind
@@ -1295,7 +1296,7 @@ def test_a_biased_estimator_never_ranks_above_an_unbiased_one_of_lower_mse():
     fig_style = apply_style("paper")
     styles = estimator_styles(frame.estimator)
     # The work-normalized figure: the best at the top, biased ones placed by MSE.
-    (_, fig), = figures.work_normalized(frame, styles, fig_style, "f_evals", 4)
+    (_, fig), = figures.work_normalized(FigureContext(fig_style, styles, frame, n=4), "f_evals")
     ax = fig.axes[0]
     order = [t.get_text().split(" (")[0] for t in ax.get_yticklabels()][::-1]  # top first
     names = {LABELS.estimator(e).split(" (")[0]: e for e in frame.estimator}
@@ -1305,7 +1306,7 @@ def test_a_biased_estimator_never_ranks_above_an_unbiased_one_of_lower_mse():
     assert any("(biased: MSE)" in t.get_text() for t in ax.get_yticklabels())
     plt.close(fig)
     # The heatmap colours and writes the MSE ratio of a biased estimator.
-    (_, fig), = figures.relative_variance_heatmap(frame, fig_style, 4, styles)
+    (_, fig), = figures.relative_variance_heatmap(FigureContext(fig_style, styles, frame, n=4))
     cells = {(round(t.get_position()[1] - 0.53)): t.get_text() for t in fig.axes[0].texts}
     rows = [names[t.get_text().split(" (")[0]] for t in fig.axes[0].get_yticklabels()]
     for i, estimator in enumerate(rows):
@@ -1383,8 +1384,8 @@ def test_an_interval_reaching_zero_is_clipped_and_marked_on_the_log_axis():
                          "time_per_estimate_s": 1e-6, "f_evals": n})
     frame = prepare(to_frame(rows), ReportSpec())
     fig_style = apply_style("column")
-    (_, fig), = figures.variance_vs_samples(frame, estimator_styles(frame.estimator),
-                                            fig_style)
+    (_, fig), = figures.variance_vs_samples(
+        FigureContext(fig_style, estimator_styles(frame.estimator), frame))
     ax = next(ax for ax in fig.axes if ax.get_visible())
     carets = [line for line in ax.lines if line.get_gid() == "clipped"]
     assert len(carets) == 2  # one per interval that reaches 0, at the axis' bottom
@@ -1454,11 +1455,12 @@ def test_training_metric_figures_keep_to_the_problems_that_have_them(tmp_path):
     traces = _metric_traces(exact=True)
     styles = estimator_styles(list(traces["estimator"]), {}, distinct=True)
     fig_style = STYLES["paper"]
-    pages = figures.training_traces(traces, styles, fig_style, "step", column="train_elbo")
+    pages = figures.training_traces(FigureContext(fig_style, styles, traces=traces), "step",
+                                    column="train_elbo")
     titles = {" ".join(ax.get_title().split()) for _, fig in pages for ax in fig.axes
               if ax.get_visible()}
     assert titles == {"binary VAE, linear, eval_test_images = 500, eval_train_images = 5000"}
-    pages = figures.training_traces(traces, styles, fig_style, "step")
+    pages = figures.training_traces(FigureContext(fig_style, styles, traces=traces), "step")
     titles = {" ".join(ax.get_title().split()) for _, fig in pages for ax in fig.axes
               if ax.get_visible()}
     assert titles == {Labels().problem("bernoulli_toy")}
@@ -1467,7 +1469,8 @@ def test_training_metric_figures_keep_to_the_problems_that_have_them(tmp_path):
     exact_only = traces[traces["problem"] == "bernoulli_toy"].drop(
         columns=["train_elbo", "test_bound"])
     with pytest.raises(figures.NotDrawn, match="only models of data sets"):
-        figures.training_traces(exact_only, styles, fig_style, "wall_s", column="test_bound")
+        figures.training_traces(FigureContext(fig_style, styles, traces=exact_only), "wall_s",
+                                column="test_bound")
 
 
 def test_the_training_metric_gap_pairs_each_seed_with_the_reference_estimator():
@@ -1476,15 +1479,17 @@ def test_the_training_metric_gap_pairs_each_seed_with_the_reference_estimator():
     steps on every seed, ARM trails by 4."""
     traces = _metric_traces(exact=True)
     styles = estimator_styles(list(traces["estimator"]), {}, distinct=True)
-    pages = figures.training_gap(traces, styles, STYLES["paper"], "train_elbo", "rloo")
+    pages = figures.training_gap(
+        FigureContext(STYLES["paper"], styles, traces=traces, reference="rloo"), "train_elbo")
     drawn = [line for _, fig in pages for ax in fig.axes for line in ax.get_lines()
              if len(line.get_xdata()) == 3]
     assert len(drawn) == 2  # ARM and DisARM; the reference is the zero line
     ends = sorted(float(line.get_ydata()[-1]) for line in drawn)
     assert ends == pytest.approx([-8.0, 2.0])
     with pytest.raises(figures.NotDrawn, match="two or more estimators"):
-        figures.training_gap(traces[traces["estimator"] == "arm"], styles, STYLES["paper"],
-                             "train_elbo", "rloo")
+        figures.training_gap(FigureContext(STYLES["paper"], styles,
+                                           traces=traces[traces["estimator"] == "arm"],
+                                           reference="rloo"), "train_elbo")
 
 
 # ----------------------------------------------------------------------------- print size
@@ -1546,7 +1551,8 @@ def test_coincident_points_are_spread_and_the_guide_spans_the_axis():
     fig_style = apply_style("paper")
     frame = lm_frame(mixed=False)
     styles = estimator_styles(LM_ESTIMATORS, distinct=True)
-    pages = figures.bias_vs_variance(frame, styles, fig_style, 16, labels=LABELS)
+    pages = figures.bias_vs_variance(FigureContext(fig_style, styles, frame, labels=LABELS,
+                                                   n=16))
     fig = pages[0][1]
     fig.canvas.draw()
     twins = {styles["reinforce_pp"].color, styles["reinforce_pp_baseline"].color}
@@ -1573,8 +1579,8 @@ def test_a_landscape_is_found_among_problems_sharing_their_other_parameters():
     grids, _ = figures.parameter_grids(lm_frame())
     assert [(g.name, g.parameter, sorted(g.values.values())) for g in grids] == [
         ("lm_pass_fail", "staleness", sorted(LM_GRID))]
-    (_, fig), = figures.variance_vs_parameter(lm_frame(), styles, fig_style, 16,
-                                             labels=LABELS)
+    (_, fig), = figures.variance_vs_parameter(
+        FigureContext(fig_style, styles, lm_frame(), labels=LABELS, n=16))
     panels = [ax for ax in fig.axes if ax.get_title()]
     titles = [ax.get_title().replace("\n", " ") for ax in panels]
     assert len(panels) == 2 and "total variance" in titles[0] and "‖bias‖" in titles[1]
@@ -1585,7 +1591,8 @@ def test_a_landscape_is_found_among_problems_sharing_their_other_parameters():
     legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
     assert legend.height / fig.bbox.height < 0.3
     with pytest.raises(figures.NotDrawn, match=r"staleness at 2 values \(0, 0\.5\).*|beta"):
-        figures.variance_vs_parameter(lm_frame(mixed=False), styles, fig_style, 16)
+        figures.variance_vs_parameter(FigureContext(fig_style, styles, lm_frame(mixed=False),
+                                                    n=16))
     plt.close("all")
 
 
@@ -1611,16 +1618,17 @@ def test_every_text_prints_at_six_points_or_more(styled):
 
 
 def test_the_heatmap_scale_is_symmetric_signed_and_apart_from_the_cells():
-    norm, ticks, extend = figures._heat_norm(pd.Series([-8.0, -0.3, 0.1]), most=7)
+    norm, ticks, extend = heatmap._heat_norm(np.array([-8.0, -0.3, 0.1]), most=7)
     assert norm.vmin == -norm.vmax and norm.vmax >= 8.0 and extend == "neither"
     assert list(ticks) == [-t for t in reversed(ticks)] and ticks.max() >= 8.0
-    assert figures._signed(0.1) == "+0.1" and figures._signed(-5.7) == "−5.7"
-    assert figures._signed(-0.01) == "0.0"
+    assert heatmap._signed(0.1) == "+0.1" and heatmap._signed(-5.7) == "−5.7"
+    assert heatmap._signed(-0.01) == "0.0"
 
 
 def test_the_heatmap_bar_keeps_a_tenth_of_an_inch_from_the_first_row(prepared):
     fig_style = apply_style("column")
-    (_, fig), *_ = figures.relative_variance_heatmap(prepared, fig_style, 16, labels=LABELS)
+    (_, fig), *_ = figures.relative_variance_heatmap(
+        FigureContext(fig_style, {}, prepared, labels=LABELS, n=16))
     fig.canvas.draw()
     heat, bar = fig.axes[0], fig.axes[1]
     renderer = fig.canvas.get_renderer()
@@ -1635,15 +1643,15 @@ def test_pages_are_full_before_the_next_begins_and_alike_problems_stay_together(
     pages = paginate([items], len, 8.0, waste=lambda page: -len(page) % 2)
     assert [len(p) for p in pages] == [8, 7]  # not 7 + 8, an empty slot on page 1
     frame = lm_frame()
-    groups = figures._alike_groups(frame)
+    groups = alike_groups(frame)
     assert [len(g) for g in groups] == [4, 7]  # easy prompts, then mixed ones
 
 
 def test_rows_spread_panels_evenly_and_centre_the_last(prepared):
     fig_style = apply_style("paper")
     five = prepared[prepared.problem.isin(list(PROBLEMS)[:5])]
-    (_, fig), = figures.variance_vs_samples(five, estimator_styles(five.estimator),
-                                           fig_style, labels=LABELS)
+    (_, fig), = figures.variance_vs_samples(
+        FigureContext(fig_style, estimator_styles(five.estimator), five, labels=LABELS))
     spans = sorted((ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start)
                    for ax in fig.axes if ax.get_title())
     assert [row for row, _ in spans] == [0, 0, 0, 1, 1]  # 3 + 2, not 4 + 1
@@ -1654,8 +1662,8 @@ def test_rows_spread_panels_evenly_and_centre_the_last(prepared):
 def test_the_slope_guide_clears_every_point_at_every_n():
     fig_style = apply_style("paper")
     frame = lm_frame(mixed=False, sizes=(2, 8, 32))  # variances fall as 1/√n
-    pages = figures.variance_vs_samples(frame, estimator_styles(LM_ESTIMATORS, distinct=True),
-                                        fig_style, labels=LABELS)
+    pages = figures.variance_vs_samples(FigureContext(
+        fig_style, estimator_styles(LM_ESTIMATORS, distinct=True), frame, labels=LABELS))
     for _, fig in pages:
         for ax in [a for a in fig.axes if a.get_title()]:
             (guide,) = [line for line in ax.lines if line.get_linewidth() >= 4]
@@ -1768,13 +1776,15 @@ def test_keys_and_notes_list_only_the_marks_that_occur(prepared):
 
 
 def test_the_variance_caption_mentions_the_exact_strip_only_when_one_is_exact(prepared):
-    from vrbench.reports.build import _plans
-    captions = {name: caption for name, _, caption in
-                _plans(prepared, None, {}, None, 16, "score_function", "pages", LABELS)}
+    def captions_of(cells: pd.DataFrame) -> dict[str, str]:
+        context = FigureContext(STYLES["paper"], {}, cells, labels=LABELS, n=16)
+        return {entry.name: entry.caption(context) for entry in registry.entries()
+                if entry.needs is registry.Needs.CELLS}
+
+    captions = captions_of(prepared)
     assert "grey strip" in captions["variance_vs_samples"]
     inexact = prepared[~prepared.exact.astype(bool)]
-    captions = {name: caption for name, _, caption in
-                _plans(inexact, None, {}, None, 16, "score_function", "pages", LABELS)}
+    captions = captions_of(inexact)
     assert "grey strip" not in captions["variance_vs_samples"]
     # Timing and counting stated plainly; a fitted baseline's variance is conditional on it.
     assert "one measurement per cell" in captions["work_normalized_time"]

@@ -116,9 +116,31 @@ DEVICE_HELP = ("where estimates are computed: cpu, cuda or cuda:N (default cpu; 
                "CUDA build of torch and a GPU)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from vrbench.reports.selection import FIGURE_NAMES
+class _FiguresHelp(argparse.Action):
+    """``--figures``, whose help lists the registered figures only when it is shown: the
+    figures' modules import matplotlib, which no other command needs."""
 
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+
+    @property
+    def help(self) -> str:
+        try:
+            from vrbench.reports.registry import figure_names
+
+            names = ", ".join(figure_names())
+        except ImportError:  # no reports extra
+            names = "the figures of vrbench[reports]"
+        return ("comma-separated figures (and 'tables') to write, of: " + names
+                + " (default: every one that applies)")
+
+    @help.setter
+    def help(self, _text: str | None) -> None:
+        pass  # the help is written when it is shown
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vrbench", description="Benchmark Monte Carlo gradient estimators."
     )
@@ -263,9 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--layout", choices=["pages", "per-problem"],
                         help="split figures with many problems into numbered pages, or draw "
                              "one figure per problem (default: pages)")
-    report.add_argument("--figures", metavar="NAMES",
-                        help="comma-separated figures (and 'tables') to write, of: "
-                             + ", ".join(FIGURE_NAMES) + " (default: every one that applies)")
+    report.add_argument("--figures", metavar="NAMES", action=_FiguresHelp)
 
     reproduce = commands.add_parser(
         "reproduce", help="re-run a published comparison: its figure and a note on its claims",
@@ -594,7 +614,8 @@ def _check(console: Console, args: argparse.Namespace) -> int:
 def _report(console: Console, args: argparse.Namespace) -> int:
     from vrbench.bench.store import StoreError
     from vrbench.reports.build import build_report
-    from vrbench.reports.selection import FIGURE_NAMES, ReportSpec, load_spec
+    from vrbench.reports.registry import check_figure_names
+    from vrbench.reports.selection import ReportSpec, load_spec
 
     spec = load_spec(args.spec) if args.spec else ReportSpec()
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format \
@@ -602,10 +623,7 @@ def _report(console: Console, args: argparse.Namespace) -> int:
     figures = None
     if args.figures:
         figures = tuple(f.strip() for f in args.figures.split(",") if f.strip())
-        unknown = [f for f in figures if f not in FIGURE_NAMES]
-        if unknown:
-            raise VrbenchError(f"unknown figure {unknown[0]!r}; valid figures: "
-                               f"{', '.join(FIGURE_NAMES)}")
+        check_figure_names(figures)
     spec = spec.override(estimators=args.estimators, problems=args.problems, n=args.n,
                          reference=args.reference, formats=formats, style=args.style,
                          layout=args.layout, figures=figures)

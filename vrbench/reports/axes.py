@@ -9,10 +9,13 @@ import functools
 import math
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
 from matplotlib.textpath import TextPath
 from matplotlib.ticker import Formatter, Locator, LogLocator, NullFormatter
+from matplotlib.transforms import Bbox
 
 from vrbench.reports.labels import words
 
@@ -83,6 +86,7 @@ class NiceLogLocator(Locator):
         """Fraction of the axis kept free of tick labels above the "exact" label."""
 
     def __call__(self) -> Sequence[float]:
+        assert self.axis is not None  # a locator is called once set on an axis
         low, high = sorted(self.axis.get_view_interval())
         return self.tick_values(low, high)
 
@@ -122,7 +126,7 @@ class LogLabels(Formatter):
             return "exact"
         if x <= 0 or any(math.isclose(x, h, rel_tol=1e-9) for h in self.hidden):
             return ""
-        ticks = self.axis.get_majorticklocs() if self.axis is not None else [x]
+        ticks = self.axis.get_majorticklocs() if isinstance(self.axis, Axis) else [x]
         locs = [v for v in ticks if v > 0 and v != self.floor]
         if self.plain and all(0.01 <= v < 1000 for v in locs or [x]):  # all plain, or none
             return f"{x:g}"
@@ -141,7 +145,7 @@ def _mixed(which: str, plain: bool) -> int:
     return 3 if which == "y" else 2
 
 
-def log_axis(ax: plt.Axes, which: str, most: int = 5, plain: bool = False) -> None:
+def log_axis(ax: Axes, which: str, most: int = 5, plain: bool = False) -> None:
     """A log scale on ``which`` ("x" or "y") with 2 to ``most`` labelled ticks."""
     axis = ax.yaxis if which == "y" else ax.xaxis
     (ax.set_yscale if which == "y" else ax.set_xscale)("log")
@@ -168,7 +172,7 @@ class Strip:
         return 10 ** (low + margin + fraction * (high - low - 2 * margin))
 
 
-def exact_axis(ax: plt.Axes, which: str, values: np.ndarray, exact_count: int,
+def exact_axis(ax: Axes, which: str, values: np.ndarray, exact_count: int,
                most: int = 5, plain: bool = False) -> Strip | None:
     """A log axis over the positive ``values``; with ``exact_count`` > 0 exact series, a shaded
     strip below them labelled "exact", with a slot for each (see :class:`Strip`)."""
@@ -222,14 +226,14 @@ def wrap_label(text: str, width_in: float, size_pt: float) -> str:
     return "\n".join(lines)
 
 
-def drop_colliding_labels(fig: plt.Figure, pad_pt: float = 1.5) -> None:
+def drop_colliding_labels(fig: Figure, pad_pt: float = 1.5) -> None:
     """Leave unlabelled the log-axis ticks whose labels would overprint a neighbour's (a
     narrow panel beside an exact strip), keeping "exact" and then the ticks in order."""
     if not any(isinstance(axis.get_major_formatter(), LogLabels)
                for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)):
         return  # nothing to measure: spare the extra rendering
     fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's canvas
     pad = pad_pt * fig.dpi / 72
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
@@ -243,7 +247,7 @@ def drop_colliding_labels(fig: plt.Figure, pad_pt: float = 1.5) -> None:
             labelled.sort(key=lambda item: (floor is None or
                                             not math.isclose(item[0], floor, rel_tol=1e-9),
                                             item[0]))
-            kept = []
+            kept: list[Bbox] = []
             for loc, box in labelled:
                 if any(box.x0 < k.x1 + pad and k.x0 < box.x1 + pad
                        and box.y0 < k.y1 + pad and k.y0 < box.y1 + pad for k in kept):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any, cast
 
 import pandas as pd
 from rich import box
@@ -128,7 +129,8 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         at_n = good[good["n_samples"] == n]
         marks = best(at_n)
         winners = at_n[marks]
-        leader = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
+        leader = (winners.loc[cast(Any, winners["variance"].idxmin())] if not winners.empty
+                  else None)
         if leader is None:
             names, ratio = "—", ""
         else:
@@ -165,8 +167,8 @@ def summary_table(frame: pd.DataFrame, reference: str = REFERENCE) -> Renderable
         parts.append(Text(f"† Unbiasedness rejected (p < {FAMILY_ALPHA:g}/{claims}, "
                           "family-wise):", style="bold"))
         for row in rejected.head(20).itertuples(index=False):
-            pvalue = ("p < 1e-10" if row.bias_pvalue < 1e-10 else
-                      f"p = {row.bias_pvalue:.1e}")
+            p = float(cast(Any, row.bias_pvalue))
+            pvalue = "p < 1e-10" if p < 1e-10 else f"p = {p:.1e}"
             parts.append(Text(_clip(f"  {row.problem} · {row.estimator} · n={row.n_samples}: "
                                     f"{pvalue}", SUMMARY_WIDTH)))
     return Group(*parts)

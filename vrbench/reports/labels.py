@@ -67,10 +67,11 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
+        text = value
         try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
+            value = float(text) if any(c in text for c in ".eE") else int(text)
         except ValueError:
-            return value
+            return text
     if isinstance(value, int):
         return str(value).replace("-", "−")
     if isinstance(value, float):
@@ -142,7 +143,7 @@ class Labels:
             if component is not None and component in registry:
                 own = registry.get(component).parameter_symbols
                 if parameter in own:
-                    return own[parameter]
+                    return str(own[parameter])
         return parameter
 
     def _display(self, kind: str, spec: str) -> str:

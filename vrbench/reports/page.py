@@ -8,12 +8,13 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
 from vrbench.reports.console import format_interval
 from vrbench.reports.labels import Labels, plain
+from vrbench.reports.registry import entries
 from vrbench.reports.style import estimator_order
 from vrbench.reports.tables import pivot, pvalue_cell
 from vrbench.reports.values import (
@@ -72,27 +73,22 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 """
 
 
-FIGURE_TITLES = {
-    "variance_vs_samples": "Variance against samples per estimate",
-    "bias_vs_variance": "Bias against variance",
-    "work_normalized_fevals": "Variance per f-evaluation",
-    "work_normalized_time": "Variance per second",
-    "relative_variance": "Relative variance (heatmap)",
-    "bias_vs_temperature": "Bias against temperature",
-    "variance_vs_parameter": "Variance against a problem parameter",
-    "training_by_step": "Objective during training, by step",
-    "training_by_time": "Objective during training, by time",
-    "training_variance": "Variance during training",
-    "shared_run_variance": "Variance along a shared run",
+TABLE_TITLES = {
     "tables": "Tables",
     "table_relative_variance": "Relative-variance table",
 }
-"""How the page names each figure (and table) in headings, navigation and alt text."""
+"""How the page names the tables in headings and navigation (figures: their entry's
+:attr:`~vrbench.reports.registry.FigureEntry.heading`)."""
 
 
 def title(name: str) -> str:
-    """A figure's heading: :data:`FIGURE_TITLES`, or its name in words."""
-    return FIGURE_TITLES.get(name, name.replace("_", " ").capitalize())
+    """A figure's (or table's) heading on the page."""
+    if name in TABLE_TITLES:
+        return TABLE_TITLES[name]
+    by_name = {entry.name: entry for entry in entries()}
+    if name in by_name:
+        return by_name[name].heading
+    return name.replace("_", " ").capitalize()
 
 
 def readable(text: str, labels: Labels, estimators: Sequence[str],
@@ -203,7 +199,8 @@ def _summary(frame: pd.DataFrame, reference: str, labels: Labels,
         order = estimator_order(winners["estimator"])
         names = ", ".join(_name(labels.estimator(e), e) for e in order)
         sort_names = ", ".join(plain(labels.estimator(e)) for e in order)
-        lead = winners.loc[winners["variance"].idxmin()] if not winners.empty else None
+        lead = (winners.loc[cast(Any, winners["variance"].idxmin())] if not winners.empty
+                else None)
         ref = good[(good["estimator"] == references.get(problem)) & (good["n_samples"] == n)]
         ref_var = shown_variance(ref)["variance"].iloc[0] if not ref.empty else math.nan
         if lead is None:
@@ -283,7 +280,7 @@ def _cells_html(frame: pd.DataFrame, labels: Labels, reference: str,
         for estimator in estimator_order(cells["estimator"]):
             for index, row in cells[cells["estimator"] == estimator].sort_values(
                     "n_samples").iterrows():
-                v = shown.loc[index]
+                v = shown.loc[cast(Any, index)]
                 if row["exact"]:
                     variance = _cell("exact", 0.0, "exact")
                     rel = _cell("exact", 0.0, "exact")
@@ -390,10 +387,10 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
         else:
             parts.append(f"<h2 id='failures' class='bad'>Failed and missing cells "
                          f"({len(failed)})</h2>")
-            rows = ["<tr>" + _cell(html.escape(r.problem), r.problem, "l")
-                    + _cell(html.escape(r.estimator), r.estimator, "l")
-                    + _cell(str(r.n_samples), r.n_samples)
-                    + _cell(html.escape(r.status), r.status, "l")
+            rows = ["<tr>" + _cell(html.escape(str(r.problem)), str(r.problem), "l")
+                    + _cell(html.escape(str(r.estimator)), str(r.estimator), "l")
+                    + _cell(str(r.n_samples), float(cast(Any, r.n_samples)))
+                    + _cell(html.escape(str(r.status)), str(r.status), "l")
                     + _cell(html.escape(str(r.error)), None, "l") + "</tr>"
                     for r in failed.itertuples(index=False)]
             parts.append(_table(["problem", "estimator", "n", "status", "error"], rows,
@@ -402,8 +399,8 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
         if not skipped.empty:
             reasons = skipped.groupby("error", sort=False).agg(
                 pairs=("problem", "size"), problems=("problem", "nunique"))
-            shown = (skipped["estimator"].astype(str).unique(),
-                     skipped["problem"].astype(str).unique())
+            shown = (list(skipped["estimator"].astype(str).unique()),
+                     list(skipped["problem"].astype(str).unique()))
             rows = ["<tr>" + _cell(html.escape(readable(str(reason), labels, *shown)),
                                    str(reason), "l")
                     + _cell(str(r["pairs"]), r["pairs"]) + _cell(str(r["problems"]),

@@ -26,7 +26,7 @@ import difflib
 import fnmatch
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import pandas as pd
 
 from vrbench.errors import VrbenchError
 from vrbench.reports.labels import Labels
+from vrbench.reports.registry import check_figure_names
 from vrbench.tomlfiles import read_toml, refuse_unknown_keys
 
 N_WORDS = ("all", "largest", "smallest")
@@ -53,6 +54,116 @@ def _normal(family: str) -> str:
 
 def _is_glob(token: str) -> bool:
     return any(c in token for c in "*?[")
+
+
+FAMILY_PREFIX = "family:"
+UNKNOWN_FAMILY = "other"
+"""The family of an estimator whose results name none (and that this installation does
+not know)."""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Every name a selection may choose, of one kind (``estimator`` or ``problem``), with
+    each name's family where the kind has families (estimators do; problems do not).
+
+    One set of rules serves estimators, problems and the traces of either: a token is
+
+    - a name or glob, matched against the whole name (``rloo:k=4``) and against its
+      registered part (``rloo``), so ``rloo`` chooses every variant of it;
+    - ``family:NAME`` (where the kind has families), or a family's plain name when no name
+      matches it and it is no glob (``discrete``, ``"policy gradient"``; ``_``, ``-`` and
+      space are alike, case is ignored);
+    - any of these after ``!``: removes what it matches.
+
+    With no token but exclusions, everything is chosen first. A token that matches none of
+    the choices is an error naming the valid ones (and the closest, when one is close).
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    families: Mapping[str, str] | None = None
+    """Name → family, for a kind with families (a name missing here is ``other``)."""
+
+    @classmethod
+    def of(cls, kind: str, *columns: pd.Series | None,
+           families: Mapping[str, str] | None = None) -> Choices:
+        """The choices among the names in ``columns`` (None: absent)."""
+        names = {str(v) for column in columns if column is not None
+                 for v in column.dropna().unique()}
+        return cls(kind, tuple(sorted(names)), families)
+
+    def chosen(self, values: pd.Series, tokens: Sequence[str]) -> pd.Series:
+        """Which of ``values`` (names of this kind) ``tokens`` choose, as a boolean mask."""
+        include = [t for t in tokens if not t.startswith("!")]
+        exclude = [t[1:] for t in tokens if t.startswith("!")]
+        keep = pd.Series(not include, index=values.index)
+        texts = values.astype(str)
+        for token, target in [(t, True) for t in include] + [(t, False) for t in exclude]:
+            hits = texts.map(self._rule(token)).astype(bool)
+            keep = keep | hits if target else keep & ~hits
+        return keep
+
+    def check(self, tokens: Sequence[str]) -> None:
+        """Refuse a token that matches none of the choices, naming the valid ones."""
+        for token in tokens:
+            self._rule(token.removeprefix("!"))
+
+    def _rule(self, token: str) -> Callable[[str], bool]:
+        """What ``token`` matches, decided on all the choices, so that a token means the
+        same in every table it selects from."""
+        if self.families is not None and token.lower().startswith(FAMILY_PREFIX):
+            return self._in_family(token[len(FAMILY_PREFIX):])
+        rule = self._by_name(token)
+        if any(map(rule, self.names)):
+            return rule
+        if self.families is not None and not _is_glob(token):
+            in_family = self._in_family(token)
+            if any(map(in_family, self.names)):
+                return in_family
+        self._unknown(token)
+        raise AssertionError("unreachable")  # _unknown raises
+
+    def _by_name(self, token: str) -> Callable[[str], bool]:
+        return lambda name: (fnmatch.fnmatchcase(name, token)
+                             or fnmatch.fnmatchcase(name.split(":")[0], token))
+
+    def _in_family(self, family: str) -> Callable[[str], bool]:
+        families = self.families or {}
+        wanted = _normal(family)
+        return lambda name: _normal(families.get(name, UNKNOWN_FAMILY)) == wanted
+
+    def _unknown(self, token: str) -> None:
+        valid = list(self.names)
+        if self.families is not None:
+            valid += [f"{FAMILY_PREFIX}{f}" for f in
+                      sorted({self.families[name] for name in self.names
+                              if name in self.families})]
+        close = difflib.get_close_matches(token, valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise VrbenchError(f"no {self.kind} in the results matches {token!r}{hint}; valid: "
+                           f"{', '.join(valid)}")
+
+
+def estimator_families(cells: pd.DataFrame | None, *others: pd.Series | None
+                       ) -> dict[str, str]:
+    """Each estimator's family: as the cells record it, else (for traces, which record
+    none) as the estimator's registry entry says, where this installation knows it."""
+    from vrbench import estimators
+
+    families: dict[str, str] = {}
+    recorded: set[str] = set()  # a cell's family, even none (``other``), is the results' word
+    if cells is not None and not cells.empty and "family" in cells:
+        for name, family in zip(cells["estimator"], cells["family"], strict=True):
+            recorded.add(str(name))
+            if pd.notna(family):
+                families[str(name)] = str(family)
+    for column in others:
+        for name in ([] if column is None else column.dropna().unique()):
+            base = str(name).split(":")[0]
+            if str(name) not in recorded and base in estimators.registry:
+                families[str(name)] = estimators.registry.get(base).family
+    return families
 
 
 @dataclass(frozen=True)
@@ -83,14 +194,31 @@ class Selection:
                                    f"{', '.join(N_WORDS)}")
         return cls(tuple(_tokens(estimators)), tuple(_tokens(problems)), tuple(n_tokens))
 
-    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The rows of ``frame`` selected. Unknown names raise an error naming the choices."""
+    def apply(self, frame: pd.DataFrame, estimators: Choices | None = None,
+              problems: Choices | None = None) -> pd.DataFrame:
+        """The cells of ``frame`` selected by name (see :meth:`by_name`) and sample size. A
+        sample size not in ``frame`` is an error naming those that are."""
         if frame.empty:
             return frame
-        keep = _match_estimators(frame, self.estimators) & \
-            _match_names(frame["problem"], self.problems, "problem")
-        frame = frame[keep]
+        frame = self.by_name(frame, estimators, problems)
         return frame[frame["n_samples"].isin(self.sample_sizes(frame))]
+
+    def by_name(self, frame: pd.DataFrame, estimators: Choices | None = None,
+                problems: Choices | None = None) -> pd.DataFrame:
+        """The rows of ``frame`` (cells, or the traces of training or shared runs) whose
+        estimator and problem the tokens choose, each token read against the
+        ``estimators`` and ``problems`` choices (default: the names in ``frame``; a report
+        passes every name of its data, so that a token means the same in each table and
+        is unknown only when no table has it). A token that matches no choice is an error
+        naming them (see :class:`Choices`)."""
+        if frame.empty:
+            return frame
+        estimators = estimators or Choices.of(
+            "estimator", frame["estimator"],
+            families=estimator_families(frame, frame["estimator"]))
+        problems = problems or Choices.of("problem", frame["problem"])
+        return frame[estimators.chosen(frame["estimator"], self.estimators)
+                     & problems.chosen(frame["problem"], self.problems)]
 
     def sample_sizes(self, frame: pd.DataFrame) -> list[int]:
         """The sample sizes selected among those in ``frame``."""
@@ -116,55 +244,6 @@ class Selection:
         return max(numbers) if numbers and len(numbers) == len(self.n) else None
 
 
-def _match_names(names: pd.Series, tokens: Sequence[str], kind: str) -> pd.Series:
-    include = [t for t in tokens if not t.startswith("!")]
-    exclude = [t[1:] for t in tokens if t.startswith("!")]
-    valid = sorted(names.dropna().unique())
-    keep = pd.Series(not include, index=names.index)
-    for token, target in [(t, True) for t in include] + [(t, False) for t in exclude]:
-        hits = names.map(lambda v, t=token: fnmatch.fnmatchcase(str(v), t))
-        if not hits.any():
-            _unknown(kind, token, valid)
-        keep = keep | hits if target else keep & ~hits
-    return keep
-
-
-def _match_estimators(frame: pd.DataFrame, tokens: Sequence[str]) -> pd.Series:
-    names = frame["estimator"].astype(str)
-    bases = names.str.split(":").str[0]
-    families = frame["family"].fillna("other").astype(str).map(_normal)
-    include = [t for t in tokens if not t.startswith("!")]
-    exclude = [t[1:] for t in tokens if t.startswith("!")]
-    keep = pd.Series(not include, index=frame.index)
-    for token, target in [(t, True) for t in include] + [(t, False) for t in exclude]:
-        if token.lower().startswith("family:"):
-            hits = families == _normal(token.split(":", 1)[1])
-        else:
-            hits = names.map(lambda v, t=token: fnmatch.fnmatchcase(v, t)) | \
-                bases.map(lambda v, t=token: fnmatch.fnmatchcase(v, t))
-            if not hits.any() and not _is_glob(token):
-                hits = families == _normal(token)
-        if not hits.any():
-            valid = sorted(set(names)) + [f"family:{f}" for f in
-                                          sorted(set(frame["family"].dropna()))]
-            _unknown("estimator", token, valid)
-        keep = keep | hits if target else keep & ~hits
-    return keep
-
-
-def _unknown(kind: str, token: str, valid: list[str]) -> None:
-    close = difflib.get_close_matches(token, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise VrbenchError(f"no {kind} in the results matches {token!r}{hint}; valid: "
-                       f"{', '.join(valid)}")
-
-
-FIGURE_NAMES = ("variance_vs_samples", "bias_vs_variance", "work_normalized_fevals",
-                "work_normalized_time", "relative_variance", "bias_vs_temperature",
-                "variance_vs_parameter", "training_by_step", "training_by_time",
-                "training_variance", "shared_run_variance", "train_elbo_by_step",
-                "train_elbo_by_time", "test_bound_by_step", "test_bound_by_time",
-                "train_elbo_gap_by_step", "test_bound_gap_by_step", "tables")
 LAYOUTS = ("pages", "per-problem")
 
 
@@ -215,10 +294,7 @@ def load_spec(path: str | os.PathLike[str]) -> ReportSpec:
     data = read_toml(path, "figure spec", VrbenchError)
     refuse_unknown_keys(data, SPEC_KEYS, path, VrbenchError)
     figures = tuple(_tokens(data.get("figures"))) or None
-    for name in figures or ():
-        if name not in FIGURE_NAMES:
-            raise VrbenchError(f"{path}: unknown figure {name!r}; valid figures: "
-                               f"{', '.join(FIGURE_NAMES)}")
+    check_figure_names(figures or (), where=f"{path}: ")
     layout = data.get("layout")
     if layout is not None and layout not in LAYOUTS:
         raise VrbenchError(f"{path}: unknown layout {layout!r}; valid layouts: "

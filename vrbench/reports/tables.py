@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import pandas as pd
 
@@ -257,11 +258,12 @@ def pivot(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
              relative_cell(r, references.get(r["problem"]), compact)
              for _, r in ran.iterrows()}
     claims = ran.drop_duplicates("estimator").set_index("estimator")["unbiased_claim"]
-    italic = {e for e, c in claims.items() if pd.notna(c) and not c}
+    italic = {str(e) for e, c in claims.items() if pd.notna(c) and not c}
     refs = ran[(ran["estimator"] == ran["problem"].map(references)) & (ran["status"] == "ok")]
     shown = shown_variance(refs)
     reference_variance = {}
-    for i, r in refs.iterrows():
+    for index, r in refs.iterrows():
+        i = cast(Any, index)  # an index label
         value = shown.loc[i, "variance"]
         if not value > 0:
             reference_variance[r["problem"]] = Cell("exact", numeric=False)

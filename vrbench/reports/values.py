@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,7 @@ def best(frame: pd.DataFrame) -> pd.Series:
         return marks
     shown = shown_variance(candidates)
     for _, group in shown.groupby([candidates["problem"], candidates["n_samples"]]):
-        leader = group["variance"].idxmin()
+        leader = cast(Any, group["variance"].idxmin())  # an index label
         ties = group.index[group["low"] <= group.loc[leader, "high"]]
         marks[ties] = True
     return marks
@@ -287,7 +288,7 @@ def relative(frame: pd.DataFrame, reference: str = REFERENCE, cost: str | None =
     out = []
     for index, row in ok.iterrows():
         ref = refs.get((row["problem"], row["n_samples"]))
-        s, w = mine.loc[index], weight[index]
+        s, w = mine.loc[cast(Any, index)], weight[cast(Any, index)]
         if ref is None or not math.isfinite(w):
             out.append((math.nan, math.nan, math.nan))
             continue
@@ -363,8 +364,9 @@ def ground_truth_note(frame: pd.DataFrame, name: Callable[[str], str] = str) -> 
         return ""
     worst = referenced.groupby("problem")["reference_se"].max() / referenced.groupby(
         "problem")["true_grad_norm"].max()
-    named = "; ".join(f"{name(problem)} (its standard error: {share:.2g} ‖∇J‖)"
-                      if share >= 1e-4 else name(problem) for problem, share in worst.items())
+    named = "; ".join(f"{name(str(problem))} (its standard error: {share:.2g} ‖∇J‖)"
+                      if share >= 1e-4 else name(str(problem))
+                      for problem, share in worst.items())
     return (f" No exact gradient on {named}: bias there is measured against a reference "
             "gradient, whose standard error the bias tests include (see the reference "
             "column).")
