@@ -21,7 +21,7 @@ from typing import Any
 
 import matplotlib as mpl
 import matplotlib._mathtext as mathtext
-import seaborn as sns  # type: ignore[import-untyped]  # no stubs
+import seaborn as sns
 
 PAGE_HEIGHT_IN = 9.0
 """No figure is taller than this: a page of a paper less its margins and caption."""
