@@ -97,7 +97,9 @@ class DisARM(_AntitheticPair):
     def logit_gradients(self, theta: Tensor, u: Tensor, f: Callable[[Tensor], Tensor]
                         ) -> Tensor:
         p = torch.sigmoid(theta)
-        b, b_tilde = below(u, p), below(1 - u, p)
+        flipped = 1 - u
+        # The bits replace the uniforms: two tensors of the draws' size rather than four.
+        b_tilde, b = below(flipped, p, out=flipped), below(u, p, out=u)
         # (−1)^{b̃} 1[b ≠ b̃] is b − b̃, which is 0, 1 or −1.
         differences = _per_draw(f(b) - f(b_tilde), b.sub_(b_tilde))
         return 0.5 * torch.sigmoid(theta.abs()) * differences

@@ -49,14 +49,16 @@ def _value_and_slope(surrogate: Surrogate, flat: Tensor) -> tuple[Tensor, Tensor
     weights = surrogate.weights
     linear, square = weights[1 : 1 + inputs], weights[1 + inputs : 1 + 2 * inputs]
     through = weights[1 + 2 * inputs :]
-    z = (flat - surrogate.centre) / surrogate.scale
-    hidden = torch.tanh(z @ surrogate.projection + surrogate.offset)
-    value = weights[0] + z @ linear + (z * z) @ square + hidden @ through
+    # In place where a temporary is used once: the hidden layer is the size of the draws
+    # times its width, and the fewer such tensors, the more of them stay in the caches.
+    z = (flat - surrogate.centre).div_(surrogate.scale)
+    hidden = (z @ surrogate.projection).add_(surrogate.offset).tanh_()
+    value = (z @ linear).add_(weights[0]).add_((z * z) @ square).add_(hidden @ through)
     # ((1 − h²) ⊙ w) Vᵀ = w Vᵀ − h² (w ⊙ Vᵀ): one product of the hidden layer, no 1 − h².
     through_projection = through[:, None] * surrogate.projection.T
-    slope = (linear + through_projection.sum(0) + 2 * square * z
-             - (hidden * hidden) @ through_projection)
-    return value, slope / surrogate.scale
+    slope = (2 * square * z).add_(linear + through_projection.sum(0))
+    slope.sub_(hidden.mul_(hidden) @ through_projection)
+    return value, slope.div_(surrogate.scale)
 
 
 def _sample_jacobian(problem: Problem, theta: Tensor, noise: Tensor) -> Tensor:

@@ -51,4 +51,4 @@ class RLOO(Estimator):
             return problem.item_weighted_score(theta, samples, centered)
         values = problem.f(samples)
         centered = values - values.mean(dim=1, keepdim=True)
-        return weighted_score(problem, theta, samples, centered * scale)
+        return weighted_score(problem, theta, samples, centered.mul_(scale))

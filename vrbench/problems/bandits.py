@@ -58,11 +58,10 @@ class _SoftmaxBandit(Problem):
         return torch.full((self.dim,), self.theta, dtype=DTYPE)
 
     def sample(self, theta: Tensor, shape: tuple[int, int], generator: torch.Generator) -> Pulls:
-        # Inverse-CDF sampling: arm a where cdf[a − 1] ≤ u < cdf[a], several times faster than
-        # torch.multinomial.
+        # Inverse-CDF sampling, several times faster than torch.multinomial.
         cdf = torch.cumsum(torch.softmax(theta, dim=0), dim=0)
         uniforms = torch.rand(shape, generator=generator, dtype=DTYPE)
-        arms = torch.searchsorted(cdf, uniforms, right=True).clamp_(max=self.dim - 1)
+        arms = inverse_cdf(cdf, uniforms)
         no_context = arms.new_zeros(()).expand(shape)  # one stored zero, read everywhere
         return Pulls(no_context, arms, self.draw_rewards(arms, generator))
 
@@ -78,7 +77,7 @@ class _SoftmaxBandit(Problem):
         per_arm = torch.zeros(weights.shape[0], self.dim, dtype=DTYPE)
         per_arm.scatter_add_(1, samples.arms, weights)
         total = weights.sum(dim=1, keepdim=True)
-        return (per_arm - total * torch.softmax(theta, dim=0)) / weights.shape[1]
+        return per_arm.sub_(total * torch.softmax(theta, dim=0)).div_(weights.shape[1])
 
     def log_prob(self, theta: Tensor, samples: Pulls) -> Tensor:
         # log π(a); the reward's density does not depend on θ.
@@ -96,6 +95,31 @@ class _SoftmaxBandit(Problem):
 
     def sample_width(self) -> int:
         return 3
+
+
+FEW_ARMS = 16
+"""Up to this many arms :func:`inverse_cdf` compares with each bound in turn (a few µs per
+pass over the draws) rather than binary-searching (``torch.searchsorted``, about 10 ns per
+draw on the CPU whatever the number of arms)."""
+
+
+def inverse_cdf(cdf: Tensor, uniforms: Tensor) -> Tensor:
+    """The arm ``a`` with ``cdf[a − 1] ≤ u < cdf[a]`` for each uniform (int64, the uniforms'
+    shape), the last arm where rounding leaves ``u ≥ cdf[−1]``.
+
+    That arm is the number of bounds ``cdf[:−1]`` at or below ``u`` (the cdf of positive
+    probabilities never decreases): with few arms, counted in float64 by one comparison and
+    one addition per bound written into the same two tensors (comparisons into booleans and
+    sums of booleans are slower passes on the CPU), then converted once.
+    """
+    bounds = cdf[:-1]
+    if bounds.numel() > FEW_ARMS:
+        return torch.searchsorted(cdf, uniforms, right=True).clamp_(max=bounds.numel())
+    count = torch.zeros_like(uniforms)
+    above = torch.empty_like(uniforms)
+    for bound in bounds:
+        count += torch.ge(uniforms, bound, out=above)
+    return count.long()
 
 
 def _lookup(values: Tensor, index: Tensor) -> Tensor:
@@ -128,7 +152,7 @@ class BanditGaussian10(_SoftmaxBandit):
         check(self.noise >= 0, self.name, f"noise={self.noise} must be non-negative")
         check_magnitude(self.name, "noise", self.noise)
 
-    @property
+    @device_cached
     def means(self) -> Tensor:
         return torch.tensor(ARM_MEANS_10, dtype=DTYPE)
 
@@ -158,7 +182,7 @@ class BanditBernoulliK(_SoftmaxBandit):
     def __post_init__(self) -> None:
         check_size(self.name, "arms", self.arms, low=2)
 
-    @property
+    @device_cached
     def means(self) -> Tensor:
         return 0.05 + 0.9 * torch.arange(self.arms, dtype=DTYPE) / (self.arms - 1)
 

@@ -176,31 +176,30 @@ class TabularMDP(Problem):
         table = self._table
         n_states, n_actions = table.n_states, table.n_actions
         batch = shape[0] * shape[1]
-        policy_cdf = torch.cumsum(self.policy(theta), dim=-1)
+        # Bounds of the inverse-CDF draws: each cdf but its last entry (see _count_below).
+        action_bounds = torch.cumsum(self.policy(theta), dim=-1)[:, :-1].contiguous()
         outcome_cdf = torch.cumsum(table.prob, dim=-1).reshape(n_states * n_actions, -1)
-        last_action, last_outcome = n_actions - 1, outcome_cdf.shape[1] - 1
+        outcome_bounds = outcome_cdf[:, :-1].contiguous()
+        outcomes = outcome_cdf.shape[1]
         flat_next = table.next_state.reshape(-1)
         flat_reward = table.reward.reshape(-1)
         flat_done = table.done.reshape(-1)
 
         state = torch.multinomial(table.initial, batch, replacement=True, generator=generator)
         # Episodes leave the batch as they end: each step draws and computes for the running
-        # ones only (``running`` holds their indices) and writes into steps × episodes tables.
+        # ones only (``running`` holds their indices), and the steps taken are written into
+        # time-major steps × episodes tables once the last episode has ended.
         running = torch.arange(batch)
-        pairs = torch.full((self.horizon, batch), -1, dtype=torch.int64)
-        rewards = torch.zeros((self.horizon, batch), dtype=DTYPE)
+        positions, taken_pairs, taken_rewards = [], [], []
         steps = 0
         # index_select rather than tensor[index]: the latter is many times slower on CPU here.
         for t in range(self.horizon):
             uniforms = torch.rand((2, running.shape[0]), generator=generator, dtype=DTYPE)
-            action_cdf = policy_cdf.index_select(0, state)
-            action = (uniforms[0, :, None] > action_cdf).sum(-1).clamp_(max=last_action)
-            pair = state * n_actions + action
-            pair_cdf = outcome_cdf.index_select(0, pair)
-            outcome = (uniforms[1, :, None] > pair_cdf).sum(-1).clamp_(max=last_outcome)
-            flat = pair * outcome_cdf.shape[1] + outcome
-            pairs[t].index_copy_(0, running, pair)
-            rewards[t].index_copy_(0, running, flat_reward.index_select(0, flat))
+            pair = state * n_actions + _count_below(uniforms[0], action_bounds, state)
+            flat = pair * outcomes + _count_below(uniforms[1], outcome_bounds, pair)
+            positions.append(running + t * batch)
+            taken_pairs.append(pair)
+            taken_rewards.append(flat_reward.index_select(0, flat))
             steps = t + 1
             state = flat_next.index_select(0, flat)
             ended = flat_done.index_select(0, flat)
@@ -215,10 +214,15 @@ class TabularMDP(Problem):
                 running = running.new_empty(remaining + 1).scatter_(0, slot, running)
                 state = state.new_empty(remaining + 1).scatter_(0, slot, state)
                 running, state = running[:remaining], state[:remaining]
-        reward_steps = rewards[:steps].T
+        where = torch.cat(positions)
+        pairs = torch.full((steps * batch,), -1, dtype=torch.int64).index_copy_(
+            0, where, torch.cat(taken_pairs)).reshape(steps, batch)
+        rewards = torch.zeros(steps * batch, dtype=DTYPE).index_copy_(
+            0, where, torch.cat(taken_rewards)).reshape(steps, batch)
+        reward_steps = rewards.T
         discounts = self.gamma ** torch.arange(steps, dtype=DTYPE)
         return Trajectories(
-            pairs[:steps].T.reshape(*shape, steps),
+            pairs.T.reshape(*shape, steps),
             reward_steps.reshape(*shape, steps),
             (reward_steps @ discounts).reshape(shape),
         )
@@ -235,12 +239,19 @@ class TabularMDP(Problem):
         """
         table = self._table
         pair_count = table.n_states * table.n_actions
-        lead = samples.pairs.shape[:-1]
-        alive = samples.pairs >= 0
-        index = samples.pairs.clamp(min=0).reshape(-1, samples.pairs.shape[-1])
-        weighted = torch.zeros(index.shape[0], pair_count, dtype=DTYPE)
-        weighted.scatter_add_(1, index, (weights * alive).reshape(index.shape))
-        weighted = weighted.reshape(*lead, table.n_states, table.n_actions)
+        lead, steps = samples.pairs.shape[:-1], samples.pairs.shape[-1]
+        # Time-major, as sample() lays the steps out: one index_add_ reads them in memory
+        # order, and each (episode, pair) cell adds its steps in time order.
+        pairs = samples.pairs.movedim(-1, 0).reshape(steps, -1)
+        episodes = pairs.shape[1]
+        step_weights = weights.expand(samples.pairs.shape).movedim(-1, 0).reshape(steps, -1)
+        # Cell 1 + e·SA + pair of a table with one spare cell in front: a step after the end
+        # (pair −1) adds a zero to the cell before, which a zero leaves unchanged.
+        cells = pairs + torch.arange(1, episodes * pair_count + 1, pair_count)
+        weighted = torch.zeros(episodes * pair_count + 1, dtype=DTYPE)
+        step_weights = torch.where(pairs >= 0, step_weights, 0.0)
+        weighted.index_add_(0, cells.reshape(-1), step_weights.reshape(-1))
+        weighted = weighted[1:].reshape(*lead, table.n_states, table.n_actions)
         visits = weighted.sum(-1, keepdim=True)
         return (weighted - visits * self.policy(theta)).flatten(-2)
 
@@ -278,9 +289,18 @@ class TabularMDP(Problem):
 
     def reward_to_go(self, samples: Trajectories) -> Tensor:
         """``Σ_{k ≥ t} γ^k r_k`` for each step ``t``, shape ``(R, n, T)``."""
-        discounts = self.gamma ** torch.arange(samples.rewards.shape[-1], dtype=DTYPE)
-        discounted = samples.rewards * discounts
-        return discounted.flip(-1).cumsum(-1).flip(-1)
+        steps = samples.rewards.shape[-1]
+        discounts = self.gamma ** torch.arange(steps, dtype=DTYPE)
+        # Summed from the last step back, one step of every episode at a time, time-major as
+        # sample() lays the steps out (and step_score reads them): the sums of a reversed
+        # cumsum, in its order (0 + the last term first), without its reversed copies.
+        discounted = (samples.rewards * discounts).movedim(-1, 0)
+        to_go = torch.empty_like(discounted)
+        if steps:
+            torch.add(discounted[-1], 0.0, out=to_go[-1])
+        for t in range(steps - 2, -1, -1):
+            torch.add(to_go[t + 1], discounted[t], out=to_go[t])
+        return to_go.movedim(0, -1)
 
     def step_values(self, theta: Tensor, samples: Trajectories, values: Tensor) -> Tensor:
         """``V_t(s_t)`` at each step from a table ``values[t, s]`` (``(H + 1, S)``); 0 after
@@ -335,6 +355,30 @@ class TabularMDP(Problem):
             occupancy = (occupancy[:, None] * policy).reshape(-1) @ flat_transition
             discount *= self.gamma
         return grad.reshape(-1)
+
+
+FEW_BOUNDS, MANY_DRAWS = 8, 2048
+"""With up to ``FEW_BOUNDS`` bounds and at least ``MANY_DRAWS`` draws :func:`_count_below`
+compares with each bound in turn; otherwise with the gathered rows of bounds at once, in
+fewer operations (each costs a few µs however few the draws: the last episodes running)."""
+
+
+def _count_below(uniforms: Tensor, bounds: Tensor, rows: Tensor) -> Tensor:
+    """``Σ_k 1[bounds[row, k] < u]`` for each uniform and its row (int64): the outcome ``k``
+    with ``cdf[k − 1] < u ≤ cdf[k]`` drawn by inverse CDF, for ``bounds`` all of each cdf but
+    its last entry (``(rows, K − 1)``), so that rounding never counts past ``K − 1``.
+
+    With few bounds and many draws, one gather, one comparison and one addition per bound
+    into float64 (comparisons into booleans, and sums over a short last axis, are slower
+    passes here).
+    """
+    if bounds.shape[1] > FEW_BOUNDS or uniforms.shape[0] < MANY_DRAWS:
+        return (uniforms[:, None] > bounds.index_select(0, rows)).sum(-1)
+    count = torch.zeros_like(uniforms)
+    above = torch.empty_like(uniforms)
+    for k in range(bounds.shape[1]):
+        count += torch.gt(uniforms, bounds[:, k].index_select(0, rows), out=above)
+    return count.long()
 
 
 def dense_table(prob: Tensor, reward: Tensor, initial: Tensor) -> MDPTable:
