@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -28,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import pinning  # noqa: E402  (pins before numpy, torch and JAX start threads)
 
 CORE = pinning.pin()
+
+WARM_SECONDS = 0.2
+"""How long each turn of the warm timing lasts at least."""
 
 from benchmarks.workloads import WORKLOADS, Workload  # noqa: E402
 from vrbench.bench.cells import Cell  # noqa: E402
@@ -64,15 +68,22 @@ def warm_timer(workload: Workload, replicates: int):
     theta = problem.initial_theta()
     state = estimator.fit(problem, theta, cell.generator("fit"))
 
-    def run() -> float:
+    def once() -> float:
         start = time.perf_counter()
         for _ in estimate_in_chunks(problem, estimator, theta, workload.n, replicates,
                                     cell.generator("measure"), state):
             pass
         return (time.perf_counter() - start) / replicates
 
-    for _ in range(2):
-        run()
+    # A call at R = 10⁴ lasts about a millisecond: right after a fresh cell process has run on
+    # this core, one call alone measures the caches that process left cold. Each turn is
+    # therefore the median of as many calls as fill WARM_SECONDS, after one untimed call.
+    repeats = max(1, math.ceil(WARM_SECONDS / (once() * replicates)))
+
+    def run() -> float:
+        once()
+        return statistics.median(once() for _ in range(repeats))
+
     return run
 
 
