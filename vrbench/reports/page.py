@@ -15,7 +15,7 @@ import pandas as pd
 
 from vrbench.reports.console import format_interval
 from vrbench.reports.labels import Labels, plain
-from vrbench.reports.registry import entries
+from vrbench.reports.registry import FigureContext, entries
 from vrbench.reports.style import estimator_order
 from vrbench.reports.tables import pivot, pvalue_cell
 from vrbench.reports.values import (
@@ -32,7 +32,6 @@ from vrbench.reports.values import (
 
 if TYPE_CHECKING:
     from vrbench.reports.build import Figure
-    from vrbench.reports.registry import FigureContext
     from vrbench.reports.selection import ReportSpec
 
 CSS = """
