@@ -210,10 +210,10 @@ def relative_variance_heatmap(context: FigureContext) -> Pages:
         side = max((width - content) / 2, MIN_SIDE_IN)
         grid = fig.add_gridspec(1, 3, width_ratios=[side, content, side])
         ax = fig.add_subplot(grid[0, 1])
-        colours = ScalarMappable(norm=scale.norm, cmap=cmap)
-        _heatmap(ax, cells, sheet, colours, context, refs, sizes.names)
+        shading = ScalarMappable(norm=scale.norm, cmap=cmap)
+        _heatmap(ax, cells, sheet, shading, context, refs, sizes.names)
         # A tenth of an inch between the bar's ticks and the first row, however many rows.
-        bar = fig.colorbar(colours, ax=ax,
+        bar = fig.colorbar(shading, ax=ax,
                            location="top", fraction=BAR_FRACTION,
                            pad=BAR_GAP_IN / max(len(sheet.estimators) * sizes.row,
                                                 MIN_BAR_ROWS_IN),
@@ -275,10 +275,10 @@ def _sheets(ran: pd.DataFrame, problems: list[str], refs: dict[str, str | None],
                                  context.figure_style.max_height)]
 
 
-def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, colours: ScalarMappable,
+def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, shading: ScalarMappable,
              context: FigureContext, refs: dict[str, str | None],
              names: dict[str, str]) -> None:
-    """The ``cells`` of ``sheet``, shaded by ``colours``, with each problem's reference
+    """The ``cells`` of ``sheet``, shaded by ``shading``, with each problem's reference
     (``refs``) marked and the estimators' ``names`` as set beside their markers."""
     estimators, problems = sheet.estimators, sheet.problems
     figure_style, estimator_styles = context.figure_style, context.estimator_styles
@@ -291,7 +291,7 @@ def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, colours: ScalarMappab
             ax.plot([-0.28], [i + 0.5], linestyle="none", markersize=figure_style.marker,
                     clip_on=False, **style.marker_kwargs())
         for j, problem in enumerate(problems):
-            _heat_cell(ax, index.get((problem, estimator)), i, j, colours, text_size,
+            _heat_cell(ax, index.get((problem, estimator)), i, j, shading, text_size,
                        estimator == refs.get(problem))
     ax.set_xlim(-0.5, len(problems))
     ax.set_ylim(len(estimators), 0)
@@ -307,11 +307,11 @@ def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, colours: ScalarMappab
         spine.set_visible(False)
 
 
-def _heat_cell(ax: Axes, row: pd.Series | None, i: int, j: int, colours: ScalarMappable,
+def _heat_cell(ax: Axes, row: pd.Series | None, i: int, j: int, shading: ScalarMappable,
                text_size: float, is_reference: bool) -> None:
     """The cell of ``row`` (None: a pair that does not apply) in row ``i`` and column ``j``:
-    its shade under ``colours``, and its text at ``text_size`` points."""
-    norm, cmap = colours.norm, colours.cmap
+    its shade under ``shading``, and its text at ``text_size`` points."""
+    norm, cmap = shading.norm, shading.cmap
     face: str | tuple[float, float, float, float] = "0.87"  # grey: not applicable
     text, color, hatch = "", "black", False
     if row is not None and row["status"] != "ok":
