@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -311,7 +311,7 @@ def _heat_cell(ax: Axes, row: pd.Series | None, i: int, j: int, shading: ScalarM
                text_size: float, is_reference: bool) -> None:
     """The cell of ``row`` (None: a pair that does not apply) in row ``i`` and column ``j``:
     its shade under ``shading``, and its text at ``text_size`` points."""
-    norm, cmap = shading.norm, shading.cmap
+    norm, cmap = cast(TwoSlopeNorm, shading.norm), shading.cmap  # as the heatmap made it
     face: str | tuple[float, float, float, float] = "0.87"  # grey: not applicable
     text, color, hatch = "", "black", False
     if row is not None and row["status"] != "ok":
