@@ -44,6 +44,7 @@ from vrbench.reports.figures import FigureContext, heatmap
 from vrbench.reports.figures.pages import alike_groups
 from vrbench.reports.labels import Labels, plain, words
 from vrbench.reports.labels import latex as latex_name
+from vrbench.reports.page import PageContents, index_html
 from vrbench.reports.paging import paginate
 from vrbench.reports.selection import ReportSpec, Selection, load_spec
 from vrbench.reports.style import (
@@ -835,9 +836,7 @@ def test_the_summary_and_the_page_use_the_same_references(fallback):
     for part in ("÷ that of score_function (", "multi_sample_score_function on gaussian_abs",
                  "no reference ran on random_mdp: n/r"):
         assert part in text
-    from vrbench.reports.page import index_html
-    page = _flat(html.unescape(index_html(prepared, [], [], ["png"], [], {},
-                                          reference="score_function", n=16)))
+    page = _flat(html.unescape(_index_html(prepared)))
     sf, msf = LABELS.estimator("score_function"), LABELS.estimator("multi_sample_score_function")
     assert f"Ratios are to the reference {sf} (" in page
     assert f"no reference ran on {LABELS.problem(UNREFERENCED)}: n/r" in page
@@ -853,7 +852,7 @@ def test_column_style_tables_are_one_column_floats_that_fit(prepared, styled, tm
     written = (out / "table_relative_variance.tex").read_text()
     assert (r"\begin{table*}" in written) == (style == "paper")
     assert (r"\begin{table}[tbp]" in written) == (style == "column")
-    latex = latex_relative(prepared, 16, width_pt=COLUMNWIDTH_PT, env="table")
+    latex = latex_relative(prepared, 16, figure_style=STYLES["column"])
     assert r"\begin{table*}" not in latex and r"\end{table}" in latex
     assert latex.count(r"\begin{table}") >= latex_relative(prepared, 16).count(r"\begin{table*}")
     names = {*_latex_names(prepared), latex_name("log₁₀ reference variance"),
@@ -879,7 +878,7 @@ def test_four_problems_in_the_column_style_are_one_float(prepared, tmp_path):
     overfull line in the column of a two-column article."""
     frame = ReportSpec().override(estimators=PAPER_SELECTION[0],
                                   problems=PAPER_SELECTION[1]).selection.apply(prepared)
-    latex = latex_relative(frame, 16, width_pt=COLUMNWIDTH_PT, env="table")
+    latex = latex_relative(frame, 16, figure_style=STYLES["column"])
     assert latex.count(r"\begin{table}") == 1, latex
     floats = _floats(latex, frame)
     assert set(next(iter(floats[0][2].values()))) == set(PAPER_SELECTION[1].split(","))
@@ -1350,9 +1349,7 @@ def test_the_summaries_count_failed_and_missing_cells_apart(synthetic):
     assert "missing" in header
     chain = next(line for line in text.splitlines() if line.startswith("chain_mdp"))
     assert chain.split()[-3:] == ["·", str(int(gone.sum())), "·"]  # failed, missing, †
-    from vrbench.reports.page import index_html
-    page = index_html(prepare(frame, ReportSpec()), [], [], ["png"], [], {},
-                      reference="score_function", n=16)
+    page = _index_html(prepare(frame, ReportSpec()))
     assert "<th>missing</th>" in page and "<div class='scroll'>" in page
 
 
@@ -1796,8 +1793,7 @@ def test_the_variance_caption_mentions_the_exact_strip_only_when_one_is_exact(pr
 
 def test_the_first_relative_table_has_one_label_in_every_style(prepared):
     for style in ("paper", "column"):
-        text = latex_relative(prepared, 16, width_pt=STYLES[style].table_width_pt,
-                              env=STYLES[style].table_env)
+        text = latex_relative(prepared, 16, figure_style=STYLES[style])
         assert text.count(r"\label{tab:vrbench-relative-variance}") == 1
         assert r"Table~\ref{tab:vrbench-relative-variance-1}" not in text
 
@@ -1833,14 +1829,19 @@ def test_a_note_joins_the_name_s_parenthesis_and_defaults_are_not_shown():
     assert with_note("PPO", "biased") == "PPO (biased)"
 
 
+def _index_html(frame: pd.DataFrame, contents: PageContents | None = None) -> str:
+    """The report's page of ``frame`` at n = 16, relative to the score function."""
+    context = FigureContext(STYLES["paper"], {}, frame, n=16, reference="score_function")
+    return index_html(context, [], contents or PageContents(formats=["png"]))
+
+
 def test_the_page_names_figures_and_estimators_for_readers(prepared):
     from vrbench.reports.build import Figure
-    from vrbench.reports.page import index_html
     figures_ = [Figure("variance_vs_samples", ["variance_vs_samples-1", "variance_vs_samples-2"],
                        "A caption.")]
-    page = index_html(prepared, [], figures_, ["png"], ["table_cells.tex"],
-                      {"bias_vs_temperature": "needs one estimator at several temperatures"},
-                      reference="score_function", n=16)
+    page = _index_html(prepared, PageContents(
+        figures_, ["png"], ["table_cells.tex"],
+        {"bias_vs_temperature": "needs one estimator at several temperatures"}))
     assert "<b>variance_vs_samples" not in page and ">variance vs samples<" not in page
     assert "Variance against samples per estimate" in page
     assert "alt='Variance against samples per estimate, page 2 of 2'" in page
@@ -1862,9 +1863,8 @@ def test_cell_floats_break_between_problems_where_a_problem_fits_a_float(prepare
 
 
 def test_the_page_shows_no_ratio_where_no_reference_ran():
-    from vrbench.reports.page import index_html
     frame = prepare(_without_references(synthetic_frame()), ReportSpec())
-    page = index_html(frame, [], [], ["png"], [], {}, reference="score_function", n=16)
+    page = _index_html(frame)
     assert "n/r" not in page and "variance ÷ reference" not in page
     assert "rel. variance" not in page and "No reference" in page
 

@@ -187,7 +187,7 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     out.mkdir(parents=True, exist_ok=True)
     try:
         return _write(_context(frame, traces, shared, spec, style_name, reference, layout),
-                      metas, out, formats, style_name, spec)
+                      metas, out, formats, spec)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
@@ -239,7 +239,7 @@ def _context(frame: pd.DataFrame, traces: pd.DataFrame | None, shared: pd.DataFr
 
 
 def _write(context: FigureContext, metas: list[dict[str, Any]], out: Path,
-           formats: list[str], style_name: str, spec: ReportSpec) -> Report:
+           formats: list[str], spec: ReportSpec) -> Report:
     written: list[Path] = []
     done: list[Figure] = []
     not_drawn: dict[str, str] = {}
@@ -275,15 +275,14 @@ def _write(context: FigureContext, metas: list[dict[str, Any]], out: Path,
         else:
             assert n is not None
             prefix = spec.label_prefix or "tab:vrbench"
-            chosen = STYLES[style_name]
             # No ratio to show: the relative-variance table is not written, for the reason
             # the heatmap is not drawn, and the per-cell tables drop their ratio column.
             unreferenced = no_reference(frame, n, reference)
             relative_tables = []
             if unreferenced is None:
                 relative_tables = [("table_relative_variance.tex", latex_relative(
-                    frame, n, reference, chosen.table_width_pt, env=chosen.table_env,
-                    labels=labels, prefix=prefix))]
+                    frame, n, reference, context.figure_style, labels=labels,
+                    prefix=prefix))]
             else:
                 not_drawn["table_relative_variance"] = unreferenced
             ratios = unreferenced is None
@@ -303,9 +302,8 @@ def _write(context: FigureContext, metas: list[dict[str, Any]], out: Path,
                 written.append(target)
                 tables.append(filename)
     index = out / "index.html"
-    index.write_text(page.index_html(frame, metas, done, formats, tables, not_drawn,
-                                     reference=reference, n=n, spec=spec, style=style_name,
-                                     labels=labels))
+    index.write_text(page.index_html(context, metas,
+                                     page.PageContents(done, formats, tables, not_drawn), spec))
     written.append(index)
     return Report(written, done, not_drawn, spec.requested)
 

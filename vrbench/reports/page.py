@@ -7,14 +7,15 @@ import html
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
 from vrbench.reports.console import format_interval
 from vrbench.reports.labels import Labels, plain
-from vrbench.reports.registry import entries
+from vrbench.reports.registry import FigureContext, entries
 from vrbench.reports.style import estimator_order
 from vrbench.reports.tables import pivot, pvalue_cell
 from vrbench.reports.values import (
@@ -315,12 +316,27 @@ def _cells_html(frame: pd.DataFrame, labels: Labels, reference: str,
                    "µs / estimate"], rows, left=3)
 
 
-def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[Figure],
-               formats: Sequence[str], tables: list[str], not_drawn: dict[str, str],
-               reference: str, n: int | None, spec: ReportSpec | None = None,
-               style: str = "paper", labels: Labels | None = None) -> str:
-    """The report's page; ``not_drawn`` says why each figure not drawn was not."""
-    labels = labels or Labels()
+@dataclass(frozen=True)
+class PageContents:
+    """What the page shows of the report's files: the figures drawn (each linked in every
+    one of ``formats``), the tables written, and the figures not drawn with why."""
+
+    figures: Sequence[Figure] = ()
+    formats: Sequence[str] = ()
+    """The figures' file formats; the page shows the PNG (else the SVG) and links each."""
+    tables: Sequence[str] = ()
+    """The tables' file names."""
+    not_drawn: Mapping[str, str] = field(default_factory=dict)
+    """Figure (or ``tables``) → why it was not drawn."""
+
+
+def index_html(context: FigureContext, metas: list[dict[str, Any]], contents: PageContents,
+               spec: ReportSpec | None = None) -> str:
+    """The report's page: the cells, sample size, reference, labels and style of
+    ``context``, the provenance of ``metas``, and ``contents``."""
+    frame, n, reference, labels = context.cells, context.n, context.reference, context.labels
+    figures, formats, tables = contents.figures, contents.formats, contents.tables
+    not_drawn = contents.not_drawn
     # No reference ran on any selected problem: no ratios anywhere on the page.
     relative = frame.empty or n is None or no_reference(frame, n, reference) is None
     image = "png" if "png" in formats else ("svg" if "svg" in formats else None)
@@ -340,7 +356,7 @@ def index_html(frame: pd.DataFrame, metas: list[dict[str, Any]], figures: list[F
                       if not frame.empty else labels.estimator(reference))
     if not relative:
         described = f"{plain(labels.estimator(reference))} (it did not run: no ratios)"
-    parts += _provenance(metas, spec, style, described, n)
+    parts += _provenance(metas, spec, context.figure_style.name, described, n)
     if not frame.empty:
         parts += _summary(frame, reference, labels, relative)
     for figure in figures:

@@ -31,7 +31,7 @@ import pandas as pd
 from vrbench.reports.console import format_interval
 from vrbench.reports.labels import SUPERSCRIPTS, Labels, latex, plain, words
 from vrbench.reports.paging import paginate
-from vrbench.reports.style import TEXTWIDTH_PT
+from vrbench.reports.style import STYLES, TEXTWIDTH_PT, FigureStyle
 from vrbench.reports.values import (
     EXACT_RTOL,
     FAMILY_ALPHA,
@@ -458,15 +458,16 @@ and none below it, so the caption would touch the table's top rule."""
 
 
 def latex_relative(frame: pd.DataFrame, n: int, reference: str = REFERENCE,
-                   width_pt: float = TEXTWIDTH_PT, prefix: str = "tab:vrbench",
-                   env: str = "table*", labels: Labels | None = None,
-                   numbers: str = "auto") -> str:
-    """The pivot as one or more ``env`` floats (``table*``: across a two-column page;
-    ``table``: in one column), each with a short ``\\caption`` and a ``\\label``
-    (``<prefix>-relative-variance``, numbered when split), the notation once under the
-    first; split by problems only where one float cannot hold them in the compact form."""
+                   figure_style: FigureStyle = STYLES["paper"], prefix: str = "tab:vrbench",
+                   labels: Labels | None = None, numbers: str = "auto") -> str:
+    """The pivot as one or more floats of the style's ``table_env`` (``table*``: across a
+    two-column page; ``table``: in one column) that fit its ``table_width_pt``, each with a
+    short ``\\caption`` and a ``\\label`` (``<prefix>-relative-variance``, numbered when
+    split), the notation once under the first; split by problems only where one float
+    cannot hold them in the compact form."""
     labels = labels or Labels()
-    table, layouts = choose(frame, n, reference, labels, width_pt, numbers)
+    env = figure_style.table_env
+    table, layouts = choose(frame, n, reference, labels, figure_style.table_width_pt, numbers)
     label = f"{prefix}-relative-variance"
     floats = []
     first = label  # the same in every style, split or not; the parts after it -2, -3, ...

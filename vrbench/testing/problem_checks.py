@@ -269,14 +269,14 @@ def check_problem(problem: Problem | type[Problem] | str, *,
                       else f"got shape {tuple(vector.shape)} dtype {vector.dtype}, expected "
                            f"({problem.dim},) float64")
     report.record("runs off the CPU", meta_problem_failure(problem))
+    suite = _Suite(report, problem, where, device)
     try:
-        _exact_checks(report, problem, theta, initial, value, true_grad, seed, device, points)
+        _exact_checks(suite, theta, initial, value, true_grad, seed, points)
     except Exception as exc:
         report.record("runs", f"raised {type(exc).__name__}: {exc}")
         return report
     deadline = None if time_budget is None else time.perf_counter() + time_budget
     sizing = _Sizing(tolerance, effort, max_draws, deadline, accept_partial, time_budget)
-    suite = _Suite(report, problem, where, device)
     _sampled_checks(suite, None, theta, value, reference, seed, sizing)
     for index, (label, point) in enumerate(points[1:], start=1):
         try:
@@ -347,9 +347,12 @@ class _Sizing:
         return int(max(1024, min(self.max_draws, self.share * self.effort * SAMPLED_WORK / work)))
 
 
-def _exact_checks(report: CheckReport, problem: Problem, theta: Tensor, initial: Tensor,
-                  value: Tensor, true_grad: Tensor, seed: int, device: torch.device,
-                  points: list[tuple[str | None, Tensor]]) -> None:
+def _exact_checks(suite: _Suite, theta: Tensor, initial: Tensor, value: Tensor,
+                  true_grad: Tensor, seed: int, points: list[tuple[str | None, Tensor]]
+                  ) -> None:
+    """The checks without sampling error, at the check θ ``theta`` (J = ``value``,
+    ∇J = ``true_grad``), the ``initial`` θ and the other ``points``."""
+    report, problem, device = suite.report, suite.problem, suite.device
     with on_device(device):
         report.record("f and sample deterministic",
                       determinism_failure(problem, theta, device, seed))
@@ -487,8 +490,8 @@ def _pathwise_gradient_identity(report: CheckReport, problem: Problem, theta: Te
 
 @dataclass(frozen=True)
 class _Suite:
-    """What every sampled test of one problem's check shares: where it records, what it
-    checks and on which device."""
+    """What every test of one problem's check shares, exact or sampled: where it records,
+    what it checks and on which device."""
 
     report: CheckReport
     problem: Problem

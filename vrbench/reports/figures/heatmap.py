@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Colormap, TwoSlopeNorm
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter
 
@@ -30,7 +29,6 @@ from vrbench.reports.figures.pages import alike_groups, figure_width, page_suffi
 from vrbench.reports.labels import Labels, words
 from vrbench.reports.paging import paginate
 from vrbench.reports.registry import FigureContext, Needs, NotDrawn, Pages, figure
-from vrbench.reports.style import EstimatorStyle, FigureStyle
 from vrbench.reports.values import (
     NO_REFERENCE,
     describe_reference,
@@ -169,7 +167,7 @@ def relative_variance_heatmap(context: FigureContext) -> Pages:
     ``mse_ratio`` and ``best`` (see :func:`vrbench.reports.values.relative` and
     :func:`~vrbench.reports.values.best`).
     """
-    fig_style, labels, layout = context.figure_style, context.labels, context.layout
+    figure_style, labels, layout = context.figure_style, context.labels, context.layout
     n, reference, frame = context.sample_size(), context.reference, context.cells
     ran = frame[(frame["n_samples"] == n) & (frame["status"] != "skipped")]
     if ran.empty:
@@ -179,8 +177,8 @@ def relative_variance_heatmap(context: FigureContext) -> Pages:
                        f"selected problems at n = {n}")
     ran = ran.join(ranked_ratios(ran).add_prefix("_rank_"))
     refs = problem_references(ran, reference)
-    size = fig_style.small
-    width = figure_width(fig_style, layout)
+    size = figure_style.small
+    width = figure_width(figure_style, layout)
     sizes = _cell_sizes(ran, width, size, labels, layout)
     room = width - sizes.names_width - PAGE_MARGIN_IN
     columns = 1 if layout == "per-problem" else max(1, int(room // sizes.cell))
@@ -212,10 +210,10 @@ def relative_variance_heatmap(context: FigureContext) -> Pages:
         side = max((width - content) / 2, MIN_SIDE_IN)
         grid = fig.add_gridspec(1, 3, width_ratios=[side, content, side])
         ax = fig.add_subplot(grid[0, 1])
-        _heatmap(ax, cells, sheet, scale.norm, cmap, fig_style, context.estimator_styles,
-                 refs, labels, sizes.names)
+        shading = ScalarMappable(norm=scale.norm, cmap=cmap)
+        _heatmap(ax, cells, sheet, shading, context, refs, sizes.names)
         # A tenth of an inch between the bar's ticks and the first row, however many rows.
-        bar = fig.colorbar(ScalarMappable(norm=scale.norm, cmap=cmap), ax=ax,
+        bar = fig.colorbar(shading, ax=ax,
                            location="top", fraction=BAR_FRACTION,
                            pad=BAR_GAP_IN / max(len(sheet.estimators) * sizes.row,
                                                 MIN_BAR_ROWS_IN),
@@ -277,18 +275,23 @@ def _sheets(ran: pd.DataFrame, problems: list[str], refs: dict[str, str | None],
                                  context.figure_style.max_height)]
 
 
-def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, norm: TwoSlopeNorm,
-             cmap: Colormap, fig_style: FigureStyle, styles: Mapping[str, EstimatorStyle],
-             refs: dict[str, str | None], labels: Labels, names: dict[str, str]) -> None:
+def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, shading: ScalarMappable,
+             context: FigureContext, refs: dict[str, str | None],
+             names: dict[str, str]) -> None:
+    """The ``cells`` of ``sheet``, shaded by ``shading``, with each problem's reference
+    (``refs``) marked and the estimators' ``names`` as set beside their markers."""
     estimators, problems = sheet.estimators, sheet.problems
+    figure_style, estimator_styles = context.figure_style, context.estimator_styles
+    labels = context.labels
+    text_size = figure_style.small * CELL_TEXT_SCALE
     index = {(r["problem"], r["estimator"]): r for _, r in cells.iterrows()}
     for i, estimator in enumerate(estimators):
-        if estimator in styles:  # the estimator's identity marker
-            style = styles[estimator]
-            ax.plot([-0.28], [i + 0.5], linestyle="none", markersize=fig_style.marker,
+        if estimator in estimator_styles:  # the estimator's identity marker
+            style = estimator_styles[estimator]
+            ax.plot([-0.28], [i + 0.5], linestyle="none", markersize=figure_style.marker,
                     clip_on=False, **style.marker_kwargs())
         for j, problem in enumerate(problems):
-            _heat_cell(ax, index.get((problem, estimator)), i, j, norm, cmap, fig_style,
+            _heat_cell(ax, index.get((problem, estimator)), i, j, shading, text_size,
                        estimator == refs.get(problem))
     ax.set_xlim(-0.5, len(problems))
     ax.set_ylim(len(estimators), 0)
@@ -304,8 +307,11 @@ def _heatmap(ax: Axes, cells: pd.DataFrame, sheet: _Sheet, norm: TwoSlopeNorm,
         spine.set_visible(False)
 
 
-def _heat_cell(ax: Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlopeNorm,
-               cmap: Colormap, fig_style: FigureStyle, is_reference: bool) -> None:
+def _heat_cell(ax: Axes, row: pd.Series | None, i: int, j: int, shading: ScalarMappable,
+               text_size: float, is_reference: bool) -> None:
+    """The cell of ``row`` (None: a pair that does not apply) in row ``i`` and column ``j``:
+    its shade under ``shading``, and its text at ``text_size`` points."""
+    norm, cmap = cast(TwoSlopeNorm, shading.norm), shading.cmap  # as the heatmap made it
     face: str | tuple[float, float, float, float] = "0.87"  # grey: not applicable
     text, color, hatch = "", "black", False
     if row is not None and row["status"] != "ok":
@@ -334,5 +340,5 @@ def _heat_cell(ax: Axes, row: pd.Series | None, i: int, j: int, norm: TwoSlopeNo
     if text:
         halo = [patheffects.withStroke(linewidth=2.0, foreground="white")] if hatch else None
         ax.text(j + 0.5, i + 0.53, text, ha="center", va="center", color=color,
-                fontsize=fig_style.small * CELL_TEXT_SCALE, fontweight="bold" if best else "normal",
+                fontsize=text_size, fontweight="bold" if best else "normal",
                 path_effects=halo)

@@ -237,7 +237,7 @@ def variance_vs_parameter(context: FigureContext) -> Pages:
               if (rows["quantity"] == "variance").all() else
               ["variance of one estimate", "or ‖bias‖ as titled", "(log scale)"])
     return problem_figures(
-        rows, fig_style, context.layout, EstimatorLegend(rows, styles, labels, biased, extras),
+        context, EstimatorLegend(rows, styles, labels, biased, extras),
         lambda ax, panel: _parameter_panel(ax, rows[rows["problem"] == panel], styles,
                                            fig_style, labels),
         [f"n = {n} sample{'s' if n > 1 else ''} per estimate"], ylabel, columns=columns,

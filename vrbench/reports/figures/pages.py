@@ -24,7 +24,7 @@ from vrbench.reports.figures.legend import (
     legend_layout,
 )
 from vrbench.reports.paging import paginate
-from vrbench.reports.registry import Pages
+from vrbench.reports.registry import FigureContext, Pages
 from vrbench.reports.style import FigureStyle
 from vrbench.reports.values import problem_groups
 
@@ -159,20 +159,23 @@ def problem_grid_pages(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
     return out
 
 
-def problem_figures(rows: pd.DataFrame, fig_style: FigureStyle, layout: str,
-                    legend: EstimatorLegend, draw: Callable[[Axes, str], None],
-                    xlabel: Sequence[str], ylabel: Sequence[str], columns: int | None = None,
+def problem_figures(context: FigureContext, legend: EstimatorLegend,
+                    draw: Callable[[Axes, str], None], xlabel: Sequence[str],
+                    ylabel: Sequence[str], columns: int | None = None,
                     title: Callable[[str], str] | None = None) -> Pages:
-    """Pages of one panel per problem, each drawn by ``draw(axes, problem)``, with the page's
-    legend above and the axis labels (phrases, see :func:`shared_labels`) shared. Panels
-    are titled with the problem's display name, or ``title(problem)``."""
+    """Pages of one panel per problem of the legend's rows, in the context's style and
+    layout, each drawn by ``draw(axes, problem)``, with the page's legend above and the axis
+    labels (phrases, see :func:`shared_labels`) shared. Panels are titled with the
+    problem's display name, or ``title(problem)``."""
+    figure_style = context.figure_style
     pages: Pages = []
     for suffix, fig, panels, layout_of_legend in problem_grid_pages(
-            rows, fig_style, layout, legend.texts, title or legend.labels.problem, columns):
+            legend.rows, figure_style, context.layout, legend.texts,
+            title or legend.labels.problem, columns):
         for ax, problem in panels:
             draw(ax, problem)
         add_legend(fig, legend.handles([problem for _, problem in panels]), layout_of_legend,
-                   fig_style.small)
+                   figure_style.small)
         shared_labels(fig, xlabel, ylabel)
         pages.append((suffix, fig))
     return pages

@@ -105,7 +105,7 @@ def shared_run_variance(context: FigureContext) -> Pages:
     drivers = sorted(set(shared["driver"].dropna())) if "driver" in shared else []
     driven = ([f"(run driven by {', '.join(labels.estimator(d) for d in drivers)})"]
               if drivers else [])
-    return problem_figures(shared, fig_style, context.layout,
+    return problem_figures(context,
                            EstimatorLegend(shared, styles, labels, _biased_by_claim(shared),
                                            extras=extras), draw,
                            ["optimization step", *driven, *train_settings(shared)],

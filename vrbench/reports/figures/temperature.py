@@ -48,7 +48,7 @@ def bias_vs_temperature(context: FigureContext) -> Pages:
                     **{**base_styles[base].line_kwargs(), "linestyle": "-"})
         log_axes(ax)
 
-    return problem_figures(ok, fig_style, context.layout,
+    return problem_figures(context,
                            EstimatorLegend(ok, base_styles, context.labels, column="base"),
                            draw, ["temperature τ", f"at n = {n}", "(log scale)"],
                            ["‖bias‖", "(log scale)"],

@@ -71,8 +71,7 @@ def training_traces(context: FigureContext, x: str, column: str = "value") -> Pa
               "wall_s": ["wall-clock time of the steps", "(s, log scale)"]}[x]
     ylabel = [TRAINING_METRICS[column]] if column in TRAINING_METRICS else \
         ["exact objective J(θ)"]
-    return problem_figures(traces, fig_style, context.layout,
-                           EstimatorLegend(traces, styles, context.labels), draw,
+    return problem_figures(context, EstimatorLegend(traces, styles, context.labels), draw,
                            xlabel + train_settings(traces), ylabel,
                            columns=min(CURVE_COLUMNS, fig_style.columns))
 
@@ -168,7 +167,7 @@ def training_variance(context: FigureContext) -> Pages:
         if (rows["variance"] > 0).any() or (grad > 0).any():
             log_axis(ax, "y")
 
-    return problem_figures(traces, fig_style, context.layout,
+    return problem_figures(context,
                            EstimatorLegend(traces, styles, context.labels, extras=extras), draw,
                            ["optimization step", *train_settings(traces)],
                            ["variance of one estimate", "(log scale)"],

@@ -82,8 +82,7 @@ def training_gap(context: FigureContext, column: str) -> Pages:
                             color=style.color, alpha=BAND_ALPHA, linewidth=0)
 
     seeds = int(frame.groupby(["problem", "estimator", "step"]).size().max())
-    return problem_figures(frame, fig_style, context.layout,
-                           EstimatorLegend(frame, styles, labels, extras=extras), draw,
+    return problem_figures(context, EstimatorLegend(frame, styles, labels, extras=extras), draw,
                            ["optimization step", *train_settings(traces)],
                            [f"{TRAINING_METRICS[column]} gap", f"to {base_label}",
                             f"(same seeds: mean of {seeds}, min–max)"],

@@ -85,8 +85,7 @@ def variance_vs_samples(context: FigureContext) -> Pages:
         extras.append(caret_handle("interval reaches 0", "v"))
 
     return problem_figures(
-        ok, fig_style, context.layout, EstimatorLegend(ok, styles, context.labels, biased,
-                                                       extras),
+        context, EstimatorLegend(ok, styles, context.labels, biased, extras),
         lambda ax, problem: _variance_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
         ["samples per estimate n", "(log scale)"], ["variance of one estimate", "(log scale)"])
 
@@ -182,8 +181,7 @@ def bias_vs_variance(context: FigureContext) -> Pages:
         extras.append(text_handle(f"{DAGGER} unbiasedness rejected"))
 
     return problem_figures(
-        ok, fig_style, context.layout, EstimatorLegend(ok, styles, context.labels, biased,
-                                                       extras, lines=False),
+        context, EstimatorLegend(ok, styles, context.labels, biased, extras, lines=False),
         lambda ax, problem: _bias_panel(ax, ok[ok["problem"] == problem], styles, fig_style),
         ["variance of one estimate", f"at n = {n}", "(log scale)"],
         ["measured ‖bias‖", "(log scale)"])

@@ -3,8 +3,6 @@ relative to the reference, ranked per problem."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -30,7 +28,6 @@ from vrbench.reports.figures.pages import (
 )
 from vrbench.reports.labels import Labels
 from vrbench.reports.registry import FigureContext, Needs, NotDrawn, Pages, figure
-from vrbench.reports.style import EstimatorStyle, FigureStyle
 from vrbench.reports.values import (
     NO_REFERENCE,
     describe_reference,
@@ -81,7 +78,7 @@ def work_normalized(context: FigureContext, cost: str) -> Pages:
     Expects the columns ``<cost>_ratio``, ``<cost>_ratio_low``, ``<cost>_ratio_high`` and
     their ``<cost>_mse_`` counterparts (see :func:`vrbench.reports.values.relative`).
     """
-    styles, fig_style, labels = context.estimator_styles, context.figure_style, context.labels
+    figure_style, labels = context.figure_style, context.labels
     n, reference, layout = context.sample_size(), context.reference, context.layout
     frame = context.cells
     column = f"{cost}_ratio"
@@ -95,10 +92,10 @@ def work_normalized(context: FigureContext, cost: str) -> Pages:
     biased = biased_estimators(ran)
     refs = problem_references(ran, reference)  # each problem's own
     label_in = max(text_width_in(_work_label(r, biased, refs.get(r["problem"]), labels),
-                                 fig_style.small) for _, r in ran.iterrows()) + LABEL_PAD_IN
-    width = figure_width(fig_style, layout)
+                                 figure_style.small) for _, r in ran.iterrows()) + LABEL_PAD_IN
+    width = figure_width(figure_style, layout)
     per_row = max(1, int(width // (label_in + WORK_PLOT_IN)))
-    row_in = fig_style.small * ROW_EM / 72
+    row_in = figure_style.small * ROW_EM / 72
 
     def panel_height(problem: str) -> float:
         return float((ran["problem"] == problem).sum() * row_in + PANEL_PAD_IN)
@@ -107,7 +104,7 @@ def work_normalized(context: FigureContext, cost: str) -> Pages:
         rows = [page[i:i + per_row] for i in range(0, len(page), per_row)]
         return sum(max(panel_height(p) for p in r) for r in rows) + AXIS_LABEL_IN + PAGE_PAD_IN
 
-    pages_ = paginate_problems(alike_groups(ran), height, fig_style, layout)
+    pages_ = paginate_problems(alike_groups(ran), height, figure_style, layout)
     pages: Pages = []
     for suffix, page in zip(page_suffixes(pages_, layout), pages_, strict=True):
         rows_of = [page[i:i + per_row] for i in range(0, len(page), per_row)]
@@ -117,7 +114,7 @@ def work_normalized(context: FigureContext, cost: str) -> Pages:
         for r, row_problems in enumerate(rows_of):
             for c, problem in enumerate(row_problems):
                 _work_panel(fig.add_subplot(grid[r, c]), ran[ran["problem"] == problem],
-                            problem, styles, fig_style, biased, refs.get(problem), labels,
+                            problem, context, biased, refs.get(problem),
                             width / min(per_row, len(page)) - TITLE_MARGIN_IN)
         what = [f"{WORK_LABELS[cost]} per estimate", "(MSE × cost for biased estimators)"] \
             if is_biased(ran).any() else [f"{WORK_LABELS[cost]} per estimate"]
@@ -143,12 +140,13 @@ def _work_label(row: pd.Series, biased: set[str], reference: str | None,
     return label
 
 
-def _work_panel(ax: Axes, rows: pd.DataFrame, problem: str,
-                styles: Mapping[str, EstimatorStyle], fig_style: FigureStyle, biased: set[str],
-                reference: str | None, labels: Labels, title_in: float = 3.0) -> None:
+def _work_panel(ax: Axes, rows: pd.DataFrame, problem: str, context: FigureContext,
+                biased: set[str], reference: str | None, title_in: float = 3.0) -> None:
     """One problem's ranked dots: best (lowest ratio) at the top. The title ends at the
     plot's right edge and extends over the estimators' names, broken to the panel's width:
     never past the figure's edge."""
+    figure_style, estimator_styles = context.figure_style, context.estimator_styles
+    labels = context.labels
     order = rows.assign(_key=rows["_rank_ratio"].astype(float).fillna(np.inf)).sort_values(
         ["_key", "estimator"], ascending=[False, True])
     values = order["_rank_ratio"].astype(float).to_numpy()
@@ -167,24 +165,25 @@ def _work_panel(ax: Axes, rows: pd.DataFrame, problem: str,
         value = values[y]
         if row["status"] != "ok" or not np.isfinite(value):
             continue
-        style = styles[row["estimator"]]
+        style = estimator_styles[row["estimator"]]
         x = at_slot(strip, slots, row["estimator"], value, exact[y])
         if value > 0 and row["estimator"] != reference:
             draw_interval(ax, y, low[y], high[y], floor_x, style.color, vertical=False)
-        ax.plot([x], [y], linestyle="none", markersize=fig_style.marker, clip_on=False,
+        ax.plot([x], [y], linestyle="none", markersize=figure_style.marker, clip_on=False,
                 zorder=2, **style.marker_kwargs())
     ax.set_yticks(range(len(order)), [_work_label(r, biased, reference, labels)
                                       for _, r in order.iterrows()])
     ax.tick_params(axis="y", length=0)
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.spines["left"].set_visible(False)
-    ax.set_title(wrap_label(labels.problem(problem), title_in, fig_style.font), loc="right")
+    ax.set_title(wrap_label(labels.problem(problem), title_in, figure_style.font),
+                 loc="right")
     for tick, (_, row) in zip(ax.get_yticklabels(), order.iterrows(), strict=True):
         if row["estimator"] in biased:
             tick.set_fontstyle("italic")
     if reference is None:  # no ratios: say why the panel is empty
         ax.text(0.5, 0.5, f"{NO_REFERENCE}: no reference ran", transform=ax.transAxes,
-                ha="center", va="center", fontsize=fig_style.small, color=REFERENCE_COLOR)
+                ha="center", va="center", fontsize=figure_style.small, color=REFERENCE_COLOR)
 
 
 
