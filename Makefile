@@ -31,7 +31,8 @@ typecheck: $(STAMP)
 PARALLEL := -n auto --dist loadfile
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
-test: lint typecheck
+# The docs extra too: a test checks the generated capability page against the records.
+test: lint typecheck $(DOCS_STAMP)
 	$(BIN)/python -m pytest $(PARALLEL); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
@@ -48,7 +49,7 @@ clean:
 	rm -rf $(VENV) results site .pytest_cache .benchmarks .mypy_cache
 
 # The tests not marked slow (tests/conftest.py lists them): for day-to-day work.
-test-fast: lint typecheck
+test-fast: lint typecheck $(DOCS_STAMP)
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
