@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JAX_STAMP := $(VENV)/.jax-installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
 .PHONY: sweep test test-fast lint typecheck docs bench clean
 
@@ -53,7 +54,6 @@ test-fast: lint typecheck $(DOCS_STAMP)
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-DOCS_STAMP := $(VENV)/.installed-docs
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,reports,docs]'
 	touch $(DOCS_STAMP)
