@@ -6,7 +6,6 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.axes import Axes
 
-from vrbench.reports.axes import log_axis
 from vrbench.reports.figures.legend import EstimatorLegend
 from vrbench.reports.figures.pages import CURVE_COLUMNS, problem_figures
 from vrbench.reports.figures.training import (
@@ -93,10 +92,7 @@ def shared_run_variance(context: FigureContext) -> Pages:
     extras = [gradient_norm_handle(shared.get("reference"))]
 
     def draw(ax: Axes, problem: str) -> None:
-        rows = shared[shared["problem"] == problem]
-        grad = draw_variance_along_steps(ax, rows, styles, fig_style)
-        if (rows["variance"] > 0).any() or (grad > 0).any():
-            log_axis(ax, "y")
+        draw_variance_along_steps(ax, shared[shared["problem"] == problem], styles, fig_style)
 
     def title(panel: str) -> str:  # "problem: parameter group" where θ is drawn by group
         problem, _, group = panel.partition(": ")

@@ -126,9 +126,10 @@ def gradient_norm_handle(reference: pd.Series | None) -> Line2D:
 
 def draw_variance_along_steps(ax: Axes, rows: pd.DataFrame,
                               styles: Mapping[str, EstimatorStyle],
-                              fig_style: FigureStyle) -> np.ndarray:
+                              fig_style: FigureStyle) -> None:
     """Each estimator's variance against the step (geometric mean over seeds, the band
-    from the least to the largest) and ‖∇J(θ_t)‖² dashed; returns the latter's values."""
+    from the least to the largest) and ‖∇J(θ_t)‖² dashed, on a log y axis where any of them
+    is positive."""
     for estimator in estimator_order(rows["estimator"]):
         group = rows[rows["estimator"] == estimator]
         by_step = group.groupby("step")["variance"].agg(
@@ -141,7 +142,8 @@ def draw_variance_along_steps(ax: Axes, rows: pd.DataFrame,
                         color=style.color, alpha=BAND_ALPHA, linewidth=0)
     grad = rows.groupby("step")["true_grad_norm"].apply(lambda g: float((g**2).mean()))
     ax.plot(grad.index, grad.to_numpy(), color="black", linestyle="--", linewidth=0.8)
-    return np.asarray(grad.to_numpy(), dtype=float)
+    if (rows["variance"] > 0).any() or (grad > 0).any():
+        log_axis(ax, "y")
 
 
 @figure("training_variance", Needs.TRACES,
@@ -162,10 +164,7 @@ def training_variance(context: FigureContext) -> Pages:
     extras = [gradient_norm_handle(traces.get("reference"))]
 
     def draw(ax: Axes, problem: str) -> None:
-        rows = traces[traces["problem"] == problem]
-        grad = draw_variance_along_steps(ax, rows, styles, fig_style)
-        if (rows["variance"] > 0).any() or (grad > 0).any():
-            log_axis(ax, "y")
+        draw_variance_along_steps(ax, traces[traces["problem"] == problem], styles, fig_style)
 
     return problem_figures(context,
                            EstimatorLegend(traces, styles, context.labels, extras=extras), draw,
