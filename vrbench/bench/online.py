@@ -243,7 +243,7 @@ def _measured(problem: Problem, follower: _Follower, theta: torch.Tensor,
               step: int) -> dict[str, Any]:
     try:
         metrics, _, _ = measure(problem, follower.reached(), follower.cell, theta=theta,
-                                stream="" if step == 0 else f"/step {step}")
+                                stream="" if step == 0 else f"/step {step}", timed=False)
     except Exception as exc:  # a failed measurement must not end the run
         return {**dict.fromkeys(TRACE_METRICS), "error": f"{type(exc).__name__}: {exc}"}
     return {**{key: metrics[key] for key in TRACE_METRICS}, "error": ""}

@@ -297,7 +297,7 @@ def _measured(problem: Problem, estimator: Estimator, cell: Cell, theta: torch.T
     try:
         metrics, _, _ = measure(problem, estimator, cell, theta=theta,
                                 stream="" if step == 0 else f"/step {step}",
-                                reference=reference)
+                                reference=reference, timed=False)
     except Exception as exc:  # a failed measurement must not end the run
         return {**dict.fromkeys(TRACE_METRICS), "error": f"{type(exc).__name__}: {exc}"}
     return {**{key: metrics.get(key) for key in TRACE_METRICS}, "error": ""}

@@ -52,7 +52,7 @@ class _SoftmaxBandit(Problem):
 
     @property
     def dim(self) -> int:
-        return self.means.numel()
+        raise NotImplementedError  # the number of arms, known without building the means
 
     def initial_theta(self) -> Tensor:
         return torch.full((self.dim,), self.theta, dtype=DTYPE)
@@ -152,6 +152,10 @@ class BanditGaussian10(_SoftmaxBandit):
         check(self.noise >= 0, self.name, f"noise={self.noise} must be non-negative")
         check_magnitude(self.name, "noise", self.noise)
 
+    @property
+    def dim(self) -> int:
+        return len(ARM_MEANS_10)
+
     @device_cached
     def means(self) -> Tensor:
         return torch.tensor(ARM_MEANS_10, dtype=DTYPE)
@@ -181,6 +185,10 @@ class BanditBernoulliK(_SoftmaxBandit):
 
     def __post_init__(self) -> None:
         check_size(self.name, "arms", self.arms, low=2)
+
+    @property
+    def dim(self) -> int:
+        return self.arms
 
     @device_cached
     def means(self) -> Tensor:
