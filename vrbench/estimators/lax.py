@@ -36,10 +36,21 @@ class Surrogate(NamedTuple):
     weights: Tensor  # (1 + 2P + hidden,)
 
 
+def _tanh_(x: Tensor) -> Tensor:
+    """``tanh(x) = 2 sigmoid(2x) − 1``, in place.
+
+    The identity is exact; its rounding is absolute (within 2.2e-16, where torch's ``tanh`` is
+    within an ulp of each value), which is all a surrogate's hidden layer needs. Half of LAX's
+    time went to torch's float64 ``tanh``, about 6 ns per value on the CPUs measured against
+    1.3 ns for its ``sigmoid``.
+    """
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
 def _features(surrogate: Surrogate, flat: Tensor) -> Tensor:
     """ψ(z) of flattened samples ``(..., P)``: ``(..., 1 + 2P + hidden)``."""
     z = (flat - surrogate.centre) / surrogate.scale
-    hidden = torch.tanh(z @ surrogate.projection + surrogate.offset)
+    hidden = _tanh_(z @ surrogate.projection + surrogate.offset)
     return torch.cat([torch.ones_like(z[..., :1]), z, z**2, hidden], dim=-1)
 
 
@@ -52,7 +63,7 @@ def _value_and_slope(surrogate: Surrogate, flat: Tensor) -> tuple[Tensor, Tensor
     # In place where a temporary is used once: the hidden layer is the size of the draws
     # times its width, and the fewer such tensors, the more of them stay in the caches.
     z = (flat - surrogate.centre).div_(surrogate.scale)
-    hidden = (z @ surrogate.projection).add_(surrogate.offset).tanh_()
+    hidden = _tanh_((z @ surrogate.projection).add_(surrogate.offset))
     value = (z @ linear).add_(weights[0]).add_((z * z) @ square).add_(hidden @ through)
     # ((1 − h²) ⊙ w) Vᵀ = w Vᵀ − h² (w ⊙ Vᵀ): one product of the hidden layer, no 1 − h².
     through_projection = through[:, None] * surrogate.projection.T
