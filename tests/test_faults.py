@@ -155,6 +155,23 @@ def test_a_killed_worker_is_replaced_and_its_cells_computed(tmp_path, uninterrup
     assert_same_table(output, uninterrupted)
 
 
+def test_a_worker_killed_between_cells_is_replaced_and_the_next_cell_computed():
+    # Killed after it sent its row: it holds no cell, so only the dispatch can notice it.
+    from vrbench.bench.pool import WorkerPool
+
+    cells = [Cell(Spec("bernoulli_toy"), Spec("score_function"), 2, 200, seed)
+             for seed in (0, 1)]
+    pool = WorkerPool(jobs=1, threads=1, timeout=None)
+    rows = pool.run(cells)
+    first, row = next(rows)
+    (worker,) = pool._workers
+    worker.process.kill()
+    worker.process.join(timeout=10)
+    rest = list(rows)
+    assert row["status"] == "ok" and first.seed == 0
+    assert [(cell.seed, row["status"]) for cell, row in rest] == [(1, "ok")]
+
+
 def _scheduler_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

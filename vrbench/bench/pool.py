@@ -289,22 +289,36 @@ class WorkerPool:
             self.close(wait_for_them=finished)
 
     def _dispatch(self, queue: deque[Cell], again: deque[Cell]) -> None:
-        """Send cells to idle workers; a cell to run again waits until it can run alone."""
+        """Send cells to idle workers; a cell to run again waits until it can run alone.
+
+        A worker that died between cells (killed after it had sent its last row) holds no
+        cell, so nothing waits on it: it is removed here, and the loop starts another.
+        """
+        for worker in [w for w in self._workers if w.cell is None and w.ready
+                       and not w.process.is_alive()]:
+            self._remove(worker)
         idle = [w for w in self._workers
                 if w.ready and w.cell is None and not is_stopped(w.process.pid)]
         running = any(w.cell is not None for w in self._workers)
         if again:
             if not running and idle:
-                cell = again.popleft()
-                idle[0].send(cell, self.timeout, alone=True,
-                             reference=self.references.get(cell.key()))
+                self._send(idle[0], again, alone=True)
             return
         for worker in idle:
             if not queue:
                 break
-            cell = queue.popleft()
-            worker.send(cell, self.timeout, alone=False,
+            self._send(worker, queue, alone=False)
+
+    def _send(self, worker: _Worker, cells: deque[Cell], alone: bool) -> None:
+        """Send the first of ``cells`` to ``worker``; if it died since it was seen alive, the
+        cell stays first in line and the worker is removed."""
+        cell = cells.popleft()
+        try:
+            worker.send(cell, self.timeout, alone=alone,
                         reference=self.references.get(cell.key()))
+        except OSError:  # BrokenPipeError, ConnectionResetError: the cell never reached it
+            cells.appendleft(cell)
+            self._remove(worker)
 
     def _receive(self, worker: _Worker, again: deque[Cell], faults: _Faults
                  ) -> Iterator[tuple[Cell, dict[str, Any]]]:
